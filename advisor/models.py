@@ -1,0 +1,1 @@
+"""Assessments, benchmark jobs, rollouts and the savings ledger (added by their issues)."""

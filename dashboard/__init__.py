@@ -1,0 +1,1 @@
+"""Server-rendered pages, Plotly figures and scheduled reports; nothing imports this app."""

@@ -1,0 +1,1 @@
+"""The standalone node agent (`python -m probes.agent`): imports no Django and no other app."""
