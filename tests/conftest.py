@@ -67,7 +67,7 @@ def celery_worker(
     Tests using it commit for real (transactional_db) so the worker sees their rows.
     """
     if _celery_worker_process.poll() is not None:
-        pytest.fail("the session's celery worker has exited; see var/test-logs/celery-worker.log")
+        pytest.fail("the session's celery worker has exited; see var/test-logs/celery-worker-*.log")
     with app_uses_broker():
         yield _celery_worker_process
 

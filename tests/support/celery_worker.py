@@ -43,7 +43,7 @@ def running_worker(
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": REDIS_URL,
     }
-    log_path = ROOT / "var" / "test-logs" / "celery-worker.log"
+    log_path = ROOT / "var" / "test-logs" / f"celery-worker-{db['NAME']}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     log = log_path.open("wb")
     process = subprocess.Popen(
