@@ -1,1 +1,0 @@
-"""Assessments, benchmark jobs, rollouts and the savings ledger (added by their issues)."""

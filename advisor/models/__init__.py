@@ -1,0 +1,6 @@
+"""Advisor models, one module per concept; import them here so Django finds them.
+
+Modules: assessments, benchmarks, rollouts (each added by its issue). Several people add
+models here in parallel: when `makemigrations --check` reports conflicting leaf migrations,
+run `manage.py makemigrations --merge`.
+"""
