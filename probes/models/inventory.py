@@ -1,7 +1,4 @@
-"""Fleet inventory, GPU telemetry, request traces and prices.
-
-Units are in the field names (`_bytes`, `_w`, `_j`, `_s`, `_pct`). Timestamps are aware UTC.
-"""
+"""Fleet inventory: clusters, nodes (with their agent token), GPUs, deployments, prices."""
 
 from __future__ import annotations
 
@@ -45,6 +42,12 @@ class Node(models.Model):
     # Engine args the node should run, and what the agent last reported it runs.
     desired_config = models.JSONField(default=dict, blank=True)
     observed_config = models.JSONField(default=dict, blank=True)
+    # What the agent last reported about the machine (OS, CPUs, memory, driver, samplers).
+    host_info = models.JSONField(default=dict, blank=True)
+    agent_version = models.CharField(max_length=32, blank=True)
+    # Records the agent had to drop because its on-disk spool reached its cap (cumulative).
+    agent_dropped_records = models.BigIntegerField(default=0)
+    agent_dropped_batches = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -109,112 +112,6 @@ class ModelDeployment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.cluster.name}/{self.served_name}"
-
-
-class GpuSample(models.Model):
-    """One telemetry sample of one GPU (NVML, DCGM or Prometheus)."""
-
-    gpu = models.ForeignKey(Gpu, on_delete=models.CASCADE, related_name="samples")
-    ts = models.DateTimeField()
-    util_pct = models.FloatField()
-    mem_used_bytes = models.BigIntegerField()
-    power_w = models.FloatField(null=True, blank=True)
-    energy_j = models.FloatField(null=True, blank=True, help_text="Cumulative since driver load")
-    sm_clock_mhz = models.FloatField(null=True, blank=True)
-    temperature_c = models.FloatField(null=True, blank=True)
-    # DCGM profiling fields (0..1), present only where DCGM or NVML GPM provides them.
-    sm_active = models.FloatField(null=True, blank=True)
-    sm_occupancy = models.FloatField(null=True, blank=True)
-    tensor_active = models.FloatField(null=True, blank=True)
-    dram_active = models.FloatField(null=True, blank=True)
-
-    class Meta:
-        constraints = [
-            # Serves "samples of one GPU in [t0, t1)" (node pages, rollups) and makes a
-            # re-delivered sample impossible to store twice.
-            models.UniqueConstraint(fields=["gpu", "ts"], name="gpusample_unique_gpu_ts"),
-        ]
-        indexes = [
-            # Serves fleet-wide window reads ("all samples in [t0, t1)") and retention deletes.
-            models.Index(fields=["ts"], name="gpusample_ts"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.gpu_id}@{self.ts:%Y-%m-%d %H:%M:%S} {self.util_pct:.0f}%"
-
-
-class RollupResolution(models.TextChoices):
-    MINUTE = "1m", "1 minute"
-    HOUR = "1h", "1 hour"
-
-
-class GpuRollup(models.Model):
-    """Per-GPU aggregate over a 1-minute or 1-hour bucket."""
-
-    gpu = models.ForeignKey(Gpu, on_delete=models.CASCADE, related_name="rollups")
-    resolution = models.CharField(max_length=2, choices=RollupResolution.choices)
-    bucket_start = models.DateTimeField()
-    sample_count = models.PositiveIntegerField()
-    util_mean_pct = models.FloatField()
-    util_p95_pct = models.FloatField()
-    util_max_pct = models.FloatField()
-    mem_used_mean_bytes = models.BigIntegerField()
-    mem_used_max_bytes = models.BigIntegerField()
-    power_mean_w = models.FloatField(null=True, blank=True)
-    sm_active_mean = models.FloatField(null=True, blank=True)
-
-    class Meta:
-        constraints = [
-            # Serves "rollups of one GPU at one resolution in a window" and idempotent re-rollup.
-            models.UniqueConstraint(
-                fields=["gpu", "resolution", "bucket_start"], name="gpurollup_unique_bucket"
-            ),
-        ]
-        indexes = [
-            # Serves the fleet heatmap: every GPU's buckets at one resolution in a window.
-            models.Index(fields=["resolution", "bucket_start"], name="gpurollup_res_bucket"),
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.gpu_id}@{self.bucket_start:%Y-%m-%d %H:%M} ({self.resolution})"
-
-
-class RequestStatus(models.TextChoices):
-    OK = "ok", "OK"
-    ERROR = "error", "Error"
-    ABORTED = "aborted", "Aborted"
-
-
-class RequestSource(models.TextChoices):
-    PROXY = "proxy", "Agent recording proxy"
-    IMPORT = "import", "Imported trace"
-    BENCHMARK = "benchmark", "Benchmark job"
-    DERIVED = "derived", "Derived from vLLM histograms"
-
-
-class RequestRecord(models.Model):
-    """One LLM request: when it arrived, how long it was, how fast it was served."""
-
-    deployment = models.ForeignKey(
-        ModelDeployment, on_delete=models.CASCADE, related_name="requests"
-    )
-    arrival_ts = models.DateTimeField()
-    prompt_tokens = models.PositiveIntegerField()
-    output_tokens = models.PositiveIntegerField()
-    ttft_s = models.FloatField(null=True, blank=True)
-    e2e_s = models.FloatField(null=True, blank=True)
-    status = models.CharField(max_length=8, choices=RequestStatus.choices, default=RequestStatus.OK)
-    source = models.CharField(max_length=10, choices=RequestSource.choices)
-
-    class Meta:
-        indexes = [
-            # Serves workload derivation: one deployment's requests in a time window, in order.
-            models.Index(fields=["deployment", "arrival_ts"], name="request_deployment_arrival"),
-        ]
-
-    def __str__(self) -> str:
-        tokens = f"{self.prompt_tokens}->{self.output_tokens}"
-        return f"{self.deployment_id}@{self.arrival_ts:%H:%M:%S} {tokens}"
 
 
 class PriceSheet(models.Model):
