@@ -1,0 +1,239 @@
+"""Workloads: validation, generators, the Azure trace loader and resampling."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from advisor.engine.workload import (
+    Workload,
+    WorkloadError,
+    closed_loop_workload,
+    gamma_arrivals_s,
+    load_azure_trace,
+    poisson_arrivals_s,
+    resample_workload,
+    synthetic_workload,
+    uniform_lengths,
+)
+
+TRACES = Path(__file__).resolve().parents[2] / "probes" / "data" / "traces"
+CONV = TRACES / "AzureLLMInferenceTrace_conv.csv"
+CODE = TRACES / "AzureLLMInferenceTrace_code.csv"
+
+
+def test_it_copies_and_freezes_the_arrays() -> None:
+    arrival = np.array([0.0, 1.0])
+    workload = Workload(arrival, np.array([5, 6]), np.array([1, 2]))
+    arrival[0] = 9.0
+    assert workload.arrival_s[0] == 0.0
+    with pytest.raises(ValueError, match="read-only"):
+        workload.prompt_tokens[0] = 1
+    assert workload.prompt_tokens.dtype == np.int64
+    assert workload.num_requests == 2 == len(workload)
+
+
+@pytest.mark.parametrize(
+    ("arrival", "prompt", "output", "field"),
+    [
+        ([0.0, 1.0], [1], [1, 1], "same length"),
+        ([1.0, 0.5], [1, 1], [1, 1], "arrival_s: decreases at index 1"),
+        ([-1.0], [1], [1], "arrival_s: must be >= 0"),
+        ([0.0, math.nan], [1, 1], [1, 1], "arrival_s: not finite at index 1"),
+        ([0.0], [-1], [1], "prompt_tokens: negative"),
+        ([0.0, 0.0], [1, 1], [1, 0], "output_tokens: must be >= 1 \\(index 1\\)"),
+        ([[0.0]], [1], [1], "arrival_s: expected a 1-D array"),
+    ],
+)
+def test_it_rejects_malformed_arrays_naming_the_field(
+    arrival: list[float], prompt: list[int], output: list[int], field: str
+) -> None:
+    with pytest.raises(WorkloadError, match=field):
+        Workload(np.array(arrival), np.array(prompt), np.array(output))
+
+
+def test_it_rejects_a_zero_concurrency_cap() -> None:
+    with pytest.raises(WorkloadError, match="max_concurrency"):
+        Workload(np.zeros(1), np.ones(1, np.int64), np.ones(1, np.int64), max_concurrency=0)
+
+
+def test_it_generates_poisson_arrivals_at_the_asked_rate() -> None:
+    arrival = poisson_arrivals_s(np.random.default_rng(1), num_requests=200_001, rate_rps=50.0)
+    assert arrival[0] == 0.0
+    gaps = np.diff(arrival)
+    assert gaps.mean() == pytest.approx(1 / 50.0, rel=0.01)
+    # exponential gaps: coefficient of variation 1
+    assert gaps.std() / gaps.mean() == pytest.approx(1.0, rel=0.02)
+
+
+def test_it_makes_gamma_arrivals_burstier_below_one() -> None:
+    rng = np.random.default_rng(2)
+    gaps = np.diff(gamma_arrivals_s(rng, num_requests=200_001, rate_rps=10.0, burstiness=0.25))
+    assert gaps.mean() == pytest.approx(0.1, rel=0.02)
+    # gamma with shape k: CV = 1/sqrt(k) = 2
+    assert gaps.std() / gaps.mean() == pytest.approx(2.0, rel=0.03)
+
+
+def test_it_sends_everything_at_once_at_infinite_rate() -> None:
+    rng = np.random.default_rng(0)
+    assert gamma_arrivals_s(rng, num_requests=3, rate_rps=math.inf).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_it_is_reproducible_from_the_seed() -> None:
+    def make(seed: int) -> Workload:
+        return synthetic_workload(
+            np.random.default_rng(seed),
+            num_requests=100,
+            rate_rps=4.0,
+            prompt_tokens=100,
+            output_tokens=50,
+            range_ratio=0.5,
+        )
+
+    a, b, c = make(7), make(7), make(8)
+    assert np.array_equal(a.arrival_s, b.arrival_s)
+    assert np.array_equal(a.output_tokens, b.output_tokens)
+    assert not np.array_equal(a.arrival_s, c.arrival_s)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"rate_rps": 0.0}, "rate_rps"),
+        ({"burstiness": 0.0}, "burstiness"),
+        ({"range_ratio": 1.0}, "range_ratio"),
+        ({"output_tokens": 0}, "output_tokens"),
+        ({"num_requests": -1}, "num_requests"),
+    ],
+)
+def test_it_rejects_bad_generator_arguments(kwargs: dict[str, float], field: str) -> None:
+    arguments: dict[str, float] = {
+        "num_requests": 10,
+        "rate_rps": 1.0,
+        "prompt_tokens": 10,
+        "output_tokens": 10,
+        "burstiness": 1.0,
+        "range_ratio": 0.0,
+    } | kwargs
+    with pytest.raises(WorkloadError, match=field):
+        synthetic_workload(np.random.default_rng(0), **arguments)  # type: ignore[arg-type]
+
+
+def test_it_draws_uniform_lengths_within_the_range() -> None:
+    lengths = uniform_lengths(
+        np.random.default_rng(3), num_requests=10_000, mean_tokens=100, range_ratio=0.2
+    )
+    assert lengths.min() == 80
+    assert lengths.max() == 120
+
+
+def test_it_describes_a_closed_loop() -> None:
+    workload = closed_loop_workload(
+        num_requests=64, concurrency=8, prompt_tokens=32, output_tokens=128
+    )
+    assert workload.max_concurrency == 8
+    assert workload.arrival_s.max() == 0.0
+    assert set(workload.output_tokens.tolist()) == {128}
+
+
+def test_it_loads_the_azure_conversation_trace() -> None:
+    workload = load_azure_trace(CONV)
+    assert workload.num_requests == 19_366
+    assert workload.arrival_s[0] == 0.0
+    # first two rows: 18:15:46.6805900 (374, 44) and 18:15:50.9951690 (396, 109)
+    assert workload.arrival_s[1] == pytest.approx(4.314579, abs=1e-6)
+    assert workload.prompt_tokens[:2].tolist() == [374, 396]
+    assert workload.output_tokens[:2].tolist() == [44, 109]
+    assert workload.duration_s == pytest.approx(58 * 60 + 21.721937, abs=1e-3)
+    assert int(workload.prompt_tokens.sum()) == 22_361_870
+    assert load_azure_trace(CODE).num_requests == 8_819
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ("2023-11-16 18:15:47.0,12x,5", "line 3, column ContextTokens: not an integer"),
+        ("2023-11-16 18:15:47.0,12,-5", "line 3, column GeneratedTokens: must be >= 0"),
+        ("2023-11-16 18:15:47.0,12,0", "line 3, column GeneratedTokens: must be >= 1"),
+        ("yesterday,12,5", "line 3, column TIMESTAMP: not a timestamp"),
+        ("2023-11-16 18:15:47.0,12.5,5", "line 3, column ContextTokens: not an integer"),
+        ("2023-11-16 18:15:47.0,,5", "line 3, column ContextTokens"),
+    ],
+)
+def test_it_names_the_line_and_column_of_a_bad_trace_row(
+    tmp_path: Path, row: str, message: str
+) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_bytes(
+        b"TIMESTAMP,ContextTokens,GeneratedTokens\r\n"
+        b"2023-11-16 18:15:46.6805900,374,44\r\n" + row.encode()
+    )
+    with pytest.raises(WorkloadError, match=message):
+        load_azure_trace(path)
+
+
+def test_it_names_a_missing_column_and_a_missing_file(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text("TIMESTAMP,ContextTokens\n2023-11-16 18:15:46,3\n")
+    with pytest.raises(WorkloadError, match=r"missing column\(s\) \['GeneratedTokens'\]"):
+        load_azure_trace(path)
+    with pytest.raises(WorkloadError, match="no such file"):
+        load_azure_trace(tmp_path / "absent.csv")
+
+
+def test_it_sorts_an_unsorted_trace(tmp_path: Path) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text(
+        "TIMESTAMP,ContextTokens,GeneratedTokens\n"
+        "2023-11-16 18:00:02,20,2\n2023-11-16 18:00:00,10,1\n"
+    )
+    workload = load_azure_trace(path)
+    assert workload.arrival_s.tolist() == [0.0, 2.0]
+    assert workload.prompt_tokens.tolist() == [10, 20]
+
+
+def test_it_resamples_a_trace_to_a_million_requests_with_its_shape() -> None:
+    conv = load_azure_trace(CONV)
+    big = resample_workload(conv, np.random.default_rng(5), num_requests=1_000_000)
+    assert big.num_requests == 1_000_000
+    assert big.prompt_tokens.mean() == pytest.approx(conv.prompt_tokens.mean(), rel=0.01)
+    assert big.output_tokens.mean() == pytest.approx(conv.output_tokens.mean(), rel=0.01)
+    assert big.mean_rate_rps == pytest.approx(conv.mean_rate_rps, rel=0.01)
+    faster = resample_workload(conv, np.random.default_rng(5), num_requests=1000, rate_rps=40.0)
+    assert faster.mean_rate_rps == pytest.approx(40.0)
+
+
+def test_it_time_scales_relative_to_the_first_arrival() -> None:
+    workload = Workload(np.array([2.0, 3.0, 6.0]), np.ones(3, np.int64), np.ones(3, np.int64))
+    assert workload.time_scaled(0.5).arrival_s.tolist() == [0.0, 0.5, 2.0]
+    assert workload.with_rate(0.25).arrival_s.tolist() == [0.0, 2.0, 8.0]
+    assert workload.with_rate(math.inf).arrival_s.tolist() == [0.0, 0.0, 0.0]
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    rate=st.floats(min_value=0.01, max_value=1e4),
+    burstiness=st.floats(min_value=0.05, max_value=20.0),
+    n=st.integers(min_value=0, max_value=500),
+    seed=st.integers(min_value=0, max_value=2**32 - 1),
+)
+def test_it_always_generates_a_valid_workload(
+    rate: float, burstiness: float, n: int, seed: int
+) -> None:
+    workload = synthetic_workload(
+        np.random.default_rng(seed),
+        num_requests=n,
+        rate_rps=rate,
+        prompt_tokens=10,
+        output_tokens=3,
+        burstiness=burstiness,
+        range_ratio=0.5,
+    )
+    assert workload.num_requests == n
+    assert np.all(np.diff(workload.arrival_s) >= 0)
+    assert np.all(workload.output_tokens >= 1)
