@@ -1,5 +1,10 @@
 """Ingest API routes (mounted under /api/v1/ by config.urls)."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from probes.api import IngestView
+
+app_name = "probes"
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("ingest/", IngestView.as_view(), name="ingest"),
+]

@@ -10,7 +10,12 @@ from probes.models.inventory import Gpu, ModelDeployment, Node
 class GpuSample(models.Model):
     """One telemetry sample of one GPU (NVML, DCGM or Prometheus)."""
 
-    gpu = models.ForeignKey(Gpu, on_delete=models.CASCADE, related_name="samples")
+    # No database FK constraint and no FK index: the constraint's per-row trigger doubled the
+    # cost of bulk ingest, the ingest service only writes GPU ids it just read, Django still
+    # cascades deletes, and the (gpu, ts) unique index below serves lookups by GPU.
+    gpu = models.ForeignKey(
+        Gpu, on_delete=models.CASCADE, related_name="samples", db_constraint=False, db_index=False
+    )
     ts = models.DateTimeField()
     util_pct = models.FloatField()
     mem_used_bytes = models.BigIntegerField()

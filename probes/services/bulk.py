@@ -1,0 +1,132 @@
+"""Bulk insert that skips rows already stored: COPY on PostgreSQL, executemany on SQLite.
+
+PostgreSQL: rows are COPYed into a temporary staging table (timestamps as Unix seconds,
+float8) and moved with one `INSERT ... SELECT ... ON CONFLICT DO NOTHING`, so a row already
+present (same GPU and instant, re-sent after an agent restart) is skipped instead of failing
+the batch, and `to_timestamp` converts the timestamps in the database rather than in
+Python. SQLite (the demo) gets the same semantics with `INSERT OR IGNORE`.
+
+Runs inside the caller's transaction; returns how many rows were inserted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db import connection, models
+
+
+def bulk_insert_ignoring_conflicts(
+    model: type[models.Model],
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    ts_columns: frozenset[str] = frozenset(),
+    json_columns: frozenset[str] = frozenset(),
+) -> int:
+    """Insert `rows` (values in `columns` order, timestamps as Unix seconds) into `model`."""
+    rows = list(rows)
+    if not rows:
+        return 0
+    if connection.vendor == "postgresql":
+        return _copy_postgresql(model, columns, rows, ts_columns, json_columns)
+    return _insert_sqlite(model, columns, rows, ts_columns, json_columns)
+
+
+def _copy_postgresql(
+    model: type[models.Model],
+    columns: Sequence[str],
+    rows: list[Sequence[Any]],
+    ts_columns: frozenset[str],
+    json_columns: frozenset[str],
+) -> int:
+    table = model._meta.db_table
+    stage = f"_stage_{table}"
+    fields = {field.column: field for field in model._meta.concrete_fields}
+    definitions = []
+    for column in columns:
+        if column in ts_columns:
+            definitions.append(f'"{column}" float8')
+        elif column in json_columns:
+            definitions.append(f'"{column}" text')
+        else:
+            definitions.append(f'"{column}" {fields[column].db_type(connection)}')
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    selected = ", ".join(
+        f'to_timestamp("{c}")' if c in ts_columns else f'"{c}"::jsonb' if c in json_columns
+        else f'"{c}"'
+        for c in columns
+    )  # fmt: skip
+    json_indexes = [i for i, c in enumerate(columns) if c in json_columns]
+    with connection.cursor() as cursor:
+        # Every time, not cached per connection: a CREATE inside a rolled-back transaction is
+        # undone. ON COMMIT DELETE ROWS empties it for the next batch.
+        cursor.execute(
+            f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" ({", ".join(definitions)}) '
+            "ON COMMIT DELETE ROWS"
+        )
+        if not _has_unique_constraint(model):
+            # Rows left by an earlier call in this transaction would be inserted twice.
+            cursor.execute(f'DELETE FROM "{stage}"')
+        raw = cursor.cursor  # the psycopg cursor under Django's wrapper
+        with raw.copy(f'COPY "{stage}" ({quoted}) FROM STDIN') as copy:
+            if json_indexes:
+                for row in rows:
+                    copy.write_row(_dump_json(row, json_indexes))
+            else:
+                for row in rows:
+                    copy.write_row(row)
+        cursor.execute(
+            f'INSERT INTO "{table}" ({quoted}) SELECT {selected} FROM "{stage}" '
+            "ON CONFLICT DO NOTHING"
+        )
+        inserted: int = cursor.rowcount
+    return inserted
+
+
+def _insert_sqlite(
+    model: type[models.Model],
+    columns: Sequence[str],
+    rows: list[Sequence[Any]],
+    ts_columns: frozenset[str],
+    json_columns: frozenset[str],
+) -> int:
+    table = model._meta.db_table
+    ts_indexes = [i for i, c in enumerate(columns) if c in ts_columns]
+    json_indexes = [i for i, c in enumerate(columns) if c in json_columns]
+    adapt = connection.ops.adapt_datetimefield_value
+    converted = []
+    for row in rows:
+        values = list(row)
+        for i in ts_indexes:
+            if values[i] is not None:
+                values[i] = adapt(datetime.fromtimestamp(values[i], UTC))
+        for i in json_indexes:
+            if values[i] is not None:
+                values[i] = json.dumps(values[i], separators=(",", ":"))
+        converted.append(values)
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    marks = ", ".join("%s" for _ in columns)
+    with connection.cursor() as cursor:
+        cursor.executemany(
+            f'INSERT OR IGNORE INTO "{table}" ({quoted}) VALUES ({marks})', converted
+        )
+        inserted: int = cursor.rowcount
+    return inserted
+
+
+def _has_unique_constraint(model: type[models.Model]) -> bool:
+    return any(isinstance(c, models.UniqueConstraint) for c in model._meta.constraints) or bool(
+        model._meta.unique_together
+    )
+
+
+def _dump_json(row: Sequence[Any], indexes: list[int]) -> list[Any]:
+    values = list(row)
+    for i in indexes:
+        if values[i] is not None:
+            values[i] = json.dumps(values[i], separators=(",", ":"))
+    return values
