@@ -1,0 +1,5 @@
+import sys
+
+from probes.agent.cli import main
+
+sys.exit(main())

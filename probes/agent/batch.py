@@ -1,0 +1,102 @@
+"""Collect observations and request records into batches, and seal them as gzip JSON.
+
+The node's inventory (GPUs, deployments) and host facts ride along every batch (they are
+small), so the server can always resolve the rows and a restarted server learns the node
+again from the next batch. Thread-safe: the proxy thread adds request records.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from probes.agent import VERSION
+from probes.agent.samplers import Observations, Row
+
+# A batch is sealed early when it holds this many rows, so no batch nears the server's
+# 8 MiB body limit (an engine sample with histograms is ~5 KB, a request record ~150 B).
+MAX_RECORDS_PER_BATCH = 20_000
+MAX_ENGINE_SAMPLES_PER_BATCH = 500
+
+
+@dataclass(frozen=True)
+class SealedBatch:
+    batch_id: str
+    records: int
+    body_gz: bytes
+    counts: dict[str, int]
+
+
+class BatchBuilder:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._gpus: dict[str, Row] = {}
+        self._deployments: dict[str, Row] = {}
+        self._host: Row | None = None
+        self._gpu_samples: list[Row] = []
+        self._engine_samples: list[Row] = []
+        self._requests: list[Row] = []
+
+    def add(self, observations: Observations) -> None:
+        with self._lock:
+            for gpu in observations.gpus:
+                self._gpus[gpu["uuid"]] = gpu
+            for deployment in observations.deployments:
+                self._deployments[deployment["served_name"]] = deployment
+            if observations.host is not None:
+                self._host = {**(self._host or {}), **observations.host}
+            self._gpu_samples.extend(observations.gpu_samples)
+            self._engine_samples.extend(observations.engine_samples)
+
+    def add_request(self, row: Row) -> None:
+        with self._lock:
+            self._requests.append(row)
+
+    def full(self) -> bool:
+        with self._lock:
+            rows = len(self._gpu_samples) + len(self._engine_samples) + len(self._requests)
+            return (
+                rows >= MAX_RECORDS_PER_BATCH
+                or len(self._engine_samples) >= MAX_ENGINE_SAMPLES_PER_BATCH
+            )
+
+    def seal(self, agent: dict[str, Any]) -> SealedBatch:
+        """Take everything collected so far into one batch (possibly only inventory + host)."""
+        with self._lock:
+            gpu_samples, self._gpu_samples = self._gpu_samples, []
+            engine_samples, self._engine_samples = self._engine_samples, []
+            requests, self._requests = self._requests, []
+            gpus = list(self._gpus.values())
+            deployments = list(self._deployments.values())
+            host = self._host
+        # Deployments named only by request records (proxy before the first scrape).
+        named = {d["served_name"] for d in deployments}
+        for row in requests:
+            if row["served_name"] not in named:
+                named.add(row["served_name"])
+                deployments.append({"served_name": row["served_name"]})
+        batch_id = uuid.uuid4().hex
+        payload: dict[str, Any] = {
+            "batch_id": batch_id,
+            "sent_at": time.time(),
+            "agent": {"version": VERSION, **agent},
+            "gpus": gpus,
+            "deployments": deployments,
+            "gpu_samples": gpu_samples,
+            "engine_samples": engine_samples,
+            "requests": requests,
+        }
+        if host is not None:
+            payload["host"] = host
+        body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        counts = {
+            "gpu_samples": len(gpu_samples),
+            "engine_samples": len(engine_samples),
+            "requests": len(requests),
+        }
+        return SealedBatch(batch_id, sum(counts.values()), gzip.compress(body, 6), counts)

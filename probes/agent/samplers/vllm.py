@@ -1,0 +1,147 @@
+"""Engine samples from a vLLM server's `/metrics`: gauges, counters, rates and histograms.
+
+Rates are per second since this sampler's previous scrape of the same model (None on the
+first scrape and right after a server restart). Histograms (cumulative, see
+`probes.agent.vllm_metrics.Histogram.to_json`) ride along at most every
+`histogram_interval_s`, to keep batches small at 1 Hz sampling.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+import httpx
+
+from probes.agent.config import VllmTarget
+from probes.agent.samplers import Observations, Once, Row
+from probes.agent.vllm_metrics import (
+    VllmMetricsError,
+    VllmSnapshot,
+    parse_snapshots,
+    snapshot_delta,
+)
+
+# The histograms assessments and the dashboard read (canonical names).
+HISTOGRAMS = (
+    "time_to_first_token_seconds",
+    "inter_token_latency_seconds",
+    "e2e_request_latency_seconds",
+    "request_queue_time_seconds",
+    "request_prefill_time_seconds",
+    "request_decode_time_seconds",
+    "request_prompt_tokens",
+    "request_generation_tokens",
+)
+# snapshot counter -> engine sample field (cumulative) and its rate field
+COUNTERS = {
+    "prompt_tokens": ("prompt_tokens_total", "prompt_tokens_per_s"),
+    "generation_tokens": ("generation_tokens_total", "generation_tokens_per_s"),
+    "request_success": ("requests_finished_total", "requests_per_s"),
+    "num_preemptions": ("preemptions_total", "preemptions_per_s"),
+    "spec_decode_num_drafts": ("spec_decode_drafts_total", None),
+    "spec_decode_num_draft_tokens": ("spec_decode_draft_tokens_total", None),
+    "spec_decode_num_accepted_tokens": ("spec_decode_accepted_tokens_total", None),
+}
+
+
+def engine_row(
+    snapshot: VllmSnapshot, previous: VllmSnapshot | None, instance: str, with_histograms: bool
+) -> Row:
+    """One engine sample row from a snapshot (and the previous one, for rates)."""
+    row: Row = {
+        "served_name": snapshot.model_name,
+        "instance": instance,
+        "ts": snapshot.scraped_at_s,
+        "num_requests_running": snapshot.num_requests_running or 0.0,
+        "num_requests_waiting": snapshot.num_requests_waiting or 0.0,
+    }
+    usage = snapshot.kv_cache_usage
+    if usage is not None:
+        row["kv_cache_usage"] = min(1.0, max(0.0, usage))
+    delta = snapshot_delta(previous, snapshot) if previous is not None else None
+    usable = delta is not None and delta.interval_s > 0 and not delta.counter_reset
+    for counter, (total_field, rate_field) in COUNTERS.items():
+        value = snapshot.counters.get(counter)
+        if value is None:
+            continue
+        row[total_field] = value
+        if rate_field and usable and delta is not None:
+            row[rate_field] = delta.rate_per_s(counter)
+    if with_histograms:
+        row["histograms"] = {
+            name: snapshot.histograms[name].to_json()
+            for name in HISTOGRAMS
+            if name in snapshot.histograms
+        }
+    return row
+
+
+class VllmSampler:
+    name = "vllm"
+
+    def __init__(
+        self,
+        target: VllmTarget,
+        client: httpx.Client,
+        hostname: str,
+        histogram_interval_s: float = 10.0,
+    ) -> None:
+        self.target = target
+        self._client = client
+        port = urlsplit(target.url).port or (443 if target.url.startswith("https") else 80)
+        self.instance = f"{hostname}:{port}"
+        self._histogram_interval_s = histogram_interval_s
+        self._previous: dict[str, VllmSnapshot] = {}
+        self._last_histograms_s: dict[str, float] = {}
+        self._model_ids: dict[str, str] = {}
+        self._once = Once()
+
+    def sample(self, now_s: float) -> Observations:
+        observations = Observations()
+        try:
+            response = self._client.get(f"{self.target.url}/metrics")
+            response.raise_for_status()
+            snapshots = parse_snapshots(response.text, scraped_at_s=now_s)
+        except (httpx.HTTPError, VllmMetricsError) as exc:
+            self._once.say(observations, f"vLLM at {self.target.url} unavailable: {exc}")
+            return observations
+        if self.target.served_name is not None:
+            snapshots = {k: v for k, v in snapshots.items() if k == self.target.served_name}
+        if not snapshots:
+            self._once.say(observations, f"vLLM at {self.target.url} exports no model metrics")
+            return observations
+        self._once.say(observations, None)
+        for model, snapshot in snapshots.items():
+            last = self._last_histograms_s.get(model)
+            with_histograms = last is None or now_s - last >= self._histogram_interval_s - 1e-6
+            if with_histograms:
+                self._last_histograms_s[model] = now_s
+            observations.engine_samples.append(
+                engine_row(snapshot, self._previous.get(model), self.instance, with_histograms)
+            )
+            self._previous[model] = snapshot
+            observations.deployments.append(self._deployment(model))
+        return observations
+
+    def _deployment(self, model: str) -> Row:
+        if model not in self._model_ids:
+            self._model_ids[model] = self._model_id(model)
+        row: Row = {"served_name": model, "model_id": self._model_ids[model]}
+        if self.target.gpu_uuids:
+            row["gpu_uuids"] = list(self.target.gpu_uuids)
+        return row
+
+    def _model_id(self, model: str) -> str:
+        """The model's path or Hugging Face id (`root` in /v1/models), else its served name."""
+        try:
+            response = self._client.get(f"{self.target.url}/v1/models")
+            response.raise_for_status()
+            for item in response.json().get("data", []):
+                if item.get("id") == model and isinstance(item.get("root"), str):
+                    return str(item["root"])[:255]
+        except (httpx.HTTPError, ValueError, AttributeError):
+            pass
+        return model
+
+    def close(self) -> None:
+        pass
