@@ -159,7 +159,11 @@ CELERY_TASK_ROUTES = {
     "advisor.tasks.bench.*": {"queue": "bench"},
     "advisor.tasks.rollout.*": {"queue": "rollout"},
 }
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # Probes: roll up the hours new agent batches and imports touched; delete expired telemetry.
+    "probes-rollup-pending": {"task": "probes.tasks.rollup_pending", "schedule": 60.0},
+    "probes-retention": {"task": "probes.tasks.retention_apply", "schedule": 24 * 3600.0},
+}
 
 # Agents push at most this many bytes per request (gzip-decoded); bigger batches are refused.
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
