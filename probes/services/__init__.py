@@ -2,11 +2,15 @@
 
 from probes.services.ingest import IngestResult, batch_ingest
 from probes.services.nodes import NodeRegistrationError, node_register, node_token_rotate
+from probes.services.traces import ImportReport, import_trace, trace_import
 
 __all__ = [
+    "ImportReport",
     "IngestResult",
     "NodeRegistrationError",
     "batch_ingest",
+    "import_trace",
     "node_register",
     "node_token_rotate",
+    "trace_import",
 ]
