@@ -396,6 +396,8 @@ def _hi(spec: Field, max_ts: float) -> float:
 
 
 def _fmt(value: float) -> str:
+    if float(value).is_integer() and abs(value) < 1e18:
+        return str(int(value))
     return f"{value:g}"
 
 

@@ -63,7 +63,8 @@ def parse_dcgm(text: str, now_s: float) -> Observations:
                 }
                 if parent:
                     inventory[uuid]["mig_parent_uuid"] = parent
-            name = sample.name
+            # The family's name: the parser appends `_total` to counter samples' names.
+            name = family.name
             if name in MEMORY_FIELDS:
                 memory[uuid] = memory.get(uuid, 0.0) + float(sample.value) * MIB
             if name in SAMPLE_FIELDS:

@@ -1,0 +1,79 @@
+"""A stand-in for vLLM's OpenAI API that streams like it does (chunked SSE, usage frame).
+
+For proxy tests that need exact control of timing and failures; the real vLLM CPU node is
+used by the integration tests.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler
+from typing import Any
+
+from tests.probes.agent.stub_http import serving, text
+
+MODEL = "tiny"
+TOKENS = 8
+FRAME_GAP_S = 0.005
+FIRST_TOKEN_S = 0.03
+
+
+def frames(body: dict[str, Any]) -> list[bytes]:
+    chat = "messages" in body
+    out = []
+    for i in range(body.get("max_tokens", TOKENS)):
+        choice = (
+            {"index": 0, "delta": {"content": f"t{i}"}} if chat else {"index": 0, "text": f"t{i}"}
+        )
+        out.append(json.dumps({"id": "x", "model": MODEL, "choices": [choice]}).encode())
+    options = body.get("stream_options") or {}
+    if options.get("include_usage"):
+        usage = {"prompt_tokens": 11, "completion_tokens": len(out), "total_tokens": 11 + len(out)}
+        out.append(json.dumps({"id": "x", "model": MODEL, "choices": [], "usage": usage}).encode())
+    return [b"data: " + f + b"\n\n" for f in out] + [b"data: [DONE]\n\n"]
+
+
+@contextmanager
+def fake_vllm(received: list[dict[str, Any]] | None = None) -> Iterator[str]:
+    def completions(request: BaseHTTPRequestHandler) -> None:
+        length = int(request.headers.get("Content-Length", "0"))
+        body = json.loads(request.rfile.read(length))
+        if received is not None:
+            received.append(body)
+        if body.get("model") != MODEL:
+            return text('{"error": "model not found"}', status=404)(request)
+        if body.get("max_tokens") == 0:
+            return text('{"error": "max_tokens must be at least 1"}', status=400)(request)
+        if not body.get("stream"):
+            n = body.get("max_tokens", TOKENS)
+            usage = {"prompt_tokens": 11, "completion_tokens": n, "total_tokens": 11 + n}
+            choices = [{"index": 0, "text": "t" * n}]
+            answer = {"id": "x", "model": MODEL, "choices": choices, "usage": usage}
+            time.sleep(FIRST_TOKEN_S)
+            return text(json.dumps(answer), content_type="application/json")(request)
+        request.send_response(200)
+        request.send_header("Content-Type", "text/event-stream")
+        request.send_header("Transfer-Encoding", "chunked")
+        request.end_headers()
+        time.sleep(FIRST_TOKEN_S)
+        try:
+            for frame in frames(body):
+                request.wfile.write(b"%x\r\n%b\r\n" % (len(frame), frame))
+                request.wfile.flush()
+                time.sleep(FRAME_GAP_S)
+            request.wfile.write(b"0\r\n\r\n")
+            request.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            request.close_connection = True
+
+    with serving(
+        {
+            ("POST", "/v1/completions"): completions,
+            ("POST", "/v1/chat/completions"): completions,
+            ("GET", "/metrics"): text("vllm:num_requests_running 0\n"),
+        }
+    ) as url:
+        yield url
