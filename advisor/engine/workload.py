@@ -57,7 +57,7 @@ def _frozen(array: npt.ArrayLike, dtype: type[np.generic], name: str) -> npt.NDA
 
 @dataclass(frozen=True, eq=False)
 class Workload:
-    """Requests to serve: arrival times (s, non-decreasing, >= 0) and token lengths (>= 1 output).
+    """Requests to serve: arrival times (s, non-decreasing, >= 0) and token lengths (>= 1 each).
 
     Arrays are copied and made read-only on construction, so a workload can be shared safely.
     `max_concurrency` None means open loop (requests are sent at their arrival times).
@@ -91,8 +91,8 @@ class Workload:
                 raise WorkloadError(
                     f"arrival_s: decreases at index {int(back[0]) + 1} (sort first)"
                 )
-        if n and prompt.min() < 0:
-            raise WorkloadError(f"prompt_tokens: negative at index {int(np.argmin(prompt))}")
+        if n and prompt.min() < 1:
+            raise WorkloadError(f"prompt_tokens: must be >= 1 (index {int(np.argmin(prompt))})")
         if n and output.min() < 1:
             raise WorkloadError(f"output_tokens: must be >= 1 (index {int(np.argmin(output))})")
         if self.max_concurrency is not None and (
@@ -233,8 +233,13 @@ def synthetic_workload(
     arrival = gamma_arrivals_s(
         rng, num_requests=num_requests, rate_rps=rate_rps, burstiness=burstiness
     )
-    prompt = uniform_lengths(
-        rng, num_requests=num_requests, mean_tokens=prompt_tokens, range_ratio=range_ratio
+    if prompt_tokens < 1:
+        raise WorkloadError(f"prompt_tokens: must be >= 1, got {prompt_tokens}")
+    prompt = np.maximum(
+        uniform_lengths(
+            rng, num_requests=num_requests, mean_tokens=prompt_tokens, range_ratio=range_ratio
+        ),
+        1,
     )
     output = np.maximum(
         uniform_lengths(
@@ -317,9 +322,8 @@ def load_azure_trace(path: str | Path, *, name: str | None = None) -> Workload:
         _bad_rows(bad, column, raw, "not an integer")
         _bad_rows(numbers < 0, column, raw, "must be >= 0")
         columns[column] = numbers.astype(np.int64)
-    _bad_rows(
-        columns["GeneratedTokens"] < 1, "GeneratedTokens", frame["GeneratedTokens"], "must be >= 1"
-    )
+    for column in AZURE_COLUMNS[1:]:
+        _bad_rows(columns[column] < 1, column, frame[column], "must be >= 1")
     seconds = np.asarray((stamps - stamps.min()).dt.total_seconds(), dtype=np.float64)
     order = np.argsort(seconds, kind="stable")
     return Workload(

@@ -1,0 +1,290 @@
+"""Serving simulator: hand-checked timings, invariants, and the fast path against the reference."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from advisor.engine.catalog import DEFAULT_CATALOG
+from advisor.engine.perf import CalibrationProfile, ConfigError, Deployment, step_time
+from advisor.engine.results import Slo
+from advisor.engine.sim import (
+    Replica,
+    SchedulerConfig,
+    StaticBatchConfig,
+    simulate,
+    simulate_static,
+    vllm_default_scheduler,
+)
+from advisor.engine.sim_reference import simulate_reference
+from advisor.engine.workload import Workload, closed_loop_workload, synthetic_workload
+
+PROFILE = CalibrationProfile(step_overhead_s=1e-3, seq_overhead_s=2e-5, overlap=0.3)
+H100 = DEFAULT_CATALOG.gpu("H100-SXM")
+LLAMA8 = DEFAULT_CATALOG.model("Llama-3-8B")
+BF16 = DEFAULT_CATALOG.quant("bf16")
+
+
+def llama_replica(**scheduler: object) -> Replica:
+    return Replica(
+        Deployment(H100, LLAMA8, BF16),
+        SchedulerConfig(**scheduler) if scheduler else vllm_default_scheduler(H100),  # type: ignore[arg-type]
+        PROFILE,
+    )
+
+
+def tiny_replica(
+    kv_cache_bytes: int, scheduler: SchedulerConfig, profile: CalibrationProfile = PROFILE
+) -> Replica:
+    deployment = Deployment(
+        DEFAULT_CATALOG.gpu("CPU-DEV-2C"),
+        DEFAULT_CATALOG.model("tiny-llama"),
+        BF16,
+        kv_cache_bytes=kv_cache_bytes,
+        max_model_len=2048,
+    )
+    return Replica(deployment, scheduler, profile)
+
+
+def one_request(prompt: int, output: int) -> Workload:
+    return Workload(np.zeros(1), np.array([prompt]), np.array([output]))
+
+
+def test_it_times_a_lone_request_by_hand() -> None:
+    replica = llama_replica()
+    coef = replica.step_model.coef
+    result = simulate(replica, one_request(100, 5))
+    prefill = step_time(coef, 0, 0, 100, 100.0, 100 * 50.5, 1)
+    # four decode steps, attending over 101..104 tokens
+    decodes = [step_time(coef, 1, 101 + j, 0, 0.0, 0.0, 1) for j in range(4)]
+    assert result.first_token_s[0] == pytest.approx(prefill)
+    assert result.finish_s[0] == pytest.approx(prefill + sum(decodes))
+    metrics = result.metrics()
+    assert metrics.tpot_s.p50 == pytest.approx(sum(decodes) / 4)
+    assert metrics.output_throughput_tok_s == pytest.approx(5 / (prefill + sum(decodes)))
+    assert metrics.busy_fraction == pytest.approx(1.0)
+
+
+def test_it_finishes_every_request_exactly_once() -> None:
+    workload = synthetic_workload(
+        np.random.default_rng(3),
+        num_requests=2000,
+        rate_rps=40.0,
+        prompt_tokens=800,
+        output_tokens=200,
+        range_ratio=0.9,
+    )
+    result = simulate(llama_replica(), workload)
+    metrics = result.metrics()
+    assert metrics.completed + metrics.rejected == 2000
+    assert metrics.rejected == 0
+    done = result.completed
+    assert np.all(result.send_s[done] >= workload.arrival_s[done])
+    assert np.all(result.first_token_s[done] > result.send_s[done])
+    assert np.all(result.finish_s[done] >= result.first_token_s[done])
+
+
+def test_it_rejects_requests_longer_than_max_model_len() -> None:
+    workload = Workload(np.zeros(2), np.array([100, 9000]), np.array([10, 10]))
+    metrics = simulate(llama_replica(), workload).metrics()
+    assert (metrics.completed, metrics.rejected) == (1, 1)
+
+
+def test_it_raises_latency_with_load() -> None:
+    base = synthetic_workload(
+        np.random.default_rng(4),
+        num_requests=3000,
+        rate_rps=1.0,
+        prompt_tokens=1000,
+        output_tokens=250,
+    )
+    medians = []
+    for rate in (2.0, 8.0, 16.0, 24.0, 32.0):
+        metrics = simulate(llama_replica(), base.with_rate(rate)).metrics()
+        medians.append((metrics.e2e_s.p50, metrics.ttft_s.p90, metrics.tpot_s.p50))
+    for (e2e_a, ttft_a, tpot_a), (e2e_b, ttft_b, tpot_b) in itertools.pairwise(medians):
+        assert e2e_b >= e2e_a
+        assert ttft_b >= ttft_a
+        # past saturation the batch is capped by KV space, so TPOT plateaus (within 1%)
+        assert tpot_b >= tpot_a * 0.99
+
+
+def test_it_serves_more_with_continuous_than_static_batching() -> None:
+    workload = synthetic_workload(
+        np.random.default_rng(5),
+        num_requests=1500,
+        rate_rps=math.inf,
+        prompt_tokens=500,
+        output_tokens=300,
+        range_ratio=0.9,
+    )
+    replica = llama_replica()
+    continuous = simulate(replica, workload).metrics()
+    static = simulate_static(replica, workload, StaticBatchConfig(batch_size=64, timeout_s=0.5))
+    assert continuous.output_throughput_tok_s > 1.5 * static.metrics().output_throughput_tok_s
+    assert continuous.completed == static.metrics().completed == 1500
+
+
+def test_it_runs_a_static_batch_until_its_longest_request_ends() -> None:
+    replica = llama_replica()
+    coef = replica.step_model.coef
+    workload = Workload(np.array([0.0, 0.1]), np.array([10, 20]), np.array([3, 6]))
+    result = simulate_static(replica, workload, StaticBatchConfig(batch_size=2, timeout_s=5.0))
+    # dispatched when the second request arrives; both prompts padded to 20 tokens
+    prefill = step_time(coef, 0, 0, 40, 40.0, 2 * 20 * 10.5, 2)
+    decodes = [step_time(coef, 2, 2 * 21 + 2 * j, 0, 0.0, 0.0, 2) for j in range(5)]
+    assert result.first_token_s.tolist() == pytest.approx([0.1 + prefill] * 2)
+    assert result.finish_s.tolist() == pytest.approx([0.1 + prefill + sum(decodes)] * 2)
+    alone = simulate_static(replica, workload, StaticBatchConfig(batch_size=2, timeout_s=0.05))
+    assert alone.first_token_s[0] == pytest.approx(0.05 + step_time(coef, 0, 0, 10, 10.0, 55.0, 1))
+
+
+def test_it_preempts_when_kv_runs_out() -> None:
+    # 96 KiB of KV at 1 KiB per token: 96 tokens, 6 blocks of 16
+    replica = tiny_replica(96 * 1024, SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=64))
+    workload = closed_loop_workload(
+        num_requests=6, concurrency=6, prompt_tokens=10, output_tokens=40
+    )
+    fast = simulate(replica, workload)
+    reference = simulate_reference(replica, workload)
+    assert fast.total_preemptions > 0
+    assert fast.total_preemptions == reference.total_preemptions
+    assert fast.metrics().completed == 6
+    np.testing.assert_allclose(fast.finish_s, reference.finish_s, rtol=1e-9)
+
+
+def test_it_keeps_at_most_the_client_cap_in_flight() -> None:
+    workload = synthetic_workload(
+        np.random.default_rng(6),
+        num_requests=400,
+        rate_rps=50.0,
+        prompt_tokens=300,
+        output_tokens=100,
+        range_ratio=0.5,
+        max_concurrency=7,
+    )
+    result = simulate(llama_replica(), workload)
+    events = sorted(
+        [(t, 1) for t in result.send_s] + [(t, -1) for t in result.finish_s],
+        key=lambda e: (e[0], e[1]),
+    )
+    in_flight = np.cumsum([delta for _, delta in events])
+    assert in_flight.max() == 7
+
+
+def test_it_reports_cost_slo_and_utilisation() -> None:
+    workload = closed_loop_workload(
+        num_requests=64, concurrency=16, prompt_tokens=512, output_tokens=128
+    )
+    result = simulate(llama_replica(), workload)
+    metrics = result.metrics(Slo(ttft_s=0.05, tpot_s=0.02))
+    tokens = 64 * 128
+    assert metrics.output_throughput_tok_s == pytest.approx(tokens / metrics.duration_s)
+    assert metrics.cost_usd == pytest.approx(39.33 / 8 * metrics.duration_s / 3600)
+    assert metrics.cost_usd_per_1m_output_tokens == pytest.approx(metrics.cost_usd / tokens * 1e6)
+    ttft = result.first_token_s - result.send_s
+    tpot = (result.finish_s - result.first_token_s) / 127
+    good = int(((ttft <= 0.05) & (tpot <= 0.02)).sum())
+    assert metrics.slo_attainment == pytest.approx(good / 64)
+    assert metrics.goodput_rps == pytest.approx(good / metrics.duration_s)
+    assert 0 < metrics.mbu <= 1
+    assert 0 < metrics.mfu <= 1
+    assert 0 < metrics.kv_usage_mean <= metrics.kv_usage_peak < 1
+    assert metrics.itl_s.p50 == pytest.approx(metrics.tpot_s.p50, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("scheduler", "message"),
+    [
+        ({"max_num_seqs": 0}, "max_num_seqs: must be an integer >= 1"),
+        (
+            {"max_num_seqs": 512, "max_num_batched_tokens": 256},
+            "max_num_batched_tokens: 256 is below",
+        ),
+    ],
+)
+def test_it_rejects_bad_scheduler_settings(scheduler: dict[str, int], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        SchedulerConfig(**scheduler)  # type: ignore[arg-type]
+
+
+def test_it_refuses_unchunked_prefill_below_max_model_len() -> None:
+    with pytest.raises(ConfigError, match="chunked prefill off"):
+        llama_replica(max_num_batched_tokens=2048, enable_chunked_prefill=False)
+
+
+def test_it_matches_the_reference_on_the_azure_conversation_shape() -> None:
+    from advisor.engine.workload import load_azure_trace
+
+    trace = load_azure_trace("probes/data/traces/AzureLLMInferenceTrace_conv.csv").head(300)
+    replica = llama_replica(max_num_seqs=32, max_num_batched_tokens=2048)
+    fast, reference = (
+        simulate(replica, trace.with_rate(20.0)),
+        simulate_reference(replica, trace.with_rate(20.0)),
+    )
+    np.testing.assert_allclose(fast.finish_s, reference.finish_s, rtol=1e-9)
+    np.testing.assert_allclose(fast.first_token_s, reference.first_token_s, rtol=1e-9)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    kv_tokens=st.integers(200, 5000),
+    max_num_seqs=st.integers(1, 24),
+    budget=st.integers(24, 400),
+    chunked=st.booleans(),
+    block=st.sampled_from([1, 4, 16]),
+    rate=st.sampled_from([5.0, 100.0, math.inf]),
+    cap=st.sampled_from([None, 1, 3, 12]),
+    overlap=st.floats(0, 1),
+)
+def test_it_jumps_over_decode_runs_exactly_like_stepping(
+    seed: int,
+    kv_tokens: int,
+    max_num_seqs: int,
+    budget: int,
+    chunked: bool,
+    block: int,
+    rate: float,
+    cap: int | None,
+    overlap: float,
+) -> None:
+    budget = max(budget, max_num_seqs)
+    scheduler = SchedulerConfig(
+        max_num_seqs=max_num_seqs,
+        max_num_batched_tokens=budget if chunked else 2048,
+        enable_chunked_prefill=chunked,
+        block_size_tokens=block,
+    )
+    profile = CalibrationProfile(step_overhead_s=5e-4, seq_overhead_s=3e-5, overlap=overlap)
+    replica = tiny_replica(kv_tokens * 1024, scheduler, profile)
+    workload = synthetic_workload(
+        np.random.default_rng(seed),
+        num_requests=60,
+        rate_rps=rate,
+        prompt_tokens=150,
+        output_tokens=60,
+        range_ratio=0.95,
+        burstiness=0.5,
+        max_concurrency=cap,
+    )
+    fast = simulate(replica, workload)
+    reference = simulate_reference(replica, workload)
+    for name in ("send_s", "first_token_s", "finish_s"):
+        np.testing.assert_allclose(
+            getattr(fast, name), getattr(reference, name), rtol=1e-9, atol=1e-12, err_msg=name
+        )
+    assert fast.preemptions.tolist() == reference.preemptions.tolist()
+    assert fast.num_steps == reference.num_steps
+    assert fast.bytes_per_device == pytest.approx(reference.bytes_per_device, rel=1e-9)
+    assert fast.flops_per_device == pytest.approx(reference.flops_per_device, rel=1e-9)
+    assert fast.peak_kv_blocks == reference.peak_kv_blocks
+    assert fast.kv_block_seconds == pytest.approx(reference.kv_block_seconds, rel=0.02)
+    fast_itl, ref_itl = fast.metrics().itl_s, reference.metrics().itl_s
+    if not math.isnan(ref_itl.p50):
+        assert fast_itl.p50 == pytest.approx(ref_itl.p50, rel=0.03)
