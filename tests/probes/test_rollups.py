@@ -80,9 +80,11 @@ def _hist(count: float, under_100ms: float, total_s: float) -> dict:
 
 
 def _engine(deployment: ModelDeployment, instance: str, at: datetime, **values: object) -> None:
-    EngineSample.objects.create(deployment=deployment, instance=instance, ts=at,
-                                num_requests_running=values.pop("running", 2.0),
-                                num_requests_waiting=values.pop("waiting", 0.0), **values)  # fmt: skip
+    running, waiting = values.pop("running", 2.0), values.pop("waiting", 0.0)
+    EngineSample.objects.create(
+        deployment=deployment, instance=instance, ts=at, num_requests_running=running,
+        num_requests_waiting=waiting, **values,
+    )  # fmt: skip
 
 
 def test_it_rolls_engine_samples_up_across_servers_and_restarts(
@@ -144,7 +146,7 @@ def test_it_rolls_requests_up_into_the_load_shape(deployment: ModelDeployment) -
 
 
 def test_the_beat_task_rolls_up_what_agents_delivered(client: Client) -> None:
-    node, token = registered_node()
+    _node, token = registered_node()
     now = timezone.now().replace(second=30, microsecond=0) - timedelta(minutes=3)
     samples = [gpu_sample(ts=now.timestamp() + i, util_pct=float(i)) for i in range(10)]
     assert post(client, token, batch(gpus=[gpu()], gpu_samples=samples)).status_code == 201
