@@ -1,0 +1,103 @@
+"""Calibration profiles per (hardware kind, engine), the built-in fitted ones, JSON I/O.
+
+`ProfileSet.lookup(hardware, engine)` returns the most specific profile: exact (hardware,
+engine), then (hardware, "*"), then ("*", engine), then ("*", "*"). Built-ins:
+
+- `PUBLIC_GPU_PROFILE` ("*", "*"): fitted on `advisor/engine/data/public_cases.csv` by
+  `python -m advisor.engine fit-public` (which prints these values and the fit error);
+- `CPU_DEV_VLLM_PROFILE` ("CPU-DEV-2C", "vllm"): fitted on the project's real vLLM CPU node
+  (`tests/benchmarks/bench_engine.py` refits it from fresh measurements and checks it).
+
+Profiles from the user's own benchmarks come from `advisor.engine.calibration` and are saved
+and loaded with `save_profiles` / `load_profiles` (a JSON list of profile dicts).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from advisor.engine.perf import CalibrationProfile, ConfigError
+
+# `python -m advisor.engine fit-public` on advisor/engine/data/public_cases.csv (10 modellable
+# cases of 11; values rounded to 4 digits): fit median APE 0.136, mean 0.176.
+PUBLIC_GPU_PROFILE = CalibrationProfile(
+    hardware="*",
+    engine="*",
+    bw_efficiency=0.9387,
+    compute_efficiency=0.4397,
+    step_overhead_s=5.148e-3,
+    seq_overhead_s=0.0,
+    layer_overhead_s=1.129e-5,
+    allreduce_latency_s=5.680e-5,
+    overlap=0.4947,
+    source="fit-public advisor/engine/data/public_cases.csv",
+    fit_median_ape=0.136,
+    fit_points=10,
+)
+
+CPU_DEV_VLLM_PROFILE = CalibrationProfile(
+    hardware="CPU-DEV-2C",
+    engine="vllm",
+    bw_efficiency=0.5,
+    compute_efficiency=0.1,
+    step_overhead_s=2.5e-3,
+    seq_overhead_s=1.0e-4,
+    source="unfitted placeholder",
+)
+
+
+def _key(text: str) -> str:
+    return text.strip().lower()
+
+
+@dataclass(frozen=True)
+class ProfileSet:
+    """An immutable set of profiles; later entries win over earlier ones for the same key."""
+
+    profiles: tuple[CalibrationProfile, ...] = (PUBLIC_GPU_PROFILE, CPU_DEV_VLLM_PROFILE)
+
+    def lookup(self, hardware: str, engine: str) -> CalibrationProfile:
+        table = {(_key(p.hardware), _key(p.engine)): p for p in self.profiles}
+        for key in (
+            (_key(hardware), _key(engine)),
+            (_key(hardware), "*"),
+            ("*", _key(engine)),
+            ("*", "*"),
+        ):
+            if key in table:
+                return table[key]
+        raise ConfigError(f"profile: none for hardware {hardware!r} and engine {engine!r}")
+
+    def with_profiles(self, extra: Iterable[CalibrationProfile]) -> ProfileSet:
+        return ProfileSet((*self.profiles, *extra))
+
+
+DEFAULT_PROFILES = ProfileSet()
+
+
+def save_profiles(path: str | Path, profiles: Iterable[CalibrationProfile]) -> None:
+    Path(path).write_text(json.dumps([p.to_dict() for p in profiles], indent=2) + "\n")
+
+
+def load_profiles(path: str | Path) -> list[CalibrationProfile]:
+    """Read a JSON list of profile dicts (or a single dict); errors name the entry and field."""
+    source = Path(path)
+    try:
+        data = json.loads(source.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"profile: no such file {source}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"profile: {source} is not valid JSON: {exc}") from None
+    entries = data if isinstance(data, list) else [data]
+    profiles = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise ConfigError(f"profile: entry {index} of {source} is not an object")
+        try:
+            profiles.append(CalibrationProfile.from_dict(entry))
+        except (ConfigError, TypeError) as exc:
+            raise ConfigError(f"profile: entry {index} of {source}: {exc}") from None
+    return profiles
