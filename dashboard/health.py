@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.auth.decorators import login_not_required
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from kombu import Connection
@@ -31,7 +32,11 @@ def check_broker() -> dict[str, object]:
     return {"ok": True, "mode": "broker"}
 
 
+@login_not_required
 def healthz(request: HttpRequest) -> JsonResponse:
     checks = {"database": check_database(), "broker": check_broker()}
     healthy = all(check["ok"] for check in checks.values())
     return JsonResponse({"ok": healthy, **checks}, status=200 if healthy else 503)
+
+
+healthz.required_role = "public"  # type: ignore[attr-defined]  # read by the URL-walk test

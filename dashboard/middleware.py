@@ -1,0 +1,52 @@
+"""Security headers Django does not set itself: Content-Security-Policy and Permissions-Policy.
+
+The policy allows scripts only from this site (Plotly.js is served from /static/vendor/,
+figures travel as <script type="application/json">, drawn by /static/js/charts.js), so an
+injected inline script does not run. Styles allow 'unsafe-inline' for style *attributes*
+only (Plotly positions its SVG with them); style elements must come from this site.
+Heatmaps are drawn to a canvas and shown as data: images, hence img-src data: blob:.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+DEFAULT_CSP = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "style-src-elem 'self'",
+        "style-src-attr 'unsafe-inline'",
+        "img-src 'self' data: blob:",
+        "font-src 'self'",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'self'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+PERMISSIONS_POLICY = "camera=(), microphone=(), geolocation=(), payment=(), usb=()"
+
+
+class SecurityHeadersMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        policy = getattr(settings, "CONTENT_SECURITY_POLICY", DEFAULT_CSP)
+        if policy:
+            response.headers.setdefault("Content-Security-Policy", policy)
+        response.headers.setdefault("Permissions-Policy", PERMISSIONS_POLICY)
+        response.headers.setdefault("Cross-Origin-Resource-Policy", "same-origin")
+        user = getattr(request, "user", None)
+        if user is not None and user.is_authenticated:
+            # Fleet costs and traces are not for shared caches or the back button of a
+            # shared machine after logout.
+            response.headers.setdefault("Cache-Control", "private, no-store")
+        return response

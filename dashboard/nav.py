@@ -1,0 +1,26 @@
+"""The navigation bar: one entry per page family, shown to the roles that may open it.
+
+Later pages (assessments, what-if, benchmarks, rollouts) add one `NavEntry` here each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from probes.roles import ADMIN, VIEWER
+
+
+@dataclass(frozen=True)
+class NavEntry:
+    label: str
+    url_name: str
+    role: str
+    # The path prefix that marks the entry active ("/" only matches the root itself).
+    prefix: str
+
+
+NAV: tuple[NavEntry, ...] = (
+    NavEntry("Fleet", "dashboard:home", VIEWER, "/"),
+    NavEntry("Traces", "dashboard:traces", VIEWER, "/traces/"),
+    NavEntry("Admin", "admin:index", ADMIN, "/admin/"),
+)

@@ -1,0 +1,124 @@
+"""Number formatting, the navigation bar and figure embedding for dashboard templates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import plotly.graph_objects as go
+from django import template
+from django.urls import reverse
+from django.utils.html import format_html
+
+from dashboard.access import has_role
+from dashboard.figures.theme import figure_json
+from dashboard.nav import NAV
+from probes.roles import role_of
+
+register = template.Library()
+DASH = "\u2013"
+
+
+@register.filter
+def usd(value: float | None) -> str:
+    """$1,234 (no cents above $100, cents below); "no price" for None."""
+    if value is None:
+        return "no price"
+    return f"${value:,.0f}" if abs(value) >= 100 else f"${value:,.2f}"
+
+
+@register.filter
+def pct(value: float | None, digits: int = 1) -> str:
+    return DASH if value is None else f"{value:.{digits}f}%"
+
+
+@register.filter
+def ratio_pct(value: float | None) -> str:
+    """A 0..1 ratio as a percentage."""
+    return DASH if value is None else f"{value * 100:.1f}%"
+
+
+@register.filter
+def hours(value: float | None) -> str:
+    if value is None:
+        return DASH
+    return f"{value:,.0f} h" if abs(value) >= 100 else f"{value:,.1f} h"
+
+
+@register.filter
+def num(value: float | None, digits: int = 2) -> str:
+    if value is None:
+        return DASH
+    return f"{value:,.{digits}f}"
+
+
+@register.filter
+def seconds(value: float | None) -> str:
+    """Latency: ms below a second, s above."""
+    if value is None:
+        return DASH
+    return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+@register.filter
+def gib(value: float | None) -> str:
+    return DASH if value is None else f"{value / 2**30:,.1f} GiB"
+
+
+@register.simple_tag
+def plotly(fig: go.Figure, name: str, link: str = "") -> str:
+    """A chart container and its figure JSON; static/js/charts.js draws it (no inline JS).
+
+    `link` ("/gpus/ID/") makes a click on a row or bar open that object's page, taking the
+    id from the figure's `layout.meta.ids`.
+    """
+    return format_html(
+        '<div class="chart" data-figure="fig-{0}" data-link="{1}" role="img" aria-label="{2}">'
+        '</div><script type="application/json" id="fig-{0}">{3}</script>',
+        name,
+        link,
+        fig.layout.title.text or name,
+        figure_json(fig),
+    )
+
+
+@register.inclusion_tag("dashboard/_nav.html", takes_context=True)
+def nav(context: dict[str, Any]) -> dict[str, Any]:
+    request = context["request"]
+    user = request.user
+    entries = []
+    for entry in NAV:
+        if not has_role(user, entry.role):
+            continue
+        if entry.url_name.startswith("admin:") and not user.is_staff:
+            continue  # the Django admin only lets staff in
+        path = request.path
+        active = path == "/" if entry.prefix == "/" else path.startswith(entry.prefix)
+        entries.append({"label": entry.label, "url": reverse(entry.url_name), "active": active})
+    return {"entries": entries, "role": role_of(user) or "no role"}
+
+
+@register.filter
+def can(user: Any, role: str) -> bool:
+    """`{% if user|can:"operator" %}`: show a control only to roles that may use it."""
+    return has_role(user, role)
+
+
+# A GpuSeries' or EngineSeries' statistics of one named series.
+@register.filter
+def series_mean(series: Any, name: str) -> float | None:
+    return series.mean(name)
+
+
+@register.filter
+def series_p95(series: Any, name: str) -> float | None:
+    return series.p95(name)
+
+
+@register.filter
+def series_peak(series: Any, name: str) -> float | None:
+    return series.peak(name)
+
+
+@register.filter
+def series_total(series: Any, name: str) -> float:
+    return series.total(name)

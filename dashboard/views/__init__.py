@@ -1,0 +1,5 @@
+"""Dashboard pages; each view checks the role, asks selectors, renders one template.
+
+One module per page family: `fleet`, `gpus` (node, GPU and deployment detail), `traces`,
+`reports`. Every view is wrapped in `dashboard.access.role_required`.
+"""

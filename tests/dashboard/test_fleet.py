@@ -1,0 +1,121 @@
+"""Fleet overview: the numbers from known rollups, the page, and its window selector."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils.http import urlencode
+
+from dashboard.selectors.fleet import fleet_overview
+from dashboard.windows import Window
+from tests.dashboard.conftest import END, SmallFleet
+
+pytestmark = pytest.mark.django_db
+
+
+def week() -> Window:
+    return Window("7d", END - timedelta(days=7), END, end_given=True)
+
+
+def test_it_computes_utilization_idle_hours_and_cost_from_hour_rollups(
+    small_fleet: SmallFleet,
+) -> None:
+    overview = fleet_overview(window=week(), cluster=small_fleet.cluster)
+    assert overview.resolution == "1h"
+    by_id = {gpu.gpu_id: gpu for gpu in overview.gpus}
+    busy, idle, l4 = (
+        by_id[g.pk] for g in (small_fleet.busy, small_fleet.idle, small_fleet.unpriced)
+    )
+
+    assert busy.observed_hours == pytest.approx(24.0)
+    assert busy.util_mean_pct == pytest.approx(60.0)
+    assert busy.idle_hours == 0.0
+    assert busy.unused_hours == pytest.approx(24 * 0.4)
+    assert busy.cost_usd == pytest.approx(24 * 4.0)
+
+    # 10 hours never above 3% (< 5%: idle), 14 hours at 40% (peak 70%).
+    assert idle.util_mean_pct == pytest.approx((10 * 2.0 + 14 * 40.0) / 24)
+    assert idle.idle_hours == pytest.approx(10.0)
+    assert idle.idle_cost_usd == pytest.approx(40.0)
+    assert idle.unused_cost_usd == pytest.approx((10 * 0.98 + 14 * 0.6) * 4.0)
+
+    # The L4 has no price sheet row: hours counted, never a dollar figure.
+    assert l4.price.usd_per_gpu_hour is None
+    assert l4.idle_hours == pytest.approx(24.0)
+    assert l4.idle_cost_usd is None
+    assert [(u.label, u.gpus, u.idle_hours) for u in overview.unpriced] == [("L4", 1, 24.0)]
+
+    assert overview.gpu_count == 3
+    assert overview.idle_gpu_hours == pytest.approx(34.0)
+    assert overview.idle_cost_usd == pytest.approx(40.0)  # the L4's 24 h are not priced
+    assert overview.cost_usd == pytest.approx(48 * 4.0)
+    assert overview.util_mean_pct == pytest.approx((24 * 60 + 10 * 2 + 14 * 40 + 24 * 0) / 72)
+    # Coverage: 72 observed GPU-hours of 3 GPUs x 168 h.
+    assert overview.coverage == pytest.approx(72 / (3 * 168))
+
+
+def test_it_takes_p95_over_gpu_buckets(small_fleet: SmallFleet) -> None:
+    overview = fleet_overview(window=week(), cluster=small_fleet.cluster)
+    values = sorted([60.0] * 24 + [2.0] * 10 + [40.0] * 14 + [0.0] * 24)
+    rank = (len(values) - 1) * 0.95
+    low = int(rank)
+    expected = values[low] + (values[low + 1] - values[low]) * (rank - low)
+    assert overview.util_p95_pct == pytest.approx(expected)
+    by_id = {gpu.gpu_id: gpu for gpu in overview.gpus}
+    assert by_id[small_fleet.idle.pk].util_p95_pct == pytest.approx(40.0)
+
+
+def test_it_ranks_wastes_by_idle_cost_then_unpriced_by_hours(small_fleet: SmallFleet) -> None:
+    overview = fleet_overview(window=week(), cluster=small_fleet.cluster)
+    assert [gpu.label for gpu in overview.wastes] == ["gpu-a:1", "gpu-a:0", "gpu-a:2"]
+
+
+def test_it_fills_the_heatmap_with_gaps_where_no_telemetry(small_fleet: SmallFleet) -> None:
+    overview = fleet_overview(window=week(), cluster=small_fleet.cluster)
+    heat = overview.heatmap
+    assert heat.gpu_labels == ("gpu-a:0", "gpu-a:1", "gpu-a:2")
+    assert heat.column_s == 3600
+    assert heat.util_pct.shape == (3, 168)
+    filled = ~__import__("numpy").isnan(heat.util_pct)
+    assert filled.sum() == 72  # 3 GPUs x 24 hours; the other 5 days are gaps
+    assert heat.util_pct[0][filled[0]].tolist() == [60.0] * 24
+
+
+def test_it_uses_minute_rollups_up_to_a_day(small_fleet: SmallFleet) -> None:
+    day = Window("24h", END - timedelta(days=1), END, end_given=True)
+    overview = fleet_overview(window=day, cluster=small_fleet.cluster)
+    assert overview.resolution == "1m"
+    assert overview.observed_gpu_hours == 0.0  # the fixture holds hour rollups only
+    assert overview.latest_bucket == END - timedelta(days=1)  # the last hour rollup's end
+
+
+def test_the_page_shows_the_numbers_and_offers_the_latest_data(
+    client: Client, carol, small_fleet: SmallFleet
+) -> None:
+    client.force_login(carol)
+    response = client.get("/", {"window": "24h"})
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert 'data-testid="kpi-gpus"' in text
+    # The data is from 2025-03: "now" is later, so the page offers the window ending there.
+    assert "No telemetry in this window" in text
+
+    response = client.get("/?" + urlencode({"window": "7d", "end": END.isoformat()}))
+    text = response.content.decode()
+    assert "No telemetry in this window" not in text
+    assert "$40.00" in text  # idle cost
+    unpriced = text[text.index('data-testid="unpriced"') :]
+    assert "<strong>L4</strong> (1 GPU, 24.0 h idle)" in unpriced
+    assert 'id="fig-heatmap"' in text
+
+
+def test_a_bad_window_is_named_and_the_default_used(client: Client, carol, small_fleet) -> None:
+    client.force_login(carol)
+    response = client.get("/", {"window": "2y", "end": "yesterday", "cluster": "nope"})
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "window: unknown value &#x27;2y&#x27;" in text
+    assert "end: &#x27;yesterday&#x27; is not an ISO 8601 date and time" in text
+    assert "cluster: no cluster named &#x27;nope&#x27;" in text
