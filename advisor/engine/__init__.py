@@ -1,10 +1,41 @@
-"""The pure what-if engine: catalogs, performance model, simulators, strategies, planner.
+"""The pure what-if engine: catalogs, performance model, serving simulator, calibration.
 
-Imports only the standard library, numpy and pandas (and numba for the simulator's inner
-loop): no Django, no other app of ours.
+Imports only the standard library, numpy, pandas and numba (the simulator's compiled inner
+loop): no Django, no other app of ours. Frozen dataclasses in, result objects out; no I/O in
+constructors (file readers are separate functions); no global state; randomness only from a
+`numpy.random.Generator` the caller seeds. Units are in the names (`_s`, `_bytes`, `_tokens`,
+`_usd`, `_rps`, `_tok_s`).
 
-Modules:
-- `advisor.engine.workload`: `Workload` (arrival times, prompt and output tokens as numpy
-  arrays, optional client concurrency cap), Poisson/gamma generators, closed loops, the Azure
-  2023 trace loader, resampling and time scaling.
+Modules and their main API (stable; engine II's strategies and planner build on these):
+
+- `workload`: `Workload(arrival_s, prompt_tokens, output_tokens, max_concurrency=None)`;
+  `poisson_arrivals_s`, `gamma_arrivals_s` (burstiness as `vllm bench serve`),
+  `synthetic_workload`, `closed_loop_workload`, `load_azure_trace(path)`,
+  `resample_workload(w, rng, num_requests=, rate_rps=)`, `Workload.with_rate/time_scaled`.
+  Errors: `WorkloadError` naming the field, or the file line and column.
+- `catalog`: `DEFAULT_CATALOG.gpu(name) -> HardwareSpec`, `.model(name) -> ModelSpec`,
+  `.quant(name) -> QuantScheme`; `resolve_model(name_or_config_json_path)`,
+  `model_from_hf_config(path)`, `Catalog.with_gpu/with_model/with_price`. Errors:
+  `CatalogError`.
+- `perf`: `Deployment(hardware, model, quant, kv_dtype="auto", tensor_parallel=1,
+  gpu_memory_utilization=0.9, max_model_len=None, kv_cache_bytes=None)` (raises `ConfigError`
+  when the model does not fit or TP does not divide the heads), `memory_plan(...)`,
+  `CalibrationProfile` (efficiencies, overheads, TP all-reduce latency, host/device overlap,
+  API latency), `StepModel(deployment, profile).step_time_s(...)`.
+- `sim`: `SchedulerConfig(max_num_seqs, max_num_batched_tokens, enable_chunked_prefill,
+  block_size_tokens)`, `vllm_default_scheduler(hardware)`, `Replica(deployment, scheduler,
+  profile)`, `simulate(replica, workload) -> SimResult` (vLLM V1 continuous batching, closed
+  form over decode runs), `simulate_static(replica, workload, StaticBatchConfig(...))`.
+  `sim_reference.simulate_reference` is the readable step-by-step twin the tests compare with.
+- `results`: `SimResult` (per-request send/first-token/finish times, preemptions, counters)
+  and `SimResult.metrics(Slo(ttft_s=, tpot_s=, e2e_s=)) -> ServingMetrics` (throughputs,
+  TTFT/TPOT/ITL/e2e percentiles, busy fraction, MBU, MFU, KV usage, preemptions, SLO
+  attainment, goodput, USD per 1M output tokens).
+- `profiles`: `DEFAULT_PROFILES.lookup(hardware, engine)`, the built-in fitted profiles,
+  `load_profiles` / `save_profiles` (JSON).
+- `calibration`: `MeasuredPoint`, `fit_points(...) -> FitResult` (profile + fit error),
+  `evaluate_points`, `fit_cases` (published cases).
+- `cases`: `read_cases(csv)`, `predict_case`, `validate_cases` for files in the
+  `public_cases.csv` format; `Unmodellable` / `CaseError`.
+- `python -m advisor.engine predict|validate|calibrate|fit-public` (see `__main__`).
 """

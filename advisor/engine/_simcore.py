@@ -42,6 +42,7 @@ C_BYTES_EXPERTS = 15
 C_KV_BYTES_PER_CTX = 16
 C_FLOPS_PER_TOKEN = 17
 C_ATTN_FLOPS_PER_PAIR = 18
+C_API_LATENCY_S = 19
 
 # Request states
 NOT_SENT = 0
@@ -273,13 +274,14 @@ def _blocks(tokens, block):  # type: ignore[no-untyped-def]
 
 @njit(cache=True)
 def _send_due(  # type: ignore[no-untyped-def]
-    t, nxt, in_flight, done, wt, max_concurrency, cap_free_since, arrival_s, prompt_tokens,
-    output_tokens, max_model_len, block_size, total_blocks, send_s, state, target, wq,
+    t, nxt, in_flight, done, tt, max_concurrency, cap_free_since, arrival_s, prompt_tokens,
+    output_tokens, max_model_len, block_size, total_blocks, send_s, state, target, tq,
 ):  # fmt: skip
     """Send every request that has arrived by `t` while the client cap allows (in order).
 
-    Requests vLLM would refuse (longer than max_model_len or than the whole KV space) are
-    rejected at once. Returns the updated (nxt, in_flight, done, wt).
+    Sent requests travel to the scheduler (the transit queue: API server latency); requests
+    vLLM would refuse (longer than max_model_len or than the whole KV space) are rejected at
+    once. Returns the updated (nxt, in_flight, done, tt).
     """
     n = arrival_s.shape[0]
     while nxt < n and arrival_s[nxt] <= t and (max_concurrency == 0 or in_flight < max_concurrency):
@@ -293,10 +295,20 @@ def _send_due(  # type: ignore[no-untyped-def]
             continue
         state[r] = WAITING
         target[r] = prompt_tokens[r]
-        wq[wt] = r
-        wt += 1
+        tq[tt] = r
+        tt += 1
         in_flight += 1
-    return nxt, in_flight, done, wt
+    return nxt, in_flight, done, tt
+
+
+@njit(cache=True)
+def _deliver(t, th, tt, wt, send_s, latency_s, tq, wq):  # type: ignore[no-untyped-def]
+    """Requests whose API latency has passed by `t` join the waiting queue (FIFO)."""
+    while th < tt and send_s[tq[th]] + latency_s <= t:
+        wq[wt] = tq[th]
+        th += 1
+        wt += 1
+    return th, wt
 
 
 @njit(cache=True)
@@ -348,6 +360,11 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
     wq = np.empty(2 * n + 2, np.int64)
     wh = n + 1
     wt = n + 1
+    # transit queue: sent, not yet at the scheduler (API server latency)
+    tq = np.empty(n + 1, np.int64)
+    th = 0
+    tt = 0
+    latency_s = coef[C_API_LATENCY_S]
 
     hist = np.zeros(block_size, np.int64)  # decoding sequences by (ctx - G) mod block_size
     g = 0  # decode steps done so far (all decoding sequences advance together)
@@ -367,16 +384,20 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
 
     while done < n:
         # 1. requests whose time has come are sent (client cap permitting)
-        nxt, in_flight, done, wt = _send_due(
-            t, nxt, in_flight, done, wt, max_concurrency, cap_free_since, arrival_s,
+        nxt, in_flight, done, tt = _send_due(
+            t, nxt, in_flight, done, tt, max_concurrency, cap_free_since, arrival_s,
             prompt_tokens, output_tokens, max_model_len, block_size, total_blocks, send_s, state,
-            target, wq,
+            target, tq,
         )  # fmt: skip
+        th, wt = _deliver(t, th, tt, wt, send_s, latency_s, tq, wq)
         running = n_dec + (1 if pf >= 0 else 0)
         if running == 0 and wh == wt:
-            if nxt >= n:
+            if th < tt:
+                t = max(t, send_s[tq[th]] + latency_s)
+            elif nxt < n:
+                t = max(t, arrival_s[nxt])
+            else:
                 break
-            t = max(t, arrival_s[nxt])
             continue
 
         free = total_blocks - used
@@ -411,13 +432,12 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
             k = min(k_done, k_kv)
             if k > 0:
                 d0, slope, host, ov = _run_shape(coef, n_dec, ctx_sum)
-                if (
-                    wh == wt
-                    and running < max_num_seqs
-                    and nxt < n
-                    and (max_concurrency == 0 or in_flight < max_concurrency)
-                ):
-                    k = steps_to_reach(d0, slope, host, ov, arrival_s[nxt] - t, k)
+                if wh == wt and running < max_num_seqs:
+                    # stop at the step boundary where the next request reaches the scheduler
+                    if th < tt:
+                        k = steps_to_reach(d0, slope, host, ov, send_s[tq[th]] + latency_s - t, k)
+                    elif nxt < n and (max_concurrency == 0 or in_flight < max_concurrency):
+                        k = steps_to_reach(d0, slope, host, ov, arrival_s[nxt] + latency_s - t, k)
                 dt = run_time(d0, slope, host, ov, k)
                 first_d = d0 + host - ov * min(d0, host)
                 last_g = d0 + slope * (k - 1)
@@ -452,10 +472,10 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
                 g += k
                 ctx_sum += n_dec * k
                 # arrivals during the run are sent before its completions free client slots
-                nxt, in_flight, done, wt = _send_due(
-                    t, nxt, in_flight, done, wt, max_concurrency, cap_free_since, arrival_s,
+                nxt, in_flight, done, tt = _send_due(
+                    t, nxt, in_flight, done, tt, max_concurrency, cap_free_since, arrival_s,
                     prompt_tokens, output_tokens, max_model_len, block_size, total_blocks, send_s,
-                    state, target, wq,
+                    state, target, tq,
                 )  # fmt: skip
                 # completions at the new counter
                 while fn > 0:
@@ -610,10 +630,10 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
         stats[S_KV_BLOCK_S] += used * d
         stats[S_PEAK_BLOCKS] = max(stats[S_PEAK_BLOCKS], used)
         # arrivals during the step are sent before its completions free client slots
-        nxt, in_flight, done, wt = _send_due(
-            t, nxt, in_flight, done, wt, max_concurrency, cap_free_since, arrival_s,
+        nxt, in_flight, done, tt = _send_due(
+            t, nxt, in_flight, done, tt, max_concurrency, cap_free_since, arrival_s,
             prompt_tokens, output_tokens, max_model_len, block_size, total_blocks, send_s,
-            state, target, wq,
+            state, target, tq,
         )  # fmt: skip
         # completions among decoding sequences
         while fn > 0:

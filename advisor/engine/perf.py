@@ -43,6 +43,8 @@ class CalibrationProfile:
 
     `overlap` is the fraction of host (scheduler, sampling, detokenisation) time hidden behind
     device work: 0 = they add up, 1 = only the longer counts (async scheduling).
+    `api_latency_s` is the time from a client sending a request to the scheduler seeing it
+    (HTTP, tokenisation, queues in the API server); it adds to TTFT and e2e, not to TPOT.
     """
 
     hardware: str = "*"
@@ -54,6 +56,7 @@ class CalibrationProfile:
     layer_overhead_s: float = 0.0
     allreduce_latency_s: float = 2e-5
     overlap: float = 0.0
+    api_latency_s: float = 0.0
     source: str = "unfitted defaults"
     fit_median_ape: float | None = None
     fit_points: int = 0
@@ -66,8 +69,9 @@ class CalibrationProfile:
         for name in ("step_overhead_s", "seq_overhead_s", "layer_overhead_s"):
             if not getattr(self, name) >= 0.0:
                 raise ConfigError(f"profile.{name}: must be >= 0, got {getattr(self, name)}")
-        if not self.allreduce_latency_s >= 0.0:
-            raise ConfigError("profile.allreduce_latency_s: must be >= 0")
+        for name in ("allreduce_latency_s", "api_latency_s"):
+            if not getattr(self, name) >= 0.0:
+                raise ConfigError(f"profile.{name}: must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.overlap <= 1.0:
             raise ConfigError(f"profile.overlap: must be in [0, 1], got {self.overlap}")
 
@@ -91,6 +95,7 @@ FITTABLE = (
     "layer_overhead_s",
     "allreduce_latency_s",
     "overlap",
+    "api_latency_s",
 )
 
 
@@ -235,7 +240,8 @@ C_BYTES_EXPERTS = 15
 C_KV_BYTES_PER_CTX = 16
 C_FLOPS_PER_TOKEN = 17  # for MFU: matmul FLOPs per token per device
 C_ATTN_FLOPS_PER_PAIR = 18
-NUM_COEFFICIENTS = 19
+C_API_LATENCY_S = 19  # client send -> scheduler (s)
+NUM_COEFFICIENTS = 20
 
 
 @dataclass(frozen=True)
@@ -338,6 +344,7 @@ def coefficients(deployment: Deployment, profile: CalibrationProfile) -> npt.NDA
     coef[C_KV_BYTES_PER_CTX] = kv_bytes_per_ctx
     coef[C_FLOPS_PER_TOKEN] = lin_flops_per_token
     coef[C_ATTN_FLOPS_PER_PAIR] = attn_flops_per_pair
+    coef[C_API_LATENCY_S] = profile.api_latency_s
     return coef
 
 

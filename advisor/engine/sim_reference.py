@@ -60,6 +60,8 @@ def simulate_reference(replica: Replica, workload: Workload) -> SimResult:
     npre = np.zeros(n, np.int64)
     stats = np.zeros(_simcore.NUM_STATS)
     itl = np.zeros(_simcore.ITL_NUM_BINS)
+    latency_s = float(coef[_simcore.C_API_LATENCY_S])
+    transit: deque[_Request] = deque()  # sent, not yet at the scheduler (API latency)
     waiting: deque[_Request] = deque()
     running: list[_Request] = []
     used = 0
@@ -104,15 +106,20 @@ def simulate_reference(replica: Replica, workload: Workload) -> SimResult:
                 continue
             req.state = "waiting"
             req.target = req.prompt
-            waiting.append(req)
+            transit.append(req)
             in_flight += 1
 
     while finished < n:
         send_due()
+        while transit and send[transit[0].index] + latency_s <= t:
+            waiting.append(transit.popleft())
         if not running and not waiting:
-            if nxt >= n:
+            if transit:
+                t = max(t, float(send[transit[0].index]) + latency_s)
+            elif nxt < n:
+                t = max(t, float(workload.arrival_s[nxt]))
+            else:
                 break
-            t = max(t, float(workload.arrival_s[nxt]))
             continue
 
         budget = sched.max_num_batched_tokens

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -68,6 +69,20 @@ def test_it_times_a_lone_request_by_hand() -> None:
     assert metrics.tpot_s.p50 == pytest.approx(sum(decodes) / 4)
     assert metrics.output_throughput_tok_s == pytest.approx(5 / (prefill + sum(decodes)))
     assert metrics.busy_fraction == pytest.approx(1.0)
+
+
+def test_it_adds_the_api_latency_before_scheduling() -> None:
+    base = llama_replica()
+    slow = Replica(base.deployment, base.scheduler, replace(PROFILE, api_latency_s=0.02))
+    workload = closed_loop_workload(
+        num_requests=3, concurrency=1, prompt_tokens=50, output_tokens=4
+    )
+    fast_run, slow_run = simulate(base, workload), simulate(slow, workload)
+    # each request reaches the scheduler 20 ms after it is sent; the next is sent on completion
+    ttft = slow_run.first_token_s - slow_run.send_s
+    assert ttft == pytest.approx(fast_run.first_token_s - fast_run.send_s + 0.02)
+    assert slow_run.finish_s[-1] == pytest.approx(fast_run.finish_s[-1] + 3 * 0.02)
+    assert slow_run.metrics().tpot_s.p50 == pytest.approx(fast_run.metrics().tpot_s.p50)
 
 
 def test_it_finishes_every_request_exactly_once() -> None:
@@ -242,6 +257,7 @@ def test_it_matches_the_reference_on_the_azure_conversation_shape() -> None:
     rate=st.sampled_from([5.0, 100.0, math.inf]),
     cap=st.sampled_from([None, 1, 3, 12]),
     overlap=st.floats(0, 1),
+    api_latency_s=st.sampled_from([0.0, 0.004, 0.05]),
 )
 def test_it_jumps_over_decode_runs_exactly_like_stepping(
     seed: int,
@@ -253,6 +269,7 @@ def test_it_jumps_over_decode_runs_exactly_like_stepping(
     rate: float,
     cap: int | None,
     overlap: float,
+    api_latency_s: float,
 ) -> None:
     budget = max(budget, max_num_seqs)
     scheduler = SchedulerConfig(
@@ -261,7 +278,9 @@ def test_it_jumps_over_decode_runs_exactly_like_stepping(
         enable_chunked_prefill=chunked,
         block_size_tokens=block,
     )
-    profile = CalibrationProfile(step_overhead_s=5e-4, seq_overhead_s=3e-5, overlap=overlap)
+    profile = CalibrationProfile(
+        step_overhead_s=5e-4, seq_overhead_s=3e-5, overlap=overlap, api_latency_s=api_latency_s
+    )
     replica = tiny_replica(kv_tokens * 1024, scheduler, profile)
     workload = synthetic_workload(
         np.random.default_rng(seed),

@@ -1,0 +1,107 @@
+"""Engine benchmarks: simulator speed, error on published cases, fidelity on a real vLLM node.
+
+Reproduce with `make bench` or `.venv/bin/python -m tests.benchmarks bench_engine`
+(needs `make vllm-node` for the third figure). Figures:
+
+- `sim_requests_per_s`: simulated requests per wall second on one core (numba is
+  single-threaded): a continuous-batching Llama-3-8B BF16 replica on one H100-SXM with vLLM
+  defaults serving 1,000,000 requests bootstrapped from the Azure 2023 conversation trace
+  (`resample_workload`, seed 0, its own arrival rate). Median of 3 runs after a warm-up run
+  that compiles (or loads the cached) inner loop. Also printed: the same at 4x the rate
+  (a busier replica). Target >= 200,000.
+- `public_cases_median_ape`: `python -m advisor.engine validate
+  advisor/engine/data/public_cases.csv` with the built-in profiles (unmodellable cases count
+  as failures). Target <= 0.20.
+- `vllm_cpu_fidelity_mape`: a real vLLM CPU node (tiny model) measured with
+  `vllm bench serve` at concurrency 1, 4, 16, 32, 64 (32-token prompts, 128 output tokens,
+  3 interleaved rounds, medians), a CPU profile fitted on 1 and 16 only, then the mean
+  absolute percentage error of the predicted output tok/s and median TPOT at 4, 32 and 64.
+  Target <= 0.15. The machine is shared: the per-point spread of the rounds is printed
+  beside it, so a noisy figure can be told from a wrong model.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from advisor.engine.calibration import FitError
+from advisor.engine.cases import read_cases, validate_cases
+from advisor.engine.catalog import DEFAULT_CATALOG
+from advisor.engine.perf import Deployment
+from advisor.engine.profiles import DEFAULT_PROFILES
+from advisor.engine.sim import Replica, simulate, vllm_default_scheduler
+from advisor.engine.workload import load_azure_trace, resample_workload
+from tests.benchmarks import Figure
+
+ROOT = Path(__file__).resolve().parents[2]
+CONV = ROOT / "probes" / "data" / "traces" / "AzureLLMInferenceTrace_conv.csv"
+PUBLIC = ROOT / "advisor" / "engine" / "data" / "public_cases.csv"
+NUM_REQUESTS = 1_000_000
+
+
+def _sim_speed() -> Iterator[Figure]:
+    h100 = DEFAULT_CATALOG.gpu("H100-SXM")
+    deployment = Deployment(h100, DEFAULT_CATALOG.model("Llama-3-8B"), DEFAULT_CATALOG.quant("bf16"))
+    replica = Replica(deployment, vllm_default_scheduler(h100), DEFAULT_PROFILES.lookup(h100.name, "vllm"))
+    trace = load_azure_trace(CONV)
+    workload = resample_workload(trace, np.random.default_rng(0), num_requests=NUM_REQUESTS)
+    simulate(replica, workload.head(1000))  # compile or load the cached inner loop
+    for label, load in (("", workload), ("_4x_rate", workload.time_scaled(0.25))):
+        seconds = []
+        for _ in range(3):
+            started = time.perf_counter()
+            result = simulate(replica, load)
+            seconds.append(time.perf_counter() - started)
+        metrics = result.metrics()
+        print(f"# sim{label}: {load.num_requests} requests at {load.mean_rate_rps:.1f} rps, "
+              f"runs {[round(s, 3) for s in seconds]} s, completed {metrics.completed}, "
+              f"output {metrics.output_throughput_tok_s:.0f} tok/s, "
+              f"p50 TPOT {metrics.tpot_s.p50 * 1e3:.1f} ms, preemptions {metrics.preemptions}")  # fmt: skip
+        yield Figure(
+            f"sim_requests_per_s{label}",
+            load.num_requests / statistics.median(seconds),
+            "requests/s",
+            ">= 200000" if not label else "",
+        )
+
+
+def _public_cases() -> Iterator[Figure]:
+    report = validate_cases(read_cases(PUBLIC), DEFAULT_PROFILES)
+    for prediction in report.predictions:
+        shown = "unmodellable" if prediction.predicted is None else f"{prediction.predicted:.4g}"
+        print(f"# {prediction.case.id}: measured {prediction.case.value:.4g} predicted {shown} "
+              f"error {prediction.ape:.1%}")  # fmt: skip
+    yield Figure("public_cases_median_ape", report.median_ape, "fraction", "<= 0.20")
+
+
+def _fidelity() -> Iterator[Figure]:
+    from tests.engine.vllm_bench import PREDICT_AT, fidelity
+    from tests.support.vllm_node import running_vllm
+
+    with running_vllm(name="bench-engine") as process:
+        report = fidelity(process.launch.base_url, rounds=3)
+    for line in report.lines():
+        print(f"# {line}")
+    yield Figure("vllm_cpu_fidelity_mape", report.mape, "fraction", "<= 0.15")
+    yield Figure("vllm_cpu_calibration_fit_median_ape", report.fit.median_ape, "fraction")
+    by_metric: dict[str, list[FitError]] = {}
+    for error in report.predictions:
+        by_metric.setdefault(error.label.split()[-1], []).append(error)
+    for metric, errors in sorted(by_metric.items()):
+        yield Figure(f"vllm_cpu_fidelity_mape_{metric}", float(np.mean([e.ape for e in errors])), "fraction")
+    yield Figure(
+        "vllm_cpu_measurement_spread_max",
+        max(report.spread(c) for c in PREDICT_AT),
+        "fraction",
+    )
+
+
+def run() -> Iterator[Figure]:
+    yield from _sim_speed()
+    yield from _public_cases()
+    yield from _fidelity()

@@ -1,0 +1,220 @@
+"""Fidelity against a real vLLM CPU node, measured with vLLM's own benchmark client.
+
+`fidelity(base_url)` measures closed loops of 32-token prompts and 128 output tokens at
+concurrencies 1, 4, 16, 32 and 64 with `vllm bench serve` (run as a module in the vLLM venv,
+so nothing of vLLM leaks into our interpreter), fits a CPU profile on concurrencies 1 and 16
+only, predicts 4, 32 and 64 and reports the mean absolute percentage error of output tok/s
+and median TPOT there. Used by `tests/engine/test_fidelity.py` and
+`tests/benchmarks/bench_engine.py`.
+
+The machine is shared and has 2 cores: each concurrency is measured in several rounds
+(interleaved) and the median is kept; a run whose token stream arrived coalesced (median ITL
+far below median TPOT: the API server fell behind for lack of CPU) is set aside when a clean
+run of the same point exists.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from advisor.engine.calibration import (
+    FitError,
+    FitResult,
+    MeasuredPoint,
+    evaluate_points,
+    fit_points,
+)
+from advisor.engine.catalog import DEFAULT_CATALOG, model_from_hf_config
+from advisor.engine.perf import CalibrationProfile, Deployment
+from advisor.engine.profiles import CPU_DEV_VLLM_PROFILE
+from advisor.engine.sim import Replica, SchedulerConfig, vllm_default_scheduler
+from tests.support.vllm_node import TINY_MODEL, VLLM_PYTHON
+
+INPUT_LEN = 32
+OUTPUT_LEN = 128
+CALIBRATE_AT = (1, 16)
+PREDICT_AT = (4, 32, 64)
+FIT = ("step_overhead_s", "seq_overhead_s", "compute_efficiency", "api_latency_s")
+
+CLIENT = r"""
+import contextlib, io, json, sys
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+from vllm.benchmarks import serve
+parser = FlexibleArgumentParser()
+serve.add_cli_args(parser)
+for argv in json.loads(sys.argv[1]):
+    args = parser.parse_args(argv)
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = serve.main(args)
+    keep = {k: v for k, v in result.items() if isinstance(v, (int, float, str)) or v is None}
+    print(json.dumps(keep), flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class BenchPoint:
+    """One `vllm bench serve` run: closed loop of `concurrency` clients, fixed lengths."""
+
+    concurrency: int
+    num_prompts: int
+    input_len: int
+    output_len: int
+    seed: int = 0
+
+    def argv(self, base_url: str) -> list[str]:
+        return [
+            "--backend", "openai", "--base-url", base_url, "--endpoint", "/v1/completions",
+            "--model", "tiny-llama", "--tokenizer", TINY_MODEL,
+            "--dataset-name", "random",
+            "--random-input-len", str(self.input_len),
+            "--random-output-len", str(self.output_len),
+            "--random-range-ratio", "0", "--ignore-eos",
+            "--num-prompts", str(self.num_prompts), "--max-concurrency", str(self.concurrency),
+            "--request-rate", "inf", "--seed", str(self.seed), "--disable-tqdm",
+            "--num-warmups", "0", "--percentile-metrics", "ttft,tpot,itl,e2el",
+        ]  # fmt: skip
+
+
+def run_vllm_bench(
+    base_url: str, points: list[BenchPoint], *, timeout_s: float = 1200.0
+) -> list[dict[str, float]]:
+    """Run the benchmark for each point in turn, in one client process (vLLM imports once).
+
+    Returns vLLM's result fields per point (ms, tok/s, req/s).
+    """
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(
+        [VLLM_PYTHON, "-c", CLIENT, json.dumps([point.argv(base_url) for point in points])],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        env=env,
+        check=False,
+    )
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or len(lines) != len(points):
+        raise RuntimeError(f"vllm bench serve failed ({done.returncode}): {done.stderr[-2000:]}")
+    return [json.loads(line) for line in lines]
+
+
+def prompts_for(concurrency: int) -> int:
+    return max(4 * concurrency, 16)
+
+
+def is_clean(result: dict[str, float]) -> bool:
+    """False when tokens arrived in bursts (the API server, starved of CPU, coalesced frames).
+
+    Then TTFT swallows most of the request and TPOT and ITL collapse towards zero, so TPOT is
+    compared with the whole request's time per token and ITL with TPOT.
+    """
+    tpot = float(result["median_tpot_ms"])
+    per_token = float(result["median_e2el_ms"]) / OUTPUT_LEN
+    return tpot >= 0.5 * per_token and float(result["median_itl_ms"]) >= 0.25 * tpot
+
+
+def measured_point(concurrency: int, runs: Sequence[dict[str, float]]) -> MeasuredPoint:
+    """A calibration point from the median of clean runs (all runs if none is clean)."""
+    clean = [run for run in runs if is_clean(run)] or list(runs)
+    completed = sum(float(run["completed"]) for run in clean)
+    input_tokens = sum(float(run["total_input_tokens"]) for run in clean)
+    return MeasuredPoint(
+        concurrency=concurrency,
+        input_tokens=max(round(input_tokens / max(completed, 1.0)), 1),
+        output_tokens=OUTPUT_LEN,
+        output_tok_per_s=statistics.median(float(run["output_throughput"]) for run in clean),
+        median_ttft_s=statistics.median(float(run["median_ttft_ms"]) for run in clean) / 1e3,
+        median_tpot_s=statistics.median(float(run["median_tpot_ms"]) for run in clean) / 1e3,
+        num_requests=prompts_for(concurrency),
+    )
+
+
+def cpu_replica(profile: CalibrationProfile = CPU_DEV_VLLM_PROFILE) -> Replica:
+    """The session vLLM node as the engine sees it: tiny model, 1 GiB KV, vLLM CPU defaults."""
+    hardware = DEFAULT_CATALOG.gpu("CPU-DEV-2C")
+    deployment = Deployment(
+        hardware,
+        model_from_hf_config(Path(TINY_MODEL) / "config.json"),
+        DEFAULT_CATALOG.quant("bf16"),
+        kv_cache_bytes=1024**3,  # VLLM_CPU_KVCACHE_SPACE=1
+        max_model_len=1024,  # tests/support/vllm_node.py BASE_ARGS
+    )
+    scheduler: SchedulerConfig = vllm_default_scheduler(hardware)
+    return Replica(deployment, scheduler, profile)
+
+
+@dataclass(frozen=True)
+class FidelityReport:
+    """Calibration at `CALIBRATE_AT`, predictions at `PREDICT_AT`, and the raw runs."""
+
+    fit: FitResult
+    predictions: tuple[FitError, ...]
+    points: dict[int, MeasuredPoint]
+    runs: dict[int, list[dict[str, float]]] = field(repr=False)
+
+    @property
+    def mape(self) -> float:
+        return float(np.mean([error.ape for error in self.predictions]))
+
+    def spread(self, concurrency: int) -> float:
+        """Relative spread (max - min) / median of output tok/s over this point's runs."""
+        values = [float(run["output_throughput"]) for run in self.runs[concurrency]]
+        return (max(values) - min(values)) / statistics.median(values) if values else 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"fitted on concurrency {CALIBRATE_AT}: {self.fit.profile}"]
+        out += [f"fit {e.label}: measured {e.measured:.4g} fitted {e.predicted:.4g} ({e.ape:.1%})"
+                for e in self.fit.errors]  # fmt: skip
+        out += [f"predict {e.label}: measured {e.measured:.4g} predicted {e.predicted:.4g} "
+                f"({e.ape:.1%})" for e in self.predictions]  # fmt: skip
+        for concurrency, runs in sorted(self.runs.items()):
+            clean = sum(is_clean(run) for run in runs)
+            out.append(f"concurrency {concurrency}: {len(runs)} runs, {clean} clean, "
+                       f"spread {self.spread(concurrency):.1%}")  # fmt: skip
+        return out
+
+
+def fidelity(base_url: str, *, rounds: int = 3, max_rounds: int | None = None) -> FidelityReport:
+    """Measure, calibrate on two concurrencies, predict three others (see module docstring).
+
+    Runs `rounds` interleaved rounds, then more (up to `max_rounds`) for points that have
+    fewer than `rounds` clean runs.
+    """
+    concurrencies = sorted({*CALIBRATE_AT, *PREDICT_AT})
+    # warm-up: compile the shapes of every batch size the rounds will see
+    warm = [BenchPoint(c, c, INPUT_LEN, OUTPUT_LEN, seed=99) for c in (64, 32, 16, 4, 1)]
+    run_vllm_bench(base_url, warm)
+    runs: dict[int, list[dict[str, float]]] = {c: [] for c in concurrencies}
+    for round_no in range(max_rounds or rounds):
+        wanted = [c for c in concurrencies if sum(map(is_clean, runs[c])) < rounds]
+        if round_no >= rounds and not wanted:
+            break
+        plan = [
+            BenchPoint(c, prompts_for(c), INPUT_LEN, OUTPUT_LEN, seed=round_no)
+            for c in (concurrencies if round_no < rounds else wanted)
+        ]
+        for point, result in zip(plan, run_vllm_bench(base_url, plan), strict=True):
+            runs[point.concurrency].append(result)
+    points = {c: measured_point(c, runs[c]) for c in concurrencies}
+    replica = cpu_replica()
+    fit = fit_points(
+        deployment=replica.deployment,
+        scheduler=replica.scheduler,
+        points=[points[c] for c in CALIBRATE_AT],
+        start=CPU_DEV_VLLM_PROFILE,
+        fit=FIT,
+        source=f"vLLM CPU node at concurrency {CALIBRATE_AT}",
+    )
+    predictions = evaluate_points(
+        cpu_replica(fit.profile),
+        [points[c] for c in PREDICT_AT],
+        metrics=("output_tok_per_s", "median_tpot_s"),
+    )
+    return FidelityReport(fit, predictions, points, runs)
