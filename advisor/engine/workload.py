@@ -156,6 +156,20 @@ class Workload:
             self.arrival_s, self.prompt_tokens, self.output_tokens, max_concurrency, self.name
         )
 
+    def select(self, which: npt.ArrayLike) -> Workload:
+        """The requests picked by a boolean mask or index array (order kept; e.g. a router)."""
+        pick = np.asarray(which)
+        if pick.dtype == np.bool_ and pick.shape != self.arrival_s.shape:
+            raise WorkloadError(f"which: mask of {pick.shape[0]} for {self.num_requests} requests")
+        indices = np.sort(np.flatnonzero(pick) if pick.dtype == np.bool_ else pick.astype(np.int64))
+        return Workload(
+            self.arrival_s[indices],
+            self.prompt_tokens[indices],
+            self.output_tokens[indices],
+            self.max_concurrency,
+            self.name,
+        )
+
     def head(self, num_requests: int) -> Workload:
         """The first `num_requests` requests."""
         return Workload(

@@ -209,6 +209,15 @@ def test_it_resamples_a_trace_to_a_million_requests_with_its_shape() -> None:
     assert faster.mean_rate_rps == pytest.approx(40.0)
 
 
+def test_it_selects_requests_for_a_router() -> None:
+    workload = Workload(np.array([0.0, 1.0, 2.0, 3.0]), np.arange(1, 5), np.arange(1, 5))
+    even = workload.select(np.arange(4) % 2 == 0)
+    assert even.arrival_s.tolist() == [0.0, 2.0]
+    assert workload.select([3, 1]).prompt_tokens.tolist() == [2, 4]
+    with pytest.raises(WorkloadError, match="mask of 2 for 4"):
+        workload.select(np.array([True, False]))
+
+
 def test_it_time_scales_relative_to_the_first_arrival() -> None:
     workload = Workload(np.array([2.0, 3.0, 6.0]), np.ones(3, np.int64), np.ones(3, np.int64))
     assert workload.time_scaled(0.5).arrival_s.tolist() == [0.0, 0.5, 2.0]
