@@ -50,7 +50,8 @@ RATES = {
     "preemptions_total": "preemptions_per_s",
 }
 OLD_HISTOGRAM_NAMES = {"inter_token_latency_seconds": "time_per_output_token_seconds"}
-# Histograms are stored on engine samples about once a minute (enough for rollups).
+# Histograms are stored on engine samples about once a minute (enough for rollups) and on
+# each server's last point of the window.
 HISTOGRAM_EVERY_S = 60.0
 
 
@@ -265,6 +266,9 @@ def _import_engines(query: _Query, cluster: Cluster, report: PrometheusImportRep
     deployments = _deployments(cluster, {model for model, _i, _t in points}, report)
     nodes = {node.hostname: node.pk for node in cluster.nodes.all()}
     last_histogram: dict[tuple[str, str], float] = {}
+    final_ts: dict[tuple[str, str], float] = {}
+    for model, instance, ts in points:
+        final_ts[(model, instance)] = max(ts, final_ts.get((model, instance), ts))
     previous: dict[tuple[str, str], tuple[float, dict[str, Any]]] = {}
     columns = ("deployment_id", "node_id", *(f.name for f in ENGINE_SAMPLE_FIELDS[1:]))
     rows = []
@@ -279,7 +283,9 @@ def _import_engines(query: _Query, cluster: Cluster, report: PrometheusImportRep
                 if total in values and total in before and values[total] >= before[total]:
                     values[rate] = (values[total] - before[total]) / (ts - before_ts)
         previous[server] = (ts, values)
-        if ts - last_histogram.get(server, -math.inf) >= HISTOGRAM_EVERY_S:
+        # About once a minute, and at the window's last point so the window can be diffed.
+        due = ts - last_histogram.get(server, -math.inf) >= HISTOGRAM_EVERY_S
+        if due or ts == final_ts[server]:
             found = histograms.get((model, instance, ts))
             if found:
                 values["histograms"] = {name: hist.to_json() for name, hist in found.items()}
