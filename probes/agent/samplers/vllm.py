@@ -14,12 +14,7 @@ import httpx
 
 from probes.agent.config import VllmTarget
 from probes.agent.samplers import Observations, Once, Row
-from probes.agent.vllm_metrics import (
-    VllmMetricsError,
-    VllmSnapshot,
-    parse_snapshots,
-    snapshot_delta,
-)
+from probes.agent.vllm_metrics import VllmMetricsError, VllmSnapshot, parse_snapshots
 
 # The histograms assessments and the dashboard read (canonical names).
 HISTOGRAMS = (
@@ -32,6 +27,7 @@ HISTOGRAMS = (
     "request_prompt_tokens",
     "request_generation_tokens",
 )
+GAUGES = ("num_requests_running", "num_requests_waiting", "kv_cache_usage_perc")
 # snapshot counter -> engine sample field (cumulative) and its rate field
 COUNTERS = {
     "prompt_tokens": ("prompt_tokens_total", "prompt_tokens_per_s"),
@@ -58,15 +54,22 @@ def engine_row(
     usage = snapshot.kv_cache_usage
     if usage is not None:
         row["kv_cache_usage"] = min(1.0, max(0.0, usage))
-    delta = snapshot_delta(previous, snapshot) if previous is not None else None
-    usable = delta is not None and delta.interval_s > 0 and not delta.counter_reset
+    interval_s = snapshot.scraped_at_s - previous.scraped_at_s if previous else 0.0
+    # A counter that went down means the server restarted: no rate for this scrape.
+    usable = (
+        previous is not None
+        and interval_s > 0
+        and not any(
+            snapshot.counters.get(name, 0.0) < value for name, value in previous.counters.items()
+        )
+    )
     for counter, (total_field, rate_field) in COUNTERS.items():
         value = snapshot.counters.get(counter)
         if value is None:
             continue
         row[total_field] = value
-        if rate_field and usable and delta is not None:
-            row[rate_field] = delta.rate_per_s(counter)
+        if rate_field and usable and previous is not None:
+            row[rate_field] = (value - previous.counters.get(counter, 0.0)) / interval_s
     if with_histograms:
         row["histograms"] = {
             name: snapshot.histograms[name].to_json()
@@ -74,6 +77,11 @@ def engine_row(
             if name in snapshot.histograms
         }
     return row
+
+
+# What a scrape parses: gauges and counters each time, histograms only when they ride along.
+LIGHT = frozenset((*GAUGES, *COUNTERS))
+FULL = LIGHT | frozenset(HISTOGRAMS)
 
 
 class VllmSampler:
@@ -92,7 +100,7 @@ class VllmSampler:
         self.instance = f"{hostname}:{port}"
         self._histogram_interval_s = histogram_interval_s
         self._previous: dict[str, VllmSnapshot] = {}
-        self._last_histograms_s: dict[str, float] = {}
+        self._last_histograms_s: float | None = None
         self._model_ids: dict[str, str] = {}
         self._once = Once()
 
@@ -101,7 +109,10 @@ class VllmSampler:
         try:
             response = self._client.get(f"{self.target.url}/metrics")
             response.raise_for_status()
-            snapshots = parse_snapshots(response.text, scraped_at_s=now_s)
+            last = self._last_histograms_s
+            histograms_due = last is None or now_s - last >= self._histogram_interval_s - 1e-6
+            only = FULL if histograms_due else LIGHT
+            snapshots = parse_snapshots(response.text, scraped_at_s=now_s, only=only)
         except (httpx.HTTPError, VllmMetricsError) as exc:
             self._once.say(observations, f"vLLM at {self.target.url} unavailable: {exc}")
             return observations
@@ -111,13 +122,11 @@ class VllmSampler:
             self._once.say(observations, f"vLLM at {self.target.url} exports no model metrics")
             return observations
         self._once.say(observations, None)
+        if histograms_due:
+            self._last_histograms_s = now_s
         for model, snapshot in snapshots.items():
-            last = self._last_histograms_s.get(model)
-            with_histograms = last is None or now_s - last >= self._histogram_interval_s - 1e-6
-            if with_histograms:
-                self._last_histograms_s[model] = now_s
             observations.engine_samples.append(
-                engine_row(snapshot, self._previous.get(model), self.instance, with_histograms)
+                engine_row(snapshot, self._previous.get(model), self.instance, histograms_due)
             )
             self._previous[model] = snapshot
             observations.deployments.append(self._deployment(model))

@@ -7,6 +7,8 @@ used by the integration tests.
 from __future__ import annotations
 
 import json
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -37,7 +39,7 @@ def frames(body: dict[str, Any]) -> list[bytes]:
 
 
 @contextmanager
-def fake_vllm(received: list[dict[str, Any]] | None = None) -> Iterator[str]:
+def fake_vllm(received: list[dict[str, Any]] | None = None, port: int = 0) -> Iterator[str]:
     def completions(request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length", "0"))
         body = json.loads(request.rfile.read(length))
@@ -74,6 +76,20 @@ def fake_vllm(received: list[dict[str, Any]] | None = None) -> Iterator[str]:
             ("POST", "/v1/completions"): completions,
             ("POST", "/v1/chat/completions"): completions,
             ("GET", "/metrics"): text("vllm:num_requests_running 0\n"),
-        }
+        },
+        port,
     ) as url:
         yield url
+
+
+def main() -> None:
+    """`python -m tests.probes.agent.fake_vllm PORT MODEL FIRST_TOKEN_S FRAME_GAP_S`."""
+    global MODEL, FIRST_TOKEN_S, FRAME_GAP_S
+    port, MODEL = int(sys.argv[1]), sys.argv[2]
+    FIRST_TOKEN_S, FRAME_GAP_S = float(sys.argv[3]), float(sys.argv[4])
+    with fake_vllm(port=port):
+        threading.Event().wait()
+
+
+if __name__ == "__main__":
+    main()

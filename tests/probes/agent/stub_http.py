@@ -11,8 +11,8 @@ Handler = Callable[[BaseHTTPRequestHandler], None]
 
 
 @contextmanager
-def serving(routes: dict[tuple[str, str], Handler]) -> Iterator[str]:
-    """Serve `routes` {(method, path): handler} on a free port; yields the base URL."""
+def serving(routes: dict[tuple[str, str], Handler], port: int = 0) -> Iterator[str]:
+    """Serve `routes` {(method, path): handler} on `port` (0: a free one); yields the URL."""
 
     class Routed(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -33,7 +33,7 @@ def serving(routes: dict[tuple[str, str], Handler]) -> Iterator[str]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Routed)
+    server = ThreadingHTTPServer(("127.0.0.1", port), Routed)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

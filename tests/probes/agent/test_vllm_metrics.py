@@ -191,3 +191,18 @@ def test_it_round_trips_a_histogram_through_json() -> None:
     assert Histogram.from_json(hist.to_json()) == hist
     with pytest.raises(VllmMetricsError, match="sum must be a number"):
         Histogram.from_json({"buckets": [], "sum": "x", "count": 0})
+
+
+def test_it_parses_only_the_metrics_asked_for_with_the_same_values() -> None:
+    full = parse_snapshot(AFTER, scraped_at_s=1.0)
+    only = {"num_requests_running", "kv_cache_usage_perc", "generation_tokens",
+            "time_to_first_token_seconds"}  # fmt: skip
+    light = parse_snapshot(AFTER, scraped_at_s=1.0, only=only)
+    assert light.gauges == {"num_requests_running": 0.0, "kv_cache_usage_perc": 0.0}
+    assert light.counters == {"generation_tokens": 160.0}
+    assert light.histograms == {
+        "time_to_first_token_seconds": full.histograms["time_to_first_token_seconds"]
+    }
+    # Old names are selected by their current name too, also without HELP lines.
+    old = parse_snapshot(_old(4, 3, 1, 1, 2, 0.5), only={"kv_cache_usage_perc"})
+    assert old.gauges == {"kv_cache_usage_perc": 0.25}

@@ -1,0 +1,275 @@
+"""Probes benchmarks: ingest throughput, the agent's CPU cost, the recording proxy's latency.
+
+Reproduce with `.venv/bin/python -m tests.benchmarks bench_probes` (or `make bench`; needs
+PostgreSQL on 127.0.0.1:5432 and `make vllm-node`). Everything runs as real processes:
+
+- `ingest_samples_per_s`: GPU samples per second stored into PostgreSQL through the whole
+  ingest path: HTTP POST of gzip JSON batches of 1,000 samples (8 GPUs) to gunicorn serving
+  the real API (3 sync workers), token auth, decode, validation, COPY, commit, answer. Three
+  client processes post pre-built batches (200 after a warm-up); samples/s = stored rows /
+  wall time, checked against a row count. A throwaway database `gca_bench_probes` is
+  created and dropped. Target >= 100,000 on the 2-core machine.
+- `agent_cpu_pct`: CPU time of `python -m probes.agent` (its own process: /proc utime +
+  stime) over 60 s of wall time while it samples a real vLLM CPU node's /metrics at 1 Hz,
+  seals a batch every 10 s and pushes it to the server above; NVML is absent on this
+  machine, so its (small) cost is not included. Percent of one core. Target <= 1.
+- `proxy_overhead_p50_ms`: median over 300 request pairs of (e2e through the agent's
+  recording proxy - e2e direct), for streamed completions of 32 frames from a stand-in vLLM
+  (`tests/probes/agent/fake_vllm.py`, its own process, 2 ms between frames) so the
+  upstream's own jitter is small; direct and proxied requests alternate. Also printed:
+  `proxy_overhead_vllm_p50_ms`, the same against the real vLLM CPU node (100 pairs; noisier,
+  vLLM's own e2e varies by milliseconds). Target <= 1 ms.
+
+The machine is shared with other work: the load average is printed with each figure.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import multiprocessing
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from tests.benchmarks import Figure
+from tests.support.components import free_port
+from tests.support.vllm_node import SERVED_NAME, running_vllm
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+PG = "postgresql://postgres@127.0.0.1:5432"
+BENCH_DB = "gca_bench_probes"
+BATCHES, WARMUP, SAMPLES_PER_BATCH, GPUS = 200, 12, 1000, 8
+WORKERS = CLIENTS = 3
+AGENT_WINDOW_S = 60.0
+PAIRS_FAKE, PAIRS_VLLM = 300, 100
+
+
+def run() -> Iterator[Figure]:
+    with _bench_database() as database_url, _server(database_url) as server:
+        token = _register_node(database_url)
+        yield _ingest_figure(server, token, database_url)
+        with running_vllm(name="bench-probes-vllm") as vllm:
+            vllm_url = vllm.launch.base_url
+            with _fake_upstream() as fake, _agent(server, token, vllm_url, fake) as agent:
+                process, proxy_url = agent
+                yield _agent_cpu_figure(process)
+                yield _proxy_figure("proxy_overhead_p50_ms", fake, proxy_url, "fake", PAIRS_FAKE)
+            with _agent(server, token, vllm_url, vllm_url) as (_process, proxy_url):
+                yield _proxy_figure(
+                    "proxy_overhead_vllm_p50_ms", vllm_url, proxy_url, SERVED_NAME,
+                    PAIRS_VLLM, target="info",
+                )  # fmt: skip
+
+
+# -- ingest ---------------------------------------------------------------------------------
+
+
+def _ingest_figure(server: str, token: str, database_url: str) -> Figure:
+    t0 = time.time() - 30 * 24 * 3600
+    gpus = [{"uuid": f"GPU-bench-{i}", "index": i, "name": "NVIDIA H100 80GB HBM3",
+             "memory_bytes": 85_899_345_920} for i in range(GPUS)]  # fmt: skip
+    bodies = []
+    for b in range(BATCHES + WARMUP):
+        samples = [
+            {"gpu_uuid": f"GPU-bench-{j % GPUS}", "ts": t0 + b * 200 + j // GPUS,
+             "util_pct": 37.5 + j % 50, "mem_used_bytes": 41_000_000_000 + j,
+             "power_w": 412.5, "energy_j": 1.5e9 + j, "sm_clock_mhz": 1980.0,
+             "temperature_c": 61.0}
+            for j in range(SAMPLES_PER_BATCH)
+        ]  # fmt: skip
+        payload = {"batch_id": f"bench-{b}", "gpus": gpus, "gpu_samples": samples}
+        bodies.append(gzip.compress(json.dumps(payload).encode(), 6))
+    warmup, measured = bodies[:WARMUP], bodies[WARMUP:]
+    _post_all(server, token, warmup)
+    before = _count(database_url)
+    chunks = [measured[i::CLIENTS] for i in range(CLIENTS)]
+    started = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(CLIENTS) as pool:
+        pool.starmap(_post_all, [(server, token, chunk) for chunk in chunks])
+    elapsed = time.perf_counter() - started
+    stored = _count(database_url) - before
+    if stored != BATCHES * SAMPLES_PER_BATCH:
+        raise RuntimeError(f"stored {stored} samples, sent {BATCHES * SAMPLES_PER_BATCH}")
+    print(f"# ingest: {stored} samples in {elapsed:.2f} s, {CLIENTS} clients, {WORKERS} "
+          f"workers; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    return Figure("ingest_samples_per_s", stored / elapsed, "samples/s", ">= 100000")
+
+
+def _post_all(server: str, token: str, bodies: list[bytes]) -> None:
+    headers = {"Authorization": f"Bearer {token}", "Content-Encoding": "gzip",
+               "Content-Type": "application/json"}  # fmt: skip
+    with httpx.Client(timeout=60) as client:
+        for body in bodies:
+            response = client.post(server + "/api/v1/ingest/", content=body, headers=headers)
+            if response.status_code != 201:
+                raise RuntimeError(f"ingest answered {response.status_code}: {response.text}")
+
+
+def _count(database_url: str) -> int:
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://")) as conn:
+        row = conn.execute("SELECT count(*) FROM probes_gpusample").fetchone()
+    return int(row[0]) if row else 0
+
+
+# -- agent ----------------------------------------------------------------------------------
+
+
+def _agent_cpu_figure(agent: subprocess.Popen[bytes]) -> Figure:
+    time.sleep(12)  # past start-up and the first sealed batch
+    cpu_before, wall_before = _cpu_seconds(agent.pid), time.monotonic()
+    time.sleep(AGENT_WINDOW_S)
+    cpu = _cpu_seconds(agent.pid) - cpu_before
+    wall = time.monotonic() - wall_before
+    print(f"# agent: {cpu:.2f} s CPU in {wall:.1f} s; load average {os.getloadavg()[0]:.1f}")
+    return Figure("agent_cpu_pct", 100.0 * cpu / wall, "% of one core", "<= 1")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# -- proxy ----------------------------------------------------------------------------------
+
+
+def _proxy_figure(
+    name: str, direct_url: str, proxy_url: str, model: str, pairs: int, target: str = "<= 1"
+) -> Figure:
+    body = {"model": model, "prompt": "the quick brown fox", "max_tokens": 32,
+            "ignore_eos": True, "stream": True}  # fmt: skip
+    differences, direct_e2e = [], []
+    with httpx.Client(timeout=60) as client:
+        for i in range(pairs + 5):
+            order = [(direct_url, True), (proxy_url, False)]
+            if i % 2:
+                order.reverse()  # neither side always goes first
+            times = {}
+            for url, is_direct in order:
+                started = time.perf_counter()
+                with client.stream("POST", url + "/v1/completions", json=body) as response:
+                    for _chunk in response.iter_raw():
+                        pass
+                times[is_direct] = time.perf_counter() - started
+            if i >= 5:  # the first pairs warm connections and caches
+                differences.append(times[False] - times[True])
+                direct_e2e.append(times[True])
+    overhead_ms = statistics.median(differences) * 1000
+    print(f"# {name}: direct e2e p50 {statistics.median(direct_e2e) * 1000:.1f} ms over "
+          f"{pairs} pairs; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    return Figure(name, overhead_ms, "ms", target)
+
+
+# -- processes ------------------------------------------------------------------------------
+
+
+@contextmanager
+def _bench_database() -> Iterator[str]:
+    with psycopg.connect(PG + "/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
+    url = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
+    try:
+        subprocess.run([str(BIN / "python"), "manage.py", "migrate", "-v0"], cwd=ROOT,
+                       env=_env(url), check=True)  # fmt: skip
+        yield url
+    finally:
+        with psycopg.connect(PG + "/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
+
+
+def _env(database_url: str) -> dict[str, str]:
+    return {
+        **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "False",
+        "SECURE_SSL": "False", "SECRET_KEY": "bench-only-" + "x" * 40,
+        "DATABASE_URL": database_url, "CELERY_BROKER_URL": "", "LOG_LEVEL": "WARNING",
+    }  # fmt: skip
+
+
+def _register_node(database_url: str) -> str:
+    done = subprocess.run(
+        [str(BIN / "python"), "manage.py", "register_node", "--cluster", "bench", "bench-node"],
+        cwd=ROOT, env=_env(database_url), check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+@contextmanager
+def _server(database_url: str) -> Iterator[str]:
+    port = free_port()
+    process = subprocess.Popen(
+        [str(BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
+         "--workers", str(WORKERS), "--log-level", "warning"],
+        cwd=ROOT, env=_env(database_url), start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: httpx.get(url + "/healthz", timeout=1).status_code == 200, process)
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+@contextmanager
+def _fake_upstream() -> Iterator[str]:
+    port = free_port()
+    command = ["-m", "tests.probes.agent.fake_vllm", str(port), "fake", "0.01", "0.002"]
+    process = subprocess.Popen([str(BIN / "python"), *command], cwd=ROOT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(lambda: httpx.get(url + "/metrics", timeout=1).status_code == 200, process)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@contextmanager
+def _agent(
+    server: str, token: str, vllm_url: str, upstream: str
+) -> Iterator[tuple[subprocess.Popen[bytes], str]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        token_file = Path(tmp) / "token"
+        token_file.write_text(token)
+        proxy_port = free_port()
+        process = subprocess.Popen(
+            [str(BIN / "python"), "-m", "probes.agent", "--server", server, "--token-file",
+             str(token_file), "--hostname", "bench-node", "--vllm", vllm_url,
+             "--proxy-listen", f"127.0.0.1:{proxy_port}", "--proxy-upstream", upstream,
+             "--spool-dir", str(Path(tmp) / "spool"), "--log-level", "WARNING"],
+            cwd=ROOT,
+        )  # fmt: skip
+        proxy_url = f"http://127.0.0.1:{proxy_port}"
+        try:
+            _wait(lambda: httpx.get(proxy_url + "/metrics", timeout=1).status_code == 200,
+                  process)  # fmt: skip
+            yield process, proxy_url
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=60)
+
+
+def _wait(ready: object, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
+        try:
+            if ready():  # type: ignore[operator]
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{process.args!r} not ready in {timeout_s} s")
