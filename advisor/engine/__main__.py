@@ -314,21 +314,39 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+# Bandwidth efficiency is not fitted: 0.9 is the copy bandwidth measured on an H100 (3.0 of
+# 3.35 TB/s) and an H200 (4.3 of 4.8 TB/s) in this workplace (PERF_MODEL.md). Fitting three
+# parameters on ten cases generalises better (leave-one-out) than fitting all seven.
+PUBLIC_START = CalibrationProfile(
+    bw_efficiency=0.9,
+    compute_efficiency=0.5,
+    step_overhead_s=2e-3,
+    seq_overhead_s=0.0,
+    layer_overhead_s=0.0,
+    allreduce_latency_s=2e-5,
+    overlap=0.0,
+    source="fit-public start",
+)
+PUBLIC_FIT = ("compute_efficiency", "step_overhead_s", "allreduce_latency_s")
+
+
 def public_fit_starts(start: CalibrationProfile) -> tuple[CalibrationProfile, ...]:
     """Extra starting points so the fit does not stop in a poor local minimum."""
     return (
-        dataclasses.replace(start, bw_efficiency=0.6, compute_efficiency=0.4, step_overhead_s=3e-3,
-                            overlap=0.5, layer_overhead_s=1e-5, seq_overhead_s=1e-5),
-        dataclasses.replace(start, bw_efficiency=0.9, compute_efficiency=0.6, step_overhead_s=5e-4,
-                            overlap=0.1, layer_overhead_s=5e-5, allreduce_latency_s=5e-5),
-    )  # fmt: skip
+        dataclasses.replace(start, compute_efficiency=0.3, step_overhead_s=5e-3),
+        dataclasses.replace(start, compute_efficiency=0.7, step_overhead_s=5e-4),
+    )
 
 
 def cmd_fit_public(args: argparse.Namespace) -> int:
     cases = read_cases(args.cases)
-    start = CalibrationProfile(source="fit-public start")
-    result = fit_cases(cases, start=start, starts=public_fit_starts(start),
-                       source=f"fit-public {Path(args.cases).name}")  # fmt: skip
+    result = fit_cases(
+        cases,
+        start=PUBLIC_START,
+        fit=PUBLIC_FIT,
+        starts=public_fit_starts(PUBLIC_START),
+        source=f"fit-public {Path(args.cases).name}",
+    )
     for error in result.errors:
         print(f"{error.label:30} measured {error.measured:12.6g} fitted {error.predicted:12.6g} "
               f"error {error.ape:7.2%}")  # fmt: skip
@@ -338,13 +356,14 @@ def cmd_fit_public(args: argparse.Namespace) -> int:
         apes = []
         for held in result.errors:
             rest = [case for case in cases if case.id != held.label]
-            refit = fit_cases(rest, start=result.profile)
-            report = validate_cases(
-                [c for c in cases if c.id == held.label], ProfileSet((refit.profile,))
-            )
-            apes.append(report.predictions[0].ape)
+            refit = fit_cases(rest, start=result.profile, fit=PUBLIC_FIT,
+                              starts=public_fit_starts(PUBLIC_START))  # fmt: skip
+            alone = [case for case in cases if case.id == held.label]
+            apes.append(validate_cases(alone, ProfileSet((refit.profile,))).predictions[0].ape)
             print(f"leave-one-out {held.label:30} error {apes[-1]:7.2%}")
-        print(f"loo_median_ape={float(np.median(apes)):.4f}")
+        print(
+            f"loo_median_ape={float(np.median(apes)):.4f} loo_mean_ape={float(np.mean(apes)):.4f}"
+        )
     return 0
 
 
