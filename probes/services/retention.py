@@ -38,6 +38,8 @@ DEFAULT_DAYS = {
 }
 # Rows deleted per statement: ~50k index entries, well under a second on PostgreSQL.
 CHUNK = 50_000
+# GPU samples are deleted 10 minutes at a time: 600k rows for a 1,000-GPU fleet at 1 Hz.
+TIME_SLICE = timedelta(minutes=10)
 
 
 def retention_days(name: str) -> int:
@@ -56,7 +58,7 @@ def retention_apply(*, now: datetime | None = None) -> dict[str, int]:
     hour = cutoff("PROBES_HOUR_ROLLUP_RETENTION_DAYS")
     proxy = cutoff("PROBES_PROXY_REQUEST_RETENTION_DAYS")
     return {
-        "gpu_samples": _delete(GpuSample.objects.filter(ts__lt=raw)),
+        "gpu_samples": _delete_by_time(GpuSample, "ts", raw),
         "engine_samples": _delete(EngineSample.objects.filter(ts__lt=raw)),
         "gpu_rollups": _delete(GpuRollup.objects.filter(
             models.Q(resolution=RollupResolution.MINUTE, bucket_start__lt=minute)
@@ -93,6 +95,20 @@ def _orphan_request_rollups(resolution: str, before: datetime) -> models.QuerySe
     return RequestRollup.objects.filter(resolution=resolution, bucket_start__lt=before).exclude(
         models.Exists(records)
     )
+
+
+def _delete_by_time(model: type[models.Model], field: str, before: datetime) -> int:
+    """Delete rows older than `before` a time slice at a time (for a composite-key table)."""
+    manager = model._default_manager
+    deleted = 0
+    while True:
+        # The oldest row left: empty stretches of time cost no statement.
+        oldest = manager.filter(**{f"{field}__lt": before}).aggregate(m=models.Min(field))["m"]
+        if oldest is None:
+            return deleted
+        until = min(before, oldest + TIME_SLICE)
+        slice_ = manager.filter(**{f"{field}__gte": oldest, f"{field}__lt": until})
+        deleted += slice_._raw_delete(slice_.db)
 
 
 def _delete(queryset: models.QuerySet[models.Model]) -> int:
