@@ -54,7 +54,7 @@ def post(
     client: Client, token: str | None, payload: Any, *, compress: bool = True, **headers: str
 ) -> Any:
     body = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
-    extra = dict(headers)
+    extra: dict[str, Any] = dict(headers)
     if compress:
         body = gzip.compress(body)
         extra.setdefault("HTTP_CONTENT_ENCODING", "gzip")

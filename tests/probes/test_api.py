@@ -72,6 +72,7 @@ def test_it_stores_a_batch_and_registers_the_inventory(client: Client) -> None:
     engine = EngineSample.objects.get()
     assert engine.instance == "gpu-1:8000"
     assert engine.node == node
+    assert isinstance(engine.histograms, dict)
     assert engine.histograms["time_to_first_token_seconds"]["buckets"][-1] == ["+Inf", 4.0]
     assert sorted(RequestRecord.objects.values_list("status", "source")) == [
         ("error", "proxy"),
@@ -83,6 +84,8 @@ def test_it_stores_a_batch_and_registers_the_inventory(client: Client) -> None:
     assert node.agent_version == "test"
     batch_row = IngestBatch.objects.get()
     assert (batch_row.gpu_samples, batch_row.engine_samples, batch_row.requests) == (6, 1, 2)
+    assert batch_row.min_ts is not None
+    assert batch_row.max_ts is not None
     assert batch_row.min_ts.timestamp() == pytest.approx(now)
     assert batch_row.max_ts.timestamp() == pytest.approx(now + 4)
 

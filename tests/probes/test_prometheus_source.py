@@ -156,9 +156,11 @@ def test_it_imports_gpu_and_vllm_metrics_from_prometheus(
     assert last.requests_finished_total == expected.counters["request_success"]
     assert last.generation_tokens_total == expected.counters["generation_tokens"]
     first = engine.order_by("ts").first()
-    assert last.requests_finished_total - first.requests_finished_total == 6
+    assert first is not None
+    assert (last.requests_finished_total or 0) - (first.requests_finished_total or 0) == 6
     with_hists = engine.exclude(histograms=None).order_by("ts").last()
     assert with_hists is not None
+    assert isinstance(with_hists.histograms, dict)
     ttft = Histogram.from_json(with_hists.histograms["time_to_first_token_seconds"])
     assert ttft.count == expected.histograms["time_to_first_token_seconds"].count
     assert EngineRollup.objects.filter(deployment__served_name=SERVED_NAME).exists()

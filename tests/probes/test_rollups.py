@@ -1,6 +1,7 @@
 """Rollups (1 minute, 1 hour) and retention, computed from raw rows; idempotent."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -79,7 +80,7 @@ def _hist(count: float, under_100ms: float, total_s: float) -> dict:
                      count).to_json()  # fmt: skip
 
 
-def _engine(deployment: ModelDeployment, instance: str, at: datetime, **values: object) -> None:
+def _engine(deployment: ModelDeployment, instance: str, at: datetime, **values: Any) -> None:
     running, waiting = values.pop("running", 2.0), values.pop("waiting", 0.0)
     EngineSample.objects.create(
         deployment=deployment, instance=instance, ts=at, num_requests_running=running,

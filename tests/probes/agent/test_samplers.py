@@ -3,7 +3,8 @@
 import json
 import logging
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType, SimpleNamespace
+from typing import cast
 
 import httpx
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from probes.agent.batch import BatchBuilder
 from probes.agent.config import AgentConfig, VllmTarget
 from probes.agent.runner import Agent
+from probes.agent.samplers import Sampler
 from probes.agent.samplers.dcgm import merge_gpu_samples, parse_dcgm
 from probes.agent.samplers.host import HostSampler
 from probes.agent.samplers.nvml import NvmlSampler
@@ -61,7 +63,10 @@ def test_the_other_samplers_keep_running_without_nvml(
     with serving({("GET", "/metrics"): text(AFTER)}) as url:
         client = httpx.Client()
         config = AgentConfig(hostname="node-1", spool_dir=tmp_path)
-        samplers = [NvmlSampler(), VllmSampler(VllmTarget(url=url), client, "node-1")]
+        samplers: list[Sampler] = [
+            NvmlSampler(),
+            VllmSampler(VllmTarget(url=url), client, "node-1"),
+        ]
         agent = Agent(config, samplers, HostSampler("node-1"), Spool(tmp_path, 2**20), None)
         with caplog.at_level(logging.WARNING):
             for round_s in (1000.0, 1001.0, 1002.0):
@@ -162,7 +167,7 @@ class FakeNvml(SimpleNamespace):
 
 
 def test_it_reads_gpus_and_mig_instances_through_nvml() -> None:
-    observations = NvmlSampler(nvml=FakeNvml()).sample(500.0)
+    observations = NvmlSampler(nvml=cast(ModuleType, FakeNvml())).sample(500.0)
     assert observations.notes == ["NVML ok: 2 GPU(s), driver 575.51"]
     assert [g["uuid"] for g in observations.gpus] == ["GPU-h100", "GPU-a100", "MIG-1"]
     assert observations.gpus[2]["mig_parent_uuid"] == "GPU-a100"
