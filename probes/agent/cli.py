@@ -44,11 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--server", help="server base URL, e.g. https://advisor.example.org")
     parser.add_argument("--token-file", type=Path, help="file holding this node's agent token")
     parser.add_argument("--hostname", help="this node's name as registered (default: hostname)")
-    parser.add_argument("--vllm", action="append", metavar="URL", help="vLLM base URL (repeat)")
+    parser.add_argument(
+        "--vllm", "--vllm-url", action="append", metavar="URL", help="vLLM base URL (repeat)"
+    )
     parser.add_argument("--dcgm-url", help="dcgm-exporter metrics URL")
     parser.add_argument("--no-nvml", action="store_true", help="do not sample NVML")
     parser.add_argument("--proxy-listen", metavar="HOST:PORT", help="recording proxy address")
-    parser.add_argument("--proxy-upstream", metavar="URL", help="vLLM URL behind the proxy")
+    parser.add_argument(
+        "--proxy-upstream", metavar="URL", help="vLLM URL behind the proxy (default: --vllm)"
+    )
     parser.add_argument("--spool-dir", type=Path)
     parser.add_argument("--spool-max-bytes", type=int)
     parser.add_argument("--sample-interval", type=float, dest="sample_interval_s")
@@ -82,9 +86,10 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
     if args.vllm:
         overrides["vllm"] = tuple(vllm_target(url) for url in args.vllm)
     if args.proxy_listen or args.proxy_upstream:
-        if not (args.proxy_listen and args.proxy_upstream):
-            raise ConfigError("--proxy-listen and --proxy-upstream go together")
-        overrides["proxy"] = parse_proxy(args.proxy_listen, args.proxy_upstream)
+        upstream = args.proxy_upstream or (args.vllm[0] if args.vllm else None)
+        if not (args.proxy_listen and upstream):
+            raise ConfigError("--proxy-listen needs --proxy-upstream (or a --vllm URL)")
+        overrides["proxy"] = parse_proxy(args.proxy_listen, upstream)
     return config.with_overrides(**overrides)
 
 

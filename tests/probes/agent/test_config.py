@@ -72,6 +72,17 @@ def test_flags_override_the_file(tmp_path: Path) -> None:
     assert config.vllm[0].url == "http://127.0.0.1:9"
 
 
+def test_the_proxy_defaults_to_the_vllm_server_it_samples() -> None:
+    args = build_parser().parse_args(
+        ["--vllm-url", "http://vllm:8001", "--proxy-listen", "0.0.0.0:8002"]
+    )
+    config = config_from_args(args)
+    assert config.proxy is not None
+    assert config.proxy.upstream == "http://vllm:8001"
+    with pytest.raises(ConfigError, match="--proxy-listen needs --proxy-upstream"):
+        config_from_args(build_parser().parse_args(["--proxy-listen", "0.0.0.0:8002"]))
+
+
 def test_it_says_when_the_config_file_is_not_yaml(tmp_path: Path) -> None:
     path = tmp_path / "agent.yaml"
     path.write_text("server: [unclosed\n")
