@@ -19,14 +19,15 @@ from typing import Any
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 
 from probes.roles import ADMIN, OPERATOR, VIEWER, role_of
 
 RANK = {VIEWER: 1, OPERATOR: 2, ADMIN: 3}
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 
 
 def has_role(user: Any, role: str) -> bool:
@@ -43,7 +44,7 @@ def role_required(role: str, *, post: str | None = None) -> Callable[[View], Vie
 
     def decorate(view: View) -> View:
         @wraps(view)
-        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not request.user.is_authenticated:
                 return redirect_to_login(request.get_full_path())
             needed = role if request.method in SAFE_METHODS else unsafe

@@ -21,6 +21,8 @@ class NavEntry:
 
 NAV: tuple[NavEntry, ...] = (
     NavEntry("Fleet", "dashboard:home", VIEWER, "/"),
+    NavEntry("GPUs", "dashboard:gpus", VIEWER, "/gpus/"),
     NavEntry("Traces", "dashboard:traces", VIEWER, "/traces/"),
+    NavEntry("Reports", "dashboard:reports", VIEWER, "/reports/"),
     NavEntry("Admin", "admin:index", ADMIN, "/admin/"),
 )

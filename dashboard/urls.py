@@ -6,14 +6,19 @@ URL keyword names say what they hold (`gpu_id`, `node_id`, ...): the URL-walk te
 
 from django.urls import URLPattern, URLResolver, path
 
-from dashboard.views import fleet, gpus, traces
+from dashboard.views import fleet, gpus, reports, traces
 
 app_name = "dashboard"
 urlpatterns: list[URLPattern | URLResolver] = [
     path("", fleet.fleet, name="home"),
+    path("gpus/", fleet.gpu_list, name="gpus"),
     path("nodes/<int:node_id>/", gpus.node, name="node"),
     path("gpus/<int:gpu_id>/", gpus.gpu, name="gpu"),
     path("deployments/<int:deployment_id>/", gpus.deployment, name="deployment"),
     path("traces/", traces.traces, name="traces"),
     path("traces/import/", traces.trace_upload, name="trace-upload"),
+    path("reports/", reports.reports, name="reports"),
+    path("reports/generate/", reports.report_generate, name="report-generate"),
+    path("reports/<int:report_id>/pdf/", reports.report_pdf, name="report-pdf"),
+    path("reports/schedules/<int:cluster_id>/", reports.schedule_edit, name="report-schedule"),
 ]

@@ -73,11 +73,11 @@ def idle_cost_bars(overview: FleetOverview) -> go.Figure:
 
 def utilization_histogram(overview: FleetOverview) -> go.Figure:
     """How GPU time is spread over utilization levels (every GPU-bucket of the window)."""
-    values = overview.bucket_util_pct
+    counts = overview.util_histogram
     title = "Distribution of GPU utilization"
-    if values.size == 0:
+    if counts.sum() == 0:
         return empty("No GPU rollups in this window", title=title)
-    counts, edges = np.histogram(values, bins=20, range=(0.0, 100.0))
+    edges = np.linspace(0.0, 100.0, 21)
     share = counts / counts.sum() * 100.0
     colors = [BAD if edge < IDLE_UTIL_PCT else ACCENT for edge in edges[:-1]]
     fig = go.Figure(

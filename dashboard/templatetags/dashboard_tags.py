@@ -18,50 +18,55 @@ register = template.Library()
 DASH = "\u2013"
 
 
+def _missing(value: Any) -> bool:
+    """None, or "" (what a template gives for a key that is not there)."""
+    return value is None or value == ""
+
+
 @register.filter
-def usd(value: float | None) -> str:
+def usd(value: Any) -> str:
     """$1,234 (no cents above $100, cents below); "no price" for None."""
-    if value is None:
+    if _missing(value):
         return "no price"
     return f"${value:,.0f}" if abs(value) >= 100 else f"${value:,.2f}"
 
 
 @register.filter
-def pct(value: float | None, digits: int = 1) -> str:
-    return DASH if value is None else f"{value:.{digits}f}%"
+def pct(value: Any, digits: int = 1) -> str:
+    return DASH if _missing(value) else f"{value:.{digits}f}%"
 
 
 @register.filter
-def ratio_pct(value: float | None) -> str:
+def ratio_pct(value: Any) -> str:
     """A 0..1 ratio as a percentage."""
-    return DASH if value is None else f"{value * 100:.1f}%"
+    return DASH if _missing(value) else f"{value * 100:.1f}%"
 
 
 @register.filter
-def hours(value: float | None) -> str:
-    if value is None:
+def hours(value: Any) -> str:
+    if _missing(value):
         return DASH
     return f"{value:,.0f} h" if abs(value) >= 100 else f"{value:,.1f} h"
 
 
 @register.filter
-def num(value: float | None, digits: int = 2) -> str:
-    if value is None:
+def num(value: Any, digits: int = 2) -> str:
+    if _missing(value):
         return DASH
     return f"{value:,.{digits}f}"
 
 
 @register.filter
-def seconds(value: float | None) -> str:
+def seconds(value: Any) -> str:
     """Latency: ms below a second, s above."""
-    if value is None:
+    if _missing(value):
         return DASH
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
 
 
 @register.filter
-def gib(value: float | None) -> str:
-    return DASH if value is None else f"{value / 2**30:,.1f} GiB"
+def gib(value: Any) -> str:
+    return DASH if _missing(value) else f"{value / 2**30:,.1f} GiB"
 
 
 @register.simple_tag

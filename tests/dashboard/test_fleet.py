@@ -8,7 +8,7 @@ import pytest
 from django.test import Client
 from django.utils.http import urlencode
 
-from dashboard.selectors.fleet import fleet_overview
+from dashboard.selectors.fleet import fleet_overview, resolution_for_fleet
 from dashboard.windows import Window
 from tests.dashboard.conftest import END, SmallFleet
 
@@ -83,11 +83,17 @@ def test_it_fills_the_heatmap_with_gaps_where_no_telemetry(small_fleet: SmallFle
     assert heat.util_pct[0][filled[0]].tolist() == [60.0] * 24
 
 
-def test_it_uses_minute_rollups_up_to_a_day(small_fleet: SmallFleet) -> None:
+def test_it_reads_minute_rollups_while_the_window_holds_few_gpu_minutes() -> None:
     day = Window("24h", END - timedelta(days=1), END, end_given=True)
-    overview = fleet_overview(window=day, cluster=small_fleet.cluster)
-    assert overview.resolution == "1m"
-    assert overview.observed_gpu_hours == 0.0  # the fixture holds hour rollups only
+    assert resolution_for_fleet(day, 30) == "1m"  # 43,200 GPU-minutes
+    assert resolution_for_fleet(day, 100) == "1h"  # 144,000
+    assert resolution_for_fleet(Window("6h", END - timedelta(hours=6), END), 100) == "1m"
+
+
+def test_it_falls_back_to_hour_rollups_where_minutes_are_gone(small_fleet: SmallFleet) -> None:
+    overview = fleet_overview(window=week(), cluster=small_fleet.cluster)  # 3 GPUs: minutes
+    assert overview.resolution == "1h"  # the fixture holds hour rollups only
+    assert overview.observed_gpu_hours == pytest.approx(72.0)
     assert overview.latest_bucket == END - timedelta(days=1)  # the last hour rollup's end
 
 

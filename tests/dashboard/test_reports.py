@@ -1,0 +1,169 @@
+"""Reports: Plotly charts rendered offline by kaleido + Chromium, the PDF, the e-mail, schedules."""
+
+from __future__ import annotations
+
+import io
+import shutil
+from datetime import timedelta
+from email.mime.base import MIMEBase
+from typing import Any
+
+import plotly.graph_objects as go
+import pytest
+from django.core import mail
+from django.core.mail import EmailMultiAlternatives
+from django.test import Client
+from django_celery_beat.models import PeriodicTask
+from PIL import Image
+from pypdf import PdfReader
+
+from dashboard.models import Report, ReportSchedule, ReportStatus
+from dashboard.reports import services
+from dashboard.reports.content import report_content
+from dashboard.reports.images import figures_to_png
+from dashboard.reports.render import report_render
+from dashboard.windows import Window
+from tests.dashboard.conftest import END, SmallFleet
+from tests.support.components import missing
+
+pytestmark = pytest.mark.django_db
+
+
+def need_chromium() -> None:
+    if not shutil.which("chromium"):
+        missing("Chromium", "the `chromium` package renders report charts (kaleido)")
+
+
+@pytest.mark.integration
+def test_kaleido_renders_a_plotly_figure_with_the_local_chromium() -> None:
+    need_chromium()
+    fig = go.Figure(go.Bar(x=["a", "b"], y=[1, 3], marker_color="#2563eb"))
+    fig.update_layout(height=300, plot_bgcolor="white", paper_bgcolor="white")
+    png = figures_to_png({"bars": fig}, width=400, scale=1.0)["bars"]
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    assert image.size == (400, 300)
+    # The bars were drawn: the bar colour covers a good part of the plot.
+    blue = sum(1 for pixel in image.get_flattened_data() if pixel == (0x25, 0x63, 0xEB))
+    assert blue > 2000
+
+
+def week() -> Window:
+    return Window("7d", END - timedelta(days=7), END, end_given=True)
+
+
+@pytest.mark.integration
+def test_the_pdf_and_the_email_carry_the_same_numbers_and_charts(
+    small_fleet: SmallFleet,
+) -> None:
+    need_chromium()
+    content = report_content(cluster=small_fleet.cluster, window=week())
+    rendered = report_render(content)
+
+    assert set(rendered.images) == {"fleet_heatmap", "fleet_idle", "fleet_util"}
+    for png in rendered.images.values():
+        assert Image.open(io.BytesIO(png)).size[0] == 1800  # 900 px at scale 2
+
+    reader = PdfReader(io.BytesIO(rendered.pdf))
+    text = " ".join(page.extract_text() for page in reader.pages)
+    # Pages share one resource dictionary: count the distinct images.
+    images = {image.name: image for page in reader.pages for image in page.images}
+    assert len(images) == 3
+    for figure in ("$40.00", "$192", "34.0 h", "L4 (1 GPU, 24.0 h idle)"):
+        assert figure in text, figure  # idle cost, spend, idle hours, the unpriced kind
+        assert figure in rendered.html_email
+    for name in rendered.images:
+        assert f'src="cid:{name}"' in rendered.html_email
+    assert "$40.00" in rendered.text_email
+
+
+@pytest.mark.integration
+def test_a_scheduled_report_is_archived_and_mailed(small_fleet: SmallFleet, settings: Any) -> None:
+    need_chromium()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    schedule = services.schedule_save(
+        cluster=small_fleet.cluster, recipients="sre@example.org,\nlead@example.org", days=7
+    )
+    report = services.report_scheduled_run(schedule_id=schedule.pk)
+
+    assert report is not None
+    assert report.status == ReportStatus.READY
+    assert report.pdf.read().startswith(b"%PDF")
+    assert report.summary["fleet"]["gpus"] == 3
+    [message] = mail.outbox
+    assert isinstance(message, EmailMultiAlternatives)
+    assert message.to == ["sre@example.org", "lead@example.org"]
+    html, mime = message.alternatives[0]
+    assert mime == "text/html"
+    assert 'src="cid:fleet_heatmap"' in str(html)
+    content_ids = {
+        part.get("Content-ID") for part in message.attachments if isinstance(part, MIMEBase)
+    }
+    assert {"<fleet_heatmap>", "<fleet_idle>", "<fleet_util>"} <= content_ids
+    pdfs = [a for a in message.attachments if isinstance(a, tuple) and a[2] == "application/pdf"]
+    assert len(pdfs) == 1
+    assert bytes(pdfs[0][1]).startswith(b"%PDF")
+    report.refresh_from_db()
+    assert report.sent_to == "sre@example.org, lead@example.org"
+
+
+def test_a_report_without_a_browser_fails_with_the_reason(
+    small_fleet: SmallFleet, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks
+) -> None:
+    monkeypatch.setenv("BROWSER_PATH", "/nonexistent/chromium")
+    with django_capture_on_commit_callbacks(execute=True):
+        report = services.report_create(cluster=small_fleet.cluster, days=7)
+    report.refresh_from_db()
+    assert report.status == ReportStatus.FAILED
+    assert report.error == "BROWSER_PATH: no browser at '/nonexistent/chromium'"
+    assert not report.pdf
+
+
+def test_a_report_is_built_once_even_if_its_task_runs_twice(small_fleet: SmallFleet) -> None:
+    report = Report.objects.create(
+        cluster=small_fleet.cluster, window_start=END - timedelta(days=7), window_end=END,
+        status=ReportStatus.RUNNING,
+    )  # fmt: skip
+    assert services.report_build(report_id=report.pk) is None  # another worker holds it
+
+
+def test_every_cluster_gets_a_weekly_schedule(small_fleet: SmallFleet) -> None:
+    assert services.schedules_ensure() == 1
+    assert services.schedules_ensure() == 0
+    schedule = ReportSchedule.objects.get(cluster=small_fleet.cluster)
+    task = PeriodicTask.objects.get(pk=schedule.periodic_task_id)
+    assert task.task == "dashboard.tasks.report_scheduled"
+    assert task.kwargs == f'{{"schedule_id": {schedule.pk}}}'
+    assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("0", "7", "1")
+    assert schedule.recipient_list == []
+
+
+def test_a_bad_recipient_is_named_and_nothing_saved(small_fleet: SmallFleet) -> None:
+    with pytest.raises(services.ReportInputError, match="recipients: 'not-an-address'"):
+        services.schedule_save(cluster=small_fleet.cluster, recipients="a@b.org, not-an-address")
+    assert not ReportSchedule.objects.exists()
+    assert not PeriodicTask.objects.filter(task=services.SCHEDULED_TASK).exists()
+
+
+def test_operators_generate_and_viewers_only_read(
+    client: Client, bob, carol, small_fleet: SmallFleet, django_capture_on_commit_callbacks
+) -> None:
+    client.force_login(carol)
+    page = client.get("/reports/").content.decode()
+    assert 'data-testid="generate-report"' not in page
+    assert 'data-testid="schedule-form"' not in page
+    assert client.post("/reports/generate/", {"days": "7"}).status_code == 403
+
+    client.force_login(bob)
+    assert 'data-testid="generate-report"' in client.get("/reports/").content.decode()
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(
+            "/reports/generate/", {"days": "7", "cluster": str(small_fleet.cluster.pk)}
+        )
+    assert response.status_code == 302
+    report = Report.objects.get()
+    assert (report.cluster, report.status) == (small_fleet.cluster, ReportStatus.QUEUED)
+    assert report.window_end - report.window_start == timedelta(days=7)
+    response = client.post("/reports/generate/", {"days": "365"}, follow=True)
+    assert "days: one of 1, 7, 30" in response.content.decode()
+    assert Report.objects.count() == 1
