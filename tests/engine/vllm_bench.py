@@ -10,7 +10,9 @@ and median TPOT there. Used by `tests/engine/test_fidelity.py` and
 The machine is shared and has 2 cores: each concurrency is measured in several rounds
 (interleaved) and the median is kept; a run whose token stream arrived coalesced (median ITL
 far below median TPOT: the API server fell behind for lack of CPU) is set aside when a clean
-run of the same point exists.
+run of the same point exists. Where the OS allows it (root), the server's processes and the
+benchmark client run at a raised CPU priority (nice -10) for the measurement, so unrelated
+work on the machine disturbs them less; their original priorities are restored afterwards.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ import json
 import os
 import statistics
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,6 +86,51 @@ class BenchPoint:
         ]  # fmt: skip
 
 
+BOOST_NICE = -10
+
+
+def _tids_of_tree(pid: int) -> list[int]:
+    """Thread ids of a process and all its descendants (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tids: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        todo.extend(children.get(current, []))
+        tids.extend(int(task.name) for task in Path(f"/proc/{current}/task").glob("[0-9]*"))
+    return tids
+
+
+@contextmanager
+def boosted(pid: int | None) -> Iterator[None]:
+    """Raise the CPU priority of a process tree for the duration (no-op without permission)."""
+    before: dict[int, int] = {}
+    if pid is not None:
+        for tid in _tids_of_tree(pid):
+            try:
+                before[tid] = os.getpriority(os.PRIO_PROCESS, tid)
+                os.setpriority(os.PRIO_PROCESS, tid, BOOST_NICE)
+            except OSError:  # not root, or the thread is gone
+                before.pop(tid, None)
+    try:
+        yield
+    finally:
+        for tid, priority in before.items():
+            with suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, tid, priority)
+
+
+def _nice_child() -> None:
+    with suppress(OSError):
+        os.setpriority(os.PRIO_PROCESS, 0, BOOST_NICE)
+
+
 def run_vllm_bench(
     base_url: str, points: list[BenchPoint], *, timeout_s: float = 1200.0
 ) -> list[dict[str, float]]:
@@ -98,6 +146,7 @@ def run_vllm_bench(
         timeout=timeout_s,
         env=env,
         check=False,
+        preexec_fn=_nice_child,  # only sets the child's priority
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or len(lines) != len(points):
@@ -181,7 +230,9 @@ class FidelityReport:
         return out
 
 
-def fidelity(base_url: str, *, rounds: int = 3, max_rounds: int | None = None) -> FidelityReport:
+def fidelity(
+    base_url: str, *, rounds: int = 3, max_rounds: int | None = None, server_pid: int | None = None
+) -> FidelityReport:
     """Measure, calibrate on two concurrencies, predict three others (see module docstring).
 
     Runs `rounds` interleaved rounds, then more (up to `max_rounds`) for points that have
@@ -190,18 +241,19 @@ def fidelity(base_url: str, *, rounds: int = 3, max_rounds: int | None = None) -
     concurrencies = sorted({*CALIBRATE_AT, *PREDICT_AT})
     # warm-up: compile the shapes of every batch size the rounds will see
     warm = [BenchPoint(c, c, INPUT_LEN, OUTPUT_LEN, seed=99) for c in (64, 32, 16, 4, 1)]
-    run_vllm_bench(base_url, warm)
     runs: dict[int, list[dict[str, float]]] = {c: [] for c in concurrencies}
-    for round_no in range(max_rounds or rounds):
-        wanted = [c for c in concurrencies if sum(map(is_clean, runs[c])) < rounds]
-        if round_no >= rounds and not wanted:
-            break
-        plan = [
-            BenchPoint(c, prompts_for(c), INPUT_LEN, OUTPUT_LEN, seed=round_no)
-            for c in (concurrencies if round_no < rounds else wanted)
-        ]
-        for point, result in zip(plan, run_vllm_bench(base_url, plan), strict=True):
-            runs[point.concurrency].append(result)
+    with boosted(server_pid):
+        run_vllm_bench(base_url, warm)
+        for round_no in range(max_rounds or rounds):
+            wanted = [c for c in concurrencies if sum(map(is_clean, runs[c])) < rounds]
+            if round_no >= rounds and not wanted:
+                break
+            plan = [
+                BenchPoint(c, prompts_for(c), INPUT_LEN, OUTPUT_LEN, seed=round_no)
+                for c in (concurrencies if round_no < rounds else wanted)
+            ]
+            for point, result in zip(plan, run_vllm_bench(base_url, plan), strict=True):
+                runs[point.concurrency].append(result)
     points = {c: measured_point(c, runs[c]) for c in concurrencies}
     replica = cpu_replica()
     fit = fit_points(
