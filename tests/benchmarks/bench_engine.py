@@ -46,8 +46,12 @@ NUM_REQUESTS = 1_000_000
 
 def _sim_speed() -> Iterator[Figure]:
     h100 = DEFAULT_CATALOG.gpu("H100-SXM")
-    deployment = Deployment(h100, DEFAULT_CATALOG.model("Llama-3-8B"), DEFAULT_CATALOG.quant("bf16"))
-    replica = Replica(deployment, vllm_default_scheduler(h100), DEFAULT_PROFILES.lookup(h100.name, "vllm"))
+    deployment = Deployment(
+        h100, DEFAULT_CATALOG.model("Llama-3-8B"), DEFAULT_CATALOG.quant("bf16")
+    )
+    replica = Replica(
+        deployment, vllm_default_scheduler(h100), DEFAULT_PROFILES.lookup(h100.name, "vllm")
+    )
     trace = load_azure_trace(CONV)
     workload = resample_workload(trace, np.random.default_rng(0), num_requests=NUM_REQUESTS)
     simulate(replica, workload.head(1000))  # compile or load the cached inner loop
@@ -58,10 +62,12 @@ def _sim_speed() -> Iterator[Figure]:
             result = simulate(replica, load)
             seconds.append(time.perf_counter() - started)
         metrics = result.metrics()
-        print(f"# sim{label}: {load.num_requests} requests at {load.mean_rate_rps:.1f} rps, "
-              f"runs {[round(s, 3) for s in seconds]} s, completed {metrics.completed}, "
-              f"output {metrics.output_throughput_tok_s:.0f} tok/s, "
-              f"p50 TPOT {metrics.tpot_s.p50 * 1e3:.1f} ms, preemptions {metrics.preemptions}")  # fmt: skip
+        print(
+            f"# sim{label}: {load.num_requests} requests at {load.mean_rate_rps:.1f} rps, "
+            f"runs {[round(s, 3) for s in seconds]} s, completed {metrics.completed}, "
+            f"output {metrics.output_throughput_tok_s:.0f} tok/s, "
+            f"p50 TPOT {metrics.tpot_s.p50 * 1e3:.1f} ms, preemptions {metrics.preemptions}"
+        )
         yield Figure(
             f"sim_requests_per_s{label}",
             load.num_requests / statistics.median(seconds),
@@ -84,7 +90,7 @@ def _fidelity() -> Iterator[Figure]:
     from tests.support.vllm_node import running_vllm
 
     with running_vllm(name="bench-engine") as process:
-        report = fidelity(process.launch.base_url, rounds=3)
+        report = fidelity(process.launch.base_url, rounds=3, max_rounds=6, server_pid=process.pid)
     for line in report.lines():
         print(f"# {line}")
     yield Figure("vllm_cpu_fidelity_mape", report.mape, "fraction", "<= 0.15")
@@ -93,7 +99,9 @@ def _fidelity() -> Iterator[Figure]:
     for error in report.predictions:
         by_metric.setdefault(error.label.split()[-1], []).append(error)
     for metric, errors in sorted(by_metric.items()):
-        yield Figure(f"vllm_cpu_fidelity_mape_{metric}", float(np.mean([e.ape for e in errors])), "fraction")
+        yield Figure(
+            f"vllm_cpu_fidelity_mape_{metric}", float(np.mean([e.ape for e in errors])), "fraction"
+        )
     yield Figure(
         "vllm_cpu_measurement_spread_max",
         max(report.spread(c) for c in PREDICT_AT),
