@@ -10,7 +10,11 @@ counts are exact), `POST /v1/completions` and `/v1/chat/completions` (streams `m
 frames `itl_s` apart, then usage and `[DONE]`), `GET /metrics` (vLLM-named counters and the
 running gauge), `POST /_control` (JSON merged into the behaviour, see `Behaviour`).
 
-Run alone: `python -m tests.advisor.benchmarking.fake_openai --port 8123 [--itl-s 0.01]`.
+Pacing: `itl_s` sleeps per stream between frames; `tick_s` has one shared clock write a frame
+to every open stream each tick (offered tokens/s = streams / tick_s), cheap enough that the
+server outpaces the client under test.
+
+Run alone: `python -m tests.advisor.benchmarking.fake_openai --port 8123 [--tick-s 0.005]`.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Behaviour:
     """What the next requests get; change it with `POST /_control`."""
 
     itl_s: float = 0.0  # pause between token frames (0: write them all at once)
+    tick_s: float = 0.0  # instead: one shared clock writes a frame to every stream per tick
     ttft_s: float = 0.0  # pause before the first frame
     fail_status: int = 0  # answer completions with this HTTP status
     fail_every: int = 0  # ... only every n-th completion request (0: all, if fail_status)
@@ -57,6 +62,9 @@ class FakeServer:
         self.prompt_tokens = 0
         self.generation_tokens = 0
         self.bodies: list[dict[str, Any]] = []
+        # tick mode: writer -> [frames left, frame bytes, done future]; one task writes all
+        self.ticking: dict[asyncio.StreamWriter, list[Any]] = {}
+        self.ticker: asyncio.Task[None] | None = None
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -134,7 +142,9 @@ class FakeServer:
         try:
             if behaviour.ttft_s:
                 await asyncio.sleep(behaviour.ttft_s)
-            for i in range(n):
+            if behaviour.tick_s:
+                await self.ticked(writer, n, frame)
+            for i in range(0 if behaviour.tick_s else n):
                 if i == behaviour.drop_after:
                     writer.transport.abort()
                     return False
@@ -164,6 +174,24 @@ class FakeServer:
         self.prompt_tokens += prompt_n
         self.generation_tokens += n
         return True
+
+    async def ticked(self, writer: asyncio.StreamWriter, n: int, frame: bytes) -> None:
+        """Stream `n` frames on the shared clock: cheap pacing for thousands of frames/s."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.ticking[writer] = [n, frame, done]
+        if self.ticker is None or self.ticker.done():
+            self.ticker = asyncio.create_task(self.tick())
+        await done
+
+    async def tick(self) -> None:
+        while self.ticking:
+            await asyncio.sleep(self.behaviour.tick_s)
+            for writer, state in list(self.ticking.items()):
+                writer.write(state[1])
+                state[0] -= 1
+                if state[0] <= 0:
+                    del self.ticking[writer]
+                    state[2].set_result(None)
 
     def metrics_text(self) -> str:
         labels = f'{{engine="0",model_name="{MODEL}"}}'
@@ -251,8 +279,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--itl-s", type=float, default=0.0)
+    parser.add_argument("--tick-s", type=float, default=0.0)
     args = parser.parse_args()
-    server = FakeServer(Behaviour(itl_s=args.itl_s))
+    server = FakeServer(Behaviour(itl_s=args.itl_s, tick_s=args.tick_s))
 
     async def serve() -> None:
         listener = await asyncio.start_server(server.handle, "127.0.0.1", args.port, backlog=1024)

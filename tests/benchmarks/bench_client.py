@@ -1,0 +1,140 @@
+"""Benchmark-client benchmarks: its own capacity, and agreement with `vllm bench serve`.
+
+Reproduce with `.venv/bin/python -m tests.benchmarks bench_client` (or `make bench`; the
+second figure needs `make vllm-node`). Figures:
+
+- `bench_client_max_tok_s`: streamed tokens per second the client alone sustains on one core.
+  The fast fake OpenAI server (`tests/advisor/benchmarking/fake_openai.py`, its own process,
+  pinned to the other core) streams one SSE frame per token; the client (this process,
+  pinned to core 0) runs a closed loop of 256 users x 512 output tokens. Two shapes: paced (a
+  shared 4 ms clock writes one frame to each open stream, 64,000 tok/s offered, so frames
+  arrive a few at a time, the demanding case) and unpaced (each answer written at once, frames
+  arrive in bulk). The headline is the paced figure (what the client sustained; a lower bound
+  of its capacity when it was not the limit). `bench_client_cpu_share` is the client's CPU
+  time / wall time during it (below 1.0: the client had headroom) and
+  `bench_client_tok_per_cpu_s` the tokens it handled per CPU second of its own (what one
+  saturated core would stream). Median of 3 runs. Target >= 5,000.
+- `bench_client_vs_vllm_bench_ratio`: on one real vLLM CPU node (tiny model), our client's
+  output tok/s divided by `vllm bench serve`'s (run from the vLLM venv as a module), same
+  workload: 128 requests, 32 prompt tokens, 128 output tokens (`ignore_eos`), 32 concurrent
+  users, 5 interleaved rounds (ours, vLLM's, ours, ...), median of each. Target 0.95-1.05.
+  The machine is shared: each side's spread over the rounds is printed beside it, and
+  `..._ratio_best` divides the best run of each side (the least disturbed).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from advisor.benchmarking.runner import Limits, RunOptions, Target, run_benchmark
+from advisor.engine.workload import closed_loop_workload
+from tests.advisor.benchmarking.fake_openai import MODEL
+from tests.benchmarks import Figure
+from tests.engine.vllm_bench import BenchPoint, run_vllm_bench
+from tests.support.components import free_port, port_open
+from tests.support.vllm_node import SERVED_NAME, running_vllm
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIENT_CPU, SERVER_CPU = 0, 1
+USERS, OUTPUT_TOKENS, TICK_S = 256, 512, 0.004
+ROUNDS = 5
+AGREE = {"num_requests": 128, "prompt": 32, "output": 128, "users": 32}
+
+
+def _pin(cpu: int) -> None:
+    if hasattr(os, "sched_setaffinity") and cpu < (os.cpu_count() or 1):
+        os.sched_setaffinity(0, {cpu})
+
+
+def _client_capacity() -> Iterator[Figure]:
+    port = free_port()
+    results: dict[str, tuple[list[float], list[float], list[float]]] = {}
+    for label, tick_s in (("paced", TICK_S), ("unpaced", 0.0)):
+        server = subprocess.Popen(
+            [sys.executable, "-m", "tests.advisor.benchmarking.fake_openai",
+             "--port", str(port), "--tick-s", str(tick_s)],
+            cwd=ROOT, stdout=subprocess.PIPE, preexec_fn=lambda: _pin(SERVER_CPU),
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while not port_open("127.0.0.1", port) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            rates, shares, per_cpu = [], [], []
+            workload = closed_loop_workload(
+                num_requests=2 * USERS, concurrency=USERS, prompt_tokens=16,
+                output_tokens=OUTPUT_TOKENS,
+            )  # fmt: skip
+            for _ in range(3):
+                cpu0, wall0 = time.process_time(), time.perf_counter()
+                result = run_benchmark(
+                    Target(f"http://127.0.0.1:{port}", MODEL),
+                    workload,
+                    limits=Limits(max_concurrency=USERS),
+                    options=RunOptions(metrics_sample_s=0, scrape_metrics=False),
+                )
+                cpu_s = time.process_time() - cpu0
+                share = cpu_s / (time.perf_counter() - wall0)
+                if result.status != "completed" or result.summary["failed"]:
+                    raise RuntimeError(f"client capacity run failed: {result.error}")
+                rates.append(result.output_throughput)
+                shares.append(share)
+                per_cpu.append(result.summary["total_output_tokens"] / cpu_s)
+            results[label] = (rates, shares, per_cpu)
+        finally:
+            server.terminate()
+            server.wait(10)
+    paced, paced_share, paced_per_cpu = results["paced"]
+    yield Figure("bench_client_max_tok_s", statistics.median(paced), "tok/s", ">= 5000")
+    yield Figure("bench_client_cpu_share", statistics.median(paced_share), "cores")
+    yield Figure("bench_client_tok_per_cpu_s", statistics.median(paced_per_cpu), "tok/cpu-s")
+    unpaced, _share, _per_cpu = results["unpaced"]
+    yield Figure("bench_client_max_tok_s_unpaced", statistics.median(unpaced), "tok/s")
+
+
+def _agreement() -> Iterator[Figure]:
+    workload = closed_loop_workload(
+        num_requests=AGREE["num_requests"], concurrency=AGREE["users"],
+        prompt_tokens=AGREE["prompt"], output_tokens=AGREE["output"],
+    )  # fmt: skip
+    users, num, prompt, output = (AGREE[k] for k in ("users", "num_requests", "prompt", "output"))
+    ours: list[float] = []
+    theirs: list[float] = []
+    with running_vllm(name="bench-client") as node:
+        base_url = node.launch.base_url
+        target = Target(base_url, SERVED_NAME)
+        # warm-up: compile every batch shape once
+        run_vllm_bench(base_url, [BenchPoint(users, num, prompt, output, seed=99)])
+        for round_no in range(ROUNDS):
+            # /metrics before and after only, as vllm bench (a scrape costs the server CPU)
+            options = RunOptions(seed=round_no, metrics_sample_s=0)
+            result = run_benchmark(target, workload, options=options)
+            if result.status != "completed" or result.summary["failed"]:
+                raise RuntimeError(f"our client failed: {result.error}")
+            ours.append(result.output_throughput)
+            point = BenchPoint(users, num, prompt, output, seed=round_no)
+            theirs.append(float(run_vllm_bench(base_url, [point])[0]["output_throughput"]))
+    ratio = statistics.median(ours) / statistics.median(theirs)
+    yield Figure("bench_client_vs_vllm_bench_ratio", ratio, "x", "0.95-1.05")
+    # other work on a shared machine only slows runs down: the best runs are the least disturbed
+    yield Figure("bench_client_vs_vllm_bench_ratio_best", max(ours) / max(theirs), "x")
+    for label, values in (("ours", ours), ("vllm_bench", theirs)):
+        spread = (max(values) - min(values)) / statistics.median(values)
+        yield Figure(f"bench_client_agreement_{label}_tok_s", statistics.median(values), "tok/s")
+        yield Figure(f"bench_client_agreement_{label}_spread", spread, "fraction")
+
+
+def run() -> Iterator[Figure]:
+    original = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    _pin(CLIENT_CPU)
+    try:
+        yield from _client_capacity()
+    finally:
+        if original is not None:
+            os.sched_setaffinity(0, original)
+    yield from _agreement()
