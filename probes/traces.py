@@ -61,7 +61,7 @@ class _Bad(Exception):
         self.message = message
 
 
-def open_text(stream: IO[bytes]) -> IO[str]:
+def open_text(stream: IO[bytes]) -> io.TextIOWrapper:
     """Text view of a seekable binary file or upload, un-gzipping it if it starts gzipped."""
     magic = stream.read(2)
     stream.seek(0)

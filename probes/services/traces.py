@@ -122,7 +122,11 @@ def trace_import(
                     deployment=deployment, format=format, file_name=report.file_name[:255],
                     created_by=user if getattr(user, "pk", None) else None, request_count=0,
                 )  # fmt: skip
-            _stream_rows(report, parse_trace(open_text(file), format, start), deployment, record)
+            text = open_text(file)
+            try:
+                _stream_rows(report, parse_trace(text, format, start), deployment, record)
+            finally:
+                text.detach()  # leave the caller's file open (a wrapper closes it when freed)
             if report.errors or dry_run:
                 raise _Rollback
             assert record is not None

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
 from probes.models import (
@@ -121,6 +122,15 @@ def test_it_imports_our_csv(deployment: ModelDeployment) -> None:
         (START, 10, 20, 0.1, 1.0, "ok"),
         (datetime(2026, 1, 5, 12, 0, 1, 500000, tzinfo=UTC), 11, 21, None, None, "error"),
     ]
+
+
+def test_it_imports_a_django_upload_and_leaves_it_open(deployment: ModelDeployment) -> None:
+    upload = SimpleUploadedFile("trace.csv", (DATA / "ours.csv").read_bytes())
+    report = import_trace(deployment=deployment, file=upload, format="csv", dry_run=False)
+    assert report.ok
+    assert report.file_name == "trace.csv"
+    assert report.to_dict()["rows_imported"] == 2
+    assert not upload.closed
 
 
 def test_it_reads_gzipped_uploads(deployment: ModelDeployment) -> None:
