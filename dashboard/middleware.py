@@ -3,7 +3,10 @@
 The policy allows scripts only from this site (Plotly.js is served from /static/vendor/,
 figures travel as <script type="application/json">, drawn by /static/js/charts.js), so an
 injected inline script does not run. Styles allow 'unsafe-inline' for style *attributes*
-only (Plotly positions its SVG with them); style elements must come from this site.
+only (Plotly positions its SVG with them); style elements must come from this site, except
+the two Plotly.js inserts itself, allowed by hash: an empty one it fills through the CSSOM
+and its bundled map CSS. The hashes belong to plotly-4.1.1.min.js: the browser test fails on
+any CSP refusal, so an upgrade that changes them is caught.
 Heatmaps are drawn to a canvas and shown as data: images, hence img-src data: blob:.
 """
 
@@ -14,12 +17,16 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+PLOTLY_STYLE_HASHES = (
+    "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",  # "" (rules added via CSSOM)
+    "sha256-ji27qzEtxXZW+7dun6UwjHXJ18e6WAin1VvNtkzIE/o=",  # its bundled maplibre-gl CSS
+)
 DEFAULT_CSP = "; ".join(
     (
         "default-src 'self'",
         "script-src 'self'",
         "style-src 'self'",
-        "style-src-elem 'self'",
+        "style-src-elem 'self' " + " ".join(f"'{h}'" for h in PLOTLY_STYLE_HASHES),
         "style-src-attr 'unsafe-inline'",
         "img-src 'self' data: blob:",
         "font-src 'self'",

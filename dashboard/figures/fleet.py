@@ -33,7 +33,7 @@ def utilization_heatmap(overview: FleetOverview) -> go.Figure:
         )
     )
     fig.update_layout(meta={"ids": list(heat.gpu_ids)})
-    fig.update_yaxes(autorange="reversed", showgrid=False, tickfont={"size": 10})
+    fig.update_yaxes(autorange="reversed", showgrid=False, tickfont={"size": 10}, automargin=True)
     fig.update_xaxes(showgrid=False)
     height = max(260, min(1800, 90 + ROW_PX * len(heat.gpu_ids)))
     return themed(fig, title=f"{title} (cell = {cell})", height=height)
@@ -68,6 +68,7 @@ def idle_cost_bars(overview: FleetOverview) -> go.Figure:
     )  # fmt: skip
     fig.update_layout(meta={"ids": [gpu.gpu_id for gpu in wastes][::-1]})
     fig.update_xaxes(title_text=axis)
+    fig.update_yaxes(automargin=True)
     return themed(fig, title=title, height=max(220, 60 + 26 * len(labels)))
 
 

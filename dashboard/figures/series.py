@@ -45,6 +45,8 @@ def lines(
                 hovertemplate=f"%{{y:{y_format}}}<extra>{s.name}</extra>",
             )
         )  # fmt: skip
-    fig.update_yaxes(title_text=y_title, **({"range": list(y_range)} if y_range else {}))
+    fig.update_yaxes(
+        title_text=y_title, **({"range": list(y_range)} if y_range else {"rangemode": "tozero"})
+    )
     fig.update_layout(hovermode="x unified", showlegend=len(drawable) > 1)
     return themed(fig, title=title, height=height)
