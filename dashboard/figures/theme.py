@@ -32,7 +32,7 @@ _TEMPLATE = go.layout.Template(
         "title": {"font": {"size": 14}, "x": 0, "xref": "paper"},
         "xaxis": {"gridcolor": GRID, "linecolor": GRID, "zeroline": False},
         "yaxis": {"gridcolor": GRID, "linecolor": GRID, "zeroline": False},
-        "legend": {"orientation": "h", "y": -0.18},
+        "legend": {"orientation": "h", "y": -0.3},
         "hoverlabel": {"font": {"family": FONT}},
     }
 )

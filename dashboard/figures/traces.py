@@ -76,7 +76,11 @@ def inter_arrivals(stats: TraceStats) -> go.Figure:
         return empty("Fewer than 3 requests", title=title)
     # At most 400 points: the CDF's shape, not every request.
     picks = np.unique(np.linspace(0, gaps.size - 1, min(400, gaps.size)).astype(np.int64))
+    # Simultaneous arrivals (gap 0) count in the CDF but cannot sit on a log axis.
+    picks = picks[gaps[picks] > 0]
     x = gaps[picks]
+    if x.size == 0:
+        return empty("All requests arrived at the same instant", title=title)
     observed = (picks + 1) / gaps.size
     poisson = 1.0 - np.exp(-x / gaps.mean())
     fig = go.Figure(
@@ -86,6 +90,6 @@ def inter_arrivals(stats: TraceStats) -> go.Figure:
                        line={"color": MUTED, "dash": "dash"}),
         ]
     )  # fmt: skip
-    fig.update_xaxes(title_text="gap between arrivals (s)", type="log" if x.min() > 0 else "linear")
+    fig.update_xaxes(title_text="gap between arrivals (s, log scale)", type="log")
     fig.update_yaxes(title_text="share of gaps ≤ x", range=[0, 1])
     return themed(fig, title=title)

@@ -1,4 +1,4 @@
-"""`manage.py demo`: prepare the local demo (admin login; later: demo fleet and assessment)."""
+"""`manage.py demo`: prepare the local demo (admin login, demo fleet; later: an assessment)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 
+from dashboard.demo_fleet import demo_fleet_ensure
 from probes.roles import ADMIN, ensure_roles
 
 DEMO_USERNAME = "admin"
@@ -20,6 +21,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         ensure_roles()
+        self.stdout.write(demo_fleet_ensure())
         password = self._admin_password()
         self.stdout.write(
             self.style.SUCCESS(
