@@ -49,7 +49,7 @@ def demo_fleet_ensure(*, now: datetime | None = None) -> str:
                 index=i,
                 model_name="NVIDIA L4",
                 memory_bytes=23034 * 2**20,
-            )  # fmt: skip
+            )
             for i in range(2)
         ]
         h100 = DEFAULT_CATALOG.gpu("H100-SXM")
