@@ -124,8 +124,11 @@ class _Query:
         timeout_s: int,
     ) -> None:
         from prometheus_api_client import PrometheusConnect
+        from urllib3.util.retry import Retry
 
-        self.client = PrometheusConnect(url=url, headers=headers, timeout=timeout_s)
+        # Two quick retries on gateway errors; an unreachable server is reported at once.
+        retry = Retry(total=2, connect=0, backoff_factor=0.2, status_forcelist=[502, 503, 504])
+        self.client = PrometheusConnect(url=url, headers=headers, timeout=timeout_s, retry=retry)
         self.url = url
         self.start = start.astimezone(UTC)
         self.end = end.astimezone(UTC)
