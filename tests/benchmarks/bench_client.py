@@ -17,33 +17,41 @@ second figure needs `make vllm-node`). Figures:
 - `bench_client_vs_vllm_bench_ratio`: on one real vLLM CPU node (tiny model), our client's
   output tok/s divided by `vllm bench serve`'s (run from the vLLM venv as a module), same
   workload: 128 requests, 32 prompt tokens, 128 output tokens (`ignore_eos`), 32 concurrent
-  users, 5 interleaved rounds (ours, vLLM's, ours, ...), median of each. Target 0.95-1.05.
-  The machine is shared: each side's spread over the rounds is printed beside it, and
-  `..._ratio_best` divides the best run of each side (the least disturbed).
+  users, 10 interleaved rounds (ours, vLLM's, ours, ...; vLLM's client is one long-lived
+  process, so a round costs seconds), the median of the per-round ratios (a pair of runs
+  shares the machine's load of the moment). Target 0.95-1.05. The ratio of the two medians
+  is printed too.
+  The machine is shared: the server and both clients run at nice -10 where allowed (root;
+  `bench_client_agreement_boosted` says whether it was), each side's spread over the rounds
+  is printed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import Any
 
 from advisor.benchmarking.runner import Limits, RunOptions, Target, run_benchmark
 from advisor.engine.workload import closed_loop_workload
 from tests.advisor.benchmarking.fake_openai import MODEL
 from tests.benchmarks import Figure
-from tests.engine.vllm_bench import BenchPoint, run_vllm_bench
+from tests.engine.vllm_bench import BenchPoint
 from tests.support.components import free_port, port_open
-from tests.support.vllm_node import SERVED_NAME, running_vllm
+from tests.support.vllm_node import SERVED_NAME, VLLM_PYTHON, running_vllm
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_CPU, SERVER_CPU = 0, 1
 USERS, OUTPUT_TOKENS, TICK_S = 256, 512, 0.004
-ROUNDS = 5
+ROUNDS = 10
+BOOST_NICE = -10
 AGREE = {"num_requests": 128, "prompt": 32, "output": 128, "users": 32}
 
 
@@ -97,19 +105,86 @@ def _client_capacity() -> Iterator[Figure]:
     yield Figure("bench_client_max_tok_s_unpaced", statistics.median(unpaced), "tok/s")
 
 
-def _agreement() -> Iterator[Figure]:
-    workload = closed_loop_workload(
-        num_requests=AGREE["num_requests"], concurrency=AGREE["users"],
-        prompt_tokens=AGREE["prompt"], output_tokens=AGREE["output"],
+@contextmanager
+def _priority(nice: int) -> Iterator[bool]:
+    """Run at a raised CPU priority (root only); children started meanwhile inherit it."""
+    before = os.getpriority(os.PRIO_PROCESS, 0)
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        with suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, 0, before)
+
+
+# `vllm bench serve` as a long-lived worker in the vLLM venv: one JSON argv per stdin line,
+# one JSON result per stdout line, so rounds interleave without re-importing vLLM (~20 s).
+WORKER = r"""
+import contextlib, io, json, sys
+from vllm.utils.argparse_utils import FlexibleArgumentParser
+from vllm.benchmarks import serve
+parser = FlexibleArgumentParser()
+serve.add_cli_args(parser)
+for line in sys.stdin:
+    args = parser.parse_args(json.loads(line))
+    with contextlib.redirect_stdout(io.StringIO()):
+        result = serve.main(args)
+    keep = {k: v for k, v in result.items() if isinstance(v, (int, float, str)) or v is None}
+    print(json.dumps(keep), flush=True)
+"""
+
+
+@contextmanager
+def _vllm_bench_worker() -> Iterator[Callable[[BenchPoint, str], dict[str, Any]]]:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    worker = subprocess.Popen(
+        [VLLM_PYTHON, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL, text=True, env=env,
     )  # fmt: skip
+    stdin, stdout = worker.stdin, worker.stdout
+    assert stdin is not None
+    assert stdout is not None
+
+    def bench(point: BenchPoint, base_url: str) -> dict[str, Any]:
+        stdin.write(json.dumps(point.argv(base_url)) + "\n")
+        stdin.flush()
+        for line in stdout:
+            if line.startswith("{"):
+                result: dict[str, Any] = json.loads(line)
+                return result
+        raise RuntimeError(f"vllm bench serve worker exited ({worker.wait()})")
+
+    try:
+        yield bench
+    finally:
+        stdin.close()
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _agreement() -> Iterator[Figure]:
     users, num, prompt, output = (AGREE[k] for k in ("users", "num_requests", "prompt", "output"))
+    workload = closed_loop_workload(
+        num_requests=num, concurrency=users, prompt_tokens=prompt, output_tokens=output
+    )
     ours: list[float] = []
     theirs: list[float] = []
-    with running_vllm(name="bench-client") as node:
+    # The vLLM server and the `vllm bench serve` worker are started from here: at a raised
+    # priority they all are, so other work on the shared machine disturbs both clients less.
+    with (
+        _priority(BOOST_NICE) as boosted,
+        running_vllm(name="bench-client") as node,
+        _vllm_bench_worker() as vllm_bench,
+    ):
         base_url = node.launch.base_url
         target = Target(base_url, SERVED_NAME)
-        # warm-up: compile every batch shape once
-        run_vllm_bench(base_url, [BenchPoint(users, num, prompt, output, seed=99)])
+        vllm_bench(BenchPoint(users, num, prompt, output, seed=99), base_url)  # warm-up
         for round_no in range(ROUNDS):
             # /metrics before and after only, as vllm bench (a scrape costs the server CPU)
             options = RunOptions(seed=round_no, metrics_sample_s=0)
@@ -118,11 +193,12 @@ def _agreement() -> Iterator[Figure]:
                 raise RuntimeError(f"our client failed: {result.error}")
             ours.append(result.output_throughput)
             point = BenchPoint(users, num, prompt, output, seed=round_no)
-            theirs.append(float(run_vllm_bench(base_url, [point])[0]["output_throughput"]))
-    ratio = statistics.median(ours) / statistics.median(theirs)
-    yield Figure("bench_client_vs_vllm_bench_ratio", ratio, "x", "0.95-1.05")
-    # other work on a shared machine only slows runs down: the best runs are the least disturbed
-    yield Figure("bench_client_vs_vllm_bench_ratio_best", max(ours) / max(theirs), "x")
+            theirs.append(float(vllm_bench(point, base_url)["output_throughput"]))
+    paired = [a / b for a, b in zip(ours, theirs, strict=True)]
+    yield Figure("bench_client_vs_vllm_bench_ratio", statistics.median(paired), "x", "0.95-1.05")
+    yield Figure("bench_client_vs_vllm_bench_ratio_of_medians",
+                 statistics.median(ours) / statistics.median(theirs), "x")  # fmt: skip
+    yield Figure("bench_client_agreement_boosted", float(boosted), "bool")
     for label, values in (("ours", ours), ("vllm_bench", theirs)):
         spread = (max(values) - min(values)) / statistics.median(values)
         yield Figure(f"bench_client_agreement_{label}_tok_s", statistics.median(values), "tok/s")
