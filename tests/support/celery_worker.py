@@ -87,10 +87,22 @@ def app_uses_broker() -> Iterator[None]:
     keys = ("broker_url", "result_backend", "task_always_eager")
     previous = {key: app.conf[key] for key in keys}
     app.conf.update(broker_url=REDIS_URL, result_backend=REDIS_URL, task_always_eager=False)
+    _forget_connections()
     try:
         yield
     finally:
         app.conf.update(previous)
+        _forget_connections()
+
+
+def _forget_connections() -> None:
+    # Celery caches its result backend and producer pool on first use: an eager task run
+    # earlier in the session (a trace import, a report) cached the disabled backend.
+    app._backend_cache = None
+    vars(app._local).pop("backend", None)
+    app._pool = None
+    if "amqp" in app.__dict__:
+        app.amqp._producer_pool = None
 
 
 def _wait_until_ready(process: subprocess.Popen[bytes], log_path: Path) -> None:
