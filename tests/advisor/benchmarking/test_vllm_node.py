@@ -131,8 +131,10 @@ def test_it_agrees_with_vllm_bench_serve(vllm_node: VllmProcess) -> None:
 
     for run in runs:  # the same work, counted the same way
         assert run["completed"] == 64
-        assert run["total_input_tokens"] == 64 * 32
         assert run["total_output_tokens"] == 64 * 128
+        # vLLM's random prompts are text decoded from random ids and re-encoded, which lands
+        # a token or so off now and then (ours are exact: asserted above)
+        assert run["total_input_tokens"] == pytest.approx(64 * 32, rel=0.05)
     theirs = [float(run["output_throughput"]) for run in runs]
     # Other work on a shared machine only ever slows a run down: compare the best of each.
     ratio = max(ours) / max(theirs)
