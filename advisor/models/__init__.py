@@ -4,3 +4,25 @@ Modules: assessments, benchmarks, rollouts (each added by its issue). Several pe
 models here in parallel: when `makemigrations --check` reports conflicting leaf migrations,
 run `manage.py makemigrations --merge`.
 """
+
+from advisor.models.benchmarks import (
+    ApiKind,
+    BenchmarkEndpoint,
+    BenchmarkJob,
+    BenchmarkRequest,
+    BenchmarkRun,
+    CalibrationRecord,
+    JobKind,
+    JobStatus,
+)
+
+__all__ = [
+    "ApiKind",
+    "BenchmarkEndpoint",
+    "BenchmarkJob",
+    "BenchmarkRequest",
+    "BenchmarkRun",
+    "CalibrationRecord",
+    "JobKind",
+    "JobStatus",
+]
