@@ -5,7 +5,8 @@ Reproduce with `make bench` or, on its own,
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/gca \
         .venv/bin/python -m tests.benchmarks bench_dashboard
 
-It needs PostgreSQL (the target is stated for it) and uses its own database,
+It needs PostgreSQL (the target is stated for it; without a postgres DATABASE_URL it uses
+the local one at 127.0.0.1:5432 if there is one) and uses its own database,
 `<DATABASE_URL's name>_bench_dashboard`, kept between runs: the first run seeds 100 H100s
 (25 nodes of 4) x 30 days of 1-minute GPU rollups (4,320,000 rows) plus the matching 1-hour
 rollups (72,000 rows) with COPY (`dashboard.synthetic`, seed 7; a few minutes), later runs
@@ -29,6 +30,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 from tests.benchmarks import Figure
+from tests.support.components import port_open
 
 GPUS = 100
 GPUS_PER_NODE = 4
@@ -37,6 +39,7 @@ END = datetime(2025, 1, 31, tzinfo=UTC)
 WARMUP = 3
 RUNS = 30
 TARGET_MS = 300
+DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/gca"
 
 
 def _bench_database() -> None:
@@ -44,6 +47,10 @@ def _bench_database() -> None:
     import django
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.test_settings")
+    url = os.environ.get("DATABASE_URL", "")
+    if not url.startswith("postgres") and port_open("127.0.0.1", 5432):
+        # `make bench` outside CI has no DATABASE_URL: use the local PostgreSQL.
+        os.environ["DATABASE_URL"] = DEFAULT_POSTGRES
     django.setup()
     from django.db import connection
     from django.test.utils import setup_test_environment
