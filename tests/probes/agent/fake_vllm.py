@@ -23,19 +23,22 @@ FRAME_GAP_S = 0.005
 FIRST_TOKEN_S = 0.03
 
 
-def frames(body: dict[str, Any]) -> list[bytes]:
+def frames(body: dict[str, Any]) -> list[dict[str, Any] | None]:
+    """The stream's frames (None is `[DONE]`); each gets `sent_ns` (CLOCK_MONOTONIC, shared
+    by the processes of one machine) when it is written, so a reader can tell how long a
+    frame took to reach it."""
     chat = "messages" in body
-    out = []
+    out: list[dict[str, Any] | None] = []
     for i in range(body.get("max_tokens", TOKENS)):
         choice = (
             {"index": 0, "delta": {"content": f"t{i}"}} if chat else {"index": 0, "text": f"t{i}"}
         )
-        out.append(json.dumps({"id": "x", "model": MODEL, "choices": [choice]}).encode())
+        out.append({"id": "x", "model": MODEL, "choices": [choice]})
     options = body.get("stream_options") or {}
     if options.get("include_usage"):
         usage = {"prompt_tokens": 11, "completion_tokens": len(out), "total_tokens": 11 + len(out)}
-        out.append(json.dumps({"id": "x", "model": MODEL, "choices": [], "usage": usage}).encode())
-    return [b"data: " + f + b"\n\n" for f in out] + [b"data: [DONE]\n\n"]
+        out.append({"id": "x", "model": MODEL, "choices": [], "usage": usage})
+    return [*out, None]
 
 
 @contextmanager
@@ -63,9 +66,17 @@ def fake_vllm(received: list[dict[str, Any]] | None = None, port: int = 0) -> It
         time.sleep(FIRST_TOKEN_S)
         try:
             for frame in frames(body):
-                request.wfile.write(b"%x\r\n%b\r\n" % (len(frame), frame))
+                if frame is None:
+                    data = b"data: [DONE]\n\n"
+                else:
+                    frame["sent_ns"] = time.monotonic_ns()
+                    data = b"data: " + json.dumps(frame).encode() + b"\n\n"
+                request.wfile.write(b"%x\r\n%b\r\n" % (len(data), data))
                 request.wfile.flush()
-                time.sleep(FRAME_GAP_S)
+                # A decode step between tokens; like vLLM, the usage frame and [DONE]
+                # follow the last token at once.
+                if frame is not None and frame["choices"]:
+                    time.sleep(FRAME_GAP_S)
             request.wfile.write(b"0\r\n\r\n")
             request.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):

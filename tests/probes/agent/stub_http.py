@@ -16,6 +16,8 @@ def serving(routes: dict[tuple[str, str], Handler], port: int = 0) -> Iterator[s
 
     class Routed(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Like uvicorn (vLLM's server): small SSE frames leave at once, not after an ACK.
+        disable_nagle_algorithm = True
 
         def _handle(self) -> None:
             handler = routes.get((self.command, self.path.split("?", 1)[0]))
