@@ -167,7 +167,8 @@ def _proxy_figure(
             order = [(direct_url, True), (proxy_url, False)]
             if i % 2:
                 order.reverse()  # neither side always goes first
-            delay, e2e = {}, {}
+            delay: dict[bool, int | None] = {}
+            e2e: dict[bool, float] = {}
             for url, is_direct in order:
                 started = time.perf_counter()
                 last_delay_ns = None
@@ -182,8 +183,9 @@ def _proxy_figure(
                 continue
             e2e_added.append(e2e[False] - e2e[True])
             direct_e2e.append(e2e[True])
-            if delay[False] is not None and delay[True] is not None:
-                added.append((delay[False] - delay[True]) / 1e6)
+            proxied_ns, direct_ns = delay[False], delay[True]
+            if proxied_ns is not None and direct_ns is not None:
+                added.append((proxied_ns - direct_ns) / 1e6)
     e2e_ms = statistics.median(e2e_added) * 1000
     overhead_ms = statistics.median(added) if added else e2e_ms
     print(f"# {name}: direct e2e p50 {statistics.median(direct_e2e) * 1000:.1f} ms, e2e "

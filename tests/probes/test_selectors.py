@@ -36,9 +36,9 @@ def test_it_derives_a_window_from_engine_samples_without_request_records() -> No
     assert window.prompt_tokens == 2 * 18000
     assert window.duration_s == 60.0
     assert window.request_rate_rps == 2.0
-    prompts = window.histograms["request_prompt_tokens"]
-    assert prompts.count == 2 * 60
-    assert prompts.quantile(0.25) == pytest.approx(256 * 30 / 60)
+    lengths = window.histograms["request_prompt_tokens"]
+    assert lengths.count == 2 * 60
+    assert lengths.quantile(0.25) == pytest.approx(256 * 30 / 60)
 
 
 def test_it_picks_the_resolution_by_window_length() -> None:
