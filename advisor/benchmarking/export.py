@@ -43,7 +43,7 @@ def summary_columns() -> list[str]:
 
 def dumps(result: BenchmarkResult, *, include_requests: bool = True) -> str:
     """The run as JSON text (non-finite numbers become null, so any JSON reader accepts it)."""
-    return json.dumps(_finite(result.to_json(include_requests=include_requests)), indent=1)
+    return json.dumps(finite_json(result.to_json(include_requests=include_requests)), indent=1)
 
 
 def load_json(text: str) -> BenchmarkResult:
@@ -92,11 +92,12 @@ def _num(value: Any) -> Any:
     return value
 
 
-def _finite(value: Any) -> Any:
+def finite_json(value: Any) -> Any:
+    """`value` with NaN and infinities made None, nested (JSON and PostgreSQL refuse them)."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: finite_json(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
+        return [finite_json(item) for item in value]
     return value

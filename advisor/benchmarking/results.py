@@ -107,6 +107,8 @@ class BenchmarkResult:
     """One run: status, per-request results, summary and the server's metrics over the window.
 
     `summary` uses `vllm bench serve` field names where they overlap (see `summary.summarize`).
+    `started_at_unix_s` + `duration_s` is the measured window (setup and warm-up come before;
+    a run that never got that far keeps the time it was asked for).
     `server_metrics` is the `/metrics` delta over the run (empty when not scraped) and
     `metrics_error` says why a scrape failed (the run itself is not failed by that);
     `warnings` holds other non-fatal trouble (e.g. a cancel callback that raised).

@@ -312,6 +312,7 @@ class _Run:
             await self._warm_up(load, url, headers)
             before = await self._scrape()
             self.origin = time.perf_counter()
+            self.started_unix_s = time.time()  # the measured window starts now
             self.timed = True
             sampler = asyncio.create_task(self._sample())
             await self._dispatch(load, url, headers)

@@ -121,6 +121,76 @@ async def asweep(
     return SweepResult(kind, "completed", "", tuple(points))
 
 
+class GoodputPlan:
+    """The goodput search as a plan a caller drives: `next_rate()`, run it, `record(point)`.
+
+    Synchronous callers (a Celery task that stores each probe as it finishes) and
+    `agoodput_search` share it. `next_rate()` is None once the search is over; `reason` then
+    says why, `best` is the highest passing probe.
+    """
+
+    def __init__(
+        self, *, min_rate_rps: float, max_rate_rps: float, rel_tol: float = 0.1,
+        max_runs: int = 8,
+    ) -> None:  # fmt: skip
+        if not (0 < min_rate_rps <= max_rate_rps and math.isfinite(max_rate_rps)):
+            raise BenchmarkConfigError(
+                f"min_rate_rps/max_rate_rps: need 0 < min <= max < inf, got "
+                f"{min_rate_rps!r}, {max_rate_rps!r}"
+            )
+        if not 0 < rel_tol < 1:
+            raise BenchmarkConfigError(f"rel_tol: must be in (0, 1), got {rel_tol!r}")
+        if isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 1:
+            raise BenchmarkConfigError(f"max_runs: must be an integer >= 1, got {max_runs!r}")
+        self.min_rate_rps = min_rate_rps
+        self.max_rate_rps = max_rate_rps
+        self.rel_tol = rel_tol
+        self.max_runs = max_runs
+        self.probes: list[SweepPoint] = []
+        self.best: SweepPoint | None = None
+        self.missed: SweepPoint | None = None
+        self.reason = f"max_runs ({max_runs}) reached"
+        self._next: float | None = min_rate_rps
+
+    def next_rate(self) -> float | None:
+        return self._next if len(self.probes) < self.max_runs else None
+
+    def record(self, point: SweepPoint) -> None:
+        """Take one probe's verdict and choose the next rate (or end the search)."""
+        self.probes.append(point)
+        rate = point.value
+        if point.meets_slo:
+            if self.best is None or rate > self.best.value:
+                self.best = point
+            if self.missed is not None and self.missed.value <= rate:
+                self.missed = None  # noise: a higher rate passed after a lower one missed
+        elif self.missed is None or rate < self.missed.value:
+            self.missed = point
+        self._next = self._choose()
+
+    def _choose(self) -> float | None:
+        passed, missed = self.best, self.missed
+        if passed is None:
+            self.reason = f"the lowest rate {self.min_rate_rps:g} rps already misses the SLO"
+            return None
+        if missed is None:
+            if passed.value >= self.max_rate_rps:
+                self.reason = f"max_rate_rps {self.max_rate_rps:g} meets the SLO"
+                return None
+            return min(passed.value * 2.0, self.max_rate_rps)
+        if missed.value / passed.value - 1.0 <= self.rel_tol:
+            self.reason = f"bracketed within {self.rel_tol:.0%}"
+            return None
+        return math.sqrt(passed.value * missed.value)
+
+    def outcome(
+        self, slo: Slo, status: SweepStatus = "completed", error: str = ""
+    ) -> GoodputSearch:
+        return GoodputSearch(
+            slo, status, error or self.reason, _rate(self.best), self.best, tuple(self.probes)
+        )
+
+
 async def agoodput_search(
     target: Target,
     spec: WorkloadSpec,
@@ -137,51 +207,20 @@ async def agoodput_search(
     evaluate: Evaluate | None = None,
 ) -> GoodputSearch:
     """Highest rate meeting `slo` (see the module docstring for the search)."""
-    if not (0 < min_rate_rps <= max_rate_rps and math.isfinite(max_rate_rps)):
-        raise BenchmarkConfigError(
-            f"min_rate_rps/max_rate_rps: need 0 < min <= max < inf, got "
-            f"{min_rate_rps!r}, {max_rate_rps!r}"
-        )
-    if not 0 < rel_tol < 1:
-        raise BenchmarkConfigError(f"rel_tol: must be in (0, 1), got {rel_tol!r}")
-    if isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 1:
-        raise BenchmarkConfigError(f"max_runs: must be an integer >= 1, got {max_runs!r}")
+    plan = GoodputPlan(
+        min_rate_rps=min_rate_rps, max_rate_rps=max_rate_rps, rel_tol=rel_tol, max_runs=max_runs
+    )
     opts = replace(options or RunOptions(), slo=slo)
     run = evaluate or _evaluator(target, trace, limits, opts, cancel)
-    probes: list[SweepPoint] = []
-    passed: SweepPoint | None = None
-    missed: SweepPoint | None = None
-    rate = min_rate_rps
-    reason = f"max_runs ({max_runs}) reached"
-    while len(probes) < max_runs:
+    while (rate := plan.next_rate()) is not None:
         point_spec = spec.at_rate(rate)
         result = await run(point_spec)
         point = SweepPoint(rate, point_spec, result, meets(result, slo))
-        probes.append(point)
         if result.status in ("failed", "cancelled"):
-            return GoodputSearch(slo, result.status, result.error, _rate(passed), passed,
-                                 tuple(probes))  # fmt: skip
-        if point.meets_slo:
-            if passed is None or rate > passed.value:
-                passed = point
-            if missed is not None and missed.value <= rate:
-                missed = None  # noise: a higher rate passed after a lower one missed
-        elif missed is None or rate < missed.value:
-            missed = point
-        if passed is None:
-            reason = f"the lowest rate {min_rate_rps:g} rps already misses the SLO"
-            break
-        if missed is None:
-            if rate >= max_rate_rps:
-                reason = f"max_rate_rps {max_rate_rps:g} meets the SLO"
-                break
-            rate = min(rate * 2.0, max_rate_rps)
-            continue
-        if missed.value / passed.value - 1.0 <= rel_tol:
-            reason = f"bracketed within {rel_tol:.0%}"
-            break
-        rate = math.sqrt(passed.value * missed.value)
-    return GoodputSearch(slo, "completed", reason, _rate(passed), passed, tuple(probes))
+            plan.probes.append(point)
+            return plan.outcome(slo, result.status, result.error)
+        plan.record(point)
+    return plan.outcome(slo)
 
 
 def _rate(point: SweepPoint | None) -> float | None:

@@ -1,0 +1,1 @@
+"""Advisor API views, one module per concept (`benchmarks`, ...); routes in `advisor.urls`."""

@@ -1,0 +1,1 @@
+"""Reads of the advisor app (typed, keyword-only), one module per concept (`benchmarks`, ...)."""

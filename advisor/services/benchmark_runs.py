@@ -1,0 +1,497 @@
+"""Execute a claimed benchmark job: drive load, store every run as it finishes, predict.
+
+`benchmark_job_execute(job_id=...)` is what the `bench` task calls after claiming the job.
+Each measured run is stored at once (summary, server metrics, per-request rows, the GPU
+telemetry the node's agent pushed for that window, the engine's prediction of the same
+workload and its error), so a job that fails half-way keeps what it measured. The load
+client polls `cancel_requested` on the job row; cancelling stops the run in flight and the
+job. Endpoint trouble ends the job as failed with the client's error, never a hung worker
+(every network step has a timeout and runs have the endpoint's duration cap).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Avg, Count, Max, Min
+from django.utils import timezone
+
+from advisor.benchmarking.ab import Variant, compare, run_variants
+from advisor.benchmarking.export import finite_json
+from advisor.benchmarking.prediction import (
+    EngineTarget,
+    PredictionError,
+    predict,
+    prediction_errors,
+)
+from advisor.benchmarking.results import BenchmarkResult
+from advisor.benchmarking.runner import Limits, RunOptions, Target, run_benchmark
+from advisor.benchmarking.summary import Slo
+from advisor.benchmarking.sweep import GoodputPlan, SweepPoint, meets
+from advisor.benchmarking.workloads import WorkloadSpec
+from advisor.engine.workload import Workload
+from advisor.models import (
+    BenchmarkEndpoint,
+    BenchmarkJob,
+    BenchmarkRequest,
+    BenchmarkRun,
+    JobKind,
+    JobStatus,
+)
+from advisor.selectors.benchmarks import calibration_profile_for
+from probes.agent.vllm_process import VllmLaunch, engine_args_to_argv
+from probes.selectors import gpu_samples_in_window, requests_in_window
+
+REQUEST_BATCH = 2000  # rows per INSERT: ~2000 x 1 KB of ITLs stays well under 8 MB
+POLL_S = 1.0  # cancel/progress checks open a short DB connection each: once a second
+
+
+@dataclass
+class _Context:
+    job: BenchmarkJob
+    endpoint: BenchmarkEndpoint
+    target: Target
+    limits: Limits
+    options: RunOptions
+    spec: WorkloadSpec
+    trace: Workload | None
+    slo: Slo | None
+    engine: EngineTarget | None
+    sequence: int = 0
+
+
+def benchmark_job_execute(*, job_id: int) -> None:
+    """Run a job that is already `running` (claimed by the task) to its end state."""
+    job = BenchmarkJob.objects.select_related("endpoint__node", "endpoint__deployment").get(
+        id=job_id
+    )
+    ctx = _context(job)
+    handlers: dict[str, Callable[[_Context], tuple[str, str, dict[str, Any]]]] = {
+        JobKind.RUN: _run_job,
+        JobKind.SWEEP: _sweep_job,
+        JobKind.GOODPUT: _goodput_job,
+        JobKind.AB: _ab_job,
+    }
+    status, error, result = handlers[job.kind](ctx)
+    if status == JobStatus.COMPLETED and job.spec["options"].get("calibrate"):
+        from advisor.services.calibration import CalibrationError, calibration_fit
+
+        try:
+            record = calibration_fit(job_id=job.id)
+            result["calibration"] = {
+                "record_id": record.id,
+                "fit_median_ape": record.fit_median_ape,
+            }
+        except CalibrationError as exc:
+            result["calibration"] = {"error": str(exc)}
+    BenchmarkJob.objects.filter(id=job.id).update(
+        status=status,
+        error=error,
+        result=result,
+        progress=1.0 if status == JobStatus.COMPLETED else job.progress,
+        finished_at=timezone.now(),
+    )
+
+
+# -- context -------------------------------------------------------------------------------
+def _context(job: BenchmarkJob) -> _Context:
+    endpoint = job.endpoint
+    spec = WorkloadSpec.from_json(job.spec["workload"])
+    opts = job.spec["options"]
+    slo = Slo(**job.spec["slo"]) if job.spec.get("slo") else None
+    options = RunOptions(
+        ignore_eos=opts.get("ignore_eos", True),
+        prompt_mode=opts.get("prompt_mode", "auto"),
+        seed=opts.get("seed", 0),
+        warmup_requests=opts.get("warmup_requests", 1),
+        clip_to_max_model_len=opts.get("clip_to_max_model_len", False),
+        slo=slo,
+        extra_body=opts.get("sampling", {}),
+    )
+    engine = None
+    if endpoint.hardware:
+        engine = EngineTarget(
+            hardware=endpoint.hardware,
+            model=endpoint.model_ref or endpoint.deployment.model_id,
+            quant=endpoint.quant,
+            kv_cache_bytes=endpoint.kv_cache_bytes,
+            engine_args=dict(endpoint.deployment.engine_args or {}),
+        )
+    return _Context(
+        job=job,
+        endpoint=endpoint,
+        target=Target(
+            endpoint.base_url,
+            endpoint.deployment.served_name,
+            api=endpoint.api,  # type: ignore[arg-type]
+            metrics_url=endpoint.metrics_url or None,
+        ),
+        limits=Limits(
+            max_concurrency=job.max_concurrency,
+            max_duration_s=float(job.max_duration_s),
+            max_requests=endpoint.max_requests,
+            poll_s=POLL_S,
+        ),
+        options=options,
+        spec=spec,
+        trace=_trace_workload(job, endpoint, spec) if spec.kind == "replay" else None,
+        slo=slo,
+        engine=engine,
+    )
+
+
+def _trace_workload(job: BenchmarkJob, endpoint: BenchmarkEndpoint, spec: WorkloadSpec) -> Workload:
+    """The deployment's recorded requests in the job's window, as arrival offsets + lengths."""
+    window = job.spec["trace"]
+    records = requests_in_window(
+        deployment=endpoint.deployment,
+        start=datetime.fromisoformat(window["start"]),
+        end=datetime.fromisoformat(window["end"]),
+    )
+    wanted = spec.num_requests or endpoint.max_requests
+    rows = list(
+        records.values_list("arrival_ts", "prompt_tokens", "output_tokens")[
+            : min(wanted, endpoint.max_requests)
+        ]
+    )
+    first = rows[0][0]
+    return Workload(
+        np.array([(ts - first).total_seconds() for ts, _p, _o in rows], dtype=np.float64),
+        np.array([max(1, p) for _ts, p, _o in rows], dtype=np.int64),
+        np.array([max(1, o) for _ts, _p, o in rows], dtype=np.int64),
+        name=f"{endpoint.deployment.served_name} requests {window['start']} .. {window['end']}",
+    )
+
+
+# -- callbacks the load client runs in its worker threads ----------------------------------
+def _in_thread(query: Callable[[], Any]) -> Any:
+    try:
+        return query()
+    finally:
+        if threading.current_thread() is not threading.main_thread():
+            connection.close()  # a worker thread's own connection: do not leave it open
+
+
+def _cancel_check(job_id: int) -> Callable[[], bool]:
+    def check() -> bool:
+        return bool(
+            _in_thread(
+                lambda: BenchmarkJob.objects.filter(id=job_id, cancel_requested=True).exists()
+            )
+        )
+
+    return check
+
+
+def _progress(job_id: int, part: int, parts: int) -> Callable[[int, int], None]:
+    last = [-1.0]
+
+    def report(done: int, total: int) -> None:
+        value = round((part + (done / total if total else 0.0)) / parts, 3)
+        if value - last[0] >= 0.01:
+            last[0] = value
+            _in_thread(lambda: BenchmarkJob.objects.filter(id=job_id).update(progress=value))
+
+    return report
+
+
+def _cancelled_now(job_id: int) -> bool:
+    return BenchmarkJob.objects.filter(id=job_id, cancel_requested=True).exists()
+
+
+# -- job kinds -----------------------------------------------------------------------------
+def _measure(
+    ctx: _Context, spec: WorkloadSpec, *, part: int, parts: int, options: RunOptions | None = None
+) -> tuple[Workload, BenchmarkResult]:
+    workload = spec.build(ctx.trace)
+    result = run_benchmark(
+        ctx.target,
+        workload,
+        limits=ctx.limits,
+        options=options or ctx.options,
+        cancel=_cancel_check(ctx.job.id),
+        progress=_progress(ctx.job.id, part, parts),
+    )
+    return workload, result
+
+
+def _job_status(result: BenchmarkResult) -> tuple[str, str]:
+    if result.status == "failed":
+        return JobStatus.FAILED, result.error
+    if result.status == "cancelled":
+        return JobStatus.CANCELLED, "cancelled"
+    return JobStatus.COMPLETED, result.error  # duration_capped: measured, with a note
+
+
+def _run_job(ctx: _Context) -> tuple[str, str, dict[str, Any]]:
+    workload, result = _measure(ctx, ctx.spec, part=0, parts=1)
+    verdict = meets(result, ctx.slo) if ctx.slo else None
+    run = _store_run(ctx, "run", None, ctx.spec, workload, result, meets_slo=verdict)
+    status, error = _job_status(result)
+    return status, error, {"run_id": run.id}
+
+
+def _sweep_job(ctx: _Context) -> tuple[str, str, dict[str, Any]]:
+    sweep = ctx.job.spec["sweep"]
+    over, values = sweep["over"], sweep["values"]
+    points: list[dict[str, Any]] = []
+    status: str = JobStatus.COMPLETED
+    error = ""
+    for part, value in enumerate(values):
+        if _cancelled_now(ctx.job.id):
+            status, error = JobStatus.CANCELLED, "cancelled"
+            break
+        spec = ctx.spec.at_rate(value) if over == "rate" else ctx.spec.at_concurrency(value)
+        workload, result = _measure(ctx, spec, part=part, parts=len(values))
+        verdict = meets(result, ctx.slo) if ctx.slo else None
+        run = _store_run(ctx, f"{over} {value:g}", float(value), spec, workload, result,
+                         meets_slo=verdict)  # fmt: skip
+        points.append(_point_json(run, result, verdict))
+        status, error = _job_status(result)
+        if status != JobStatus.COMPLETED:
+            break
+    return status, error, {"sweep": {"over": over, "points": points}}
+
+
+def _goodput_job(ctx: _Context) -> tuple[str, str, dict[str, Any]]:
+    assert ctx.slo is not None
+    plan = GoodputPlan(**ctx.job.spec["goodput"])
+    status: str = JobStatus.COMPLETED
+    error = ""
+    points: list[dict[str, Any]] = []
+    while (rate := plan.next_rate()) is not None:
+        if _cancelled_now(ctx.job.id):
+            status, error = JobStatus.CANCELLED, "cancelled"
+            break
+        spec = ctx.spec.at_rate(rate)
+        workload, result = _measure(ctx, spec, part=len(plan.probes), parts=plan.max_runs)
+        verdict = meets(result, ctx.slo)
+        run = _store_run(ctx, f"rate {rate:.4g}", rate, spec, workload, result, meets_slo=verdict)
+        points.append(_point_json(run, result, verdict))
+        status, error = _job_status(result)
+        if status != JobStatus.COMPLETED:
+            break
+        plan.record(SweepPoint(rate, spec, result, verdict))
+    best = plan.best
+    return (
+        status,
+        error,
+        {
+            "goodput": {
+                "best_rate_rps": None if best is None else best.value,
+                "best_request_goodput": None
+                if best is None
+                else best.result.summary.get("request_goodput"),
+                "reason": error or plan.reason,
+                "slo": ctx.slo.to_json(),
+                "probes": points,
+            }
+        },
+    )
+
+
+def _ab_job(ctx: _Context) -> tuple[str, str, dict[str, Any]]:
+    ab = ctx.job.spec["ab"]
+    launch_conf = dict(ctx.endpoint.local_launch)
+    base_args = launch_conf.get("engine_args", [])
+    launch = VllmLaunch(
+        python=str(launch_conf["python"]),
+        model=str(launch_conf["model"]),
+        served_name=ctx.endpoint.deployment.served_name,
+        port=int(launch_conf["port"]),
+        host=str(launch_conf.get("host", "127.0.0.1")),
+        engine_args=tuple(
+            engine_args_to_argv(base_args) if isinstance(base_args, dict) else base_args
+        ),
+        env=dict(launch_conf.get("env", {})),
+    )
+    sides = (("baseline", ab["baseline_args"]), ("candidate", ab["candidate_args"]))
+    variants = [Variant(name, engine_args_to_argv(args)) for name, args in sides]
+    workload = ctx.spec.build(ctx.trace)
+    log_dir = settings.VAR_DIR / "bench-logs"
+    runs = run_variants(
+        launch, variants, workload, log_dir=log_dir, api=ctx.target.api, limits=ctx.limits,
+        options=ctx.options, cancel=_cancel_check(ctx.job.id),
+        ready_timeout_s=float(launch_conf.get("ready_timeout_s", 300)),
+    )  # fmt: skip
+    stored = {}
+    for (name, args), variant_run in zip(sides, runs, strict=True):
+        stored[name] = _store_run(
+            ctx, name, None, ctx.spec, workload, variant_run.result,
+            engine_args=args, ready_after_s=variant_run.ready_after_s,
+        )  # fmt: skip
+    baseline, candidate = (run.result for run in runs)
+    measured = compare(baseline, candidate)
+    result: dict[str, Any] = {
+        "ab": {
+            "label": ab["label"],
+            "baseline_run_id": stored["baseline"].id,
+            "candidate_run_id": stored["candidate"].id,
+            "measured": measured,
+            "predicted": _predicted_ratios(stored["baseline"], stored["candidate"], measured),
+        }
+    }
+    for result_run in (baseline, candidate):
+        status, error = _job_status(result_run)
+        if status != JobStatus.COMPLETED:
+            return status, error, result
+    return JobStatus.COMPLETED, "", result
+
+
+def _predicted_ratios(
+    baseline: BenchmarkRun, candidate: BenchmarkRun, measured: dict[str, Any]
+) -> dict[str, Any]:
+    """The engine's candidate/baseline ratios next to the measured ones, with their error."""
+    base = baseline.predicted.get("figures") or {}
+    cand = candidate.predicted.get("figures") or {}
+    if not base or not cand:
+        return {"error": baseline.predicted.get("error") or candidate.predicted.get("error")}
+    out: dict[str, Any] = {
+        "unmodelled": sorted(
+            set(baseline.predicted.get("unmodelled", []))
+            | set(candidate.predicted.get("unmodelled", []))
+        )
+    }
+    for name in ("output_throughput", "median_ttft_ms", "median_tpot_ms", "p99_e2el_ms"):
+        b, c, seen = base.get(name), cand.get(name), measured.get(f"{name}_ratio")
+        ratio = c / b if isinstance(b, int | float) and isinstance(c, int | float) and b else None
+        error = (
+            ratio / seen - 1.0
+            if ratio is not None and isinstance(seen, int | float) and seen
+            else None
+        )
+        out[f"{name}_ratio"] = {"predicted": ratio, "measured": seen, "error": error}
+    return out
+
+
+def _point_json(run: BenchmarkRun, result: BenchmarkResult, verdict: bool | None) -> dict[str, Any]:
+    summary = result.summary
+    return {
+        "run_id": run.id,
+        "value": run.value,
+        "status": result.status,
+        "output_throughput": summary.get("output_throughput"),
+        "request_goodput": summary.get("request_goodput"),
+        "slo_attainment": summary.get("slo_attainment"),
+        "meets_slo": verdict,
+    }
+
+
+# -- storing a run -------------------------------------------------------------------------
+def _store_run(
+    ctx: _Context,
+    label: str,
+    value: float | None,
+    spec: WorkloadSpec,
+    workload: Workload,
+    result: BenchmarkResult,
+    *,
+    meets_slo: bool | None = None,
+    engine_args: dict[str, Any] | None = None,
+    ready_after_s: float | None = None,
+) -> BenchmarkRun:
+    started = datetime.fromtimestamp(result.started_at_unix_s, tz=UTC)
+    predicted, errors = _prediction(ctx, workload, result, engine_args or {})
+    config = dict(result.config)
+    if ready_after_s is not None:
+        config["vllm_ready_after_s"] = ready_after_s
+    with transaction.atomic():
+        ctx.sequence += 1
+        run = BenchmarkRun.objects.create(
+            job=ctx.job,
+            sequence=ctx.sequence,
+            label=label,
+            value=value,
+            engine_args=engine_args or {},
+            status=result.status,
+            error=result.error,
+            started_at=started,
+            duration_s=result.duration_s,
+            workload=spec.to_json(),
+            summary=finite_json(dict(result.summary)),
+            server_metrics=finite_json(dict(result.server_metrics)),
+            metrics_error=result.metrics_error,
+            prompts=result.prompts.to_json() if result.prompts else None,
+            config=config,
+            warnings=list(result.warnings),
+            meets_slo=meets_slo,
+            gpu_telemetry=finite_json(_gpu_window(ctx.endpoint, started, result.duration_s)),
+            predicted=finite_json(predicted),
+            prediction_error=finite_json(errors),
+        )
+        BenchmarkRequest.objects.bulk_create(
+            (
+                BenchmarkRequest(
+                    run=run, index=r.index, status=r.status, scheduled_s=r.scheduled_s,
+                    sent_s=r.sent_s, queue_s=r.queue_s, ttft_s=r.ttft_s, tpot_s=r.tpot_s,
+                    e2e_s=r.e2e_s, itl_s=list(r.itl_s), prompt_tokens=r.prompt_tokens,
+                    output_tokens=r.output_tokens, expected_prompt_tokens=r.expected_prompt_tokens,
+                    expected_output_tokens=r.expected_output_tokens,
+                    tokens_from_usage=r.tokens_from_usage, http_status=r.http_status,
+                    error=r.error[:2000],
+                )
+                for r in result.requests
+            ),
+            batch_size=REQUEST_BATCH,
+        )  # fmt: skip
+    return run
+
+
+def _prediction(
+    ctx: _Context, workload: Workload, result: BenchmarkResult, extra_args: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The engine's figures for this run's workload on this node, and their error."""
+    if ctx.engine is None:
+        return {"error": "the endpoint does not say its hardware: no prediction"}, {}
+    engine = ctx.engine.with_args(extra_args)
+    profile, record = calibration_profile_for(hardware=engine.hardware, engine=engine.engine)
+    about = {
+        "profile_source": profile.source,
+        "profile_fit_median_ape": profile.fit_median_ape,
+        "calibration_record_id": record.id if record else None,
+        "unmodelled": engine.unmodelled,
+    }
+    try:
+        figures = predict(engine.replica(profile), workload)
+    except PredictionError as exc:
+        return {"error": str(exc), **about}, {}
+    errors = prediction_errors(figures, result.summary) if result.status != "failed" else {}
+    return {"figures": figures, **about}, errors
+
+
+def _gpu_window(endpoint: BenchmarkEndpoint, start: datetime, duration_s: float) -> dict[str, Any]:
+    """What the node's agent reported for its GPUs while the run was measured."""
+    gpu_ids = list(endpoint.deployment.gpus.filter(node=endpoint.node).values_list("id", flat=True))
+    if not gpu_ids:
+        gpu_ids = list(endpoint.node.gpus.values_list("id", flat=True))
+    if not gpu_ids:
+        return {"gpus": 0, "samples": 0, "note": "the node has no registered GPUs"}
+    end = start + timedelta(seconds=max(duration_s, 0.0))
+    samples = gpu_samples_in_window(gpu_ids=gpu_ids, start=start, end=end).order_by()
+    stats = samples.aggregate(
+        samples=Count("ts"),
+        util_mean_pct=Avg("util_pct"),
+        util_max_pct=Max("util_pct"),
+        mem_used_max_bytes=Max("mem_used_bytes"),
+        power_mean_w=Avg("power_w"),
+        sm_active_mean=Avg("sm_active"),
+        tensor_active_mean=Avg("tensor_active"),
+    )
+    energy = (
+        samples.values("gpu_id")
+        .annotate(used=Max("energy_j") - Min("energy_j"))
+        .values_list("used", flat=True)
+    )
+    used = [value for value in energy if value is not None]
+    stats["energy_j"] = sum(used) if used else None
+    stats["gpus"] = len(gpu_ids)
+    if not stats["samples"]:
+        stats["note"] = "no GPU samples from the node's agent in this window"
+    return stats

@@ -1,0 +1,50 @@
+"""Benchmark tasks (queue `bench`): run a job, fit a calibration from one.
+
+The run task claims its job row (`queued` -> `running`) so a duplicate delivery does nothing,
+then calls one service. It is not retried or acked late: re-running load after a worker
+crash would measure something nobody asked for. Whatever goes wrong inside, the job ends
+`failed` with the error instead of staying `running`.
+"""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.utils import timezone
+
+from advisor.models import BenchmarkJob, JobStatus
+from advisor.services.benchmark_runs import benchmark_job_execute
+from advisor.services.calibration import CalibrationError, calibration_fit
+
+
+@shared_task(name="advisor.tasks.bench.run_benchmark_job")
+def run_benchmark_job(job_id: int) -> str:
+    claimed = BenchmarkJob.objects.filter(id=job_id, status=JobStatus.QUEUED).update(
+        status=JobStatus.RUNNING, started_at=timezone.now()
+    )
+    if claimed != 1:
+        return "not queued (already claimed, cancelled or gone)"
+    try:
+        benchmark_job_execute(job_id=job_id)
+    except Exception as exc:  # whatever broke, the job must not stay "running" (re-raised)
+        BenchmarkJob.objects.filter(id=job_id, status=JobStatus.RUNNING).update(
+            status=JobStatus.FAILED,
+            error=f"internal error: {type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
+        raise
+    return "done"
+
+
+@shared_task(name="advisor.tasks.bench.fit_calibration")
+def fit_calibration(job_id: int) -> dict[str, object]:
+    """Fit a profile from a finished job; the outcome is also stored on the job's result."""
+    try:
+        record = calibration_fit(job_id=job_id)
+    except CalibrationError as exc:
+        outcome: dict[str, object] = {"error": str(exc)}
+    else:
+        outcome = {"record_id": record.id, "fit_median_ape": record.fit_median_ape}
+    job = BenchmarkJob.objects.filter(id=job_id).first()
+    if job is not None:
+        BenchmarkJob.objects.filter(id=job_id).update(result={**job.result, "calibration": outcome})
+    return outcome
