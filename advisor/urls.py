@@ -1,5 +1,31 @@
 """Advisor API routes (mounted under /api/v1/ by config.urls)."""
 
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 
-urlpatterns: list[URLPattern | URLResolver] = []
+from advisor.api import benchmarks
+
+urlpatterns: list[URLPattern | URLResolver] = [
+    path("benchmark-endpoints/", benchmarks.EndpointListView.as_view(), name="benchmark-endpoints"),
+    path("benchmarks/", benchmarks.JobListView.as_view(), name="benchmarks"),
+    path("benchmarks/<int:job_id>/", benchmarks.JobDetailView.as_view(), name="benchmark"),
+    path(
+        "benchmarks/<int:job_id>/cancel/",
+        benchmarks.JobCancelView.as_view(),
+        name="benchmark-cancel",
+    ),
+    path(
+        "benchmarks/<int:job_id>/calibrate/",
+        benchmarks.JobCalibrateView.as_view(),
+        name="benchmark-calibrate",
+    ),
+    path(
+        "benchmarks/<int:job_id>/export/",
+        benchmarks.JobExportView.as_view(),
+        name="benchmark-export",
+    ),
+    path(
+        "benchmarks/<int:job_id>/runs/<int:run_id>/requests.csv",
+        benchmarks.RunRequestsCsvView.as_view(),
+        name="benchmark-run-requests",
+    ),
+]
