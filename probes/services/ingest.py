@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
@@ -39,6 +39,8 @@ REQUEST_COLUMNS = (
     "status", "source",
 )  # fmt: skip
 _GPU = {f.name: i for i, f in enumerate(GPU_FIELDS)}
+# How stale Node.last_seen may get before a batch refreshes it (agents push every 10 s).
+SEEN_EVERY = timedelta(seconds=5)
 _DEPLOYMENT = {f.name: i for i, f in enumerate(DEPLOYMENT_FIELDS)}
 
 
@@ -100,7 +102,9 @@ def batch_ingest(*, node: Node, batch: Batch, received_at: datetime | None = Non
             min_ts=_dt(min(stamps)) if stamps else None,
             max_ts=_dt(max(stamps)) if stamps else None,
         )
-        _node_seen(node=node, batch=batch, now=now)
+    # After the commit: every batch of a node would otherwise hold that node's row lock until
+    # its commit, serialising the node's concurrent batches.
+    _node_seen(node=node, batch=batch, now=now)
     return IngestResult(
         batch_id=batch.batch_id,
         duplicate=False,
@@ -206,16 +210,23 @@ def _resolve_gpu_samples(
 
 
 def _node_seen(*, node: Node, batch: Batch, now: datetime) -> None:
-    changes: dict[str, Any] = {"last_seen": now}
-    if batch.host is not None:
+    """Note the node's last contact and what its agent reported; skipped when nothing but
+    `last_seen` would change and it changed less than SEEN_EVERY ago."""
+    changes: dict[str, Any] = {}
+    if batch.host is not None and batch.host != node.host_info:
         changes["host_info"] = batch.host
     agent = batch.agent
-    if agent.get("version"):
-        changes["agent_version"] = agent["version"]
-    if agent.get("dropped_records") is not None:
-        changes["agent_dropped_records"] = agent["dropped_records"]
-    if agent.get("dropped_batches") is not None:
-        changes["agent_dropped_batches"] = agent["dropped_batches"]
+    reported = {
+        "agent_version": agent.get("version") or None,
+        "agent_dropped_records": agent.get("dropped_records"),
+        "agent_dropped_batches": agent.get("dropped_batches"),
+    }
+    for name, value in reported.items():
+        if value is not None and getattr(node, name) != value:
+            changes[name] = value
+    if not changes and node.last_seen is not None and now - node.last_seen < SEEN_EVERY:
+        return
+    changes["last_seen"] = now
     Node.objects.filter(pk=node.pk).update(**changes)
     for name, value in changes.items():
         setattr(node, name, value)
