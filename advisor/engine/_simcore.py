@@ -276,12 +276,14 @@ def _blocks(tokens, block):  # type: ignore[no-untyped-def]
 def _send_due(  # type: ignore[no-untyped-def]
     t, nxt, in_flight, done, tt, max_concurrency, cap_free_since, arrival_s, prompt_tokens,
     output_tokens, max_model_len, block_size, total_blocks, send_s, state, target, tq,
+    ready_s, last_ready, latency_s,
 ):  # fmt: skip
     """Send every request that has arrived by `t` while the client cap allows (in order).
 
-    Sent requests travel to the scheduler (the transit queue: API server latency); requests
-    vLLM would refuse (longer than max_model_len or than the whole KV space) are rejected at
-    once. Returns the updated (nxt, in_flight, done, tt).
+    Sent requests pass the API server one at a time (`latency_s` each, first come first
+    served) before the scheduler sees them (`ready_s`); requests vLLM would refuse (longer
+    than max_model_len or than the whole KV space) are rejected at once. Returns the updated
+    (nxt, in_flight, done, tt, last_ready).
     """
     n = arrival_s.shape[0]
     while nxt < n and arrival_s[nxt] <= t and (max_concurrency == 0 or in_flight < max_concurrency):
@@ -295,16 +297,18 @@ def _send_due(  # type: ignore[no-untyped-def]
             continue
         state[r] = WAITING
         target[r] = prompt_tokens[r]
+        ready_s[r] = max(send_s[r], last_ready) + latency_s
+        last_ready = ready_s[r]
         tq[tt] = r
         tt += 1
         in_flight += 1
-    return nxt, in_flight, done, tt
+    return nxt, in_flight, done, tt, last_ready
 
 
 @njit(cache=True)
-def _deliver(t, th, tt, wt, send_s, latency_s, tq, wq):  # type: ignore[no-untyped-def]
-    """Requests whose API latency has passed by `t` join the waiting queue (FIFO)."""
-    while th < tt and send_s[tq[th]] + latency_s <= t:
+def _deliver(t, th, tt, wt, ready_s, tq, wq):  # type: ignore[no-untyped-def]
+    """Requests the API server has passed on by `t` join the waiting queue (FIFO)."""
+    while th < tt and ready_s[tq[th]] <= t:
         wq[wt] = tq[th]
         th += 1
         wt += 1
@@ -365,6 +369,8 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
     th = 0
     tt = 0
     latency_s = coef[C_API_LATENCY_S]
+    ready_s = np.zeros(n)
+    last_ready = 0.0
 
     hist = np.zeros(block_size, np.int64)  # decoding sequences by (ctx - G) mod block_size
     g = 0  # decode steps done so far (all decoding sequences advance together)
@@ -384,16 +390,16 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
 
     while done < n:
         # 1. requests whose time has come are sent (client cap permitting)
-        nxt, in_flight, done, tt = _send_due(
+        nxt, in_flight, done, tt, last_ready = _send_due(
             t, nxt, in_flight, done, tt, max_concurrency, cap_free_since, arrival_s,
             prompt_tokens, output_tokens, max_model_len, block_size, total_blocks, send_s, state,
-            target, tq,
+            target, tq, ready_s, last_ready, latency_s,
         )  # fmt: skip
-        th, wt = _deliver(t, th, tt, wt, send_s, latency_s, tq, wq)
+        th, wt = _deliver(t, th, tt, wt, ready_s, tq, wq)
         running = n_dec + (1 if pf >= 0 else 0)
         if running == 0 and wh == wt:
             if th < tt:
-                t = max(t, send_s[tq[th]] + latency_s)
+                t = max(t, ready_s[tq[th]])
             elif nxt < n:
                 t = max(t, arrival_s[nxt])
             else:
@@ -435,9 +441,10 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
                 if wh == wt and running < max_num_seqs:
                     # stop at the step boundary where the next request reaches the scheduler
                     if th < tt:
-                        k = steps_to_reach(d0, slope, host, ov, send_s[tq[th]] + latency_s - t, k)
+                        k = steps_to_reach(d0, slope, host, ov, ready_s[tq[th]] - t, k)
                     elif nxt < n and (max_concurrency == 0 or in_flight < max_concurrency):
-                        k = steps_to_reach(d0, slope, host, ov, arrival_s[nxt] + latency_s - t, k)
+                        ready = max(arrival_s[nxt], last_ready) + latency_s
+                        k = steps_to_reach(d0, slope, host, ov, ready - t, k)
                 dt = run_time(d0, slope, host, ov, k)
                 first_d = d0 + host - ov * min(d0, host)
                 last_g = d0 + slope * (k - 1)
@@ -472,10 +479,10 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
                 g += k
                 ctx_sum += n_dec * k
                 # arrivals during the run are sent before its completions free client slots
-                nxt, in_flight, done, tt = _send_due(
+                nxt, in_flight, done, tt, last_ready = _send_due(
                     t, nxt, in_flight, done, tt, max_concurrency, cap_free_since, arrival_s,
                     prompt_tokens, output_tokens, max_model_len, block_size, total_blocks, send_s,
-                    state, target, tq,
+                    state, target, tq, ready_s, last_ready, latency_s,
                 )  # fmt: skip
                 # completions at the new counter
                 while fn > 0:
@@ -630,10 +637,10 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
         stats[S_KV_BLOCK_S] += used * d
         stats[S_PEAK_BLOCKS] = max(stats[S_PEAK_BLOCKS], used)
         # arrivals during the step are sent before its completions free client slots
-        nxt, in_flight, done, tt = _send_due(
+        nxt, in_flight, done, tt, last_ready = _send_due(
             t, nxt, in_flight, done, tt, max_concurrency, cap_free_since, arrival_s,
             prompt_tokens, output_tokens, max_model_len, block_size, total_blocks, send_s,
-            state, target, tq,
+            state, target, tq, ready_s, last_ready, latency_s,
         )  # fmt: skip
         # completions among decoding sequences
         while fn > 0:

@@ -61,7 +61,9 @@ def simulate_reference(replica: Replica, workload: Workload) -> SimResult:
     stats = np.zeros(_simcore.NUM_STATS)
     itl = np.zeros(_simcore.ITL_NUM_BINS)
     latency_s = float(coef[_simcore.C_API_LATENCY_S])
-    transit: deque[_Request] = deque()  # sent, not yet at the scheduler (API latency)
+    ready = np.zeros(n)  # when the API server hands each request to the scheduler
+    last_ready = 0.0
+    transit: deque[_Request] = deque()  # sent, not yet at the scheduler (API server, FIFO)
     waiting: deque[_Request] = deque()
     running: list[_Request] = []
     used = 0
@@ -94,7 +96,7 @@ def simulate_reference(replica: Replica, workload: Workload) -> SimResult:
 
     def send_due() -> None:
         """Send requests that have arrived by now, in order, while the client cap allows."""
-        nonlocal nxt, in_flight, finished
+        nonlocal nxt, in_flight, finished, last_ready
         while nxt < n and workload.arrival_s[nxt] <= t and (cap == 0 or in_flight < cap):
             req = reqs[nxt]
             nxt += 1
@@ -106,16 +108,18 @@ def simulate_reference(replica: Replica, workload: Workload) -> SimResult:
                 continue
             req.state = "waiting"
             req.target = req.prompt
+            ready[req.index] = max(send[req.index], last_ready) + latency_s
+            last_ready = ready[req.index]
             transit.append(req)
             in_flight += 1
 
     while finished < n:
         send_due()
-        while transit and send[transit[0].index] + latency_s <= t:
+        while transit and ready[transit[0].index] <= t:
             waiting.append(transit.popleft())
         if not running and not waiting:
             if transit:
-                t = max(t, float(send[transit[0].index]) + latency_s)
+                t = max(t, float(ready[transit[0].index]))
             elif nxt < n:
                 t = max(t, float(workload.arrival_s[nxt]))
             else:

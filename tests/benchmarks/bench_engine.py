@@ -14,10 +14,14 @@ Reproduce with `make bench` or `.venv/bin/python -m tests.benchmarks bench_engin
   as failures). Target <= 0.20.
 - `vllm_cpu_fidelity_mape`: a real vLLM CPU node (tiny model) measured with
   `vllm bench serve` at concurrency 1, 4, 16, 32, 64 (32-token prompts, 128 output tokens,
-  3 interleaved rounds, medians), a CPU profile fitted on 1 and 16 only, then the mean
-  absolute percentage error of the predicted output tok/s and median TPOT at 4, 32 and 64.
-  Target <= 0.15. The machine is shared: the per-point spread of the rounds is printed
-  beside it, so a noisy figure can be told from a wrong model.
+  closed loops, 3 interleaved rounds or more until each point has 3 clean runs, medians),
+  a CPU profile fitted on 1 and 16 only, then the mean absolute percentage error of the
+  predicted output tok/s and TPOT at 4, 32 and 64. Output tok/s is vLLM's client-side
+  figure; TPOT is the engine's per-request TPOT read from /metrics around each run (see
+  `tests/engine/vllm_bench.py`: on this shared 2-core machine the client-side TPOT collapses
+  whenever the API server, short of CPU, coalesces frames). Target <= 0.15. The per-point
+  spread of the rounds is printed beside it, so a noisy figure can be told from a wrong
+  model.
 """
 
 from __future__ import annotations

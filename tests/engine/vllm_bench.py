@@ -4,8 +4,10 @@
 concurrencies 1, 4, 16, 32 and 64 with `vllm bench serve` (run as a module in the vLLM venv,
 so nothing of vLLM leaks into our interpreter), fits a CPU profile on concurrencies 1 and 16
 only, predicts 4, 32 and 64 and reports the mean absolute percentage error of output tok/s
-and median TPOT there. Used by `tests/engine/test_fidelity.py` and
-`tests/benchmarks/bench_engine.py`.
+(client side) and TPOT there. TPOT is the server's own per-request figure
+(`vllm:request_time_per_output_token_seconds`, from engine-core timestamps, read from
+/metrics around each run); the client's median TPOT is kept in the raw runs. Used by
+`tests/engine/test_fidelity.py` and `tests/benchmarks/bench_engine.py`.
 
 The machine is shared and has 2 cores: each concurrency is measured in several rounds
 (interleaved) and the median is kept; a run whose token stream arrived coalesced (median ITL
@@ -52,17 +54,36 @@ FIT = ("step_overhead_s", "seq_overhead_s", "compute_efficiency", "api_latency_s
 # TPOT, API latency and prefill cost from the throughput left over).
 FIT_METRICS = ("output_tok_per_s", "median_tpot_s")
 
+# Besides vLLM's client-side result, each run records the server's own counters around it:
+# per-request TPOT and TTFT that the engine computes from engine-core timestamps
+# (vllm:request_time_per_output_token_seconds, vllm:time_to_first_token_seconds).
 CLIENT = r"""
-import contextlib, io, json, sys
+import contextlib, io, json, sys, urllib.request
 from vllm.utils.argparse_utils import FlexibleArgumentParser
 from vllm.benchmarks import serve
+SUMS = ("vllm:request_time_per_output_token_seconds", "vllm:time_to_first_token_seconds")
+def counters(base_url):
+    text = urllib.request.urlopen(base_url + "/metrics", timeout=30).read().decode()
+    out = {}
+    for line in text.splitlines():
+        for name in SUMS:
+            for part in ("_sum", "_count"):
+                if line.startswith(name + part + "{") or line.startswith(name + part + " "):
+                    out[name + part] = out.get(name + part, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
 parser = FlexibleArgumentParser()
 serve.add_cli_args(parser)
 for argv in json.loads(sys.argv[1]):
     args = parser.parse_args(argv)
+    before = counters(args.base_url)
     with contextlib.redirect_stdout(io.StringIO()):
         result = serve.main(args)
+    after = counters(args.base_url)
     keep = {k: v for k, v in result.items() if isinstance(v, (int, float, str)) or v is None}
+    for name, key in zip(SUMS, ("engine_tpot_mean_ms", "engine_ttft_mean_ms")):
+        count = after.get(name + "_count", 0.0) - before.get(name + "_count", 0.0)
+        total = after.get(name + "_sum", 0.0) - before.get(name + "_sum", 0.0)
+        keep[key] = 1000.0 * total / count if count else None
     print(json.dumps(keep), flush=True)
 """
 
@@ -174,8 +195,19 @@ def is_clean(result: dict[str, float]) -> bool:
     return tpot >= 0.5 * per_token and float(result["median_itl_ms"]) >= 0.25 * tpot
 
 
+def engine_tpot_ms(run: dict[str, float]) -> float:
+    """The run's TPOT as the engine measured it (falls back to the client's median TPOT)."""
+    value = run.get("engine_tpot_mean_ms")
+    return float(value) if value else float(run["median_tpot_ms"])
+
+
 def measured_point(concurrency: int, runs: Sequence[dict[str, float]]) -> MeasuredPoint:
-    """A calibration point from the median of clean runs (all runs if none is clean)."""
+    """A calibration point from the median of clean runs (all runs if none is clean).
+
+    TPOT is the engine's per-request TPOT (engine-core timestamps, mean over the run's
+    requests, which in a closed loop of equal requests is also their median): unlike the
+    client's, it does not collapse when the API server coalesces frames for lack of CPU.
+    """
     clean = [run for run in runs if is_clean(run)] or list(runs)
     completed = sum(float(run["completed"]) for run in clean)
     input_tokens = sum(float(run["total_input_tokens"]) for run in clean)
@@ -185,7 +217,7 @@ def measured_point(concurrency: int, runs: Sequence[dict[str, float]]) -> Measur
         output_tokens=OUTPUT_LEN,
         output_tok_per_s=statistics.median(float(run["output_throughput"]) for run in clean),
         median_ttft_s=statistics.median(float(run["median_ttft_ms"]) for run in clean) / 1e3,
-        median_tpot_s=statistics.median(float(run["median_tpot_ms"]) for run in clean) / 1e3,
+        median_tpot_s=statistics.median(engine_tpot_ms(run) for run in clean) / 1e3,
         num_requests=prompts_for(concurrency),
     )
 
