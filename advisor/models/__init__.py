@@ -5,6 +5,13 @@ models here in parallel: when `makemigrations --check` reports conflicting leaf 
 run `manage.py makemigrations --merge`.
 """
 
+from advisor.models.assessments import (
+    SLO_DEFAULTS,
+    Assessment,
+    AssessmentSchedule,
+    AssessmentStatus,
+    DeploymentSlo,
+)
 from advisor.models.benchmarks import (
     ApiKind,
     BenchmarkEndpoint,
@@ -17,12 +24,17 @@ from advisor.models.benchmarks import (
 )
 
 __all__ = [
+    "SLO_DEFAULTS",
     "ApiKind",
+    "Assessment",
+    "AssessmentSchedule",
+    "AssessmentStatus",
     "BenchmarkEndpoint",
     "BenchmarkJob",
     "BenchmarkRequest",
     "BenchmarkRun",
     "CalibrationRecord",
+    "DeploymentSlo",
     "JobKind",
     "JobStatus",
 ]
