@@ -12,6 +12,7 @@ from typing import Any
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import permissions, serializers
+from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -102,7 +103,12 @@ class JobListView(APIView):
         responses={201: OpenApiResponse(), 400: ErrorDoc, 403: OpenApiResponse()},
     )
     def post(self, request: Request) -> Response:
-        data = request.data if isinstance(request.data, dict) else {}
+        try:
+            data = request.data
+        except ParseError as exc:
+            return _errors(BenchmarkJobError("(body)", f"not valid JSON: {exc.detail}"))
+        if not isinstance(data, dict):
+            return _errors(BenchmarkJobError("(body)", "expected a JSON object"))
         unknown = sorted(set(data) - set(JobCreateDoc().fields))
         if unknown:
             return _errors(BenchmarkJobError(unknown[0], "unknown field"))

@@ -44,6 +44,7 @@ def test_it_runs_a_job_and_stores_every_request(endpoint: BenchmarkEndpoint) -> 
     assert run.status == "completed"
     assert run.summary["completed"] == 20
     assert run.summary["total_output_tokens"] == 20 * 8
+    assert run.prompts is not None
     assert run.prompts["mode"] == "token_ids"
     assert run.server_metrics["generation_tokens"] == 20 * 8
     rows = list(BenchmarkRequest.objects.filter(run=run).order_by("index"))

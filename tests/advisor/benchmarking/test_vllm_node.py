@@ -2,10 +2,12 @@
 
 - the session node: agreement with `vllm bench serve`, exact prompts with the real tokenizer
   (completions text and chat), counters that match the server's, a concurrency sweep;
-- an A/B chain restarting one local vLLM with `--max-num-seqs 1`, `--max-num-seqs 64` and
-  `--max-num-seqs 64` + n-gram speculative decoding (three starts, about a minute each): the
-  continuous-batching throughput ratio and the spec-decode acceptance counters. The A/B
-  comparisons are written to `var/test-logs/ab-*.json`.
+- n-gram speculative decoding on (one restart with `--speculative-config`) vs off (the session
+  node, same args otherwise): the acceptance counters, written to
+  `var/test-logs/ab-ngram-spec-decode.json`.
+
+Continuous batching (`--max-num-seqs 1` vs `64`) is measured by an A/B benchmark job on a real
+Celery worker: `test_jobs_vllm.py`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from advisor.benchmarking.ab import Variant, VariantRun, compare, run_variants
+from advisor.benchmarking.ab import Variant, compare, run_variants
 from advisor.benchmarking.export import dumps
 from advisor.benchmarking.runner import Limits, RunOptions, Target, run_benchmark
 from advisor.benchmarking.sweep import asweep
@@ -31,13 +33,8 @@ from tests.support.vllm_node import LOG_DIR, SERVED_NAME, TINY_MODEL, VLLM_PYTHO
 pytestmark = pytest.mark.integration
 
 NGRAM = '{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4,"prompt_lookup_min":2}'
-VARIANTS = (
-    Variant("seqs1", ("--max-num-seqs", "1")),
-    Variant("seqs64", ("--max-num-seqs", "64")),
-    Variant("seqs64-ngram", ("--max-num-seqs", "64", "--speculative-config", NGRAM)),
-)
 # Greedy: n-gram drafts only pay off (and only get proposed) on repetitive text, which a
-# random-weight model produces under greedy decoding; both sides of each A/B get the same.
+# random-weight model produces under greedy decoding; both sides of the A/B get the same.
 GREEDY = RunOptions(extra_body={"temperature": 0}, metrics_sample_s=0.2)
 LIMITS = Limits(max_duration_s=240, request_timeout_s=240, read_timeout_s=60)
 
@@ -46,55 +43,32 @@ def _target(node: VllmProcess, api: str = "completions") -> Target:
     return Target(node.launch.base_url, SERVED_NAME, api=api)  # type: ignore[arg-type]
 
 
-@pytest.fixture(scope="module")
-def ab_runs() -> dict[str, VariantRun]:
+def test_it_reads_spec_decode_counters_in_an_ab(vllm_node: VllmProcess) -> None:
+    """Off: the session node; on: the same engine args plus n-gram drafts (a restart)."""
     if not Path(VLLM_PYTHON).exists() or not (Path(TINY_MODEL) / "config.json").exists():
         missing("vLLM CPU node", f"{VLLM_PYTHON} or {TINY_MODEL} missing: run `make vllm-node`")
     workload = closed_loop_workload(
         num_requests=64, concurrency=64, prompt_tokens=32, output_tokens=64
     )
-    runs = run_variants(
-        tiny_launch(), VARIANTS, workload, log_dir=LOG_DIR, limits=LIMITS, options=GREEDY
-    )
-    return {run.variant.name: run for run in runs}
-
-
-def _store(name: str, comparison: dict[str, object], *runs: VariantRun) -> None:
+    off = run_benchmark(_target(vllm_node), workload, limits=LIMITS, options=GREEDY)
+    (on_run,) = run_variants(
+        tiny_launch(), [Variant("ngram", ("--speculative-config", NGRAM))], workload,
+        log_dir=LOG_DIR, limits=LIMITS, options=GREEDY,
+    )  # fmt: skip
+    on = on_run.result
+    assert off.status == "completed", off.error
+    assert on.status == "completed", on.error
+    comparison = compare(off, on)
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    payload = {
-        "comparison": comparison,
-        "runs": {run.variant.name: json.loads(dumps(run.result, include_requests=False))
-                 for run in runs},
-    }  # fmt: skip
-    (LOG_DIR / f"ab-{name}.json").write_text(json.dumps(payload, indent=1))
+    (LOG_DIR / "ab-ngram-spec-decode.json").write_text(
+        json.dumps({"comparison": comparison, "off": json.loads(dumps(off, include_requests=False)),
+                    "on": json.loads(dumps(on, include_requests=False))}, indent=1)
+    )  # fmt: skip
 
-
-def test_it_measures_continuous_batching(ab_runs: dict[str, VariantRun]) -> None:
-    one, many = ab_runs["seqs1"], ab_runs["seqs64"]
-    assert one.result.status == "completed", one.result.error
-    assert many.result.status == "completed", many.result.error
-    comparison = compare(one.result, many.result)
-    _store("continuous-batching", comparison, one, many)
-    print(f"continuous batching: output tok/s x{comparison['output_throughput_ratio']:.2f}")
-
-    assert one.result.summary["completed"] == many.result.summary["completed"] == 64
-    # the scheduler really ran one sequence at a time, then many
-    assert one.result.server_metrics["max_num_requests_running"] == 1
-    assert many.result.server_metrics["max_num_requests_running"] > 8
-    # 64 users: batching must win by a wide margin even on a noisy 2-core machine
-    assert comparison["output_throughput_ratio"] > 3.0
-
-
-def test_it_reads_spec_decode_counters_in_an_ab(ab_runs: dict[str, VariantRun]) -> None:
-    off, on = ab_runs["seqs64"], ab_runs["seqs64-ngram"]
-    assert on.result.status == "completed", on.result.error
-    comparison = compare(off.result, on.result)
-    _store("ngram-spec-decode", comparison, off, on)
-
-    assert on.result.summary["completed"] == 64
-    assert on.result.summary["total_output_tokens"] == 64 * 64  # drafts change speed only
-    assert off.result.server_metrics["spec_decode_num_drafts"] is None  # no counters when off
-    metrics = on.result.server_metrics
+    assert on.summary["completed"] == 64
+    assert on.summary["total_output_tokens"] == 64 * 64  # drafts change speed only
+    assert off.server_metrics["spec_decode_num_drafts"] is None  # no counters when off
+    metrics = on.server_metrics
     assert metrics["spec_decode_num_drafts"] > 0
     assert 0 < metrics["spec_decode_accepted_tokens"] <= metrics["spec_decode_draft_tokens"]
     assert 0.0 < comparison["candidate_spec_decode_acceptance_rate"] <= 100.0
