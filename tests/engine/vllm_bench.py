@@ -10,11 +10,12 @@ only, predicts 4, 32 and 64 and reports the mean absolute percentage error of ou
 `tests/engine/test_fidelity.py` and `tests/benchmarks/bench_engine.py`.
 
 The machine is shared and has 2 cores: each concurrency is measured in several rounds
-(interleaved) and the median is kept; a run whose token stream arrived coalesced (median ITL
-far below median TPOT: the API server fell behind for lack of CPU) is set aside when a clean
-run of the same point exists. Where the OS allows it (root), the server's processes and the
-benchmark client run at a raised CPU priority (nice -10) for the measurement, so unrelated
-work on the machine disturbs them less; their original priorities are restored afterwards.
+(interleaved) and the median is kept; the report counts the runs whose token stream arrived
+coalesced (median ITL far below median TPOT: the API server fell behind for lack of CPU),
+which is why TPOT comes from the engine. Where the OS allows it (root), the server's
+processes and the benchmark client run at a raised CPU priority (nice -10) for the
+measurement, so unrelated work on the machine disturbs them less; their original priorities
+are restored afterwards.
 """
 
 from __future__ import annotations
@@ -201,14 +202,21 @@ def engine_tpot_ms(run: dict[str, float]) -> float:
     return float(value) if value else float(run["median_tpot_ms"])
 
 
-def measured_point(concurrency: int, runs: Sequence[dict[str, float]]) -> MeasuredPoint:
-    """A calibration point from the median of clean runs (all runs if none is clean).
+def engine_ttft_ms(run: dict[str, float]) -> float:
+    """The run's TTFT as the engine measured it (falls back to the client's median TTFT)."""
+    value = run.get("engine_ttft_mean_ms")
+    return float(value) if value else float(run["median_ttft_ms"])
 
-    TPOT is the engine's per-request TPOT (engine-core timestamps, mean over the run's
-    requests, which in a closed loop of equal requests is also their median): unlike the
-    client's, it does not collapse when the API server coalesces frames for lack of CPU.
+
+def measured_point(concurrency: int, runs: Sequence[dict[str, float]]) -> MeasuredPoint:
+    """A calibration point from the medians over a point's runs.
+
+    TPOT and TTFT are the engine's per-request figures (engine-core timestamps, mean over
+    the run's requests, which in a closed loop of equal requests is also their median):
+    unlike the client's, they do not collapse or balloon when the API server coalesces
+    frames for lack of CPU, so every run counts and the median over runs absorbs the rest.
     """
-    clean = [run for run in runs if is_clean(run)] or list(runs)
+    clean = list(runs)
     completed = sum(float(run["completed"]) for run in clean)
     input_tokens = sum(float(run["total_input_tokens"]) for run in clean)
     return MeasuredPoint(
@@ -216,7 +224,7 @@ def measured_point(concurrency: int, runs: Sequence[dict[str, float]]) -> Measur
         input_tokens=max(round(input_tokens / max(completed, 1.0)), 1),
         output_tokens=OUTPUT_LEN,
         output_tok_per_s=statistics.median(float(run["output_throughput"]) for run in clean),
-        median_ttft_s=statistics.median(float(run["median_ttft_ms"]) for run in clean) / 1e3,
+        median_ttft_s=statistics.median(engine_ttft_ms(run) for run in clean) / 1e3,
         median_tpot_s=statistics.median(engine_tpot_ms(run) for run in clean) / 1e3,
         num_requests=prompts_for(concurrency),
     )
@@ -267,13 +275,10 @@ class FidelityReport:
         return out
 
 
-def fidelity(
-    base_url: str, *, rounds: int = 3, max_rounds: int | None = None, server_pid: int | None = None
-) -> FidelityReport:
+def fidelity(base_url: str, *, rounds: int = 3, server_pid: int | None = None) -> FidelityReport:
     """Measure, calibrate on two concurrencies, predict three others (see module docstring).
 
-    Runs `rounds` interleaved rounds, then more (up to `max_rounds`) for points that have
-    fewer than `rounds` clean runs.
+    `rounds` interleaved rounds over all concurrencies, after a warm-up round.
     """
     concurrencies = sorted({*CALIBRATE_AT, *PREDICT_AT})
     # warm-up: compile the shapes of every batch size the rounds will see
@@ -281,16 +286,13 @@ def fidelity(
     runs: dict[int, list[dict[str, float]]] = {c: [] for c in concurrencies}
     with boosted(server_pid):
         run_vllm_bench(base_url, warm)
-        for round_no in range(max_rounds or rounds):
-            wanted = [c for c in concurrencies if sum(map(is_clean, runs[c])) < rounds]
-            if round_no >= rounds and not wanted:
-                break
-            plan = [
-                BenchPoint(c, prompts_for(c), INPUT_LEN, OUTPUT_LEN, seed=round_no)
-                for c in (concurrencies if round_no < rounds else wanted)
-            ]
-            for point, result in zip(plan, run_vllm_bench(base_url, plan), strict=True):
-                runs[point.concurrency].append(result)
+        plan = [
+            BenchPoint(c, prompts_for(c), INPUT_LEN, OUTPUT_LEN, seed=round_no)
+            for round_no in range(rounds)
+            for c in concurrencies
+        ]
+        for point, result in zip(plan, run_vllm_bench(base_url, plan), strict=True):
+            runs[point.concurrency].append(result)
     points = {c: measured_point(c, runs[c]) for c in concurrencies}
     replica = cpu_replica()
     fit = fit_points(
