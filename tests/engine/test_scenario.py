@@ -1,0 +1,220 @@
+"""Scenario: the assessment input round-trips through JSON exactly; bad values name their field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from advisor.engine.perf import CalibrationProfile
+from advisor.engine.scenario import (
+    AutoscalingSpec,
+    DeploymentSpec,
+    EngineArgs,
+    LoadShape,
+    PriceEntry,
+    QualityOverride,
+    Scenario,
+    ScenarioError,
+    SloSpec,
+    SpecDecodeCounters,
+    SpeculativeSpec,
+    WorkloadSpec,
+    diurnal_load,
+    load_scenario,
+)
+from advisor.engine.workload import Workload, synthetic_workload
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sample(seed: int = 0, n: int = 500) -> Workload:
+    rng = np.random.default_rng(seed)
+    return synthetic_workload(
+        rng, num_requests=n, rate_rps=3.3, prompt_tokens=700, output_tokens=150, range_ratio=0.5
+    )
+
+
+def _scenario() -> Scenario:
+    load = diurnal_load(
+        np.random.default_rng(1), days=2, mean_rps=3.0, peak_to_trough=4.0, weekend_factor=0.5
+    )
+    first = DeploymentSpec(
+        name="chat",
+        model="Llama-3-8B",
+        hardware="H100-SXM",
+        workload=WorkloadSpec(_sample(), load, "test"),
+        replicas=3,
+        engine_args=EngineArgs(
+            max_num_seqs=128,
+            speculative_config=SpeculativeSpec("ngram", 3, prompt_lookup_max=4),
+        ),
+        slo=SloSpec(0.5, 0.05, 1.5, defaulted=("max_quality_loss_points",)),
+        autoscaling=AutoscalingSpec(enabled=True, target=5.0, cold_start_s=95.5),
+        spec_decode=SpecDecodeCounters("ngram", 3, 1000, 3000, 1234),
+        quality_overrides={"awq-int4": QualityOverride(-0.7, "our eval 2026-01")},
+    )
+    second = DeploymentSpec(
+        name="code",
+        model="Qwen2.5-7B",
+        hardware="L40S",
+        workload=WorkloadSpec(_sample(2, 300)),
+        weight_dtype="fp8",
+    )
+    return Scenario(
+        deployments=(first, second),
+        prices={"H100-SXM": PriceEntry(4.1, "sheet 2026-01")},
+        profiles=(CalibrationProfile(hardware="L40S", engine="vllm", bw_efficiency=0.71),),
+        name="t",
+    )
+
+
+def test_it_round_trips_exactly_through_json() -> None:
+    scenario = _scenario()
+    text = scenario.to_json()
+    again = Scenario.from_json(text)
+    assert again == scenario
+    assert again.to_json() == text
+    assert again.digest() == scenario.digest()
+    assert again.deployments[0].workload.sample.arrival_s.tolist() == (
+        scenario.deployments[0].workload.sample.arrival_s.tolist()
+    )
+
+
+def test_it_flags_defaults_when_fields_are_left_out() -> None:
+    data = json.loads(_scenario().to_json())
+    del data["deployments"][1]["slo"]
+    data["deployments"][0]["slo"] = {"ttft_p95_s": 0.3}
+    scenario = Scenario.from_dict(data)
+    assert scenario.deployments[1].slo.defaulted == (
+        "ttft_p95_s",
+        "tpot_p95_s",
+        "max_quality_loss_points",
+    )
+    assert scenario.deployments[0].slo.defaulted == ("tpot_p95_s", "max_quality_loss_points")
+    assert scenario.deployments[0].slo.ttft_p95_s == 0.3
+    assert Scenario.from_json(scenario.to_json()) == scenario
+
+
+DROP = object()
+BAD_VALUES = [
+    # (where to put the bad value, the value, the field the error names, part of its message)
+    ("deployments.1.slo.ttft_p95_s", 0, "deployments[1].slo.ttft_p95_s", "must be > 0"),
+    ("deployments.0.replicas", "3", "deployments[0].replicas", "must be an integer"),
+    (
+        "deployments.0.engine_args.max_num_seq",
+        3,
+        "deployments[0].engine_args.max_num_seq",
+        "unknown field",
+    ),
+    (
+        "deployments.0.workload.sample.prompt_tokens.4",
+        0,
+        "deployments[0].workload.sample.prompt_tokens",
+        "must be >= 1",
+    ),
+    (
+        "deployments.0.workload.load.rate_rps.7",
+        -1.0,
+        "deployments[0].workload.load.rate_rps[7]",
+        "must be finite and >= 0",
+    ),
+    ("deployments.1.name", "chat", "deployments[1].name", "already names deployments[0]"),
+    ("prices.H100-SXM.source", DROP, "prices.H100-SXM.source", "required"),
+    ("profiles.0.bw_efficiency", 1.5, "profiles[0].bw_efficiency", "must be in (0, 1]"),
+    ("deployments.0.autoscaling.metric", "cpu", "deployments[0].autoscaling.metric", "'cpu'"),
+    ("options.strategies", ["nope"], "options.strategies[0]", "unknown 'nope'"),
+    (
+        "deployments.0.spec_decode.num_accepted_tokens",
+        5000,
+        "deployments[0].spec_decode.num_accepted_tokens",
+        "exceeds",
+    ),
+]
+
+
+def _put(data: Any, where: str, value: object) -> None:
+    *parents, last = where.split(".")
+    for key in parents:
+        data = data[int(key)] if isinstance(data, list) else data[key]
+    if value is DROP:
+        del data[last]
+    elif isinstance(data, list):
+        data[int(last)] = value
+    else:
+        data[last] = value
+
+
+@pytest.mark.parametrize(("where", "value", "field", "message"), BAD_VALUES)
+def test_it_names_the_field_of_a_bad_value(
+    where: str, value: object, field: str, message: str
+) -> None:
+    data = json.loads(_scenario().to_json())
+    _put(data, where, value)
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_dict(data)
+    assert caught.value.field == field
+    assert message in caught.value.message
+
+
+def test_it_refuses_text_that_is_not_json() -> None:
+    with pytest.raises(ScenarioError, match="not valid JSON"):
+        Scenario.from_json("{nope")
+
+
+def test_it_bins_the_sample_per_minute_without_a_load_shape() -> None:
+    five = np.full(5, 5, dtype=np.int64)
+    sample = Workload(np.array([0.0, 10.0, 59.0, 61.0, 200.0]), five, five)
+    shape = WorkloadSpec(sample).load_shape
+    assert shape.step_s == 60.0
+    assert shape.rate_rps.tolist() == [3 / 60, 1 / 60, 0.0, 1 / 60]
+
+
+def test_it_generates_a_diurnal_load_with_the_asked_shape() -> None:
+    load = diurnal_load(None, days=7, mean_rps=10.0, peak_to_trough=3.0, weekend_factor=0.5)
+    assert load.rate_rps.size == 7 * 1440
+    weekday = load.rate_rps[: 5 * 1440]
+    assert weekday.mean() == pytest.approx(10.0, rel=1e-9)
+    assert weekday.max() / weekday.min() == pytest.approx(3.0, rel=1e-3)
+    assert load.rate_rps[5 * 1440 :].mean() == pytest.approx(5.0, rel=1e-9)
+    assert isinstance(load, LoadShape)
+
+
+def test_it_loads_a_file_with_a_trace_reference_and_a_generated_load(tmp_path: Path) -> None:
+    trace = ROOT / "probes" / "data" / "traces" / "AzureLLMInferenceTrace_conv.csv"
+    path = tmp_path / "s.json"
+    path.write_text(
+        json.dumps(
+            {
+                "deployments": [
+                    {
+                        "name": "chat",
+                        "model": "Llama-3-8B",
+                        "hardware": "H100",
+                        "workload": {
+                            "sample": {"trace": str(trace), "num_requests": 1000, "seed": 3},
+                            "load": {"diurnal": {"days": 1, "mean_rps": 2.0}},
+                        },
+                    }
+                ]
+            }
+        )
+    )
+    scenario = load_scenario(path)
+    workload = scenario.deployments[0].workload
+    assert workload.sample.num_requests == 1000
+    assert workload.load is not None
+    assert workload.load.rate_rps.size == 1440
+    assert Scenario.from_json(scenario.to_json()) == scenario
+    assert load_scenario(path) == scenario  # same seed, same sample
+
+
+def test_it_says_from_json_does_not_read_trace_files() -> None:
+    data = json.loads(_scenario().to_json())
+    data["deployments"][0]["workload"]["sample"] = {"trace": "x.csv"}
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_dict(data)
+    assert caught.value.field == "deployments[0].workload.sample.trace"
