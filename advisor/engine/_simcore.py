@@ -276,14 +276,14 @@ def _blocks(tokens, block):  # type: ignore[no-untyped-def]
 def _send_due(  # type: ignore[no-untyped-def]
     t, nxt, in_flight, done, tt, max_concurrency, cap_free_since, arrival_s, prompt_tokens,
     output_tokens, max_model_len, block_size, total_blocks, send_s, state, target, tq,
-    ready_s, last_ready, latency_s,
+    ready_s, latency_s,
 ):  # fmt: skip
     """Send every request that has arrived by `t` while the client cap allows (in order).
 
-    Sent requests pass the API server one at a time (`latency_s` each, first come first
-    served) before the scheduler sees them (`ready_s`); requests vLLM would refuse (longer
-    than max_model_len or than the whole KV space) are rejected at once. Returns the updated
-    (nxt, in_flight, done, tt, last_ready).
+    A sent request reaches the scheduler `latency_s` later (`ready_s`; the API server works
+    on many requests at once, so this is a delay, not a queue); requests vLLM would refuse
+    (longer than max_model_len or than the whole KV space) are rejected at once. Returns the
+    updated (nxt, in_flight, done, tt).
     """
     n = arrival_s.shape[0]
     while nxt < n and arrival_s[nxt] <= t and (max_concurrency == 0 or in_flight < max_concurrency):
@@ -297,12 +297,11 @@ def _send_due(  # type: ignore[no-untyped-def]
             continue
         state[r] = WAITING
         target[r] = prompt_tokens[r]
-        ready_s[r] = max(send_s[r], last_ready) + latency_s
-        last_ready = ready_s[r]
+        ready_s[r] = send_s[r] + latency_s
         tq[tt] = r
         tt += 1
         in_flight += 1
-    return nxt, in_flight, done, tt, last_ready
+    return nxt, in_flight, done, tt
 
 
 @njit(cache=True)
@@ -370,7 +369,6 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
     tt = 0
     latency_s = coef[C_API_LATENCY_S]
     ready_s = np.zeros(n)
-    last_ready = 0.0
 
     hist = np.zeros(block_size, np.int64)  # decoding sequences by (ctx - G) mod block_size
     g = 0  # decode steps done so far (all decoding sequences advance together)
@@ -390,10 +388,10 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
 
     while done < n:
         # 1. requests whose time has come are sent (client cap permitting)
-        nxt, in_flight, done, tt, last_ready = _send_due(
+        nxt, in_flight, done, tt = _send_due(
             t, nxt, in_flight, done, tt, max_concurrency, cap_free_since, arrival_s,
             prompt_tokens, output_tokens, max_model_len, block_size, total_blocks, send_s, state,
-            target, tq, ready_s, last_ready, latency_s,
+            target, tq, ready_s, latency_s,
         )  # fmt: skip
         th, wt = _deliver(t, th, tt, wt, ready_s, tq, wq)
         running = n_dec + (1 if pf >= 0 else 0)
@@ -443,8 +441,7 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
                     if th < tt:
                         k = steps_to_reach(d0, slope, host, ov, ready_s[tq[th]] - t, k)
                     elif nxt < n and (max_concurrency == 0 or in_flight < max_concurrency):
-                        ready = max(arrival_s[nxt], last_ready) + latency_s
-                        k = steps_to_reach(d0, slope, host, ov, ready - t, k)
+                        k = steps_to_reach(d0, slope, host, ov, arrival_s[nxt] + latency_s - t, k)
                 dt = run_time(d0, slope, host, ov, k)
                 first_d = d0 + host - ov * min(d0, host)
                 last_g = d0 + slope * (k - 1)
@@ -479,10 +476,10 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
                 g += k
                 ctx_sum += n_dec * k
                 # arrivals during the run are sent before its completions free client slots
-                nxt, in_flight, done, tt, last_ready = _send_due(
+                nxt, in_flight, done, tt = _send_due(
                     t, nxt, in_flight, done, tt, max_concurrency, cap_free_since, arrival_s,
                     prompt_tokens, output_tokens, max_model_len, block_size, total_blocks, send_s,
-                    state, target, tq, ready_s, last_ready, latency_s,
+                    state, target, tq, ready_s, latency_s,
                 )  # fmt: skip
                 # completions at the new counter
                 while fn > 0:
@@ -637,10 +634,10 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
         stats[S_KV_BLOCK_S] += used * d
         stats[S_PEAK_BLOCKS] = max(stats[S_PEAK_BLOCKS], used)
         # arrivals during the step are sent before its completions free client slots
-        nxt, in_flight, done, tt, last_ready = _send_due(
+        nxt, in_flight, done, tt = _send_due(
             t, nxt, in_flight, done, tt, max_concurrency, cap_free_since, arrival_s,
             prompt_tokens, output_tokens, max_model_len, block_size, total_blocks, send_s,
-            state, target, tq, ready_s, last_ready, latency_s,
+            state, target, tq, ready_s, latency_s,
         )  # fmt: skip
         # completions among decoding sequences
         while fn > 0:

@@ -43,10 +43,11 @@ class CalibrationProfile:
 
     `overlap` is the fraction of host (scheduler, sampling, detokenisation) time hidden behind
     device work: 0 = they add up, 1 = only the longer counts (async scheduling).
-    `api_latency_s` is the API server's time per request before the scheduler sees it (HTTP,
-    tokenisation): one request at a time, first come first served, as vLLM's single API
-    server process does, so a burst of N requests reaches the scheduler over N x that time.
-    It adds to TTFT and e2e, not to TPOT.
+    `api_latency_s` is the delay from a client sending a request to the scheduler seeing it
+    (HTTP, tokenisation, queues between API server and engine); it adds to TTFT and e2e, and
+    in a closed loop to the time between a client's requests, not to TPOT. It is a delay,
+    not a queue: fitting a single-server queue to noisy measurements capped the predicted
+    throughput far below what the real server reached.
     """
 
     hardware: str = "*"

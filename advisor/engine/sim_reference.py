@@ -61,9 +61,8 @@ def simulate_reference(replica: Replica, workload: Workload) -> SimResult:
     stats = np.zeros(_simcore.NUM_STATS)
     itl = np.zeros(_simcore.ITL_NUM_BINS)
     latency_s = float(coef[_simcore.C_API_LATENCY_S])
-    ready = np.zeros(n)  # when the API server hands each request to the scheduler
-    last_ready = 0.0
-    transit: deque[_Request] = deque()  # sent, not yet at the scheduler (API server, FIFO)
+    ready = np.zeros(n)  # when each request reaches the scheduler
+    transit: deque[_Request] = deque()  # sent, not yet at the scheduler (API latency)
     waiting: deque[_Request] = deque()
     running: list[_Request] = []
     used = 0
@@ -96,7 +95,7 @@ def simulate_reference(replica: Replica, workload: Workload) -> SimResult:
 
     def send_due() -> None:
         """Send requests that have arrived by now, in order, while the client cap allows."""
-        nonlocal nxt, in_flight, finished, last_ready
+        nonlocal nxt, in_flight, finished
         while nxt < n and workload.arrival_s[nxt] <= t and (cap == 0 or in_flight < cap):
             req = reqs[nxt]
             nxt += 1
@@ -108,8 +107,7 @@ def simulate_reference(replica: Replica, workload: Workload) -> SimResult:
                 continue
             req.state = "waiting"
             req.target = req.prompt
-            ready[req.index] = max(send[req.index], last_ready) + latency_s
-            last_ready = ready[req.index]
+            ready[req.index] = send[req.index] + latency_s
             transit.append(req)
             in_flight += 1
 

@@ -85,17 +85,6 @@ def test_it_adds_the_api_latency_before_scheduling() -> None:
     assert slow_run.metrics().tpot_s.p50 == pytest.approx(fast_run.metrics().tpot_s.p50)
 
 
-def test_it_passes_a_burst_through_the_api_server_one_at_a_time() -> None:
-    base = llama_replica()
-    slow = Replica(base.deployment, base.scheduler, replace(PROFILE, api_latency_s=0.05))
-    burst = Workload(np.zeros(3), np.full(3, 20), np.full(3, 50))
-    first = simulate(slow, burst).first_token_s
-    # the scheduler sees them at 50, 100 and 150 ms; a step takes about 6.5 ms, and a request
-    # may wait for the step under way before its prefill
-    for index, token_s in enumerate(first):
-        assert (index + 1) * 0.05 < token_s < (index + 1) * 0.05 + 0.014
-
-
 def test_it_finishes_every_request_exactly_once() -> None:
     workload = synthetic_workload(
         np.random.default_rng(3),
