@@ -24,19 +24,17 @@ from probes.models import Cluster, ModelDeployment
 SLO_DEFAULTS: dict[str, float] = {
     "ttft_p95_s": 2.0,
     "tpot_p95_s": 0.1,
-    "max_quality_loss_pct": 1.0,
+    "max_quality_loss_points": 1.0,
 }
 
 
 class DeploymentSlo(models.Model):
     """A deployment's service-level objectives; empty fields fall back to `SLO_DEFAULTS`."""
 
-    deployment = models.OneToOneField(
-        ModelDeployment, on_delete=models.CASCADE, related_name="slo"
-    )
+    deployment = models.OneToOneField(ModelDeployment, on_delete=models.CASCADE, related_name="slo")
     ttft_p95_s = models.FloatField(null=True, blank=True, help_text="time to first token, p95")
     tpot_p95_s = models.FloatField(null=True, blank=True, help_text="time per output token, p95")
-    max_quality_loss_pct = models.FloatField(
+    max_quality_loss_points = models.FloatField(
         null=True, blank=True, help_text="largest accuracy loss (points) a quantization may cost"
     )
     updated_at = models.DateTimeField(auto_now=True)
@@ -78,7 +76,8 @@ class Assessment(models.Model):
     """One assessment of a cluster over [window_start, window_end).
 
     JSON fields (all written by `advisor.services.assessments`):
-    - `scenario`: the engine's input, `Scenario.to_json()`; re-running it repeats the numbers.
+    - `scenario` (text): the engine's input, `Scenario.to_json()`; re-running it repeats the
+      numbers; `scenario_digest` is its SHA-256.
     - `inputs`: how each input was derived (sources, coverage, defaults used), for the page.
     - `calibration`: per GPU kind, the profile used ({source, record_id, fit_median_ape}).
     - `measured`: utilization, GPU-hours and cost from telemetry, per deployment and fleet.
@@ -98,7 +97,9 @@ class Assessment(models.Model):
     progress_message = models.CharField(max_length=255, blank=True)
     error = models.TextField(blank=True)
     engine_version = models.CharField(max_length=64, blank=True)
-    scenario = models.JSONField(null=True, blank=True)
+    # The canonical JSON text, byte for byte (a jsonb column would re-spell numbers).
+    scenario = models.TextField(blank=True)
+    scenario_digest = models.CharField(max_length=64, blank=True, help_text="SHA-256")
     inputs = models.JSONField(default=dict, blank=True)
     calibration = models.JSONField(default=dict, blank=True)
     measured = models.JSONField(default=dict, blank=True)

@@ -1,0 +1,233 @@
+"""A cluster's fleet as an assessment needs it: GPUs, engine args, prices, SLOs, calibration.
+
+Everything comes from the database: GPUs per node and catalog kind (NVML names mapped by
+`probes.gpu_kinds`), each deployment's current vLLM engine args and model, prices from the
+user-editable `PriceSheet` with their source and date (a kind without a row falls back to the
+catalog's list price, and says so), SLOs per deployment (fields left empty are the defaults,
+marked as such), and per GPU kind the calibration profile to use (a fitted record from this
+fleet's benchmarks with its fit error, else the engine's built-in profile).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from advisor.engine.catalog import DEFAULT_CATALOG, CatalogError, ModelSpec, resolve_model
+from advisor.engine.perf import CalibrationProfile
+from advisor.models import SLO_DEFAULTS, DeploymentSlo
+from advisor.selectors.benchmarks import calibration_profile_for
+from probes.gpu_kinds import gpu_kind_of, prices_for
+from probes.models import Cluster, Gpu, ModelDeployment
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    id: int
+    node: str
+    index: int
+    model_name: str
+    kind: str | None
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class Price:
+    """USD per GPU-hour of one kind and where the figure came from."""
+
+    kind: str
+    usd_per_gpu_hour: float
+    source: str
+    as_of: str | None
+    from_price_sheet: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "usd_per_gpu_hour": self.usd_per_gpu_hour,
+            "source": self.source,
+            "as_of": self.as_of,
+            "from_price_sheet": self.from_price_sheet,
+        }
+
+
+@dataclass(frozen=True)
+class SloValue:
+    value: float
+    is_default: bool
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The profile used for one GPU kind and why."""
+
+    kind: str
+    profile: CalibrationProfile
+    record_id: int | None
+    fit_median_ape: float | None
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "record_id": self.record_id,
+            "fit_median_ape": self.fit_median_ape,
+            "source": self.source,
+            "profile": self.profile.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class DeploymentFleet:
+    """One deployment's hardware and configuration, with what could not be resolved."""
+
+    id: int
+    served_name: str
+    model_id: str
+    model: ModelSpec | None
+    engine_args: dict[str, Any]
+    replicas: int
+    gpus: tuple[GpuInfo, ...]
+    kind: str | None
+    slo: dict[str, SloValue]
+    problems: tuple[str, ...] = ()
+
+    @property
+    def gpu_ids(self) -> list[int]:
+        return [gpu.id for gpu in self.gpus]
+
+    @property
+    def tensor_parallel(self) -> int:
+        value = self.engine_args.get("tensor_parallel_size", 1)
+        return value if isinstance(value, int) and value >= 1 else 1
+
+
+@dataclass(frozen=True)
+class Fleet:
+    cluster: Cluster
+    gpus: tuple[GpuInfo, ...]
+    deployments: tuple[DeploymentFleet, ...]
+    prices: dict[str, Price]
+    calibrations: dict[str, Calibration]
+    unknown_gpu_names: tuple[str, ...] = field(default=())
+
+    def price_of_gpu(self) -> dict[int, float | None]:
+        """USD per GPU-hour of every GPU id (None: a kind the catalog does not know)."""
+        return {
+            gpu.id: (self.prices[gpu.kind].usd_per_gpu_hour if gpu.kind in self.prices else None)
+            for gpu in self.gpus
+        }
+
+    def gpus_per_node_and_kind(self) -> list[dict[str, Any]]:
+        counts = Counter((gpu.node, gpu.kind or gpu.model_name) for gpu in self.gpus)
+        return [
+            {"node": node, "kind": kind, "gpus": count}
+            for (node, kind), count in sorted(counts.items())
+        ]
+
+
+def model_spec_for(deployment: ModelDeployment) -> ModelSpec | None:
+    """The catalog model a deployment serves: its model id, then its served name, each also
+    with trailing words dropped ("llama-3-70b-chat" -> "Llama-3-70B"), or a config.json path."""
+    if deployment.model_id.endswith(".json") or deployment.model_id.startswith("/"):
+        try:
+            return resolve_model(deployment.model_id)
+        except (CatalogError, OSError):
+            return None
+    for name in (deployment.model_id, deployment.served_name):
+        words = name.split("/")[-1].replace("_", "-").split("-")
+        for count in range(len(words), 0, -1):
+            try:
+                return DEFAULT_CATALOG.model("-".join(words[:count]))
+            except CatalogError:
+                continue
+    return None
+
+
+def slo_of(deployment: ModelDeployment) -> dict[str, SloValue]:
+    stored = DeploymentSlo.objects.filter(deployment=deployment).first()
+    values: dict[str, SloValue] = {}
+    for name, default in SLO_DEFAULTS.items():
+        value = getattr(stored, name, None) if stored is not None else None
+        values[name] = SloValue(default, True) if value is None else SloValue(float(value), False)
+    return values
+
+
+def _price(kind: str, sheet_price: float | None, source: str, as_of: str | None) -> Price:
+    if sheet_price is not None:
+        return Price(kind, sheet_price, source, as_of, True)
+    spec = DEFAULT_CATALOG.gpu(kind)
+    return Price(
+        kind,
+        spec.price_usd_per_hour,
+        f"catalog list price (no price sheet row for {kind}): {spec.price_source}",
+        None,
+        False,
+    )
+
+
+def fleet_of(*, cluster: Cluster) -> Fleet:
+    """Read the cluster's GPUs, deployments, prices, SLOs and calibration profiles."""
+    gpu_rows = Gpu.objects.filter(node__cluster=cluster).select_related("node")
+    gpus = tuple(
+        GpuInfo(g.id, g.node.hostname, g.index, g.model_name, gpu_kind_of(g.model_name),
+                g.memory_bytes)
+        for g in gpu_rows.order_by("node__hostname", "index")
+    )  # fmt: skip
+    by_id = {gpu.id: gpu for gpu in gpus}
+    sheet = prices_for({gpu.model_name for gpu in gpus})
+    prices: dict[str, Price] = {}
+    for sheet_price in sheet.values():
+        kind = sheet_price.kind
+        if kind is None or kind in prices:
+            continue
+        as_of = sheet_price.as_of.isoformat() if sheet_price.as_of else None
+        prices[kind] = _price(kind, sheet_price.usd_per_gpu_hour, sheet_price.source, as_of)
+    calibrations: dict[str, Calibration] = {}
+    for kind in sorted(prices):
+        profile, record = calibration_profile_for(hardware=kind)
+        if record is not None:
+            calibrations[kind] = Calibration(
+                kind, profile, record.id, record.fit_median_ape,
+                f"calibration record #{record.id} fitted on this fleet's benchmarks "
+                f"({record.created_at:%Y-%m-%d})",
+            )  # fmt: skip
+        else:
+            calibrations[kind] = Calibration(
+                kind, profile, None, profile.fit_median_ape,
+                f"engine default profile ({profile.source}); no benchmark calibration for {kind}",
+            )  # fmt: skip
+    deployments = []
+    for deployment in ModelDeployment.objects.filter(cluster=cluster).prefetch_related("gpus"):
+        mine = tuple(by_id[g.id] for g in deployment.gpus.all() if g.id in by_id)
+        kinds = sorted({gpu.kind or f"unknown GPU {gpu.model_name!r}" for gpu in mine})
+        problems = []
+        if not mine:
+            problems.append("no GPUs assigned to it")
+        elif len(kinds) > 1:
+            problems.append(f"GPUs of several kinds ({', '.join(kinds)}); assess them apart")
+        elif any(gpu.kind is None for gpu in mine):
+            problems.append(f"GPU {mine[0].model_name!r} is not in the engine's catalog")
+        model = model_spec_for(deployment)
+        if model is None:
+            problems.append(
+                f"model {deployment.model_id!r} is not in the engine's catalog "
+                "(add it, or give a config.json path as the model id)"
+            )
+        deployments.append(
+            DeploymentFleet(
+                id=deployment.id,
+                served_name=deployment.served_name,
+                model_id=deployment.model_id,
+                model=model,
+                engine_args=dict(deployment.engine_args or {}),
+                replicas=deployment.replicas,
+                gpus=mine,
+                kind=kinds[0] if len(kinds) == 1 and mine[0].kind else None,
+                slo=slo_of(deployment),
+                problems=tuple(problems),
+            )
+        )
+    unknown = tuple(sorted({gpu.model_name for gpu in gpus if gpu.kind is None}))
+    return Fleet(cluster, gpus, tuple(deployments), prices, calibrations, unknown)
