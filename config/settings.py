@@ -168,6 +168,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Probes: roll up the hours new agent batches and imports touched; delete expired telemetry.
     "probes-rollup-pending": {"task": "probes.tasks.rollup_pending", "schedule": 60.0},
     "probes-retention": {"task": "probes.tasks.retention_apply", "schedule": 24 * 3600.0},
+    # Advisor: new clusters get their weekly assessment schedule (a PeriodicTask per cluster).
+    "advisor-assessment-schedules": {
+        "task": "advisor.tasks.sim.assessment_schedules_ensure",
+        "schedule": 3600.0,
+        "options": {"queue": "sim"},
+    },
     # Dashboard: new clusters get their weekly report schedule (a PeriodicTask per cluster).
     "dashboard-report-schedules": {
         "task": "dashboard.tasks.report_schedules_ensure",
