@@ -7,7 +7,14 @@ from __future__ import annotations
 
 from django.contrib import admin
 
-from advisor.models import BenchmarkEndpoint, BenchmarkJob, CalibrationRecord
+from advisor.models import (
+    Assessment,
+    AssessmentSchedule,
+    BenchmarkEndpoint,
+    BenchmarkJob,
+    CalibrationRecord,
+    DeploymentSlo,
+)
 
 
 @admin.register(BenchmarkEndpoint)
@@ -27,3 +34,29 @@ class BenchmarkJobAdmin(admin.ModelAdmin):
 class CalibrationRecordAdmin(admin.ModelAdmin):
     list_display = ("hardware", "engine", "fit_median_ape", "active", "source_job", "created_at")
     list_filter = ("hardware", "active")
+
+
+@admin.register(DeploymentSlo)
+class DeploymentSloAdmin(admin.ModelAdmin):
+    """Empty fields mean the product defaults (advisor.models.SLO_DEFAULTS)."""
+
+    list_display = ("deployment", "ttft_p95_s", "tpot_p95_s", "max_quality_loss_points")
+    list_select_related = ("deployment__cluster",)
+
+
+@admin.register(AssessmentSchedule)
+class AssessmentScheduleAdmin(admin.ModelAdmin):
+    """The weekly run itself (crontab, enabled) is its PeriodicTask under Periodic Tasks."""
+
+    list_display = ("cluster", "window_days", "periodic_task")
+
+
+@admin.register(Assessment)
+class AssessmentAdmin(admin.ModelAdmin):
+    list_display = ("id", "cluster", "status", "progress", "window_end", "created_by", "created_at")
+    list_filter = ("status", "cluster")
+    readonly_fields = (
+        "scenario_digest", "engine_version", "inputs", "calibration", "measured", "baseline",
+        "gap", "strategies", "plan", "data_gaps", "timings", "trend", "progress", "error",
+    )  # fmt: skip
+    exclude = ("scenario",)

@@ -2,9 +2,20 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from advisor.api import benchmarks
+from advisor.api import assessments, benchmarks
 
 urlpatterns: list[URLPattern | URLResolver] = [
+    path("assessments/", assessments.AssessmentListView.as_view(), name="assessments"),
+    path(
+        "assessments/<int:assessment_id>/",
+        assessments.AssessmentDetailView.as_view(),
+        name="assessment",
+    ),
+    path(
+        "assessments/<int:assessment_id>/scenario/",
+        assessments.AssessmentScenarioView.as_view(),
+        name="assessment-scenario",
+    ),
     path("benchmark-endpoints/", benchmarks.EndpointListView.as_view(), name="benchmark-endpoints"),
     path("benchmarks/", benchmarks.JobListView.as_view(), name="benchmarks"),
     path("benchmarks/<int:job_id>/", benchmarks.JobDetailView.as_view(), name="benchmark"),

@@ -1,0 +1,108 @@
+"""Assessment API: start one (operators), list and read them, download the scenario snapshot.
+
+Thin views: check the role, validate through the service (errors name the field), call one
+service or selector, respond. Any role may read; starting needs `advisor.run_assessment`
+(operators and admins). A started assessment runs on the `sim` queue; poll its `progress`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpResponse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import permissions, serializers
+from rest_framework.exceptions import ParseError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from advisor.selectors.assessments import assessment_get, assessment_json, assessments_list
+from advisor.services.assessments import AssessmentInputError, assessment_create
+from probes.roles import OPERATOR, VIEWER, role_of
+
+RUN_PERMISSION = "advisor.run_assessment"
+LIST_LIMIT = 100
+
+
+class CanAssess(permissions.BasePermission):
+    """Reads need any role; starting an assessment needs `advisor.run_assessment`."""
+
+    required_role = {"GET": VIEWER, "POST": OPERATOR}
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        if role_of(request.user) is None:
+            return False
+        if request.method in permissions.SAFE_METHODS:
+            return True
+        return bool(request.user.has_perm(RUN_PERMISSION))
+
+
+def _error(field: str, message: str, status: int = 400) -> Response:
+    return Response({"errors": [{"field": field, "message": message}]}, status=status)
+
+
+class AssessmentCreateDoc(serializers.Serializer[Any]):
+    cluster = serializers.CharField(help_text="the cluster's name")
+    window = serializers.CharField(required=False, help_text="e.g. 7d (default), 24h, 2w")
+
+
+class AssessmentListView(APIView):
+    permission_classes = [CanAssess]
+
+    @extend_schema(operation_id="assessments_list", responses={200: OpenApiResponse()})
+    def get(self, request: Request) -> Response:
+        cluster = request.query_params.get("cluster")
+        rows = assessments_list(cluster_name=cluster)[:LIST_LIMIT]
+        return Response([assessment_json(row, brief=True) for row in rows])
+
+    @extend_schema(
+        operation_id="assessments_create",
+        request=AssessmentCreateDoc,
+        responses={202: OpenApiResponse(), 400: OpenApiResponse(), 403: OpenApiResponse()},
+    )
+    def post(self, request: Request) -> Response:
+        try:
+            data = request.data
+        except ParseError as exc:
+            return _error("(body)", f"not valid JSON: {exc.detail}")
+        if not isinstance(data, dict):
+            return _error("(body)", "expected a JSON object")
+        unknown = sorted(set(data) - set(AssessmentCreateDoc().fields))
+        if unknown:
+            return _error(unknown[0], "unknown field")
+        try:
+            assessment = assessment_create(
+                cluster=data.get("cluster"), window=data.get("window", "7d"), user=request.user
+            )
+        except AssessmentInputError as exc:
+            return _error(exc.field, exc.message)
+        return Response(assessment_json(assessment, brief=True), status=202)
+
+
+class AssessmentDetailView(APIView):
+    permission_classes = [CanAssess]
+
+    @extend_schema(operation_id="assessments_retrieve", responses={200: OpenApiResponse()})
+    def get(self, request: Request, assessment_id: int) -> Response:
+        assessment = assessment_get(assessment_id=assessment_id)
+        if assessment is None:
+            return _error("assessment", "not found", status=404)
+        return Response(assessment_json(assessment))
+
+
+class AssessmentScenarioView(APIView):
+    """The engine input snapshot, byte for byte (`python -m advisor.engine assess` takes it)."""
+
+    permission_classes = [CanAssess]
+
+    @extend_schema(operation_id="assessments_scenario", responses={200: OpenApiResponse()})
+    def get(self, request: Request, assessment_id: int) -> HttpResponse | Response:
+        assessment = assessment_get(assessment_id=assessment_id)
+        if assessment is None:
+            return _error("assessment", "not found", status=404)
+        if not assessment.scenario:
+            return _error("scenario", "this assessment stored no scenario", status=404)
+        response = HttpResponse(assessment.scenario, content_type="application/json")
+        response["Content-Disposition"] = f'attachment; filename="scenario-{assessment.pk}.json"'
+        return response

@@ -1,0 +1,101 @@
+"""Assessment API: who may start and read, field-named errors, nothing stored on bad input."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from advisor.api.assessments import CanAssess
+from advisor.models import Assessment, AssessmentStatus
+from probes.models import Cluster
+
+
+@pytest.fixture
+def cluster(db: Any, monkeypatch: pytest.MonkeyPatch) -> Cluster:
+    # These tests look at the queued row; running it is the e2e test's job.
+    monkeypatch.setattr("advisor.services.assessments._queue_run", lambda assessment_id: None)
+    return Cluster.objects.create(name="prod")
+
+
+def _client(user: User | None) -> Client:
+    client = Client()
+    if user is not None:
+        client.force_login(user)
+    return client
+
+
+def test_it_declares_viewer_reads_and_operator_starts() -> None:
+    assert CanAssess.required_role == {"GET": "viewer", "POST": "operator"}
+
+
+def test_it_lets_an_operator_start_an_assessment(bob: User, cluster: Cluster) -> None:
+    response = _client(bob).post(
+        "/api/v1/assessments/",
+        {"cluster": "prod", "window": "24h"},
+        content_type="application/json",
+    )
+    assert response.status_code == 202
+    body = response.json()
+    assessment = Assessment.objects.get(pk=body["id"])
+    assert (assessment.status, assessment.created_by) == (AssessmentStatus.QUEUED, bob)
+    assert (assessment.window_end - assessment.window_start).total_seconds() == 24 * 3600
+    assert assessment.window_end.minute == 0
+    assert body["status"] == "queued"
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        ({"cluster": "nope"}, "cluster", "no cluster 'nope' (known: prod)"),
+        ({}, "cluster", "required: a cluster name"),
+        ({"cluster": "prod", "window": "7 days"}, "window",
+         "expected e.g. 7d, 24h or 2w, got '7 days'"),
+        ({"cluster": "prod", "window": "100d"}, "window", "must be 1h..90d, got '100d'"),
+        ({"cluster": "prod", "windw": "7d"}, "windw", "unknown field"),
+    ],
+)  # fmt: skip
+def test_it_names_the_bad_field_and_stores_nothing(
+    bob: User, cluster: Cluster, payload: dict[str, Any], field: str, message: str
+) -> None:
+    response = _client(bob).post("/api/v1/assessments/", payload, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json() == {"errors": [{"field": field, "message": message}]}
+    assert not Assessment.objects.exists()
+
+
+def test_it_refuses_a_body_that_is_not_json(bob: User, cluster: Cluster) -> None:
+    response = _client(bob).post(
+        "/api/v1/assessments/", "{not json", content_type="application/json"
+    )
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["field"] == "(body)"
+    assert not Assessment.objects.exists()
+
+
+def test_it_forbids_viewers_and_strangers_to_start_one(
+    carol: User, cluster: Cluster, db: Any
+) -> None:
+    nobody = User.objects.create_user("dave", "dave@example.org", "password")
+    for user, status in ((carol, 403), (nobody, 403), (None, 403)):
+        response = _client(user).post(
+            "/api/v1/assessments/", {"cluster": "prod"}, content_type="application/json"
+        )
+        assert response.status_code == status
+    assert not Assessment.objects.exists()
+
+
+def test_it_shows_assessments_to_viewers(carol: User, bob: User, cluster: Cluster) -> None:
+    _client(bob).post("/api/v1/assessments/", {"cluster": "prod"}, content_type="application/json")
+    assessment = Assessment.objects.get()
+    listed = _client(carol).get("/api/v1/assessments/?cluster=prod").json()
+    assert [row["id"] for row in listed] == [assessment.pk]
+    detail = _client(carol).get(f"/api/v1/assessments/{assessment.pk}/").json()
+    assert detail["cluster"] == "prod"
+    assert detail["data_gaps"] == []
+    assert _client(carol).get("/api/v1/assessments/999999/").status_code == 404
+    missing = _client(carol).get(f"/api/v1/assessments/{assessment.pk}/scenario/")
+    assert missing.status_code == 404
+    assert missing.json()["errors"][0]["field"] == "scenario"
