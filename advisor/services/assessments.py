@@ -358,13 +358,21 @@ def assessment_fail(*, assessment_id: int, error: str) -> None:
     )
 
 
-def assessment_rerun(*, assessment: Assessment) -> EngineOutcome:
-    """Run the engine again on the stored scenario snapshot (the same numbers come back)."""
+def assessment_rerun(*, assessment: Assessment) -> tuple[EngineOutcome, list[str]]:
+    """Run the engine again on the stored scenario snapshot; returns the outcome and the
+    names of the stored fields (baseline, strategies, plan) whose numbers came out different.
+    """
     from advisor.services.assessment_engine import scenario_from_json
 
-    if assessment.scenario is None:
+    if not assessment.scenario:
         raise AssessmentInputError("scenario", "this assessment stored no scenario")
-    return scenario_run(scenario_from_json(assessment.scenario), progress=None)
+    outcome = scenario_run(scenario_from_json(assessment.scenario), progress=None)
+    differ = [
+        name
+        for name in ("baseline", "strategies", "plan")
+        if _plain(getattr(outcome, name)) != getattr(assessment, name)
+    ]
+    return outcome, differ
 
 
 # -- schedules ----------------------------------------------------------------------------------

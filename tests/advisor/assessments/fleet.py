@@ -121,6 +121,8 @@ def rollups_write(*, gpu: Gpu, util: np.ndarray, end: datetime, interval_s: int)
     written = 0
     t0 = int(end.timestamp()) - util.size * interval_s
     for resolution, width_s in (("1m", 60), ("1h", 3600)):
+        if width_s < interval_s:
+            continue  # sparser samples than the bucket: no rollups at that resolution
         per = width_s // interval_s
         whole = util.size // per * per
         grid = util[:whole].reshape(-1, per).astype(float)

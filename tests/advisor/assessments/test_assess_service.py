@@ -1,0 +1,144 @@
+"""Assessment plumbing in-process (tasks run eagerly): claim, failure, gaps, trend, schedules.
+
+The engine's answer is replaced by a fixed outcome here, so these tests look only at what the
+service stores around it; the e2e test runs the real engine on a real worker.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django_celery_beat.models import PeriodicTask
+
+from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus
+from advisor.services import assessments
+from advisor.services.assessment_engine import EngineOutcome
+from advisor.tasks.sim import assessment_run
+from probes.models import Cluster
+from tests.advisor.assessments.fleet import TRACE_END, LabFleet, fleet_build
+
+
+def _outcome(usd_per_month: float) -> EngineOutcome:
+    return EngineOutcome(
+        engine_version="test",
+        baseline={"deployments": {"chat": {"util_pct": 30.0, "usd_per_month": 9000.0}}},
+        strategies={"chat": {}},
+        plan={"savings_usd_per_month": 9000.0 - usd_per_month, "fleet_plan": {}},
+    )
+
+
+def _run(capture: Any, **kwargs: Any) -> Assessment:
+    """Create an assessment and run what it queues on commit (here, in this process)."""
+    with capture(execute=True):
+        assessment = assessments.assessment_create(cluster="lab", window="2d", **kwargs)
+    assessment.refresh_from_db()
+    return assessment
+
+
+@pytest.fixture
+def lab(db: Any, monkeypatch: pytest.MonkeyPatch) -> LabFleet:
+    calls: list[Any] = []
+
+    def fake_run(scenario: Any, *, progress: Any) -> EngineOutcome:
+        calls.append(scenario)
+        return _outcome(6000.0)
+
+    monkeypatch.setattr(assessments, "scenario_run", fake_run)
+    return fleet_build(days=2, interval_s=300)
+
+
+def test_it_stores_measured_usage_gaps_and_the_scenario(
+    lab: LabFleet, django_capture_on_commit_callbacks: Any
+) -> None:
+    assessment = _run(django_capture_on_commit_callbacks, end=TRACE_END)
+    assert assessment.status == AssessmentStatus.COMPLETED
+    assert (assessment.progress, assessment.progress_message) == (1.0, "done")
+    assert [gap["deployment"] for gap in assessment.data_gaps] == ["llama-8b"]
+    assert set(assessment.measured["deployments"]) == {"chat", "llama-8b"}
+    scenario = json.loads(assessment.scenario)
+    assert [d["name"] for d in scenario["deployments"]] == ["chat"]
+    chat = scenario["deployments"][0]
+    assert (chat["model"], chat["hardware"], chat["replicas"]) == ("Llama-3-8B", "H100-SXM", 3)
+    assert chat["engine_args"]["max_num_seqs"] == 256
+    assert len(chat["workload"]["load"]["rate_rps"]) == 2 * 1440
+    assert chat["slo"]["defaulted"] == ["ttft_p95_s", "tpot_p95_s", "max_quality_loss_points"]
+    assert scenario["prices"]["H100-SXM"]["usd_per_gpu_hour"] == 4.25
+    assert assessment.gap["deployments"]["chat"]["util_simulated_pct"] == 30.0
+    measured = assessment.measured["deployments"]["chat"]["util_mean_pct"]
+    assert assessment.gap["deployments"]["chat"]["util_gap_pct_points"] == measured - 30.0
+    assert set(assessment.timings) >= {"fleet_s", "measured_s", "workloads_s", "engine_s"}
+    inputs = assessment.inputs["deployments"]["chat"]
+    assert inputs["slo"]["ttft_p95_s"] == {"value": 2.0, "default": True}
+    assert inputs["workload"]["request_records"] == 19366
+    assert assessment.inputs["deployments"]["llama-8b"]["workload"] is None
+
+
+def test_it_claims_a_row_once_and_fails_loudly(
+    lab: LabFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(assessments, "_queue_run", lambda assessment_id: None)
+    assessment = assessments.assessment_create(cluster="lab", window="2d", end=TRACE_END)
+
+    def broken(scenario: Any, *, progress: Any) -> EngineOutcome:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(assessments, "scenario_run", broken)
+    with pytest.raises(RuntimeError):
+        assessment_run(assessment.pk)
+    assessment.refresh_from_db()
+    assert assessment.status == AssessmentStatus.FAILED
+    assert assessment.error == "internal error: RuntimeError: boom"
+    assert assessment_run(assessment.pk) == "not queued (already claimed or gone)"
+
+
+def test_it_links_each_assessment_to_the_previous_for_a_trend(
+    lab: LabFleet, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    first = _run(django_capture_on_commit_callbacks, end=TRACE_END)
+    monkeypatch.setattr(assessments, "scenario_run", lambda scenario, progress: _outcome(5000.0))
+    second = _run(django_capture_on_commit_callbacks, end=TRACE_END + timedelta(hours=1))
+    assert second.previous == first
+    trend = second.trend
+    assert trend["previous_id"] == first.pk
+    before = first.measured["fleet"]["usd_per_month"]
+    now = second.measured["fleet"]["usd_per_month"]
+    assert trend["usd_per_month"] == [before, now]
+    assert trend["savings_realized_usd_per_month"] == before - now
+    assert trend["savings_projected_then_usd_per_month"] == 3000.0
+    assert trend["savings_projected_now_usd_per_month"] == 4000.0
+
+
+def test_it_schedules_a_weekly_assessment_per_cluster(lab: LabFleet) -> None:
+    Cluster.objects.create(name="other")
+    assert assessments.schedules_ensure() == 2
+    assert assessments.schedules_ensure() == 0
+    schedule = AssessmentSchedule.objects.get(cluster=lab.cluster)
+    task = PeriodicTask.objects.get(pk=schedule.periodic_task_id)
+    assert task.task == "advisor.tasks.sim.assessment_scheduled"
+    assert json.loads(task.kwargs) == {"schedule_id": schedule.pk}
+    assert (task.crontab.day_of_week, task.crontab.hour, task.queue) == ("1", "6", "sim")
+    created = assessments.assessment_scheduled_create(schedule_id=schedule.pk)
+    assert created is not None
+    assert (created.schedule, created.cluster) == (schedule, lab.cluster)
+    assert created.window_end - created.window_start == timedelta(days=7)
+    with pytest.raises(assessments.AssessmentInputError, match="window_days"):
+        assessments.schedule_save(cluster=lab.cluster, window_days=0)
+    assert AssessmentSchedule.objects.get(cluster=lab.cluster).window_days == 7
+
+
+def test_it_refuses_engine_args_the_engine_cannot_read_and_goes_on(
+    lab: LabFleet, django_capture_on_commit_callbacks: Any
+) -> None:
+    lab.chat.engine_args = {"max_num_seqs": "many"}
+    lab.chat.save()
+    assessment = _run(django_capture_on_commit_callbacks, end=TRACE_END)
+    assert assessment.status == AssessmentStatus.COMPLETED
+    messages = {gap["deployment"]: gap["message"] for gap in assessment.data_gaps}
+    assert messages["chat"] == (
+        "deployment chat: engine_args.max_num_seqs: must be an integer >= 1, got 'many'"
+    )
+    assert assessment.scenario == ""
+    assert assessment.progress_message == "no deployment has enough data to assess"
