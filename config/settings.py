@@ -174,12 +174,18 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
         "schedule": 3600.0,
         "options": {"queue": "sim"},
     },
+    # Rollouts: resume rollouts a dead worker left mid-way; measure ledger entries now due.
+    "advisor-rollout-watchdog": {"task": "advisor.tasks.rollout.watchdog", "schedule": 30.0},
     # Dashboard: new clusters get their weekly report schedule (a PeriodicTask per cluster).
     "dashboard-report-schedules": {
         "task": "dashboard.tasks.report_schedules_ensure",
         "schedule": 3600.0,
     },
 }
+
+# Rollouts: with True, an admin other than the proposer must approve a rollout, and someone
+# other than that approver starts it (four eyes).
+ROLLOUT_SECOND_APPROVER = env_bool("ROLLOUT_SECOND_APPROVER", False)
 
 # Agents push at most this many bytes per request (gzip-decoded); bigger batches are refused.
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
