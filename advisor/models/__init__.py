@@ -22,9 +22,24 @@ from advisor.models.benchmarks import (
     JobKind,
     JobStatus,
 )
+from advisor.models.rollouts import (
+    ACTIVE_STATUSES,
+    TERMINAL_STATUSES,
+    ChangeSource,
+    ConfigChange,
+    LedgerEntry,
+    LedgerStatus,
+    Rollout,
+    RolloutEvent,
+    RolloutStatus,
+    RolloutTarget,
+    TargetStatus,
+)
 
 __all__ = [
+    "ACTIVE_STATUSES",
     "SLO_DEFAULTS",
+    "TERMINAL_STATUSES",
     "ApiKind",
     "Assessment",
     "AssessmentSchedule",
@@ -34,7 +49,16 @@ __all__ = [
     "BenchmarkRequest",
     "BenchmarkRun",
     "CalibrationRecord",
+    "ChangeSource",
+    "ConfigChange",
     "DeploymentSlo",
     "JobKind",
     "JobStatus",
+    "LedgerEntry",
+    "LedgerStatus",
+    "Rollout",
+    "RolloutEvent",
+    "RolloutStatus",
+    "RolloutTarget",
+    "TargetStatus",
 ]
