@@ -22,8 +22,9 @@ import httpx
 
 from probes.agent import VERSION
 from probes.agent.config import AgentConfig, ConfigError, load_config, parse_proxy, vllm_target
+from probes.agent.controller_config import build_task, load_controller_settings
 from probes.agent.pusher import Pusher
-from probes.agent.runner import Agent
+from probes.agent.runner import Agent, PeriodicTask
 from probes.agent.samplers import Observations, Sampler
 from probes.agent.samplers.dcgm import DcgmSampler, merge_gpu_samples
 from probes.agent.samplers.host import HostSampler
@@ -62,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--once", action="store_true", help="sample one round and exit")
     parser.add_argument("--print", action="store_true", help="with --once: print it as JSON")
     parser.add_argument("--stats-file", type=Path, help="write delivery counters here on exit")
+    parser.add_argument(
+        "--controller-config", type=Path,
+        help="node controller YAML (local vLLM or Kubernetes): apply the server's desired config",
+    )  # fmt: skip
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--version", action="version", version=f"probes.agent {VERSION}")
     return parser
@@ -147,6 +152,16 @@ def main(argv: list[str] | None = None) -> int:
                   pusher)  # fmt: skip
     if config.proxy is not None:
         agent.start_proxy()
+    controller = None
+    if args.controller_config is not None:
+        try:
+            settings = load_controller_settings(args.controller_config)
+            controller = build_task(settings, server=config.server,
+                                    token_file=config.token_file, client=client)  # fmt: skip
+        except ConfigError as exc:
+            parser.error(str(exc))
+        agent.add_task(PeriodicTask("controller", settings.interval_s, controller.tick))
+        controller.start()
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal %d: sealing, delivering the spool, then exiting", signum)
@@ -156,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, _stop)
     log.info("agent %s for %s pushing to %s", VERSION, config.hostname, config.server)
     agent.run()
+    if controller is not None:
+        controller.close()  # a local vLLM is the agent's child: it stops with the agent
     if args.stats_file is not None:
         agent.write_stats(args.stats_file)
     pending, _bytes = spool.pending()
