@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from django_celery_beat.models import PeriodicTask
 
+from advisor.engine.scenario import Scenario
 from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus
 from advisor.services import assessments
 from advisor.services.assessment_engine import EngineOutcome
@@ -58,6 +59,9 @@ def test_it_stores_measured_usage_gaps_and_the_scenario(
     assert (assessment.progress, assessment.progress_message) == (1.0, "done")
     assert [gap["deployment"] for gap in assessment.data_gaps] == ["llama-8b"]
     assert set(assessment.measured["deployments"]) == {"chat", "llama-8b"}
+    parsed = Scenario.from_json(assessment.scenario)  # the snapshot reads back as stored
+    assert parsed.to_json() == assessment.scenario
+    assert parsed.digest() == assessment.scenario_digest
     scenario = json.loads(assessment.scenario)
     assert [d["name"] for d in scenario["deployments"]] == ["chat"]
     chat = scenario["deployments"][0]
