@@ -192,6 +192,7 @@ def _check_target(rollout: Rollout, target: RolloutTarget, now: datetime) -> str
             locked.status = TargetStatus.VERIFIED
             locked.verified_at = now
             locked.save()
+            target.status, target.verified_at = locked.status, now
             audit(
                 rollout,
                 f"{target.node.hostname}: all gates passed after the bake",

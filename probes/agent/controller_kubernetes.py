@@ -150,7 +150,9 @@ class KubernetesController:
             current = self._container(self.read()).get("command") or []
         except k8s.ApiException as exc:
             raise ApplyError(f"cannot read deployment: {_api_error(exc)}", restored=False) from exc
-        self._config = config if current == self.command_for(config) else None
+        # None: the Deployment runs something else, so any desired config gets applied.
+        matches = current == self.command_for(config)
+        self._config = (config or NodeConfig()) if matches else None
 
     def apply(self, config: NodeConfig) -> None:
         try:

@@ -101,8 +101,9 @@ class LocalController:
     def pid(self) -> int | None:
         return self._process.pid if self._process else None
 
-    def running_config(self) -> NodeConfig | None:
-        return self._config
+    def running_config(self) -> NodeConfig:
+        # The base launch is the empty config: a rollback to it is adopted, not restarted.
+        return self._config if self._config is not None else NodeConfig()
 
     def start(self, config: NodeConfig | None) -> None:
         """Start `config` when nothing runs (the agent's start); raises ApplyError."""

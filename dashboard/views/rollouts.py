@@ -1,0 +1,202 @@
+"""Rollout pages: the list, propose (operator+), one rollout with its actions (admin), the ledger.
+
+Views check the role, turn the form into the service's arguments and call one service; the
+service validates (its errors name the field) and checks the permission again. Actions on a
+rollout are POSTs to its page with `action` = approve | start | pause | resume | abort |
+rollback: admins only (role_required answers 403 to anyone else).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+
+from advisor.models import ACTIVE_STATUSES, Assessment
+from advisor.selectors.rollouts import ledger_list, rollout_get, rollouts_list
+from advisor.services.rollouts import (
+    RolloutError,
+    rollout_abort,
+    rollout_approve,
+    rollout_pause,
+    rollout_propose,
+    rollout_resume,
+    rollout_rollback,
+    rollout_start,
+)
+from dashboard.access import role_required
+from probes.models import ModelDeployment, Node
+from probes.roles import ADMIN, OPERATOR, VIEWER
+
+ACTIONS = {
+    "approve": rollout_approve,
+    "start": rollout_start,
+    "pause": rollout_pause,
+    "resume": rollout_resume,
+    "abort": rollout_abort,
+    "rollback": rollout_rollback,
+}
+STRATEGY_FIELDS = (
+    "max_unavailable", "canary_bake_s", "bake_s", "apply_timeout_s", "probe_interval_s",
+    "ledger_window_s",
+)  # fmt: skip
+GATE_FIELDS = ("ttft_p95_s", "tpot_p95_s", "max_error_rate", "min_requests")
+
+
+@role_required(VIEWER)
+def rollout_list(request: HttpRequest) -> HttpResponse:
+    rollouts = list(rollouts_list()[:200])
+    return render(
+        request,
+        "dashboard/rollouts.html",
+        {
+            "rollouts": rollouts,
+            "active": [r for r in rollouts if r.status in ACTIVE_STATUSES],
+            "flagged": ledger_list().filter(flagged=True).count(),
+        },
+    )
+
+
+def _json_field(post: Any, name: str, field: str) -> Any:
+    raw = (post.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise RolloutError(field, f"not valid JSON: {exc}") from exc
+
+
+def _number_field(post: Any, name: str, field: str) -> float | int | None:
+    raw = (post.get(name) or "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError as exc:
+        raise RolloutError(field, f"expected a number, got {raw!r}") from exc
+    return int(value) if value.is_integer() else value
+
+
+def _propose_args(post: Any) -> dict[str, Any]:
+    """The form, as `rollout_propose` arguments (errors name the service's field)."""
+    nodes = []
+    for raw in post.getlist("nodes"):
+        if not raw.isdigit():
+            raise RolloutError("nodes", f"not a node id: {raw!r}")
+        nodes.append(int(raw))
+    strategy = {
+        name: value
+        for name in STRATEGY_FIELDS
+        if (value := _number_field(post, name, f"strategy.{name}")) is not None
+    }
+    gates = {
+        name: value
+        for name in GATE_FIELDS
+        if (value := _number_field(post, f"gate_{name}", f"gates.{name}")) is not None
+    }
+    deployment = (post.get("deployment") or "").strip()
+    args: dict[str, Any] = {
+        "nodes": nodes or None,
+        "deployment_id": int(deployment) if deployment.isdigit() else None,
+        "strategy": strategy,
+        "gates": gates or None,
+        "reason": post.get("reason") or "",
+    }
+    if post.get("source") == "recommendation":
+        assessment = _number_field(post, "assessment", "recommendation.assessment")
+        args["recommendation"] = {
+            "assessment": assessment,
+            "deployment": args["deployment_id"],
+            "strategy": (post.get("strategy_name") or "").strip(),
+        }
+    else:
+        change: dict[str, Any] = {
+            "title": post.get("title") or "",
+            "engine_args": _json_field(post, "engine_args", "change.engine_args") or {},
+            "model_path": (post.get("model_path") or "").strip(),
+        }
+        replicas = _number_field(post, "replicas", "change.replicas")
+        if replicas is not None:
+            change["replicas"] = replicas
+        for name in ("autoscaling", "projection"):
+            value = _json_field(post, name, f"change.{name}")
+            if value is not None:
+                change[name] = value
+        args["change"] = change
+    return args
+
+
+@role_required(OPERATOR)
+def rollout_new(request: HttpRequest) -> HttpResponse:
+    """GET: the proposal form (prefilled from ?assessment=&deployment=&strategy=); POST: propose."""
+    errors: list[str] = []
+    status = 200
+    if request.method == "POST":
+        try:
+            rollout = rollout_propose(user=request.user, **_propose_args(request.POST))
+        except RolloutError as exc:
+            errors.append(f"{exc.field}: {exc.message}")
+            status = exc.status if exc.status != 403 else 403
+        else:
+            messages.success(request, f"Rollout #{rollout.id} proposed; an admin starts it.")
+            return redirect("dashboard:rollout", rollout_id=rollout.id)
+    return render(
+        request,
+        "dashboard/rollout_new.html",
+        {
+            "errors": errors,
+            "form": request.POST if request.method == "POST" else request.GET,
+            "nodes": Node.objects.select_related("cluster"),
+            "deployments": ModelDeployment.objects.select_related("cluster"),
+            "assessments": Assessment.objects.filter(status="completed")[:20],
+            "strategy_fields": STRATEGY_FIELDS,
+            "gate_fields": GATE_FIELDS,
+        },
+        status=status,
+    )
+
+
+@role_required(VIEWER, post=ADMIN)
+def rollout_detail(request: HttpRequest, rollout_id: int) -> HttpResponse:
+    rollout = rollout_get(rollout_id=rollout_id)
+    if rollout is None:
+        raise Http404(f"no rollout {rollout_id}")
+    if request.method == "POST":
+        action = ACTIONS.get(request.POST.get("action", ""))
+        if action is None:
+            messages.error(
+                request, "action: expected approve, start, pause, resume, abort or rollback"
+            )
+        else:
+            try:
+                action(user=request.user, rollout_id=rollout.id, note=request.POST.get("note", ""))
+            except RolloutError as exc:
+                if exc.status == 403:
+                    return render(request, "403.html", {"exception": exc.message}, status=403)
+                messages.error(request, f"{exc.field}: {exc.message}")
+            else:
+                messages.success(request, f"{request.POST['action']}: done")
+        return redirect(reverse("dashboard:rollout", kwargs={"rollout_id": rollout.id}))
+    events = list(rollout.events.select_related("target__node"))
+    return render(
+        request,
+        "dashboard/rollout_detail.html",
+        {
+            "rollout": rollout,
+            "targets": list(rollout.targets.all()),
+            "events": events,
+            "ledger": getattr(rollout, "ledger", None),
+            "can_act": not rollout.terminal,
+            "change_json": json.dumps(rollout.change.node_config(), indent=2),
+        },
+    )
+
+
+@role_required(VIEWER)
+def rollout_ledger(request: HttpRequest) -> HttpResponse:
+    return render(request, "dashboard/rollout_ledger.html", {"entries": list(ledger_list()[:200])})
