@@ -2,7 +2,7 @@
 
 from django.urls import URLPattern, URLResolver, path
 
-from advisor.api import assessments, benchmarks
+from advisor.api import assessments, benchmarks, rollouts
 
 urlpatterns: list[URLPattern | URLResolver] = [
     path("assessments/", assessments.AssessmentListView.as_view(), name="assessments"),
@@ -39,4 +39,19 @@ urlpatterns: list[URLPattern | URLResolver] = [
         benchmarks.RunRequestsCsvView.as_view(),
         name="benchmark-run-requests",
     ),
+    path("rollouts/", rollouts.RolloutListView.as_view(), name="rollouts"),
+    path("rollouts/<int:rollout_id>/", rollouts.RolloutDetailView.as_view(), name="rollout"),
+    path(
+        "rollouts/<int:rollout_id>/approve/", rollouts.ApproveView.as_view(), name="rollout-approve"
+    ),
+    path("rollouts/<int:rollout_id>/start/", rollouts.StartView.as_view(), name="rollout-start"),
+    path("rollouts/<int:rollout_id>/pause/", rollouts.PauseView.as_view(), name="rollout-pause"),
+    path("rollouts/<int:rollout_id>/resume/", rollouts.ResumeView.as_view(), name="rollout-resume"),
+    path("rollouts/<int:rollout_id>/abort/", rollouts.AbortView.as_view(), name="rollout-abort"),
+    path(
+        "rollouts/<int:rollout_id>/rollback/",
+        rollouts.RollbackView.as_view(),
+        name="rollout-rollback",
+    ),
+    path("rollout-ledger/", rollouts.LedgerListView.as_view(), name="rollout-ledger"),
 ]
