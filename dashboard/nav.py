@@ -24,5 +24,6 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("GPUs", "dashboard:gpus", VIEWER, "/gpus/"),
     NavEntry("Traces", "dashboard:traces", VIEWER, "/traces/"),
     NavEntry("Reports", "dashboard:reports", VIEWER, "/reports/"),
+    NavEntry("Rollouts", "dashboard:rollouts", VIEWER, "/rollouts/"),
     NavEntry("Admin", "admin:index", ADMIN, "/admin/"),
 )

@@ -6,7 +6,7 @@ URL keyword names say what they hold (`gpu_id`, `node_id`, ...): the URL-walk te
 
 from django.urls import URLPattern, URLResolver, path
 
-from dashboard.views import fleet, gpus, reports, traces
+from dashboard.views import fleet, gpus, reports, rollouts, traces
 
 app_name = "dashboard"
 urlpatterns: list[URLPattern | URLResolver] = [
@@ -21,4 +21,8 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("reports/generate/", reports.report_generate, name="report-generate"),
     path("reports/<int:report_id>/pdf/", reports.report_pdf, name="report-pdf"),
     path("reports/schedules/<int:cluster_id>/", reports.schedule_edit, name="report-schedule"),
+    path("rollouts/", rollouts.rollout_list, name="rollouts"),
+    path("rollouts/new/", rollouts.rollout_new, name="rollout-new"),
+    path("rollouts/ledger/", rollouts.rollout_ledger, name="rollout-ledger"),
+    path("rollouts/<int:rollout_id>/", rollouts.rollout_detail, name="rollout"),
 ]
