@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from django.db.models import Avg, Count, Max, Min
+from django.db.models import Avg, Count, Max, Min, Sum
 from django.db.models.functions import TruncMinute
 
 from advisor.engine.workload import gamma_arrivals_s
@@ -81,6 +81,7 @@ class DerivedWorkload:
     shape_source: str
     request_records: int
     notes: tuple[str, ...] = field(default=())
+    spec_decode: dict[str, int] | None = None  # vLLM spec-decode counter increases
 
     @property
     def mean_rate_rps(self) -> float:
@@ -107,6 +108,7 @@ class DerivedWorkload:
             "weekly_shape": None if self.weekly_shape is None else list(self.weekly_shape),
             "shape_source": self.shape_source,
             "request_records": self.request_records,
+            "spec_decode": self.spec_decode,
             "notes": list(self.notes),
         }
 
@@ -461,4 +463,21 @@ def workload_derive(
         shape_source=shape_source,
         request_records=record_count,
         notes=tuple(notes),
+        spec_decode=spec_decode_totals(deployment=deployment, start=start, end=end),
     )
+
+
+def spec_decode_totals(
+    *, deployment: ModelDeployment, start: datetime, end: datetime
+) -> dict[str, int] | None:
+    """vLLM's speculative-decoding counter increases over the window (hour rollups), if any."""
+    totals = EngineRollup.objects.filter(
+        deployment=deployment, resolution=RollupResolution.HOUR, bucket_start__gte=start,
+        bucket_start__lt=end,
+    ).aggregate(
+        drafts=Sum("spec_decode_drafts"), draft_tokens=Sum("spec_decode_draft_tokens"),
+        accepted=Sum("spec_decode_accepted_tokens"),
+    )  # fmt: skip
+    if not totals["drafts"] or not totals["draft_tokens"]:
+        return None
+    return {name: int(value or 0) for name, value in totals.items()}

@@ -29,6 +29,7 @@ from advisor.engine.scenario import (
     Scenario,
     ScenarioError,
     SloSpec,
+    SpecDecodeCounters,
     SpeculativeSpec,
     WorkloadSpec,
 )
@@ -92,6 +93,23 @@ def _engine_args(args: dict[str, Any]) -> EngineArgs:
         raise exc.at("engine_args") from None
 
 
+def _spec_counters(engine_args: EngineArgs, totals: dict[str, int] | None) -> Any:
+    """Measured acceptance when the deployment runs speculative decoding and vLLM counted it."""
+    speculative = engine_args.speculative_config
+    if speculative is None or totals is None:
+        return None
+    try:
+        return SpecDecodeCounters(
+            method=speculative.method,
+            num_speculative_tokens=speculative.num_speculative_tokens,
+            num_drafts=totals["drafts"],
+            num_draft_tokens=totals["draft_tokens"],
+            num_accepted_tokens=totals["accepted"],
+        )
+    except ScenarioError as exc:
+        raise exc.at("spec_decode") from None
+
+
 def _deployment_spec(
     deployment: DeploymentFleet, workload: DerivedWorkload, start: datetime
 ) -> DeploymentSpec:
@@ -103,6 +121,7 @@ def _deployment_spec(
     # Replicas are what the assigned GPUs hold: that is what is paid for today.
     replicas = max(len(deployment.gpus) // tp, 1)
     slo = deployment.slo
+    engine_args = _engine_args(args)
     sample = Workload(
         workload.sample_arrival_s,
         workload.prompt_tokens,
@@ -121,7 +140,8 @@ def _deployment_spec(
         weight_dtype=weight_dtype,
         tensor_parallel=tp,
         replicas=replicas,
-        engine_args=_engine_args(args),
+        engine_args=engine_args,
+        spec_decode=_spec_counters(engine_args, workload.spec_decode),
         slo=SloSpec(
             ttft_p95_s=slo["ttft_p95_s"].value,
             tpot_p95_s=slo["tpot_p95_s"].value,

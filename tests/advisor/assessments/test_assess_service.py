@@ -18,7 +18,7 @@ from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus
 from advisor.services import assessments
 from advisor.services.assessment_engine import EngineOutcome
 from advisor.tasks.sim import assessment_run
-from probes.models import Cluster
+from probes.models import Cluster, EngineRollup
 from tests.advisor.assessments.fleet import TRACE_END, LabFleet, fleet_build
 
 
@@ -146,3 +146,28 @@ def test_it_refuses_engine_args_the_engine_cannot_read_and_goes_on(
     )
     assert assessment.scenario == ""
     assert assessment.progress_message == "no deployment has enough data to assess"
+
+
+def test_it_passes_measured_speculative_acceptance_to_the_engine(
+    lab: LabFleet, django_capture_on_commit_callbacks: Any
+) -> None:
+    lab.chat.engine_args = {
+        "max_num_seqs": 256,
+        "speculative_config": {"method": "ngram", "num_speculative_tokens": 4,
+                               "prompt_lookup_max": 4},
+    }  # fmt: skip
+    lab.chat.save()
+    for hour in range(1, 4):
+        EngineRollup.objects.create(
+            deployment=lab.chat, resolution="1h", bucket_start=TRACE_END - timedelta(hours=hour),
+            sample_count=360, running_mean=1, running_max=2, waiting_mean=0, waiting_max=0,
+            spec_decode_drafts=100.0, spec_decode_draft_tokens=400.0,
+            spec_decode_accepted_tokens=150.0,
+        )  # fmt: skip
+    assessment = _run(django_capture_on_commit_callbacks, end=TRACE_END)
+    chat = json.loads(assessment.scenario)["deployments"][0]
+    assert chat["spec_decode"] == {
+        "method": "ngram", "num_speculative_tokens": 4, "num_drafts": 300,
+        "num_draft_tokens": 1200, "num_accepted_tokens": 450,
+    }  # fmt: skip
+    assert chat["engine_args"]["speculative_config"]["method"] == "ngram"
