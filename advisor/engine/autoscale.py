@@ -177,12 +177,13 @@ def simulate_hpa(
     initial = min(
         max(initial, math.ceil(load.rate_rps[0] / max(curve.slo_rps, 1e-9))), policy.max_replicas
     )
+    grid_rps, grid_metric = curve.grid0(metric_table(curve, policy.metric))
     ready, billed = _hpa_loop(
         np.ascontiguousarray(load.rate_rps, dtype=np.float64),
         float(load.step_s),
         float(policy.sync_period_s),
-        np.ascontiguousarray(curve.rates_rps, dtype=np.float64),
-        np.ascontiguousarray(metric_table(curve, policy.metric), dtype=np.float64),
+        np.ascontiguousarray(grid_rps, dtype=np.float64),
+        np.ascontiguousarray(grid_metric, dtype=np.float64),
         METRIC_CODES[policy.metric],
         float(policy.target),
         float(curve.saturation_rps),

@@ -44,7 +44,7 @@ FloatArray = npt.NDArray[np.float64]
 # Grid of open-loop rates as fractions of the saturation throughput: dense near saturation,
 # where latency turns up steeply. The last point is the highest rate a fleet is run at
 # without counting a backlog.
-RATE_FRACTIONS = (0.02, 0.1, 0.25, 0.4, 0.55, 0.7, 0.8, 0.87, 0.93, 0.97)
+RATE_FRACTIONS = (0.005, 0.02, 0.1, 0.25, 0.4, 0.55, 0.7, 0.8, 0.87, 0.93, 0.97)
 QUANTILES = np.linspace(0.0, 1.0, 101)
 MAX_REJECTED = 0.001  # a configuration rejecting more requests (too long) does not meet SLOs
 # The static-batching baseline runs on the engine's plain-Python simulator (about 100x slower
@@ -206,7 +206,17 @@ class LoadCurve:
         return float(self.rates_rps[-1]) if self.rates_rps.size else 0.0
 
     def interp(self, values: FloatArray, rate_rps: float) -> float:
+        """A per-request quantity (latency) at a rate; below the grid, the lowest point's."""
         return float(np.interp(rate_rps, self.rates_rps, values))
+
+    def grid0(self, values: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """Rates and values with (0, 0) prepended, for quantities that vanish with the load."""
+        return np.concatenate(([0.0], self.rates_rps)), np.concatenate(([0.0], values))
+
+    def interp0(self, values: FloatArray, rate_rps: float) -> float:
+        """A load-proportional quantity (busy fraction, KV usage, queue, batch) at a rate."""
+        rates, table = self.grid0(values)
+        return float(np.interp(rate_rps, rates, table))
 
     def p95_at(self, rate_rps: float) -> tuple[float, float]:
         """(TTFT p95, TPOT p95) at a per-replica rate (interpolated)."""

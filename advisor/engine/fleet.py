@@ -166,7 +166,7 @@ def evaluate_fleet(
     busy_ready = np.where(
         overloaded,
         1.0,
-        np.interp(np.minimum(per_replica, top), curve.rates_rps, curve.busy_fraction),
+        np.interp(np.minimum(per_replica, top), *curve.grid0(curve.busy_fraction)),
     )
     busy_ready = np.where(ready > 0, busy_ready, 0.0)
     power_w = gpus_per_replica * (

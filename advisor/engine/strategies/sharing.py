@@ -1,0 +1,445 @@
+"""Multi-model GPU sharing: co-location (VRAM packing, pooling small models) and rotation.
+
+Works on the whole fleet: `plan_sharing(ctx, fleets)` takes each deployment's sized fleet
+(its configuration and replicas over the load) and finds, per hardware kind:
+
+1. Co-location: single-replica, single-GPU deployments packed onto shared GPUs (first fit,
+   largest first). A GPU takes a set when their weights, workspace and the KV cache each
+   needs at its peak (with a margin) fit in its memory, and the busy fractions add up to
+   less than one: each member's steps then wait for the others' (time slicing), which
+   stretches its TTFT and TPOT by 1 / (1 - the others' busy fraction); the set must still
+   meet every member's SLOs. Memory headroom and the OOM risk are reported.
+2. Rotation with hot loading: deployments idle for stretches (no requests for longer than
+   the keep-warm window) release their GPUs, parked with vLLM sleep mode (weights to host
+   memory) and woken on the next request; a pool of GPUs sized for the busiest minute of
+   the members together serves models used at staggered times. The first requests after a
+   wake wait for it (estimated from the weights per GPU over host-to-device bandwidth; cold
+   start where sleep mode is unavailable) and count against SLO attainment.
+
+`evaluate(...)` runs the plan on every deployment's right-sized current configuration (so the
+strategy's own effect shows) and reports the group this deployment is in.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from advisor.engine.advice import Projection, StrategyResult
+from advisor.engine.catalog import GIB
+from advisor.engine.context import AssessmentContext, PriceBook, Resolved, context_for
+from advisor.engine.perf import DEFAULT_WORKSPACE_FIXED_BYTES, memory_plan
+from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
+from advisor.engine.strategies._common import (
+    Sized,
+    baseline_projection,
+    change,
+    cold_start_s,
+    common_assumptions,
+    ms,
+    rightsized,
+    savings_line,
+    today,
+)
+
+NAME = "sharing"
+ORDER = 5
+
+KV_MARGIN = 1.25  # KV reserved per co-located model: its peak need x this margin
+MAX_BUSY = 0.9  # co-located busy fractions must add up below this
+KEEP_WARM_S = 600.0  # an idle model keeps its GPU this long before it is put to sleep
+HOST_TO_DEVICE_BYTES_PER_S = 25e9  # PCIe Gen4 x16 effective, for waking from sleep level 1
+WAKE_FIXED_S = 0.5
+WAKE_SOURCE = (
+    "estimate: weights per GPU over 25 GB/s host-to-device plus 0.5 s; vLLM blog 2025-10-26 "
+    "measured wakes from sleep level 1 of 0.26 s (Qwen3-0.6B) to 5.7 s (Qwen3-235B, TP4) on A100"
+)
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Group:
+    """A set of deployments sharing GPUs, and what it changes."""
+
+    kind: str  # "co-location" or "rotation"
+    hardware: str
+    members: tuple[str, ...]
+    gpus_before: float
+    gpus_after: float
+    memory_headroom: float = math.nan  # share of GPU memory left free (co-location)
+    stretch: dict[str, float] = field(default_factory=dict)  # latency factor per member
+    wake_s: dict[str, float] = field(default_factory=dict)
+    affected_share: dict[str, float] = field(default_factory=dict)  # requests hit by a wake
+    memory_share: dict[str, float] = field(default_factory=dict)  # gpu_memory_utilization
+
+    @property
+    def gpus_saved(self) -> float:
+        return self.gpus_before - self.gpus_after
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "kind": self.kind,
+            "hardware": self.hardware,
+            "members": list(self.members),
+            "gpus_before": self.gpus_before,
+            "gpus_after": self.gpus_after,
+            "gpus_saved": self.gpus_saved,
+            "memory_headroom": self.memory_headroom,
+            "latency_stretch": self.stretch,
+            "wake_s": self.wake_s,
+            "requests_hit_by_wake": self.affected_share,
+            "gpu_memory_utilization": self.memory_share,
+        }
+
+
+@dataclass(frozen=True)
+class SharingPlan:
+    groups: tuple[Group, ...]
+    projections: dict[str, Projection]  # per member, after sharing
+
+    def group_of(self, name: str) -> Group | None:
+        return next((g for g in self.groups if name in g.members), None)
+
+    @property
+    def gpus_saved(self) -> float:
+        return sum(g.gpus_saved for g in self.groups)
+
+
+def _memory_need_bytes(option: Sized, item: Resolved) -> tuple[float, float]:
+    """(bytes this replica needs on its GPU, KV bytes of that) at its peak load."""
+    config = option.config
+    plan = memory_plan(
+        config.deployment(),
+        max_num_batched_tokens=config.max_num_batched_tokens,
+        max_num_seqs=config.max_num_seqs,
+    )
+    curve = option.curve
+    peak = item.load.peak_rps / max(option.replicas, 1)
+    kv_share = min(curve.interp0(curve.kv_usage, min(peak, curve.top_rps)), 1.0)
+    kv_bytes = kv_share * plan.kv_capacity_tokens * plan.kv_bytes_per_token_per_gpu * KV_MARGIN
+    longest = item.spec.workload.sample.prompt_tokens + item.spec.workload.sample.output_tokens
+    kv_bytes = max(kv_bytes, float(longest.max()) * plan.kv_bytes_per_token_per_gpu)
+    workspace = max(plan.workspace_bytes_per_gpu, float(DEFAULT_WORKSPACE_FIXED_BYTES))
+    return plan.weight_bytes_per_gpu + workspace + kv_bytes, kv_bytes
+
+
+def _busy_at_peak(option: Sized, item: Resolved) -> float:
+    curve = option.curve
+    peak = item.load.peak_rps / max(option.replicas, 1)
+    return float(curve.interp0(curve.busy_fraction, min(peak, curve.top_rps)))
+
+
+def _stretched(
+    p: Projection, stretch: float, gpus: float, usd_per_gpu_hour: float, hours: float
+) -> Projection:
+    usd_hour = gpus * usd_per_gpu_hour
+    tokens_per_hour = p.output_tokens_per_s * 3600.0
+    return replace(
+        p,
+        gpus=gpus,
+        gpus_peak=gpus,
+        ttft_p50_s=p.ttft_p50_s * stretch,
+        ttft_p95_s=p.ttft_p95_s * stretch,
+        tpot_p50_s=p.tpot_p50_s * stretch,
+        tpot_p95_s=p.tpot_p95_s * stretch,
+        usd_per_hour=usd_hour,
+        usd_per_month=usd_hour * hours,
+        usd_per_1m_output_tokens=usd_hour / tokens_per_hour * 1e6
+        if tokens_per_hour > 0
+        else math.inf,
+        utilization=p.utilization * p.gpus / gpus if gpus > 0 else p.utilization,
+    )
+
+
+def _colocate(
+    ctx: AssessmentContext, items: list[Resolved], fleets: dict[str, Sized]
+) -> tuple[list[Group], dict[str, Projection]]:
+    """First-fit-decreasing packing of single-GPU, single-replica deployments."""
+    groups: list[Group] = []
+    projections: dict[str, Projection] = {}
+    singles = [
+        i
+        for i in items
+        if fleets[i.name].projection is not None
+        and fleets[i.name].replicas == 1
+        and fleets[i.name].config.tensor_parallel == 1
+        and fleets[i.name].policy is None
+    ]
+    needs = {i.name: _memory_need_bytes(fleets[i.name], i)[0] for i in singles}
+    busy = {i.name: _busy_at_peak(fleets[i.name], i) for i in singles}
+    by_hardware: dict[str, list[Resolved]] = {}
+    for item in singles:
+        by_hardware.setdefault(fleets[item.name].config.hardware.name, []).append(item)
+    for hardware_name, members in by_hardware.items():
+        hardware = fleets[members[0].name].config.hardware
+        usable = hardware.memory_bytes * 0.9
+        bins: list[list[Resolved]] = []
+        for item in sorted(members, key=lambda i: -needs[i.name]):
+            for bin_ in bins:
+                trial = [*bin_, item]
+                if _fits(trial, needs, busy, usable, fleets):
+                    bin_.append(item)
+                    break
+            else:
+                bins.append([item])
+        price = ctx.prices.usd_per_gpu_hour(hardware)
+        for bin_ in bins:
+            if len(bin_) < 2:
+                continue
+            total_busy = sum(busy[i.name] for i in bin_)
+            used = sum(needs[i.name] for i in bin_)
+            stretch = {i.name: 1.0 / (1.0 - (total_busy - busy[i.name])) for i in bin_}
+            share = {i.name: needs[i.name] / hardware.memory_bytes for i in bin_}
+            group = Group(
+                "co-location",
+                hardware_name,
+                tuple(i.name for i in bin_),
+                float(len(bin_)),
+                1.0,
+                memory_headroom=1.0 - used / hardware.memory_bytes,
+                stretch=stretch,
+                memory_share={k: round(v, 3) for k, v in share.items()},
+            )
+            groups.append(group)
+            for item in bin_:
+                p = fleets[item.name].projection
+                assert p is not None
+                projections[item.name] = _stretched(
+                    p, stretch[item.name], share[item.name] / sum(share.values()), price,
+                    ctx.options.hours_per_month,
+                )  # fmt: skip
+    return groups, projections
+
+
+def _fits(
+    trial: list[Resolved],
+    needs: dict[str, float],
+    busy: dict[str, float],
+    usable: float,
+    fleets: dict[str, Sized],
+) -> bool:
+    if sum(needs[i.name] for i in trial) > usable:
+        return False
+    total_busy = sum(busy[i.name] for i in trial)
+    if total_busy >= MAX_BUSY:
+        return False
+    for item in trial:
+        stretch = 1.0 / (1.0 - (total_busy - busy[item.name]))
+        p = fleets[item.name].projection
+        assert p is not None
+        if (
+            p.ttft_p95_s * stretch > item.slo.ttft_p95_s
+            or p.tpot_p95_s * stretch > item.slo.tpot_p95_s
+        ):
+            return False
+    return True
+
+
+def wake_s(item: Resolved, option: Sized) -> float:
+    """Time to wake a sleeping replica (cold start where sleep mode is unavailable)."""
+    if option.config.hardware.kind == "cpu":
+        return cold_start_s(item, option.config)
+    plan = memory_plan(
+        option.config.deployment(),
+        max_num_batched_tokens=option.config.max_num_batched_tokens,
+        max_num_seqs=option.config.max_num_seqs,
+    )
+    return WAKE_FIXED_S + plan.weight_bytes_per_gpu / HOST_TO_DEVICE_BYTES_PER_S
+
+
+def _active(rate: FloatArray, step_s: float) -> FloatArray:
+    """1 where a request arrived within the keep-warm window up to this step, else 0."""
+    busy = rate > 0
+    window = max(math.ceil(KEEP_WARM_S / step_s), 1)
+    index = np.where(busy, np.arange(rate.size), -(10**9))
+    last = np.maximum.accumulate(index)
+    return ((np.arange(rate.size) - last) < window).astype(np.float64)
+
+
+def _rotate(
+    ctx: AssessmentContext, items: list[Resolved], fleets: dict[str, Sized], taken: set[str]
+) -> tuple[list[Group], dict[str, Projection]]:
+    """Pool the GPUs of deployments that sleep while idle, per hardware kind."""
+    groups: list[Group] = []
+    projections: dict[str, Projection] = {}
+    by_hardware: dict[str, list[Resolved]] = {}
+    for item in items:
+        option = fleets[item.name]
+        if item.name in taken or option.run is None:
+            continue
+        if (
+            item.load.step_s != items[0].load.step_s
+            or item.load.rate_rps.size != items[0].load.rate_rps.size
+        ):
+            continue
+        by_hardware.setdefault(option.config.hardware.name, []).append(item)
+    for hardware_name, members in by_hardware.items():
+        if len(members) < 2:
+            continue
+        step = members[0].load.step_s
+        usage: dict[str, FloatArray] = {}
+        for item in members:
+            option = fleets[item.name]
+            assert option.run is not None
+            usage[item.name] = (
+                option.run.billed * option.config.gpus * _active(item.load.rate_rps, step)
+            )
+        dedicated = 0.0
+        for member in members:
+            run = fleets[member.name].run
+            assert run is not None
+            dedicated += float(run.billed.max()) * fleets[member.name].config.gpus
+        idle_ones = [i for i in members if usage[i.name].min() == 0.0]
+        if not idle_ones:
+            continue
+        together = np.sum(np.stack(list(usage.values())), axis=0)
+        pooled = math.ceil(float(together.max()) - 1e-9)
+        if pooled >= dedicated:
+            continue
+        wakes: dict[str, float] = {}
+        hit: dict[str, float] = {}
+        hardware = fleets[members[0].name].config.hardware
+        price = ctx.prices.usd_per_gpu_hour(hardware)
+        total_use = sum(float(u.sum()) for u in usage.values())
+        for item in members:
+            option = fleets[item.name]
+            seconds = wake_s(item, option)
+            active = _active(item.load.rate_rps, step)
+            starts = np.flatnonzero(np.diff(np.concatenate(([0.0], active))) > 0)
+            rate = item.load.rate_rps
+            affected = float(np.minimum(rate[starts] * seconds + 1.0, rate[starts] * step).sum())
+            total = float(rate.sum() * step)
+            wakes[item.name] = seconds
+            hit[item.name] = affected / total if total > 0 else 0.0
+            p = option.projection
+            assert p is not None
+            share = float(usage[item.name].sum()) / total_use if total_use > 0 else 0.0
+            missed = hit[item.name] if seconds > item.slo.ttft_p95_s else 0.0
+            projections[item.name] = replace(
+                _stretched(p, 1.0, pooled * share, price, ctx.options.hours_per_month),
+                slo_attainment=max(p.slo_attainment - missed, 0.0),
+                meets_slo=p.meets_slo and missed <= 0.05 - (1.0 - p.slo_attainment),
+            )
+        groups.append(
+            Group(
+                "rotation",
+                hardware_name,
+                tuple(i.name for i in members),
+                dedicated,
+                float(pooled),
+                wake_s=wakes,
+                affected_share=hit,
+            )
+        )
+    return groups, projections
+
+
+def plan_sharing(ctx: AssessmentContext, fleets: dict[str, Sized]) -> SharingPlan:
+    """Co-location first, then rotation of what is left (see the module docstring)."""
+    items = [ctx.resolved[name] for name in fleets if name in ctx.resolved]
+    groups, projections = _colocate(ctx, items, fleets)
+    taken = {name for g in groups for name in g.members}
+    rotation, rotated = _rotate(ctx, items, fleets, taken)
+    return SharingPlan((*groups, *rotation), {**projections, **rotated})
+
+
+def evaluate(
+    workload: WorkloadSpec,
+    deployment: DeploymentSpec,
+    prices: PriceBook | None,
+    slo: SloSpec,
+    *,
+    context: AssessmentContext | None = None,
+) -> StrategyResult:
+    ctx, item = context_for(workload, deployment, prices, slo, context)
+    now = today(ctx, item)
+    baseline = baseline_projection(ctx, item, now)
+    fleets = {name: rightsized(ctx, other) for name, other in ctx.resolved.items()}
+    plan = plan_sharing(ctx, fleets)
+    group = plan.group_of(item.name)
+    own = fleets[item.name]
+    assumptions = (
+        *common_assumptions(ctx, item),
+        f"co-located models time-slice the GPU: each one's latency stretches by 1 / (1 - the "
+        f"others' busy fraction); KV reserved at {KV_MARGIN:g}x its peak need",
+        f"idle models sleep after {KEEP_WARM_S:g} s without requests; wake time {WAKE_SOURCE}",
+    )
+    details: dict[str, object] = {"groups": [g.describe() for g in plan.groups]}
+    if group is None or item.name not in plan.projections or own.projection is None:
+        reference = own.projection or baseline
+        return StrategyResult(
+            strategy=NAME,
+            deployment=item.name,
+            status="not_applicable",
+            summary=(
+                "not applicable: no other deployment to share GPUs with"
+                if len(ctx.resolved) < 2
+                else "no sharing found: its GPUs are busy or full, or no partner fits"
+            ),
+            baseline=baseline,
+            projected=reference,
+            config_change=change(item.baseline, item.baseline),
+            assumptions=assumptions,
+            details=details,
+        )
+    projected = plan.projections[item.name]
+    risks = []
+    notes: list[str] = []
+    engine_args: dict[str, str | int | float | bool] = {}
+    env: dict[str, str] = {}
+    if group.kind == "co-location":
+        share = group.memory_share[item.name]
+        engine_args["--gpu-memory-utilization"] = share
+        partners = ", ".join(m for m in group.members if m != item.name)
+        notes.append(
+            f"run on one {group.hardware} with {partners} (each vLLM with its own "
+            "--gpu-memory-utilization; start them one after another)"
+        )
+        if group.memory_headroom < 0.1:
+            risks.append(
+                f"OOM risk: only {group.memory_headroom:.0%} of GPU memory is left free when all "
+                "members hold their peak KV"
+            )
+        what = (
+            f"co-located with {len(group.members) - 1} other model(s) on {group.gpus_after:g} "
+            f"{group.hardware} (memory headroom {group.memory_headroom:.0%}, latency x"
+            f"{group.stretch[item.name]:.2f})"
+        )
+    else:
+        engine_args["--enable-sleep-mode"] = True
+        env["VLLM_SERVER_DEV_MODE"] = "1"
+        notes.append("the router wakes the model (POST /wake_up) on its first request after sleep")
+        what = (
+            f"rotated with {len(group.members) - 1} other model(s) on a pool of "
+            f"{group.gpus_after:g} {group.hardware} instead of {group.gpus_before:g} dedicated; "
+            f"wake {ms(group.wake_s[item.name])} hits {group.affected_share[item.name]:.2%} of "
+            "its requests"
+        )
+        risks.append("a burst right after a wake queues behind it")
+    summary = f"{what}: {savings_line(baseline, projected)}; fleet GPUs saved {plan.gpus_saved:g}"
+    config_change = replace(
+        change(item.baseline, own.config, replicas=own.replicas),
+        engine_args=engine_args,
+        env=env,
+        notes=tuple(notes),
+    )
+    return StrategyResult(
+        strategy=NAME,
+        deployment=item.name,
+        status="recommended" if projected.meets_slo else "not_recommended",
+        summary=summary,
+        baseline=baseline,
+        projected=projected,
+        config_change=config_change,
+        assumptions=assumptions,
+        risks=tuple(risks),
+        details=details,
+    )
+
+
+def gib(value: float) -> str:
+    return f"{value / GIB:.1f} GiB"

@@ -1,0 +1,311 @@
+"""Speculative decoding: which method and draft length, up to which batch size, if at all.
+
+For each method the deployment can use (n-gram always; EAGLE heads and draft models the user
+lists, or public ones for catalog models) the acceptance alpha is measured from the
+`vllm:spec_decode_*` counters when given, else a per-method prior with its source. The
+step-time model gives the decode speedup at every batch size (Leviathan et al.'s expected
+tokens per step over the cost of verifying k + 1 tokens per sequence plus k draft passes):
+large at batch 1 where the step is bound by reading the weights, shrinking and turning into a
+loss as the batch makes the step compute-bound. The draft lengths that win at this fleet's
+operating batch are then simulated on its own requests and sized like any configuration.
+
+Recommended when it makes the fleet cheaper, or at equal cost cuts TPOT p95 materially;
+otherwise the answer says why (e.g. "at ~180 concurrent sequences per replica speculation
+slows decoding: 0.8x"). The `--speculative-config` carries the method, draft length and
+the batch-size cut-off (`disable_by_batch_size`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from advisor.engine.advice import Alternative, StrategyResult
+from advisor.engine.capacity import ReplicaConfig
+from advisor.engine.catalog import CatalogError
+from advisor.engine.context import AssessmentContext, PriceBook, Resolved, context_for
+from advisor.engine.perf import ConfigError
+from advisor.engine.scenario import DeploymentSpec, SloSpec, SpecCandidate, WorkloadSpec
+from advisor.engine.specdecode import SpecConfig, draft_cost_ratio, step_speedup
+from advisor.engine.strategies._common import (
+    Sized,
+    alternative,
+    baseline_projection,
+    change,
+    cheapest,
+    common_assumptions,
+    ms,
+    no_gain,
+    savings_line,
+    size_fixed,
+    today,
+)
+from advisor.engine.strategies._speculative_priors import (
+    Acceptance,
+    acceptance_for,
+    candidates,
+    drafter_for,
+)
+
+NAME = "speculative"
+ORDER = 4
+
+DRAFT_LENGTHS = (1, 2, 3, 4, 5, 6)
+BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
+SIMULATED_PER_METHOD = 2  # draft lengths simulated per method (best by the step model)
+LATENCY_GAIN = 0.9  # at equal cost, recommend when TPOT p95 falls below this share of today's
+
+
+@dataclass(frozen=True)
+class Option:
+    candidate: SpecCandidate
+    acceptance: Acceptance
+    spec: SpecConfig
+    speedup_at_operating_batch: float
+    speedup_at_batch_1: float
+
+
+def operating_point(option: Sized) -> tuple[int, int]:
+    """Mean concurrent decoding sequences per replica and mean context at the fleet's load."""
+    curve = option.curve
+    projection = option.projection
+    if projection is None or not curve.feasible:
+        return 1, 1
+    per_replica = projection.requests_per_s / max(option.replicas, 1)
+    batch = max(round(curve.interp0(curve.mean_batch, per_replica)), 1)
+    return batch, 1
+
+
+def mean_context(item: Resolved) -> int:
+    return max(round(item.shape.mean_prompt_tokens + 0.5 * item.shape.mean_output_tokens), 1)
+
+
+def options_for(
+    ctx: AssessmentContext, item: Resolved, config: ReplicaConfig, batch: int
+) -> tuple[list[Option], list[Alternative]]:
+    """Every (method, k) with its step-model speedup; unusable methods as alternatives."""
+    target = config.deployment()
+    context = mean_context(item)
+    found: list[Option] = []
+    refused: list[Alternative] = []
+    for candidate in candidates(item.spec, item.model):
+        try:
+            drafter = drafter_for(candidate.method, item.model, candidate.model, ctx.catalog)
+        except CatalogError as exc:
+            refused.append(
+                Alternative(candidate.method, {"method": candidate.method}, None, False, str(exc))
+            )
+            continue
+        acceptance = acceptance_for(candidate.method, item.model, item.acceptance)
+        for k in DRAFT_LENGTHS:
+            spec = SpecConfig(drafter, k, acceptance.alpha)
+            try:
+                at_batch = step_speedup(spec, target, item.profile, batch=batch, context=context)
+                at_one = step_speedup(spec, target, item.profile, batch=1, context=context)
+            except ConfigError as exc:
+                refused.append(
+                    Alternative(
+                        candidate.method, {"method": candidate.method}, None, False, str(exc)
+                    )
+                )
+                break
+            found.append(Option(candidate, acceptance, spec, at_batch, at_one))
+    return found, refused
+
+
+def speedup_table(option: Option, config: ReplicaConfig, item: Resolved) -> list[dict[str, float]]:
+    target = config.deployment()
+    context = mean_context(item)
+    return [
+        {
+            "batch": float(b),
+            "speedup": step_speedup(option.spec, target, item.profile, batch=b, context=context),
+        }
+        for b in BATCHES
+    ]
+
+
+def cutoff(table: list[dict[str, float]]) -> int:
+    """The largest batch size at which speculation still speeds decoding up (0: none)."""
+    good = [row["batch"] for row in table if row["speedup"] > 1.0]
+    if not good:
+        return 0
+    first_bad = next((row["batch"] for row in table if row["speedup"] <= 1.0), None)
+    if first_bad is None:
+        return int(good[-1])
+    return int(max(b for b in good if b < first_bad))
+
+
+def best_spec(
+    ctx: AssessmentContext, item: Resolved, base: ReplicaConfig
+) -> tuple[Sized, Sized | None, list[Sized], list[Option], list[Alternative], int]:
+    """Plain sizing, the best speculative sizing, what was simulated, options, refusals, batch."""
+    plain = size_fixed(ctx, item, replace(base, spec=None))
+    batch, _ = operating_point(plain)
+    options, refused = options_for(ctx, item, plain.config, batch)
+    by_method: dict[str, list[Option]] = {}
+    for option in options:
+        by_method.setdefault(option.candidate.method, []).append(option)
+    simulated: list[Sized] = []
+    for method_options in by_method.values():
+        ranked = sorted(method_options, key=lambda o: -o.speedup_at_operating_batch)
+        for option in ranked[:SIMULATED_PER_METHOD]:
+            simulated.append(size_fixed(ctx, item, replace(plain.config, spec=option.spec)))
+    best = cheapest(simulated)
+    return plain, best, simulated, options, refused, batch
+
+
+def draft_path(option: Sized, item: Resolved) -> str | None:
+    spec = option.config.spec
+    if spec is None:
+        return None
+    for candidate in candidates(item.spec, item.model):
+        if candidate.method == spec.drafter.method:
+            return candidate.model
+    return None
+
+
+def evaluate(
+    workload: WorkloadSpec,
+    deployment: DeploymentSpec,
+    prices: PriceBook | None,
+    slo: SloSpec,
+    *,
+    context: AssessmentContext | None = None,
+) -> StrategyResult:
+    ctx, item = context_for(workload, deployment, prices, slo, context)
+    now = today(ctx, item)
+    baseline = baseline_projection(ctx, item, now)
+    base = item.baseline
+    plain, best, simulated, options, refused, batch = best_spec(ctx, item, base)
+    alternatives = [alternative(plain, item, label="no speculative decoding")]
+    alternatives += [alternative(s, item) for s in simulated]
+    alternatives += refused
+    top = max(options, key=lambda o: o.speedup_at_operating_batch, default=None)
+    details: dict[str, object] = {
+        "operating_batch": batch,
+        "mean_context_tokens": mean_context(item),
+        "options": [
+            {
+                "method": o.candidate.method,
+                "draft": o.candidate.model,
+                "num_speculative_tokens": o.spec.num_speculative_tokens,
+                "alpha": o.acceptance.alpha,
+                "acceptance_source": o.acceptance.source,
+                "acceptance_kind": o.acceptance.kind,
+                "tokens_per_step": o.spec.tokens_per_step,
+                "speedup_at_batch_1": o.speedup_at_batch_1,
+                "speedup_at_operating_batch": o.speedup_at_operating_batch,
+            }
+            for o in options
+        ],
+    }
+    chosen_option = None
+    if best is not None and best.config.spec is not None:
+        chosen_option = next((o for o in options if o.spec == best.config.spec), None)
+    shown = chosen_option or top
+    table = speedup_table(shown, plain.config, item) if shown is not None else []
+    limit = cutoff(table)
+    details["speedup_by_batch"] = table
+    details["batch_cutoff"] = limit
+    if shown is not None:
+        details["draft_cost_ratio_at_batch_1"] = draft_cost_ratio(
+            shown.spec.drafter, plain.config.deployment(), item.profile, 1, mean_context(item)
+        )
+    assumptions = (
+        *common_assumptions(ctx, item),
+        "acceptance follows Leviathan et al.'s geometric model (the same alpha at every "
+        "draft position); verification of k + 1 tokens per sequence costs a prefill chunk of "
+        "k + 1 tokens over its context in the step model",
+        *(
+            f"{o.candidate.method}: alpha {o.acceptance.alpha:.2f} ({o.acceptance.kind}: "
+            f"{o.acceptance.source})"
+            for o in {o.candidate.method: o for o in options}.values()
+        ),
+    )
+    risks = (
+        "the acceptance rate depends on the traffic: measure it on a canary and re-assess "
+        "with the measured vllm:spec_decode_* counters",
+    )
+    speed_line = (
+        f"{top.candidate.method} k={top.spec.num_speculative_tokens}: step-model speedup "
+        f"{top.speedup_at_batch_1:.2f}x at batch 1, {top.speedup_at_operating_batch:.2f}x at "
+        f"this fleet's ~{batch} concurrent sequences per replica"
+        if top is not None
+        else "no usable speculative method"
+    )
+    if best is None or best.projection is None or plain.projection is None:
+        return no_gain(
+            NAME, item, base, plain, baseline, tuple(alternatives), assumptions, details,
+            f"no speculative configuration meets the SLOs ({speed_line})", risks,
+        )  # fmt: skip
+    cheaper = best.projection.usd_per_month < plain.projection.usd_per_month - 0.005
+    faster = (
+        best.projection.usd_per_month <= plain.projection.usd_per_month + 0.005
+        and best.projection.tpot_p95_s < LATENCY_GAIN * plain.projection.tpot_p95_s
+    )
+    if not (cheaper or faster or not plain.meets):
+        why = (
+            f"speculation would slow this fleet down at its operating batch ({speed_line})"
+            if top is not None and top.speedup_at_operating_batch <= 1.0
+            else f"no cost or latency gain at this load ({speed_line})"
+        )
+        return no_gain(
+            NAME, item, base, plain, baseline, tuple(alternatives), assumptions, details, why,
+            risks,
+        )  # fmt: skip
+    spec = best.config.spec
+    assert spec is not None
+    gain = (
+        savings_line(baseline, best.projection)
+        if cheaper or not plain.meets
+        else f"TPOT p95 {ms(best.projection.tpot_p95_s)} vs {ms(plain.projection.tpot_p95_s)} "
+        "without, at the same cost"
+    )
+    summary = (
+        f"{spec.drafter.method} with num_speculative_tokens={spec.num_speculative_tokens} "
+        f"(alpha {spec.alpha:.2f}, {spec.tokens_per_step:.2f} tokens per step), off above "
+        f"batch {limit}: {gain}"
+    )
+    config_change = change(base, best.config, replicas=best.replicas)
+    config_change = replace(
+        config_change,
+        engine_args={
+            **config_change.engine_args,
+            "--speculative-config": speculative_config(best.config, draft_path(best, item), limit),
+        },
+    )
+    return StrategyResult(
+        strategy=NAME,
+        deployment=item.name,
+        status="recommended",
+        summary=summary,
+        baseline=baseline,
+        projected=best.projection,
+        config_change=config_change,
+        alternatives=tuple(alternatives),
+        assumptions=assumptions,
+        risks=risks,
+        details=details,
+    )
+
+
+def speculative_config(config: ReplicaConfig, draft: str | None, batch_cutoff: int) -> str:
+    """The `--speculative-config` JSON (compact, keys in a stable order)."""
+    import json
+
+    spec = config.spec
+    assert spec is not None
+    body: dict[str, object] = {
+        "method": spec.drafter.method,
+        "num_speculative_tokens": spec.num_speculative_tokens,
+    }
+    if spec.drafter.method in ("ngram", "suffix"):
+        body["prompt_lookup_max"] = 4
+        body["prompt_lookup_min"] = 2
+    elif draft:
+        body["model"] = draft
+    if batch_cutoff > 0:
+        body["disable_by_batch_size"] = int(np.clip(batch_cutoff, 1, 1 << 20))
+    return json.dumps(body, separators=(",", ":"))
