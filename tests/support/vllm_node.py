@@ -26,7 +26,13 @@ def tiny_launch(extra_args: Sequence[str] = (), port: int | None = None) -> Vllm
         served_name=SERVED_NAME,
         port=port or free_port(),
         engine_args=(*BASE_ARGS, *extra_args),
-        env={"VLLM_CPU_KVCACHE_SPACE": "1", "HF_HUB_OFFLINE": "1"},
+        # "nobind": by default every CPU vLLM pins its worker to core 0, so two servers (or a
+        # server and the test client) would share one core while the other sits idle.
+        env={
+            "VLLM_CPU_KVCACHE_SPACE": "1",
+            "HF_HUB_OFFLINE": "1",
+            "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+        },
     )
 
 
