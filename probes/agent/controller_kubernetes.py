@@ -147,10 +147,11 @@ class KubernetesController:
     def start(self, config: NodeConfig | None) -> None:
         """Adopt the Deployment: `config` is what runs when its command is `config`'s."""
         try:
-            current = self._container(self.read()).get("command") or []
+            container = self._container(self.read())
         except k8s.ApiException as exc:
             raise ApplyError(f"cannot read deployment: {_api_error(exc)}", restored=False) from exc
         # None: the Deployment runs something else, so any desired config gets applied.
+        current = [*(container.get("command") or []), *(container.get("args") or [])]
         matches = current == self.command_for(config)
         self._config = (config or NodeConfig()) if matches else None
 

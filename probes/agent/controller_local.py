@@ -38,6 +38,9 @@ from probes.agent.vllm_process import (
 log = logging.getLogger(__name__)
 # Lines of vLLM's log that say why it refused to start (argparse, pydantic, RuntimeError).
 _WHY = re.compile(r"(error|Error|refused|not supported|Unsupported|exceeds|greater than)")
+# Lines that match but never say why: links, leak reports and warnings printed at exit.
+_NOISE = ("File ", "Traceback", "raise ", "For further information", "See http", "- leaked",
+          "nanobind", "warnings.warn", "resource_tracker")  # fmt: skip
 
 
 def launch_for(base: VllmLaunch, config: NodeConfig | None) -> VllmLaunch:
@@ -55,7 +58,7 @@ def reason_from_log(text: str) -> str:
     """The most telling line of a failed start (the last one naming an error), else the tail."""
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in reversed(lines):
-        if _WHY.search(line) and not line.startswith(("File ", "Traceback", "raise ")):
+        if _WHY.search(line) and not any(noise in line for noise in _NOISE):
             return line[:1000]
     return " | ".join(lines[-3:])[:1000] or "(no output)"
 
