@@ -92,6 +92,7 @@ class Resolved:
     slo: SloTargets
     profile: CalibrationProfile
     acceptance: Acceptance | None  # measured speculative acceptance, when counters were given
+    variant: str = ""  # set on what-if copies (sensitivity): their curves are cached apart
 
     @property
     def name(self) -> str:
@@ -124,7 +125,7 @@ class AssessmentContext:
                 self.power_overrides[catalog.gpu(key).name] = entry
             except CatalogError:
                 self.prices.unknown.append(f"power.{key}")
-        self._curves: dict[tuple[str, ReplicaConfig], LoadCurve] = {}
+        self._curves: dict[tuple[str, str, ReplicaConfig], LoadCurve] = {}
         self.resolved: dict[str, Resolved] = {}
         self.problems: dict[str, str] = {}
         for index, deployment in enumerate(scenario.deployments):
@@ -203,12 +204,14 @@ class AssessmentContext:
 
     # --- shared services --------------------------------------------------------------------
 
-    def curve(self, name: str, config: ReplicaConfig) -> LoadCurve:
-        key = (name, config)
+    def curve(self, item: Resolved, config: ReplicaConfig) -> LoadCurve:
+        """The load curve of `config` on this deployment's requests (simulated once)."""
+        key = (item.name, item.variant, config)
         found = self._curves.get(key)
         if found is None:
-            item = self.resolved[name]
-            profile = self.profiles.lookup(config.hardware.name, self.options.engine)
+            profile = item.profile
+            if config.hardware.name != item.hardware.name:
+                profile = self.profiles.lookup(config.hardware.name, self.options.engine)
             found = load_curve(
                 config, item.shape, profile, item.slo, seed=_seed(self.options.seed, item.index, 2)
             )

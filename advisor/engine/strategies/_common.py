@@ -49,7 +49,7 @@ class Sized:
 
 def size_fixed(ctx: AssessmentContext, item: Resolved, config: ReplicaConfig) -> Sized:
     """The fewest always-on replicas of `config` meeting the deployment's SLOs."""
-    curve = ctx.curve(item.name, config)
+    curve = ctx.curve(item, config)
     if not curve.feasible:
         return Sized(config, curve, None, 0)
     replicas, run = fixed_fleet(
@@ -67,7 +67,7 @@ def size_fixed(ctx: AssessmentContext, item: Resolved, config: ReplicaConfig) ->
 def with_replicas(
     ctx: AssessmentContext, item: Resolved, config: ReplicaConfig, replicas: int
 ) -> Sized:
-    curve = ctx.curve(item.name, config)
+    curve = ctx.curve(item, config)
     if not curve.feasible:
         return Sized(config, curve, None, replicas)
     counts = np.full(item.load.rate_rps.size, float(replicas))
@@ -95,7 +95,7 @@ def cold_start_s(item: Resolved, config: ReplicaConfig) -> float:
 def with_policy(
     ctx: AssessmentContext, item: Resolved, config: ReplicaConfig, policy: HpaPolicy
 ) -> Sized:
-    curve = ctx.curve(item.name, config)
+    curve = ctx.curve(item, config)
     if not curve.feasible:
         return Sized(config, curve, None, 0, policy)
     ready, billed = simulate_hpa(curve, item.load, policy, cold_start_s=cold_start_s(item, config))

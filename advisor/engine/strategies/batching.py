@@ -14,7 +14,7 @@ from dataclasses import replace
 
 from advisor.engine.advice import StrategyResult
 from advisor.engine.capacity import ReplicaConfig
-from advisor.engine.context import AssessmentContext, PriceBook, context_for
+from advisor.engine.context import AssessmentContext, PriceBook, Resolved, context_for
 from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
 from advisor.engine.strategies._common import (
     Sized,
@@ -47,9 +47,8 @@ def candidates_for(base: ReplicaConfig) -> tuple[tuple[int, ...], tuple[int, ...
     return tokens, seqs
 
 
-def tune(ctx: AssessmentContext, name: str, base: ReplicaConfig) -> tuple[Sized, list[Sized]]:
+def tune(ctx: AssessmentContext, item: Resolved, base: ReplicaConfig) -> tuple[Sized, list[Sized]]:
     """Coordinate search over the scheduler limits from `base` (continuous batching)."""
-    item = ctx.resolved[name]
     start = replace(base, batching="continuous")
     tried: list[Sized] = [size_fixed(ctx, item, start)]
     tokens_grid, seqs_grid = candidates_for(start)
@@ -96,7 +95,7 @@ def evaluate(
         spec=None,
     )
     static = size_fixed(ctx, item, static_config)
-    best, tried = tune(ctx, item.name, base)
+    best, tried = tune(ctx, item, base)
     same = rightsized(ctx, item)
     baseline = baseline_projection(ctx, item, now)
     alternatives = [alternative(static, item, label=f"static batching: {static_config.label()}")]

@@ -114,13 +114,16 @@ def options_for(
     return found, refused
 
 
-def speedup_table(option: Option, config: ReplicaConfig, item: Resolved) -> list[dict[str, float]]:
-    target = config.deployment()
+def speedup_table(
+    spec: SpecConfig, config: ReplicaConfig, item: Resolved
+) -> list[dict[str, float]]:
+    """Step-model decode speedup of `spec` on `config` (without speculation) per batch size."""
+    target = replace(config, spec=None).deployment()
     context = mean_context(item)
     return [
         {
             "batch": float(b),
-            "speedup": step_speedup(option.spec, target, item.profile, batch=b, context=context),
+            "speedup": step_speedup(spec, target, item.profile, batch=b, context=context),
         }
         for b in BATCHES
     ]
@@ -138,20 +141,37 @@ def cutoff(table: list[dict[str, float]]) -> int:
 
 
 def best_spec(
-    ctx: AssessmentContext, item: Resolved, base: ReplicaConfig
+    ctx: AssessmentContext,
+    item: Resolved,
+    base: ReplicaConfig,
+    *,
+    per_method: int = SIMULATED_PER_METHOD,
+    total: int | None = None,
+    skip_losses: bool = False,
 ) -> tuple[Sized, Sized | None, list[Sized], list[Option], list[Alternative], int]:
-    """Plain sizing, the best speculative sizing, what was simulated, options, refusals, batch."""
+    """Plain sizing, the best speculative sizing, what was simulated, options, refusals, batch.
+
+    The best `per_method` draft lengths of each method by the step model's speedup at the
+    operating batch are simulated (at most `total` in all); with `skip_losses`, options the
+    step model already shows as a slowdown there are not simulated when the plain
+    configuration meets the SLOs.
+    """
     plain = size_fixed(ctx, item, replace(base, spec=None))
     batch, _ = operating_point(plain)
     options, refused = options_for(ctx, item, plain.config, batch)
     by_method: dict[str, list[Option]] = {}
     for option in options:
         by_method.setdefault(option.candidate.method, []).append(option)
-    simulated: list[Sized] = []
+    picked: list[Option] = []
     for method_options in by_method.values():
         ranked = sorted(method_options, key=lambda o: -o.speedup_at_operating_batch)
-        for option in ranked[:SIMULATED_PER_METHOD]:
-            simulated.append(size_fixed(ctx, item, replace(plain.config, spec=option.spec)))
+        picked.extend(ranked[:per_method])
+    picked.sort(key=lambda o: -o.speedup_at_operating_batch)
+    if skip_losses and plain.meets:
+        picked = [o for o in picked if o.speedup_at_operating_batch > 1.0]
+    simulated: list[Sized] = []
+    for option in picked[:total]:
+        simulated.append(size_fixed(ctx, item, replace(plain.config, spec=option.spec)))
     best = cheapest(simulated)
     return plain, best, simulated, options, refused, batch
 
@@ -205,7 +225,7 @@ def evaluate(
     if best is not None and best.config.spec is not None:
         chosen_option = next((o for o in options if o.spec == best.config.spec), None)
     shown = chosen_option or top
-    table = speedup_table(shown, plain.config, item) if shown is not None else []
+    table = speedup_table(shown.spec, plain.config, item) if shown is not None else []
     limit = cutoff(table)
     details["speedup_by_batch"] = table
     details["batch_cutoff"] = limit

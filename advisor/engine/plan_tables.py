@@ -1,0 +1,203 @@
+"""The plan's tables: strategy combinations for this fleet, and sensitivity to the inputs.
+
+`combinations` answers the product brief's "strategy combination -> GPU utilization, cost
+savings" with this fleet's own numbers: for every subset of the enabled strategies, each
+deployment takes its cheapest candidate using only those strategies (the planner's
+simulated lattice, so interactions are in), sharing is applied when in the subset, and the
+fleet's GPUs, utilization, cost and savings versus today are reported. The empty subset is
+right-sizing today's configurations alone.
+
+`sensitivity` moves one input at a time (load, GPU price, output and prompt lengths, the
+calibration's bandwidth and compute efficiencies, speculative acceptance, cold-start time)
+to a low and a high value, re-sizes the chosen configurations under it (new load curves where
+the input changes them), and reports the plan's monthly cost and savings at both ends,
+largest swing first. Sharing is kept as planned.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from advisor.engine.advice import CombinationRow, Projection, SensitivityRow
+from advisor.engine.capacity import ReplicaConfig, WorkloadShape
+from advisor.engine.context import AssessmentContext, Resolved
+from advisor.engine.planner import Chosen, DeploymentSearch, choose, fleet_totals
+from advisor.engine.scenario import LoadShape
+from advisor.engine.specdecode import SpecConfig
+from advisor.engine.strategies._common import Sized, size_fixed, with_policy
+from advisor.engine.strategies.registry import names
+from advisor.engine.workload import Workload
+
+
+def combinations(
+    ctx: AssessmentContext,
+    searches: dict[str, DeploymentSearch],
+    enabled: frozenset[str],
+    today: Projection,
+) -> tuple[CombinationRow, ...]:
+    order = [n for n in names() if n in enabled]
+    rows = []
+    for size in range(len(order) + 1):
+        for subset in itertools.combinations(order, size):
+            chosen, _ = choose(ctx, searches, frozenset(subset))
+            projections = [c.projection or c.baseline for c in chosen.values()]
+            totals = fleet_totals(projections, ctx.options.hours_per_month)
+            saved = today.usd_per_month - totals.usd_per_month
+            rows.append(
+                CombinationRow(
+                    strategies=subset,
+                    gpus=totals.gpus,
+                    utilization=totals.utilization,
+                    usd_per_month=totals.usd_per_month,
+                    savings_usd_per_month=saved,
+                    savings_fraction=saved / today.usd_per_month if today.usd_per_month else 0.0,
+                    slo_attainment=totals.slo_attainment,
+                    meets_slo=all(c.chosen is not None for c in chosen.values())
+                    and totals.meets_slo,
+                )
+            )
+    return tuple(rows)
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    name: str
+    low: float
+    high: float
+    unit: str  # "x" (factor) or "+" (added)
+
+
+def _scaled_shape(
+    shape: WorkloadShape, *, prompt: float = 1.0, output: float = 1.0
+) -> WorkloadShape:
+    base = shape.base
+    workload = Workload(
+        base.arrival_s,
+        np.maximum(np.rint(base.prompt_tokens * prompt), 1).astype(np.int64),
+        np.maximum(np.rint(base.output_tokens * output), 1).astype(np.int64),
+        None,
+        base.name,
+    )
+    return WorkloadShape(
+        workload, shape.mean_output_tokens * output, shape.mean_prompt_tokens * prompt
+    )
+
+
+def _variant(item: Resolved, p: Perturbation, value: float) -> tuple[Resolved, float]:
+    """The deployment with one input moved, and the factor on prices."""
+    tag = f"{p.name}={value:g}"
+    if p.name == "load (requests/s)":
+        load = LoadShape(item.load.rate_rps * value, item.load.step_s, item.load.start_utc)
+        return replace(item, load=load, variant=tag), 1.0
+    if p.name == "GPU price":
+        return item, value
+    if p.name == "output tokens per request":
+        return replace(item, shape=_scaled_shape(item.shape, output=value), variant=tag), 1.0
+    if p.name == "prompt tokens per request":
+        return replace(item, shape=_scaled_shape(item.shape, prompt=value), variant=tag), 1.0
+    if p.name == "calibration: bandwidth efficiency":
+        profile = replace(item.profile, bw_efficiency=min(item.profile.bw_efficiency * value, 1.0))
+        return replace(item, profile=profile, variant=tag), 1.0
+    if p.name == "calibration: compute efficiency":
+        efficiency = min(item.profile.compute_efficiency * value, 1.0)
+        return replace(
+            item, profile=replace(item.profile, compute_efficiency=efficiency), variant=tag
+        ), 1.0
+    if p.name == "cold start time":
+        scaling = item.spec.autoscaling
+        from advisor.engine.strategies._common import cold_start_s
+
+        seconds = cold_start_s(item, item.baseline) * value
+        spec = replace(item.spec, autoscaling=replace(scaling, cold_start_s=seconds))
+        return replace(item, spec=spec, variant=tag), 1.0
+    return replace(item, variant=tag), 1.0
+
+
+def _resize(
+    ctx: AssessmentContext, item: Resolved, sized: Sized, p: Perturbation, value: float
+) -> Projection | None:
+    config: ReplicaConfig = sized.config
+    if p.name == "speculative acceptance alpha" and config.spec is not None:
+        alpha = min(max(config.spec.alpha + value, 0.0), 1.0)
+        config = replace(
+            config, spec=SpecConfig(config.spec.drafter, config.spec.num_speculative_tokens, alpha)
+        )
+    if sized.policy is not None:
+        return with_policy(ctx, item, config, sized.policy).projection
+    return size_fixed(ctx, item, config).projection
+
+
+def sensitivity(
+    ctx: AssessmentContext, chosen: dict[str, Chosen], enabled: frozenset[str]
+) -> tuple[SensitivityRow, ...]:
+    picks = {n: c for n, c in chosen.items() if c.chosen is not None}
+    if not picks:
+        return ()
+    perturbations = [
+        Perturbation("load (requests/s)", 0.8, 1.25, "x"),
+        Perturbation("GPU price", 0.8, 1.2, "x"),
+        Perturbation("output tokens per request", 0.8, 1.25, "x"),
+        Perturbation("prompt tokens per request", 0.8, 1.25, "x"),
+        Perturbation("calibration: bandwidth efficiency", 0.85, 1.15, "x"),
+        Perturbation("calibration: compute efficiency", 0.85, 1.15, "x"),
+    ]
+    if any(c.chosen is not None and c.chosen.sized.config.spec is not None for c in picks.values()):
+        perturbations.append(Perturbation("speculative acceptance alpha", -0.15, 0.15, "+"))
+    if any(c.chosen is not None and c.chosen.sized.policy is not None for c in picks.values()):
+        perturbations.append(Perturbation("cold start time", 0.5, 2.0, "x"))
+    hours = ctx.options.hours_per_month
+    # what sharing saves on top of the chosen fleets, kept as planned
+    sharing_delta = sum(
+        (c.chosen.sized.projection.usd_per_month - c.projection.usd_per_month)
+        for c in picks.values()
+        if c.projection is not None
+        and c.chosen is not None
+        and c.chosen.sized.projection is not None
+    )
+    today = sum(c.baseline.usd_per_month for c in chosen.values())
+    rows = []
+    for p in perturbations:
+        ends = []
+        for value in (p.low, p.high):
+            plan_cost = -sharing_delta
+            today_cost = 0.0
+            for pick in chosen.values():
+                base_item = pick.search.item
+                item, price = _variant(base_item, p, value)
+                today_cost += pick.baseline.usd_per_month * price
+                if pick.chosen is None:
+                    plan_cost += pick.baseline.usd_per_month * price
+                    continue
+                projection = _resize(ctx, item, pick.chosen.sized, p, value)
+                cost = (
+                    projection.usd_per_month
+                    if projection is not None and projection.meets_slo
+                    else math.inf
+                )
+                if not math.isfinite(cost) and projection is not None:
+                    cost = projection.usd_per_month  # still report what it would cost
+                plan_cost += cost * price
+            ends.append((plan_cost, 1.0 - plan_cost / today_cost if today_cost > 0 else 0.0))
+        rows.append(
+            SensitivityRow(
+                input=p.name,
+                low_label=_label(p, p.low),
+                high_label=_label(p, p.high),
+                plan_usd_per_month_low=ends[0][0],
+                plan_usd_per_month_high=ends[1][0],
+                savings_fraction_low=ends[0][1],
+                savings_fraction_high=ends[1][1],
+                swing_usd_per_month=abs(ends[1][0] - ends[0][0]),
+            )
+        )
+    rows.sort(key=lambda r: -r.swing_usd_per_month)
+    del today, hours
+    return tuple(rows)
+
+
+def _label(p: Perturbation, value: float) -> str:
+    return f"x{value:g}" if p.unit == "x" else f"{value:+g}"

@@ -1,0 +1,484 @@
+"""The planner: strategies combined with their interactions, the cheapest plan meeting the SLOs.
+
+`assess(scenario) -> Plan` runs every enabled strategy on every deployment (each against
+today's configuration, so its own effect shows), then searches combinations per deployment
+on a lattice built from the strategies' best moves:
+
+    precision (today's, the quantization strategy's two best)
+      x scheduler (today's limits, limits re-tuned for that precision)
+      x speculative decoding (today's / none, the best method and draft length for that
+        precision and scheduler, simulated at the batch sizes they produce)
+      x provisioning (fewest always-on replicas, or an HPA policy on that configuration's
+        own per-replica load curve)
+
+then applies multi-model sharing across the fleet to the chosen fleets. The interactions are
+not added up, they are simulated: a precision that frees KV memory changes the batch sizes
+the scheduler reaches, which changes what speculation gains there; autoscaling works on the
+new per-replica capacity; sharing packs the new memory footprints and busy fractions.
+
+Per deployment the answer is the cheapest configuration meeting TTFT p95, TPOT p95 and the
+quality floor, with its Pareto set; when none does, "no configuration meets TTFT p95 <= 50 ms;
+closest: ..." instead. A deployment the catalog cannot resolve is reported, not raised.
+`advisor.engine.plan_tables` adds the combination table and the sensitivity analysis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from advisor.engine.advice import (
+    ENGINE_VERSION,
+    Alternative,
+    ConfigChange,
+    DeploymentPlan,
+    Plan,
+    Projection,
+    StrategyResult,
+)
+from advisor.engine.capacity import ReplicaConfig
+from advisor.engine.context import AssessmentContext, Resolved
+from advisor.engine.scenario import Scenario
+from advisor.engine.strategies import autoscaling, batching, quantization, speculative
+from advisor.engine.strategies._common import (
+    Sized,
+    alternative,
+    baseline_projection,
+    change,
+    cheapest,
+    closest,
+    ms,
+    size_fixed,
+    today,
+    usd,
+)
+from advisor.engine.strategies._speculative_priors import candidates as spec_candidates
+from advisor.engine.strategies.registry import get
+from advisor.engine.strategies.sharing import SharingPlan, plan_sharing
+
+PER_DEPLOYMENT = ("batching", "quantization", "autoscaling", "speculative")
+AUTOSCALED = 3  # the cheapest fixed candidates that also get an autoscaling policy
+
+
+@dataclass(frozen=True, eq=False)
+class Candidate:
+    """A configuration with its fleet and the strategies it uses relative to today."""
+
+    sized: Sized
+    strategies: frozenset[str]
+
+    @property
+    def meets(self) -> bool:
+        return self.sized.meets
+
+
+@dataclass(eq=False)
+class DeploymentSearch:
+    item: Resolved
+    today: Sized
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def best(self, allowed: frozenset[str]) -> Candidate | None:
+        """The cheapest candidate meeting the SLOs; on a tie, the one changing least."""
+        usable = [c for c in self.candidates if c.strategies <= allowed and c.meets]
+        if not usable:
+            return None
+        lowest = min(round(c.sized.usd_per_month, 2) for c in usable)
+        tied = [c for c in usable if round(c.sized.usd_per_month, 2) == lowest]
+        fewest = min(len(c.strategies) for c in tied)
+        chosen = cheapest([c.sized for c in tied if len(c.strategies) == fewest])
+        return next((c for c in tied if c.sized is chosen), None)
+
+    def nearest(self, allowed: frozenset[str]) -> Candidate | None:
+        usable = [c for c in self.candidates if c.strategies <= allowed]
+        chosen = closest([c.sized for c in usable])
+        return next((c for c in usable if c.sized is chosen), None)
+
+
+def strategies_of(base: ReplicaConfig, config: ReplicaConfig, autoscaled: bool) -> frozenset[str]:
+    """Which strategies turn today's configuration into this one."""
+    used = set()
+    if (config.weight_dtype, config.kv_cache_dtype, config.tensor_parallel) != (
+        base.weight_dtype,
+        base.kv_cache_dtype,
+        base.tensor_parallel,
+    ):
+        used.add("quantization")
+    if (
+        config.batching,
+        config.max_num_seqs,
+        config.max_num_batched_tokens,
+        config.enable_chunked_prefill,
+    ) != (
+        base.batching,
+        base.max_num_seqs,
+        base.max_num_batched_tokens,
+        base.enable_chunked_prefill,
+    ):
+        used.add("batching")
+    if config.spec != base.spec:
+        used.add("speculative")
+    if autoscaled:
+        used.add("autoscaling")
+    return frozenset(used)
+
+
+def _precisions(
+    ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]
+) -> list[ReplicaConfig]:
+    base = item.baseline
+    out = [base]
+    if "quantization" in enabled:
+        tried = quantization.search(ctx, item, base)
+        good = sorted((t for t in tried if t.meets), key=lambda t: t.usd_per_month)
+        for option in good:
+            if option.config not in out and len(out) < 3:
+                out.append(option.config)
+    return out
+
+
+def search(ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]) -> DeploymentSearch:
+    """The lattice of combinations for one deployment (module docstring)."""
+    base = item.baseline
+    found = DeploymentSearch(item, today(ctx, item))
+    fixed: dict[ReplicaConfig, Sized] = {}
+
+    def add(config: ReplicaConfig) -> Sized:
+        if config not in fixed:
+            fixed[config] = size_fixed(ctx, item, config)
+            found.candidates.append(Candidate(fixed[config], strategies_of(base, config, False)))
+        return fixed[config]
+
+    limits = None
+    if "batching" in enabled:
+        tuned, _ = batching.tune(ctx, item, base)
+        limits = tuned.config
+    for precision in _precisions(ctx, item, enabled):
+        schedulers = [add(precision)]
+        if limits is not None and limits.max_num_batched_tokens >= limits.max_num_seqs:
+            retuned = replace(
+                precision,
+                batching="continuous",
+                max_num_seqs=limits.max_num_seqs,
+                max_num_batched_tokens=limits.max_num_batched_tokens,
+                enable_chunked_prefill=limits.enable_chunked_prefill,
+            )
+            schedulers.append(add(retuned))
+        if "speculative" in enabled:
+            targets = [cheapest(schedulers) or schedulers[0]]
+            if precision is base and targets[0].config is not base:
+                targets.append(fixed[base])  # speculation alone, for the combination table
+            for target in targets:
+                plain, best, _, _, _, _ = speculative.best_spec(
+                    ctx, item, target.config, per_method=1, total=2, skip_losses=True
+                )
+                add(plain.config)
+                if best is not None:
+                    add(best.config)
+    if "autoscaling" in enabled:
+        ranked = sorted(
+            (c for c in found.candidates if c.meets), key=lambda c: c.sized.usd_per_month
+        )
+        configs = [c.sized.config for c in ranked[:AUTOSCALED]]
+        if base not in configs:
+            configs.append(base)
+        for config in configs:
+            _, policy, _ = autoscaling.best_policy(ctx, item, config)
+            if policy is not None and policy.usd_per_month < fixed[config].usd_per_month:
+                found.candidates.append(Candidate(policy, strategies_of(base, config, True)))
+    return found
+
+
+def _no_config_message(item: Resolved, near: Candidate | None) -> str:
+    slo = item.spec.slo
+    if near is None or near.sized.projection is None:
+        return f"no configuration can serve {item.name}: " + (
+            near.sized.curve.reason if near is not None else "nothing fits"
+        )
+    p = near.sized.projection
+    failed = []
+    if p.ttft_p95_s > slo.ttft_p95_s:
+        failed.append(f"TTFT p95 <= {ms(slo.ttft_p95_s)}")
+    if p.tpot_p95_s > slo.tpot_p95_s:
+        failed.append(f"TPOT p95 <= {ms(slo.tpot_p95_s)}")
+    if -p.quality_delta_points > slo.max_quality_loss_points + 1e-12:
+        failed.append(f"quality loss <= {slo.max_quality_loss_points:g} points")
+    target = " and ".join(failed) or "the SLOs"
+    return (
+        f"no configuration meets {target}; closest: {near.sized.config.label()}, "
+        f"{near.sized.replicas} replica(s): TTFT p95 {ms(p.ttft_p95_s)}, TPOT p95 "
+        f"{ms(p.tpot_p95_s)}, {usd(p.usd_per_month)}/month"
+    )
+
+
+def pareto(found: DeploymentSearch) -> tuple[Alternative, ...]:
+    """Non-dominated candidates on (USD/month, TTFT p95, TPOT p95, quality loss)."""
+    runnable = [c for c in found.candidates if c.sized.projection is not None]
+
+    def costs(c: Candidate) -> tuple[float, float, float, float]:
+        p = c.sized.projection
+        assert p is not None
+        return (p.usd_per_month, p.ttft_p95_s, p.tpot_p95_s, -p.quality_delta_points)
+
+    front = []
+    for c in runnable:
+        mine = costs(c)
+        dominated = any(
+            all(o <= m for o, m in zip(costs(other), mine, strict=True)) and costs(other) != mine
+            for other in runnable
+        )
+        if not dominated:
+            front.append(c)
+    front.sort(key=lambda c: costs(c))
+    return tuple(alternative(c.sized, found.item, label=_label(c)) for c in front)
+
+
+def _label(candidate: Candidate) -> str:
+    used = ", ".join(sorted(candidate.strategies)) or "right-sized"
+    label = f"[{used}] {candidate.sized.config.label()}, {candidate.sized.replicas} replica(s)"
+    if candidate.sized.policy is not None:
+        policy = candidate.sized.policy
+        label += f", HPA on {policy.metric} at {policy.target:g}"
+    return label
+
+
+def config_change(item: Resolved, chosen: Candidate) -> ConfigChange:
+    """The whole change for the chosen combination (args, model path, replicas, manifests)."""
+    base = item.baseline
+    sized = chosen.sized
+    path, note = quantization.model_path_for(item, sized.config.weight_dtype)
+    notes = (note,) if note else ()
+    result = change(base, sized.config, replicas=sized.replicas, model_path=path, notes=notes)
+    if sized.config.spec is not None and sized.config.spec != base.spec:
+        draft = next(
+            (
+                c.model
+                for c in spec_candidates(item.spec, item.model)
+                if c.method == sized.config.spec.drafter.method
+            ),
+            None,
+        )
+        table = speculative.speedup_table(sized.config.spec, sized.config, item)
+        result = replace(
+            result,
+            engine_args={
+                **result.engine_args,
+                "--speculative-config": speculative.speculative_config(
+                    sized.config, draft, speculative.cutoff(table)
+                ),
+            },
+        )
+    if sized.policy is not None:
+        from advisor.engine.autoscale import hpa_manifest, keda_manifest
+
+        name = item.spec.name
+        result = replace(
+            result,
+            replicas=None,
+            manifests={
+                f"{name}-hpa.yaml": hpa_manifest(sized.policy, deployment=name),
+                f"{name}-keda.yaml": keda_manifest(
+                    sized.policy, deployment=name, model_name=item.spec.served_path
+                ),
+            },
+        )
+    return result
+
+
+def fleet_totals(projections: list[Projection], hours_per_month: float) -> Projection:
+    """The fleet as one projection: sums, load-weighted means, the worst deployment's p95s."""
+    if not projections:
+        nan = float("nan")
+        return Projection(0.0, 0.0, nan, nan, nan, nan, nan, nan, nan, 0.0, 0.0, nan, nan, 0.0, 0.0)
+    gpus = sum(p.gpus for p in projections)
+    usd_hour = sum(p.usd_per_hour for p in projections)
+    requests = sum(p.requests_per_s for p in projections)
+    tokens = sum(p.output_tokens_per_s for p in projections)
+    energy = sum(p.energy_j_per_output_token * p.output_tokens_per_s for p in projections)
+
+    def by_gpus(values: list[float]) -> float:
+        return (
+            sum(v * p.gpus for v, p in zip(values, projections, strict=True)) / gpus
+            if gpus
+            else 0.0
+        )
+
+    def by_requests(values: list[float]) -> float:
+        if requests <= 0:
+            return 1.0
+        return (
+            sum(v * p.requests_per_s for v, p in zip(values, projections, strict=True)) / requests
+        )
+
+    return Projection(
+        gpus=gpus,
+        gpus_peak=sum(p.gpus_peak for p in projections),
+        utilization=by_gpus([p.utilization for p in projections]),
+        busy_fraction=by_gpus([p.busy_fraction for p in projections]),
+        ttft_p50_s=by_requests([p.ttft_p50_s for p in projections]),
+        ttft_p95_s=max(p.ttft_p95_s for p in projections),
+        tpot_p50_s=by_requests([p.tpot_p50_s for p in projections]),
+        tpot_p95_s=max(p.tpot_p95_s for p in projections),
+        slo_attainment=by_requests([p.slo_attainment for p in projections]),
+        usd_per_hour=usd_hour,
+        usd_per_month=usd_hour * hours_per_month,
+        usd_per_1m_output_tokens=usd_hour / (tokens * 3600.0) * 1e6 if tokens > 0 else float("inf"),
+        energy_j_per_output_token=energy / tokens if tokens > 0 else float("inf"),
+        requests_per_s=requests,
+        output_tokens_per_s=tokens,
+        quality_delta_points=min(p.quality_delta_points for p in projections),
+        meets_slo=all(p.meets_slo for p in projections),
+    )
+
+
+@dataclass(eq=False)
+class Chosen:
+    """Per deployment: today's projection, the chosen candidate (or None), the search."""
+
+    search: DeploymentSearch
+    baseline: Projection
+    chosen: Candidate | None
+    projection: Projection | None
+
+
+def choose(
+    ctx: AssessmentContext, searches: dict[str, DeploymentSearch], allowed: frozenset[str]
+) -> tuple[dict[str, Chosen], SharingPlan | None]:
+    """The cheapest candidate per deployment using only `allowed` strategies, then sharing."""
+    out: dict[str, Chosen] = {}
+    for name, found in searches.items():
+        best = found.best(allowed)
+        base = baseline_projection(ctx, found.item, found.today)
+        pick = best or found.nearest(allowed)
+        projection = pick.sized.projection if pick is not None else None
+        out[name] = Chosen(found, base, best, projection)
+    sharing = None
+    if "sharing" in allowed and len(out) > 1:
+        fleets = {n: c.chosen.sized for n, c in out.items() if c.chosen is not None}
+        sharing = plan_sharing(ctx, fleets)
+        for name, projection in sharing.projections.items():
+            if projection.meets_slo or not out[name].projection:
+                out[name].projection = projection
+    return out, sharing
+
+
+def assess(scenario: Scenario) -> Plan:
+    """The plan for a scenario (module docstring). Deterministic for a given scenario."""
+    from advisor.engine.plan_tables import combinations, sensitivity
+
+    ctx = AssessmentContext(scenario)
+    enabled = frozenset(scenario.options.strategy_names)
+    results: list[StrategyResult] = []
+    for item in ctx.resolved.values():
+        for name in scenario.options.strategy_names:
+            module = get(name)
+            spec = item.spec
+            results.append(module.evaluate(spec.workload, spec, ctx.prices, spec.slo, context=ctx))
+    searches = {
+        name: search(ctx, item, enabled & frozenset(PER_DEPLOYMENT))
+        for name, item in ctx.resolved.items()
+    }
+    chosen, sharing = choose(ctx, searches, enabled)
+    plans: list[DeploymentPlan] = []
+    messages: list[str] = []
+    for deployment in scenario.deployments:
+        name = deployment.name
+        if name in ctx.problems:
+            messages.append(f"{name}: {ctx.problems[name]}")
+            plans.append(
+                DeploymentPlan(
+                    name, "error", ctx.problems[name], None, None, (), {}, ConfigChange()
+                )
+            )
+            continue
+        pick = chosen[name]
+        item = pick.search.item
+        front = pareto(pick.search)
+        if pick.chosen is None:
+            near = pick.search.nearest(enabled)
+            message = _no_config_message(item, near)
+            messages.append(f"{name}: {message}")
+            plans.append(
+                DeploymentPlan(
+                    name,
+                    "no_feasible_configuration",
+                    message,
+                    pick.baseline,
+                    near.sized.projection if near is not None else None,
+                    (),
+                    {},
+                    ConfigChange(),
+                    closest=alternative(near.sized, item, label=_label(near)) if near else None,
+                    pareto=front,
+                )
+            )
+            continue
+        used = set(pick.chosen.strategies)
+        group = sharing.group_of(name) if sharing is not None else None
+        if group is not None and pick.projection is not pick.chosen.sized.projection:
+            used.add("sharing")
+        projection = pick.projection or pick.baseline
+        described = pick.chosen.sized.config.describe()
+        described["replicas"] = pick.chosen.sized.replicas
+        if pick.chosen.sized.policy is not None:
+            described["autoscaling"] = pick.chosen.sized.policy.describe()
+        if "sharing" in used and group is not None:
+            described["sharing"] = group.describe()
+        plans.append(
+            DeploymentPlan(
+                name,
+                "ok",
+                f"{_label(pick.chosen)}: {usd(projection.usd_per_month)}/month vs "
+                f"{usd(pick.baseline.usd_per_month)} today",
+                pick.baseline,
+                projection,
+                tuple(sorted(used)),
+                described,
+                config_change(item, pick.chosen),
+                pareto=front,
+            )
+        )
+    hours = scenario.options.hours_per_month
+    assessed = [p for p in plans if p.baseline is not None]
+    fleet_baseline = fleet_totals([p.baseline for p in assessed if p.baseline], hours)
+    fleet_plan = fleet_totals(
+        [
+            p.plan if p.plan is not None and p.status == "ok" else p.baseline
+            for p in assessed
+            if p.baseline
+        ],
+        hours,
+    )
+    saved = fleet_baseline.usd_per_month - fleet_plan.usd_per_month
+    assumptions = _assumptions(ctx)
+    return Plan(
+        scenario=scenario.name,
+        scenario_digest=scenario.digest(),
+        engine_version=ENGINE_VERSION,
+        deployments=tuple(plans),
+        fleet_baseline=fleet_baseline,
+        fleet_plan=fleet_plan,
+        savings_usd_per_month=saved,
+        savings_fraction=saved / fleet_baseline.usd_per_month
+        if fleet_baseline.usd_per_month
+        else 0.0,
+        strategy_results=tuple(results),
+        combinations=combinations(ctx, searches, enabled, fleet_baseline),
+        sensitivity=sensitivity(ctx, chosen, enabled),
+        sharing={"groups": [g.describe() for g in sharing.groups]} if sharing else {},
+        assumptions=assumptions,
+        messages=tuple(messages),
+    )
+
+
+def _assumptions(ctx: AssessmentContext) -> tuple[str, ...]:
+    out = [
+        "fleet latency figures are the worst deployment's p95 and load-weighted p50s; "
+        "utilization is served load over what the provisioned replicas could serve at saturation",
+        f"{ctx.options.hours_per_month:g} hours per month; energy from board power linear in "
+        "the busy fraction between idle and full (see advisor.engine.energy)",
+    ]
+    for key in ctx.prices.unknown:
+        out.append(f"prices/power entry {key!r} names no known hardware: ignored")
+    for name, error in ctx.model_errors.items():
+        out.append(f"models.{name}: {error}")
+    return tuple(out)
