@@ -411,6 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
                         default=Path(__file__).parent / "data" / "public_cases.csv")  # fmt: skip
     public.add_argument("--leave-one-out", action="store_true")
     public.set_defaults(handler=cmd_fit_public)
+
+    from advisor.engine.assess_cli import add_assess_command  # engine II: plans (issue 5)
+
+    add_assess_command(commands)
     return parser
 
 
