@@ -131,6 +131,22 @@ def _propose_args(post: Any) -> dict[str, Any]:
     return args
 
 
+FORM_FIELDS = (
+    "source", "title", "engine_args", "model_path", "replicas", "autoscaling", "projection",
+    "deployment", "assessment", "strategy_name", "reason",
+)  # fmt: skip
+
+
+def _form_values(data: Any) -> dict[str, Any]:
+    """What the form shows again: every field (empty when absent); `?strategy=` prefills."""
+    values: dict[str, Any] = {name: data.get(name, "") for name in FORM_FIELDS}
+    values["strategy_name"] = values["strategy_name"] or data.get("strategy", "")
+    if values["assessment"] and not values["source"]:
+        values["source"] = "recommendation"
+    values["nodes"] = data.getlist("nodes")
+    return values
+
+
 @role_required(OPERATOR)
 def rollout_new(request: HttpRequest) -> HttpResponse:
     """GET: the proposal form (prefilled from ?assessment=&deployment=&strategy=); POST: propose."""
@@ -150,7 +166,7 @@ def rollout_new(request: HttpRequest) -> HttpResponse:
         "dashboard/rollout_new.html",
         {
             "errors": errors,
-            "form": request.POST if request.method == "POST" else request.GET,
+            "form": _form_values(request.POST if request.method == "POST" else request.GET),
             "nodes": Node.objects.select_related("cluster"),
             "deployments": ModelDeployment.objects.select_related("cluster"),
             "assessments": Assessment.objects.filter(status="completed")[:20],
