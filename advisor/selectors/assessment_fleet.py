@@ -97,10 +97,18 @@ class DeploymentFleet:
     def gpu_ids(self) -> list[int]:
         return [gpu.id for gpu in self.gpus]
 
-    @property
-    def tensor_parallel(self) -> int:
-        value = self.engine_args.get("tensor_parallel_size", 1)
-        return value if isinstance(value, int) and value >= 1 else 1
+    def tensor_parallel(self) -> tuple[object, str]:
+        """Tensor parallel size and where it came from: the engine args, else GPUs / replicas
+        (a replica spanning all its GPUs); the value is checked when the scenario is built."""
+        for key in ("tensor_parallel_size", "tensor-parallel-size", "--tensor-parallel-size"):
+            if key in self.engine_args:
+                return self.engine_args[key], "engine args"
+        replicas = max(self.replicas, 1)
+        if self.gpus and len(self.gpus) % replicas == 0:
+            return len(self.gpus) // replicas, (
+                f"not in the engine args: {len(self.gpus)} GPUs / {replicas} replica(s)"
+            )
+        return 1, "not in the engine args: 1 (GPUs do not divide evenly into replicas)"
 
 
 @dataclass(frozen=True)

@@ -115,7 +115,7 @@ def _deployment_spec(
 ) -> DeploymentSpec:
     args = _args(deployment.engine_args)
     weight_dtype, _note = _weight_dtype(args)
-    tp = args.get("tensor_parallel_size", 1)
+    tp, _source = deployment.tensor_parallel()
     if isinstance(tp, bool) or not isinstance(tp, int) or tp < 1:
         raise ScenarioError("engine_args.tensor_parallel_size", f"must be >= 1, got {tp!r}")
     # Replicas are what the assigned GPUs hold: that is what is paid for today.
@@ -258,6 +258,9 @@ def outcome_from_plan(plan: Plan) -> EngineOutcome:
 
 def scenario_run(scenario: Scenario, *, progress: Progress | None) -> EngineOutcome:
     """Run every strategy and the planner on `scenario` (deterministic for a scenario)."""
-    from advisor.engine.planner import plan_scenario
+    from advisor.engine.planner import assess
 
-    return outcome_from_plan(plan_scenario(scenario, progress=progress))
+    if progress is not None:
+        names = ", ".join(spec.name for spec in scenario.deployments)
+        progress(0.0, f"simulating five strategies and planning for {names}")
+    return outcome_from_plan(assess(scenario))

@@ -293,6 +293,7 @@ def _inputs_json(fleet: Fleet, workloads: list[DerivedWorkload]) -> dict[str, An
                 "model": d.model.name if d.model else None,
                 "engine_args": d.engine_args,
                 "replicas": d.replicas,
+                "tensor_parallel": dict(zip(("value", "source"), d.tensor_parallel(), strict=True)),
                 "gpus": len(d.gpus),
                 "kind": d.kind,
                 "slo": {k: {"value": v.value, "default": v.is_default} for k, v in d.slo.items()},

@@ -84,6 +84,7 @@ def fleet_build(
         chat = ModelDeployment.objects.create(
             cluster=cluster, served_name="chat", model_id="meta-llama/Llama-3-8B-Instruct",
             engine_args={"max_num_seqs": 256, "max_num_batched_tokens": 8192},
+            replicas=len(gpus) - sparse_gpus,  # one GPU each (no tensor_parallel_size given)
         )  # fmt: skip
         sparse = ModelDeployment.objects.create(
             cluster=cluster, served_name="llama-8b", model_id="meta-llama/Llama-3-8B"
