@@ -170,6 +170,9 @@ class DeploymentPlan(_Jsonable):
     config_change: ConfigChange
     closest: Alternative | None = None  # when nothing meets the SLOs
     pareto: tuple[Alternative, ...] = ()  # cost vs TTFT/TPOT p95 vs quality, non-dominated
+    # today's configuration replaying the whole request sample at its own arrival times
+    # (one replica's share), to compare with what the fleet measures
+    replay: Mapping[str, JsonValue] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

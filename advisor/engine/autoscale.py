@@ -110,14 +110,14 @@ def _hpa_loop(  # type: ignore[no-untyped-def]
     history = np.zeros(total_ticks + 1)  # desired replicas per tick
     backlog = 0.0
     top = grid_rps[grid_rps.shape[0] - 1]
+    ready = pods  # pods [0, ready) serve; ready times only grow along the stack
     for tick in range(total_ticks):
         t = tick * dt
         m = tick // ticks_per_step
         lam = rate_rps[m]
-        ready = 0
-        for i in range(pods):
-            if ready_at[i] <= t:
-                ready += 1
+        ready = min(ready, pods)
+        while ready < pods and ready_at[ready] <= t:
+            ready += 1
         # serve this tick
         backlog = max(0.0, backlog + (lam - ready * saturation_rps) * dt)
         ready_out[m] += ready / ticks_per_step

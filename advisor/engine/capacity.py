@@ -44,7 +44,8 @@ FloatArray = npt.NDArray[np.float64]
 # Grid of open-loop rates as fractions of the saturation throughput: dense near saturation,
 # where latency turns up steeply. The last point is the highest rate a fleet is run at
 # without counting a backlog.
-RATE_FRACTIONS = (0.005, 0.02, 0.1, 0.25, 0.4, 0.55, 0.7, 0.8, 0.87, 0.93, 0.97)
+RATE_FRACTIONS = (0.005, 0.05, 0.2, 0.4, 0.6, 0.75, 0.85, 0.92, 0.97)
+REFINEMENTS = 2  # extra rates bisecting the interval where the SLOs stop being met
 QUANTILES = np.linspace(0.0, 1.0, 101)
 MAX_REJECTED = 0.001  # a configuration rejecting more requests (too long) does not meet SLOs
 # The static-batching baseline runs on the engine's plain-Python simulator (about 100x slower
@@ -274,6 +275,51 @@ def _slo_rate(rates: FloatArray, ttft95: FloatArray, tpot95: FloatArray, slo: Sl
     return float(rates[last] + share * (rates[last + 1] - rates[last]))
 
 
+@dataclass(frozen=True)
+class _Point:
+    """One simulated rate: latency quantiles and the load-proportional figures."""
+
+    ttft_q: FloatArray
+    tpot_q: FloatArray
+    attainment: float
+    busy: float
+    kv: float
+    mean_ttft: float
+    mbu: float
+    batch: float
+
+    def meets(self, slo: SloTargets) -> bool:
+        return bool(self.ttft_q[95] <= slo.ttft_p95_s and self.tpot_q[95] <= slo.tpot_p95_s)
+
+
+def _point(
+    config: ReplicaConfig,
+    replica: Replica,
+    shape: WorkloadShape,
+    rate: float,
+    slo: SloTargets,
+    seed: int,
+) -> _Point:
+    workload = shape.at_rate(rate)
+    result, used = _run(config, replica, workload, seed)
+    ttft, tpot = _per_request(result, workload)
+    start = float(np.nanmin(result.send_s))
+    span_s = max(result.end_s - start, 1e-12)
+    finite = ttft[np.isfinite(ttft)]
+    e2e = result.finish_s - result.send_s
+    step = used.step_model
+    return _Point(
+        ttft_q=_quantiles(ttft),
+        tpot_q=_quantiles(tpot[workload.output_tokens > 1]),
+        attainment=float(np.mean((ttft <= slo.ttft_p95_s) & (tpot <= slo.tpot_p95_s))),
+        busy=min(result.busy_s / span_s, 1.0),
+        kv=result.kv_block_seconds / span_s / max(used.total_kv_blocks, 1),
+        mean_ttft=float(finite.mean()) if finite.size else math.inf,
+        mbu=result.bytes_per_device / max(result.busy_s, 1e-12) / step.peak_bandwidth_bytes_per_s,
+        batch=float(np.nansum(e2e - (result.first_token_s - result.send_s))) / span_s,
+    )
+
+
 def load_curve(
     config: ReplicaConfig,
     shape: WorkloadShape,
@@ -305,46 +351,45 @@ def load_curve(
         return LoadCurve(
             config,
             False,
-            f"{rejected:.1%} of the sample's requests do not fit max_model_len or the KV space",
+            f"{rejected:.1%} of the sample's requests exceed max_model_len "
+            f"{deployment.effective_max_model_len} or the KV space of {config.label()}",
             saturation_rps=saturation,
             kv_capacity_tokens=capacity,
             rejected_fraction=rejected,
         )
     fractions = STATIC_RATE_FRACTIONS if config.batching == "static" else RATE_FRACTIONS
-    rates = np.array([f * saturation for f in fractions])
-    points = len(rates)
-    ttft_q = np.zeros((points, QUANTILES.size))
-    tpot_q = np.zeros((points, QUANTILES.size))
-    attainment = np.zeros(points)
-    busy = np.zeros(points)
-    kv = np.zeros(points)
-    waiting = np.zeros(points)
-    mbu = np.zeros(points)
-    batch = np.zeros(points)
-    base_ttft = 0.0
-    for i, rate in enumerate(rates):
-        workload = shape.at_rate(float(rate))
-        result, used = _run(config, replica, workload, seed)
-        ttft, tpot = _per_request(result, workload)
-        ttft_q[i] = _quantiles(ttft)
-        tpot_q[i] = _quantiles(tpot[workload.output_tokens > 1])
-        attainment[i] = float(np.mean((ttft <= slo.ttft_p95_s) & (tpot <= slo.tpot_p95_s)))
-        start = float(np.nanmin(result.send_s))
-        span_s = max(result.end_s - start, 1e-12)
-        busy[i] = min(result.busy_s / span_s, 1.0)
-        kv[i] = result.kv_block_seconds / span_s / max(used.total_kv_blocks, 1)
-        finite = ttft[np.isfinite(ttft)]
-        mean_ttft = float(finite.mean()) if finite.size else math.inf
-        if i == 0:
-            base_ttft = mean_ttft
-        # Little's law on the queueing part of TTFT: requests waiting for admission
-        waiting[i] = float(rate) * max(mean_ttft - base_ttft, 0.0)
-        step = used.step_model
-        mbu[i] = (
-            result.bytes_per_device / max(result.busy_s, 1e-12) / step.peak_bandwidth_bytes_per_s
-        )
-        e2e = result.finish_s - result.send_s
-        batch[i] = float(np.nansum(e2e - (result.first_token_s - result.send_s))) / span_s
+    points: dict[float, _Point] = {}
+    for fraction in fractions:
+        rate = fraction * saturation
+        points[rate] = _point(config, replica, shape, rate, slo, seed)
+    # refine where the SLO is crossed: bisect the bracketing interval a few times
+    for _ in range(REFINEMENTS if config.batching == "continuous" else 0):
+        rates_now = np.array(sorted(points))
+        ok = np.array([points[r].meets(slo) for r in rates_now])
+        if ok.all() or not ok.any():
+            break
+        last = int(np.argmin(ok)) - 1
+        if last < 0:
+            break
+        low, high = rates_now[last], rates_now[last + 1]
+        if high - low < 0.01 * saturation:
+            break
+        middle = 0.5 * (low + high)
+        points[middle] = _point(config, replica, shape, middle, slo, seed)
+    rates = np.array(sorted(points))
+    ordered = [points[r] for r in rates]
+    ttft_q = np.array([p.ttft_q for p in ordered])
+    tpot_q = np.array([p.tpot_q for p in ordered])
+    attainment = np.array([p.attainment for p in ordered])
+    busy = np.array([p.busy for p in ordered])
+    kv = np.array([p.kv for p in ordered])
+    base_ttft = ordered[0].mean_ttft
+    # Little's law on the queueing part of TTFT: requests waiting for admission per replica
+    waiting = np.array(
+        [r * max(p.mean_ttft - base_ttft, 0.0) for r, p in zip(rates, ordered, strict=True)]
+    )
+    mbu = np.array([p.mbu for p in ordered])
+    batch = np.array([p.batch for p in ordered])
     slo_rate = _slo_rate(rates, ttft_q[:, 95], tpot_q[:, 95], slo)
     return LoadCurve(
         config,

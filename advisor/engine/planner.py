@@ -24,6 +24,7 @@ closest: ..." instead. A deployment the catalog cannot resolve is reported, not 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from advisor.engine.advice import (
@@ -37,7 +38,8 @@ from advisor.engine.advice import (
 )
 from advisor.engine.capacity import ReplicaConfig
 from advisor.engine.context import AssessmentContext, Resolved
-from advisor.engine.scenario import Scenario
+from advisor.engine.replay import replay
+from advisor.engine.scenario import HPA_METRICS, Scenario
 from advisor.engine.strategies import autoscaling, batching, quantization, speculative
 from advisor.engine.strategies._common import (
     Sized,
@@ -123,11 +125,11 @@ def strategies_of(base: ReplicaConfig, config: ReplicaConfig, autoscaled: bool) 
 
 
 def _precisions(
-    ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]
+    ctx: AssessmentContext, item: Resolved, enabled: frozenset[str], base: ReplicaConfig
 ) -> list[ReplicaConfig]:
-    base = item.baseline
+    """`base` and the two cheapest other precisions (weights, KV, TP) meeting the SLOs."""
     out = [base]
-    if "quantization" in enabled:
+    if "quantization" in enabled and base.batching == "continuous":
         tried = quantization.search(ctx, item, base)
         good = sorted((t for t in tried if t.meets), key=lambda t: t.usd_per_month)
         for option in good:
@@ -152,7 +154,9 @@ def search(ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]) -> D
     if "batching" in enabled:
         tuned, _ = batching.tune(ctx, item, base)
         limits = tuned.config
-    for precision in _precisions(ctx, item, enabled):
+    # a static-batching server is not vLLM: precisions are tried on the continuous limits
+    origin = base if base.batching == "continuous" or limits is None else limits
+    for precision in [base, *_precisions(ctx, item, enabled, origin)[1:]]:
         schedulers = [add(precision)]
         if limits is not None and limits.max_num_batched_tokens >= limits.max_num_seqs:
             retuned = replace(
@@ -168,6 +172,8 @@ def search(ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]) -> D
             if precision is base and targets[0].config is not base:
                 targets.append(fixed[base])  # speculation alone, for the combination table
             for target in targets:
+                if target.config.batching != "continuous":
+                    continue
                 plain, best, _, _, _, _ = speculative.best_spec(
                     ctx, item, target.config, per_method=1, total=2, skip_losses=True
                 )
@@ -178,22 +184,24 @@ def search(ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]) -> D
         ranked = sorted(
             (c for c in found.candidates if c.meets), key=lambda c: c.sized.usd_per_month
         )
-        configs = [c.sized.config for c in ranked[:AUTOSCALED]]
-        if base not in configs:
-            configs.append(base)
+        configs = [base] + [c.sized.config for c in ranked[:AUTOSCALED] if c.sized.config != base]
+        metrics: tuple[str, ...] = (
+            HPA_METRICS  # every metric on today's configuration, then the winner's
+        )
         for config in configs:
-            _, policy, _ = autoscaling.best_policy(ctx, item, config)
+            _, policy, _ = autoscaling.best_policy(ctx, item, config, metrics)
+            if config is base and policy is not None and policy.policy is not None:
+                metrics = (policy.policy.metric,)
             if policy is not None and policy.usd_per_month < fixed[config].usd_per_month:
                 found.candidates.append(Candidate(policy, strategies_of(base, config, True)))
     return found
 
 
-def _no_config_message(item: Resolved, near: Candidate | None) -> str:
+def _no_config_message(item: Resolved, near: Candidate | None, found: DeploymentSearch) -> str:
     slo = item.spec.slo
     if near is None or near.sized.projection is None:
-        return f"no configuration can serve {item.name}: " + (
-            near.sized.curve.reason if near is not None else "nothing fits"
-        )
+        reasons = sorted({c.sized.curve.reason for c in found.candidates if c.sized.curve.reason})
+        return f"no configuration can serve {item.name}: " + ("; ".join(reasons) or "nothing fits")
     p = near.sized.projection
     failed = []
     if p.ttft_p95_s > slo.ttft_p95_s:
@@ -293,21 +301,20 @@ def fleet_totals(projections: list[Projection], hours_per_month: float) -> Proje
     usd_hour = sum(p.usd_per_hour for p in projections)
     requests = sum(p.requests_per_s for p in projections)
     tokens = sum(p.output_tokens_per_s for p in projections)
-    energy = sum(p.energy_j_per_output_token * p.output_tokens_per_s for p in projections)
+    known = [p for p in projections if math.isfinite(p.energy_j_per_output_token)]
+    known_tokens = sum(p.output_tokens_per_s for p in known)
+    energy = sum(p.energy_j_per_output_token * p.output_tokens_per_s for p in known)
+
+    def weighted(values: list[float], weights: list[float]) -> float:
+        pairs = [(v, w) for v, w in zip(values, weights, strict=True) if math.isfinite(v) and w > 0]
+        total = sum(w for _, w in pairs)
+        return sum(v * w for v, w in pairs) / total if total > 0 else math.nan
 
     def by_gpus(values: list[float]) -> float:
-        return (
-            sum(v * p.gpus for v, p in zip(values, projections, strict=True)) / gpus
-            if gpus
-            else 0.0
-        )
+        return weighted(values, [p.gpus for p in projections])
 
     def by_requests(values: list[float]) -> float:
-        if requests <= 0:
-            return 1.0
-        return (
-            sum(v * p.requests_per_s for v, p in zip(values, projections, strict=True)) / requests
-        )
+        return weighted(values, [p.requests_per_s for p in projections])
 
     return Projection(
         gpus=gpus,
@@ -315,19 +322,23 @@ def fleet_totals(projections: list[Projection], hours_per_month: float) -> Proje
         utilization=by_gpus([p.utilization for p in projections]),
         busy_fraction=by_gpus([p.busy_fraction for p in projections]),
         ttft_p50_s=by_requests([p.ttft_p50_s for p in projections]),
-        ttft_p95_s=max(p.ttft_p95_s for p in projections),
+        ttft_p95_s=max((p.ttft_p95_s for p in projections), key=_nan_last),
         tpot_p50_s=by_requests([p.tpot_p50_s for p in projections]),
-        tpot_p95_s=max(p.tpot_p95_s for p in projections),
+        tpot_p95_s=max((p.tpot_p95_s for p in projections), key=_nan_last),
         slo_attainment=by_requests([p.slo_attainment for p in projections]),
         usd_per_hour=usd_hour,
         usd_per_month=usd_hour * hours_per_month,
         usd_per_1m_output_tokens=usd_hour / (tokens * 3600.0) * 1e6 if tokens > 0 else float("inf"),
-        energy_j_per_output_token=energy / tokens if tokens > 0 else float("inf"),
+        energy_j_per_output_token=energy / known_tokens if known_tokens > 0 else math.nan,
         requests_per_s=requests,
         output_tokens_per_s=tokens,
         quality_delta_points=min(p.quality_delta_points for p in projections),
         meets_slo=all(p.meets_slo for p in projections),
     )
+
+
+def _nan_last(value: float) -> float:
+    return value if not math.isnan(value) else -math.inf
 
 
 @dataclass(eq=False)
@@ -355,9 +366,15 @@ def choose(
     if "sharing" in allowed and len(out) > 1:
         fleets = {n: c.chosen.sized for n, c in out.items() if c.chosen is not None}
         sharing = plan_sharing(ctx, fleets)
-        for name, projection in sharing.projections.items():
-            if projection.meets_slo or not out[name].projection:
-                out[name].projection = projection
+        for group in sharing.groups:
+            held = {n: out[n].projection for n in group.members}
+            members = [n for n, p in held.items() if p is not None]
+            before = sum(p.usd_per_month for p in held.values() if p is not None)
+            after = sum(sharing.projections[n].usd_per_month for n in members)
+            fine = all(sharing.projections[n].meets_slo for n in members)
+            if fine and after < before - 0.005:
+                for name in members:
+                    out[name].projection = sharing.projections[name]
     return out, sharing
 
 
@@ -395,7 +412,7 @@ def assess(scenario: Scenario) -> Plan:
         front = pareto(pick.search)
         if pick.chosen is None:
             near = pick.search.nearest(enabled)
-            message = _no_config_message(item, near)
+            message = _no_config_message(item, near, pick.search)
             messages.append(f"{name}: {message}")
             plans.append(
                 DeploymentPlan(
@@ -409,6 +426,7 @@ def assess(scenario: Scenario) -> Plan:
                     ConfigChange(),
                     closest=alternative(near.sized, item, label=_label(near)) if near else None,
                     pareto=front,
+                    replay=replay(ctx, item),
                 )
             )
             continue
@@ -435,6 +453,7 @@ def assess(scenario: Scenario) -> Plan:
                 described,
                 config_change(item, pick.chosen),
                 pareto=front,
+                replay=replay(ctx, item),
             )
         )
     hours = scenario.options.hours_per_month

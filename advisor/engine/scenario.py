@@ -581,12 +581,15 @@ def diurnal_load(
     start_weekday: int = 0,
     step_s: float = 60.0,
     start_utc: str = "",
+    active_hours_utc: tuple[float, float] | None = None,
 ) -> LoadShape:
     """A daily cosine load with an optional weekend dip; Poisson counts per step when rng given.
 
     `peak_to_trough` is the ratio of the daily maximum to the minimum (1 = flat);
     `weekend_factor` scales Saturdays and Sundays (start_weekday 0 = the first day is a Monday).
-    The weekday mean before the weekend scaling is `mean_rps`.
+    The weekday mean before the weekend scaling is `mean_rps`. `active_hours_utc` (start,
+    end) keeps the load only in that daily window (e.g. (0, 6) for a nightly batch job) and
+    zero outside it.
     """
     check_positive("days", days)
     check_positive("mean_rps", mean_rps, strict=False)
@@ -601,6 +604,10 @@ def diurnal_load(
     rate = mean_rps * (1.0 + amplitude * np.cos(2.0 * np.pi * (hour - peak_hour_utc) / 24.0))
     weekday = (start_weekday + (t_s // 86400.0).astype(np.int64)) % 7
     rate = np.where(weekday >= 5, rate * weekend_factor, rate)
+    if active_hours_utc is not None:
+        start, end = active_hours_utc
+        inside = (hour >= start) & (hour < end) if start <= end else (hour >= start) | (hour < end)
+        rate = np.where(inside, rate, 0.0)
     if rng is not None:
         rate = rng.poisson(rate * step_s) / step_s
     return LoadShape(rate.astype(np.float64), step_s, start_utc)

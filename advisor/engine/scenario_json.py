@@ -514,6 +514,14 @@ def _resolve_load(value: Any, path: str) -> Any:
         number = spec.opt(key, _num)
         if number is not None:
             kwargs[key] = number
+    window = spec.opt(
+        "active_hours_utc",
+        lambda v, p: tuple(_num(x, f"{p}[{i}]") for i, x in enumerate(_list(v, p))),
+    )
+    if window is not None:
+        if len(window) != 2:
+            raise ScenarioError(spec.sub("active_hours_utc"), "must be [start_hour, end_hour]")
+        kwargs["active_hours_utc"] = (window[0], window[1])
     weekday = spec.opt("start_weekday", _int)
     if weekday is not None:
         kwargs["start_weekday"] = weekday

@@ -376,3 +376,25 @@ def no_gain(
         risks=risks,
         details=details,
     )
+
+
+STATIC_NOTE = (
+    "today's server batches statically (not vLLM): precision and speculative-decoding advice "
+    "applies once it runs vLLM's continuous batching (see the batching strategy); the planner "
+    "combines them"
+)
+
+
+def not_applicable(
+    ctx: AssessmentContext, strategy: str, item: Resolved, baseline: Projection, why: str
+) -> StrategyResult:
+    return StrategyResult(
+        strategy=strategy,
+        deployment=item.name,
+        status="not_applicable",
+        summary=f"not applicable: {why}",
+        baseline=baseline,
+        projected=baseline,
+        config_change=ConfigChange(),
+        assumptions=common_assumptions(ctx, item),
+    )

@@ -20,6 +20,7 @@ from advisor.engine.context import AssessmentContext, PriceBook, Resolved, conte
 from advisor.engine.perf import ConfigError, memory_plan
 from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
 from advisor.engine.strategies._common import (
+    STATIC_NOTE,
     Sized,
     alternative,
     baseline_projection,
@@ -28,6 +29,7 @@ from advisor.engine.strategies._common import (
     cheapest,
     common_assumptions,
     no_gain,
+    not_applicable,
     savings_line,
     size_fixed,
     today,
@@ -161,6 +163,8 @@ def evaluate(
     now = today(ctx, item)
     baseline = baseline_projection(ctx, item, now)
     base = item.baseline
+    if base.batching == "static":
+        return not_applicable(ctx, NAME, item, baseline, STATIC_NOTE)
     tried = search(ctx, item, base)
     best = cheapest(tried)
     allowed = item.spec.slo.max_quality_loss_points

@@ -288,11 +288,11 @@ def _rotate(
             usage[item.name] = (
                 option.run.billed * option.config.gpus * _active(item.load.rate_rps, step)
             )
-        dedicated = 0.0
+        dedicated = 0.0  # what the members' own fleets use on average (their cost)
         for member in members:
             run = fleets[member.name].run
             assert run is not None
-            dedicated += float(run.billed.max()) * fleets[member.name].config.gpus
+            dedicated += float(run.billed.mean()) * fleets[member.name].config.gpus
         idle_ones = [i for i in members if usage[i.name].min() == 0.0]
         if not idle_ones:
             continue

@@ -29,6 +29,7 @@ from advisor.engine.perf import ConfigError
 from advisor.engine.scenario import DeploymentSpec, SloSpec, SpecCandidate, WorkloadSpec
 from advisor.engine.specdecode import SpecConfig, draft_cost_ratio, step_speedup
 from advisor.engine.strategies._common import (
+    STATIC_NOTE,
     Sized,
     alternative,
     baseline_projection,
@@ -37,6 +38,7 @@ from advisor.engine.strategies._common import (
     common_assumptions,
     ms,
     no_gain,
+    not_applicable,
     savings_line,
     size_fixed,
     today,
@@ -198,6 +200,8 @@ def evaluate(
     now = today(ctx, item)
     baseline = baseline_projection(ctx, item, now)
     base = item.baseline
+    if base.batching == "static":
+        return not_applicable(ctx, NAME, item, baseline, STATIC_NOTE)
     plain, best, simulated, options, refused, batch = best_spec(ctx, item, base)
     alternatives = [alternative(plain, item, label="no speculative decoding")]
     alternatives += [alternative(s, item) for s in simulated]
