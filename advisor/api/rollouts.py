@@ -142,7 +142,8 @@ Action = Callable[..., Rollout]
 class _ActionView(APIView):
     permission_classes = [HasRequiredRole]
     required_role = {"GET": ADMIN, "POST": ADMIN}
-    action: Action
+    # Not `action`: DRF and drf-spectacular read that attribute as a ViewSet action's name.
+    service: Action
 
     def post(self, request: Request, rollout_id: int) -> Response:
         try:
@@ -150,7 +151,7 @@ class _ActionView(APIView):
             note = data.get("note") or ""
             if not isinstance(note, str) or len(note) > 2000:
                 raise RolloutError("note", "expected text of at most 2000 characters")
-            rollout = type(self).action(user=request.user, rollout_id=rollout_id, note=note)
+            rollout = type(self).service(user=request.user, rollout_id=rollout_id, note=note)
         except RolloutError as exc:
             return _errors(exc)
         fresh = rollout_get(rollout_id=rollout.id)
@@ -168,7 +169,7 @@ def _action_view(name: str, action: Action, summary: str) -> type[_ActionView]:
     return type(
         f"Rollout{name.title()}View",
         (_ActionView,),
-        {"action": staticmethod(action), "post": post, "__doc__": summary},
+        {"service": staticmethod(action), "post": post, "__doc__": summary},
     )
 
 
