@@ -121,6 +121,7 @@ def url_values(small_fleet: SmallFleet, settings: Any, tmp_path: Path) -> dict[s
         "gpu_id": str(small_fleet.busy.pk),
         "deployment_id": str(small_fleet.deployment.pk),
         "cluster_id": str(small_fleet.cluster.pk),
+        "rollout_id": "999999",  # no such rollout: admins get 404, weaker roles 403 first
         # Django admin
         "object_id": "1",
         "content_type_id": "1",
