@@ -1,0 +1,51 @@
+"""Elastic scaling: HPA over days of load saves on a diurnal load, nothing on a flat one."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from advisor.engine.perf import weight_bytes
+from advisor.engine.scenario import SloSpec
+from advisor.engine.strategies import autoscaling
+from advisor.engine.strategies._common import cold_start_s
+from tests.engine.strategies.helpers import context, deployment, diurnal, flat, run
+
+
+def test_it_finds_no_savings_on_a_flat_load() -> None:
+    ctx = context(
+        deployment("flat", rate_rps=150, load=flat(150), replicas=6, slo=SloSpec(2.0, 0.05))
+    )
+    result = run(autoscaling, ctx, "flat")
+    assert result.status == "not_recommended"
+    assert "flat" in result.summary
+    assert result.details["usd_saved_per_month_vs_fixed"] <= 0.0
+    assert result.config_change.manifests == {}
+
+
+def test_it_saves_on_a_diurnal_load_and_writes_the_manifests() -> None:
+    ctx = context(
+        deployment("day", rate_rps=150, load=diurnal(150, 5.0), replicas=6, slo=SloSpec(2.0, 0.05))
+    )
+    result = run(autoscaling, ctx, "day")
+    assert result.status == "recommended"
+    saved = result.details["usd_saved_per_month_vs_fixed"]
+    assert saved > 0
+    assert result.projected.meets_slo
+    assert result.details["gpu_hours"] < result.details["fixed_gpu_hours"]
+    hourly = result.details["hourly_replicas"]
+    assert max(hourly) > min(hourly)  # replicas follow the day
+    hpa = yaml.safe_load(result.config_change.manifests["day-hpa.yaml"])
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert hpa["spec"]["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 300
+    keda = yaml.safe_load(result.config_change.manifests["day-keda.yaml"])
+    assert keda["kind"] == "ScaledObject"
+    assert keda["spec"]["triggers"][0]["type"] == "prometheus"
+    assert keda["spec"]["maxReplicaCount"] == hpa["spec"]["maxReplicas"]
+
+
+def test_it_derives_the_cold_start_from_model_size_and_load_bandwidth() -> None:
+    ctx = context(deployment("c", rate_rps=1.0))
+    item = ctx.resolved["c"]
+    weights = weight_bytes(item.model, item.baseline.deployment().quant)
+    assert cold_start_s(item, item.baseline) == pytest.approx(60.0 + weights / 2e9)
