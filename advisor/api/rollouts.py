@@ -86,7 +86,7 @@ def _body(request: Request) -> dict[str, Any]:
     return data
 
 
-class ErrorDoc(serializers.Serializer[Any]):
+class RolloutErrorDoc(serializers.Serializer[Any]):
     errors = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]
 
 
@@ -101,7 +101,12 @@ class RolloutListView(APIView):
     @extend_schema(
         operation_id="rollouts_propose",
         request=None,
-        responses={201: OpenApiResponse(), 400: ErrorDoc, 403: ErrorDoc, 409: ErrorDoc},
+        responses={
+            201: OpenApiResponse(),
+            400: RolloutErrorDoc,
+            403: RolloutErrorDoc,
+            409: RolloutErrorDoc,
+        },
     )
     def post(self, request: Request) -> Response:
         try:
@@ -160,16 +165,22 @@ class _ActionView(APIView):
 
 
 def _action_view(name: str, action: Action, summary: str) -> type[_ActionView]:
-    post = extend_schema(
+    def post(self: _ActionView, request: Request, rollout_id: int) -> Response:
+        return _ActionView.post(self, request, rollout_id)
+
+    documented = extend_schema(
         operation_id=f"rollouts_{name}",
         summary=summary,
         request=None,
-        responses={200: OpenApiResponse(), 403: ErrorDoc, 404: ErrorDoc, 409: ErrorDoc},
-    )(_ActionView.post)
+        responses={
+            200: OpenApiResponse(), 403: RolloutErrorDoc, 404: RolloutErrorDoc,
+            409: RolloutErrorDoc,
+        },
+    )(post)  # fmt: skip
     return type(
         f"Rollout{name.title()}View",
         (_ActionView,),
-        {"service": staticmethod(action), "post": post, "__doc__": summary},
+        {"service": staticmethod(action), "post": documented, "__doc__": summary},
     )
 
 
