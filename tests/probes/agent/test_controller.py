@@ -320,3 +320,21 @@ def test_controller_config_builds_a_local_controller_and_names_bad_keys(tmp_path
         with pytest.raises(ConfigError) as error:
             build_controller(controller_settings(data), httpx.Client())
         assert str(error.value).startswith(message)
+
+
+def test_the_agent_cli_refuses_a_bad_controller_config_naming_the_key(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "controller.yaml"
+    config.write_text("local: {python: /opt/vllm/bin/python, model: /m, served_name: m}\n")
+    token = tmp_path / "token"
+    token.write_text("t")
+    done = subprocess.run(
+        [sys.executable, "-m", "probes.agent", "--no-nvml", "--server", "http://127.0.0.1:9",
+         "--token-file", str(token), "--spool-dir", str(tmp_path / "spool"),
+         "--controller-config", str(config)],
+        cwd=Path(__file__).resolve().parents[3], capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert "local.port: required" in done.stderr
