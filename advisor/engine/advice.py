@@ -201,6 +201,9 @@ class SensitivityRow(_Jsonable):
     savings_fraction_low: float
     savings_fraction_high: float
     swing_usd_per_month: float  # |high - low| of the plan's cost
+    meets_slo_low: bool = True  # every deployment still meets its SLOs at the low value
+    meets_slo_high: bool = True
+    note: str = ""  # which deployment fails, and why, at either end
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,8 @@ def _variant(item: Resolved, p: Perturbation, value: float) -> tuple[Resolved, f
 
 def _resize(
     ctx: AssessmentContext, item: Resolved, sized: Sized, p: Perturbation, value: float
-) -> Projection | None:
+) -> tuple[Projection | None, str]:
+    """The chosen configuration re-sized with one input moved (and why it cannot serve)."""
     config: ReplicaConfig = sized.config
     if p.name == "speculative acceptance alpha" and config.spec is not None:
         alpha = min(max(config.spec.alpha + value, 0.0), 1.0)
@@ -127,8 +128,10 @@ def _resize(
             config, spec=SpecConfig(config.spec.drafter, config.spec.num_speculative_tokens, alpha)
         )
     if sized.policy is not None:
-        return with_policy(ctx, item, config, sized.policy).projection
-    return size_fixed(ctx, item, config).projection
+        moved = with_policy(ctx, item, config, sized.policy)
+    else:
+        moved = size_fixed(ctx, item, config)
+    return moved.projection, moved.curve.reason
 
 
 def sensitivity(
@@ -149,7 +152,6 @@ def sensitivity(
         perturbations.append(Perturbation("speculative acceptance alpha", -0.15, 0.15, "+"))
     if any(c.chosen is not None and c.chosen.sized.policy is not None for c in picks.values()):
         perturbations.append(Perturbation("cold start time", 0.5, 2.0, "x"))
-    hours = ctx.options.hours_per_month
     # what sharing saves on top of the chosen fleets, kept as planned
     sharing_delta = sum(
         (c.chosen.sized.projection.usd_per_month - c.projection.usd_per_month)
@@ -158,13 +160,14 @@ def sensitivity(
         and c.chosen is not None
         and c.chosen.sized.projection is not None
     )
-    today = sum(c.baseline.usd_per_month for c in chosen.values())
     rows = []
     for p in perturbations:
         ends = []
+        notes: list[str] = []
         for value in (p.low, p.high):
-            plan_cost = -sharing_delta
+            plan_cost = -sharing_delta * (value if p.name == "GPU price" else 1.0)
             today_cost = 0.0
+            meets = True
             for pick in chosen.values():
                 base_item = pick.search.item
                 item, price = _variant(base_item, p, value)
@@ -172,16 +175,19 @@ def sensitivity(
                 if pick.chosen is None:
                     plan_cost += pick.baseline.usd_per_month * price
                     continue
-                projection = _resize(ctx, item, pick.chosen.sized, p, value)
-                cost = (
-                    projection.usd_per_month
-                    if projection is not None and projection.meets_slo
-                    else math.inf
-                )
-                if not math.isfinite(cost) and projection is not None:
-                    cost = projection.usd_per_month  # still report what it would cost
-                plan_cost += cost * price
-            ends.append((plan_cost, 1.0 - plan_cost / today_cost if today_cost > 0 else 0.0))
+                projection, why = _resize(ctx, item, pick.chosen.sized, p, value)
+                if projection is None:
+                    plan_cost = math.inf
+                    meets = False
+                    notes.append(f"{_label(p, value)}: {base_item.name} cannot be served ({why})")
+                    continue
+                if not projection.meets_slo:
+                    meets = False
+                    notes.append(f"{_label(p, value)}: {base_item.name} misses its SLOs")
+                plan_cost += projection.usd_per_month * price
+            saving = 1.0 - plan_cost / today_cost if today_cost > 0 else 0.0
+            ends.append((plan_cost, saving, meets))
+        swing = abs(ends[1][0] - ends[0][0])
         rows.append(
             SensitivityRow(
                 input=p.name,
@@ -191,11 +197,13 @@ def sensitivity(
                 plan_usd_per_month_high=ends[1][0],
                 savings_fraction_low=ends[0][1],
                 savings_fraction_high=ends[1][1],
-                swing_usd_per_month=abs(ends[1][0] - ends[0][0]),
+                swing_usd_per_month=swing if math.isfinite(swing) else math.inf,
+                meets_slo_low=ends[0][2],
+                meets_slo_high=ends[1][2],
+                note="; ".join(notes),
             )
         )
     rows.sort(key=lambda r: -r.swing_usd_per_month)
-    del today, hours
     return tuple(rows)
 
 

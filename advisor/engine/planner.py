@@ -240,8 +240,8 @@ def pareto(found: DeploymentSearch) -> tuple[Alternative, ...]:
     return tuple(alternative(c.sized, found.item, label=_label(c)) for c in front)
 
 
-def _label(candidate: Candidate) -> str:
-    used = ", ".join(sorted(candidate.strategies)) or "right-sized"
+def _label(candidate: Candidate, strategies: set[str] | None = None) -> str:
+    used = ", ".join(sorted(strategies or candidate.strategies)) or "right-sized"
     label = f"[{used}] {candidate.sized.config.label()}, {candidate.sized.replicas} replica(s)"
     if candidate.sized.policy is not None:
         policy = candidate.sized.policy
@@ -445,7 +445,7 @@ def assess(scenario: Scenario) -> Plan:
             DeploymentPlan(
                 name,
                 "ok",
-                f"{_label(pick.chosen)}: {usd(projection.usd_per_month)}/month vs "
+                f"{_label(pick.chosen, used)}: {usd(projection.usd_per_month)}/month vs "
                 f"{usd(pick.baseline.usd_per_month)} today",
                 pick.baseline,
                 projection,
