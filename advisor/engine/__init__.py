@@ -38,4 +38,18 @@ Modules and their main API (stable; engine II's strategies and planner build on 
 - `cases`: `read_cases(csv)`, `predict_case`, `validate_cases` for files in the
   `public_cases.csv` format; `Unmodellable` / `CaseError`.
 - `python -m advisor.engine predict|validate|calibrate|fit-public` (see `__main__`).
+
+Engine II (strategies and planner, built on the above):
+
+- `scenario`: `Scenario` (deployments with `WorkloadSpec` sample + `LoadShape`, `SloSpec`,
+  `EngineArgs`, `AutoscalingSpec`, prices, power, profiles, `Options`); `to_json` /
+  `from_json` round-trip exactly; `load_scenario(path)`; errors: `ScenarioError` with `.field`.
+- `advice`: `Projection`, `ConfigChange`, `StrategyResult`, `DeploymentPlan`, `Plan` (JSON).
+- `capacity.load_curve` (a configuration across rates), `fleet.evaluate_fleet` / `fixed_fleet`
+  (days of load), `autoscale.simulate_hpa` (+ HPA/KEDA YAML), `specdecode` (Leviathan et al.
+  on the simulator), `replay` (the whole sample on today's configuration), `energy`.
+- `strategies.<name>.evaluate(workload, deployment, prices, slo, *, context=None) ->
+  StrategyResult`; `strategies.registry.STRATEGIES`.
+- `planner.assess(scenario) -> Plan`; `plan_tables` (combinations, sensitivity);
+  `python -m advisor.engine assess SCENARIO.json` (see `assess_cli`).
 """
