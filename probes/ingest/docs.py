@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
-from probes.ingest.schema import AGENT_FIELDS, ROW_LISTS, Field
+from probes.ingest.schema import AGENT_FIELDS, COLUMN_LISTS, ROW_LISTS, Field
 
 
 def _doc_field(spec: Field) -> serializers.Field:
@@ -58,6 +59,26 @@ def _serializer(name: str, fields: tuple[Field, ...]) -> type[serializers.Serial
     return type(name, (serializers.Serializer,), attrs)
 
 
+def _columns_serializer(
+    name: str, fields: tuple[Field, ...], limit: int
+) -> type[serializers.Serializer]:
+    """The column layout: per field an array of that field's values, one per row."""
+    attrs: dict[str, Any] = {}
+    for spec in fields:
+        value = _doc_field(spec)
+        value.required = True  # inside the array: one value per row, null where allowed
+        value.help_text = None
+        what = "required: no nulls" if spec.required else "optional: may be left out or hold nulls"
+        attrs[spec.name] = serializers.ListField(
+            child=value,
+            required=spec.required,
+            max_length=limit,
+            help_text=f"{spec.help + '. ' if spec.help else ''}One value per row ({what})",
+        )
+    doc = "One array per field, all of the same length (row i is the i-th value of each)."
+    return type(name, (serializers.Serializer,), {**attrs, "__doc__": doc})
+
+
 AgentDoc = _serializer("IngestAgent", AGENT_FIELDS)
 _ROW_DOCS = {
     "gpus": "IngestGpu",
@@ -80,7 +101,22 @@ def _batch_doc() -> type[serializers.Serializer]:
     }
     for name, (fields, limit) in ROW_LISTS.items():
         row_doc = _serializer(_ROW_DOCS[name], fields)
-        attrs[name] = serializers.ListField(child=row_doc(), required=False, max_length=limit)
+        if name not in COLUMN_LISTS:
+            attrs[name] = serializers.ListField(child=row_doc(), required=False, max_length=limit)
+            continue
+        # Either layout: a list of row objects, or one array per field (fewer bytes, and
+        # far less server CPU per row). Both stay accepted: agents in the field send rows.
+        columns_doc = _columns_serializer(_ROW_DOCS[name] + "Columns", fields, limit)
+        either = PolymorphicProxySerializer(
+            component_name=_ROW_DOCS[name] + "Rows",
+            serializers=[row_doc(many=True), columns_doc],
+            resource_type_field_name=None,
+            many=False,
+        )
+        # On a field class, not as the declared field: serializers deep-copy their declared
+        # fields, and the copy would lose many=False.
+        field_class = extend_schema_field(either)(type(name, (serializers.JSONField,), {}))
+        attrs[name] = field_class(required=False)
     return type("IngestBatch", (serializers.Serializer,), attrs)
 
 
@@ -101,7 +137,9 @@ class IngestResultDoc(serializers.Serializer):
 
 
 class ErrorItemDoc(serializers.Serializer):
-    field = serializers.CharField(help_text="JSON path, e.g. gpu_samples[3].util_pct")
+    field = serializers.CharField(
+        help_text="JSON path: gpu_samples[3].util_pct (rows), gpu_samples.util_pct[3] (columns)"
+    )
     message = serializers.CharField()
 
 

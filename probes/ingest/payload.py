@@ -2,12 +2,18 @@
 
 Errors carry the HTTP status the API answers with (413 too large, 415 unknown encoding,
 400 not JSON).
+
+JSON is parsed by orjson: 4-5x faster than the standard library on a batch, and as strict
+(no NaN or Infinity, no lone surrogates, which PostgreSQL could not store). When it
+refuses a body, the standard library parses it again only to say why in its words.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
+
+import orjson
 
 
 class BodyError(ValueError):
@@ -30,8 +36,16 @@ def decode_body(body: bytes, *, content_encoding: str, limit_bytes: int) -> obje
     if len(raw) > limit_bytes:
         raise BodyError(413, f"body is {len(raw)} bytes decoded; the limit is {limit_bytes}")
     try:
-        text = raw.decode("utf-8")
-        return json.loads(text, parse_constant=_refuse_constant)
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        _explain(raw)
+        raise BodyError(400, f"body is not JSON: {exc}") from exc
+
+
+def _explain(raw: bytes) -> None:
+    """Raise BodyError with the standard library's reason (returns if it would accept it)."""
+    try:
+        json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
     except UnicodeDecodeError as exc:
         raise BodyError(400, f"body is not UTF-8: {exc}") from exc
     except json.JSONDecodeError as exc:

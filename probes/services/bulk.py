@@ -8,11 +8,16 @@ into a temporary staging table and one `INSERT ... SELECT ... ON CONFLICT DO NOT
 the duplicates are skipped instead of failing the batch. SQLite (the demo) gets the same
 semantics with `INSERT OR IGNORE`.
 
+`bulk_insert_columns` takes the rows column-wise (the ingest API's GPU samples) and
+encodes the binary COPY stream a column at a time (`probes.ingest.copy`), ~10x less CPU
+than formatting row by row; it leaves conflicts to the caller (see there).
+
 Runs inside the caller's transaction; returns how many rows were inserted.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -21,6 +26,8 @@ from typing import Any
 from django.db import connection, models, transaction
 from psycopg import errors as pg_errors
 from psycopg.types.json import Jsonb
+
+from probes.ingest.copy import encode_columns
 
 # PostgreSQL's timestamp epoch, 2000-01-01T00:00:00Z, in Unix seconds.
 PG_EPOCH_S = 946_684_800
@@ -57,6 +64,70 @@ def bulk_insert_ignoring_conflicts(
             return _copy_direct(model, columns, rows, ts_columns, json_columns)
     except pg_errors.UniqueViolation:
         return _copy_staged(model, columns, rows, ts_columns, json_columns)
+
+
+class RowsAlreadyStored(Exception):
+    """A plain COPY met a row already stored; the caller's transaction must be rolled back."""
+
+
+def bulk_insert_columns(
+    model: type[models.Model],
+    columns: Sequence[str],
+    values: Sequence[Sequence[Any] | None],
+    length: int,
+    *,
+    ts_columns: frozenset[str] = frozenset(),
+    skip_conflicts: bool,
+) -> int:
+    """Insert `length` rows given as one sequence per column (None: all NULL) into `model`.
+
+    Numeric columns only (bigint, integer, double precision; `ts_columns` hold Unix
+    seconds). Without `skip_conflicts` the rows are COPYed straight in and a row already
+    stored raises RowsAlreadyStored, leaving the transaction aborted: no savepoint (two
+    round trips and Django's bookkeeping per batch); the caller rolls back and calls again
+    with `skip_conflicts`, which takes the staged path and skips such rows.
+    """
+    if not length:
+        return 0
+    if connection.vendor != "postgresql":
+        rows = _transpose(values, length)
+        return _insert_sqlite(model, columns, rows, ts_columns, frozenset())
+    if skip_conflicts:
+        return _copy_staged(model, columns, _transpose(values, length), ts_columns, frozenset())
+    sql, kinds = _column_copy(model, tuple(columns), ts_columns)
+    data = encode_columns(kinds, values, length)
+    try:
+        with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
+            copy.write(data)
+    except pg_errors.UniqueViolation as exc:
+        raise RowsAlreadyStored(str(exc)) from exc
+    return length
+
+
+@functools.cache
+def _column_copy(
+    model: type[models.Model], columns: tuple[str, ...], ts_columns: frozenset[str]
+) -> tuple[str, tuple[str, ...]]:
+    """The COPY statement and the kinds `encode_columns` needs (once per model and columns)."""
+    fields = {field.column: field for field in model._meta.concrete_fields}
+    kinds = []
+    for column in columns:
+        db_type = fields[column].db_type(connection)
+        if column in ts_columns:
+            kinds.append("ts")
+        elif db_type in ("bigint", "integer"):
+            kinds.append("int8" if db_type == "bigint" else "int4")
+        elif db_type == "double precision":
+            kinds.append("float8")
+        else:
+            raise ValueError(f"{model.__name__}.{column}: {db_type} is not a numeric column")
+    quoted = ", ".join(f'"{c}"' for c in columns)
+    return f'COPY "{model._meta.db_table}" ({quoted}) FROM STDIN (FORMAT BINARY)', tuple(kinds)
+
+
+def _transpose(values: Sequence[Sequence[Any] | None], length: int) -> list[Sequence[Any]]:
+    columns = [column if column is not None else [None] * length for column in values]
+    return list(zip(*columns, strict=True))
 
 
 def _copy_direct(

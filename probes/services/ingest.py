@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from probes.ingest.schema import (
@@ -18,6 +17,7 @@ from probes.ingest.schema import (
     GPU_SAMPLE_FIELDS,
     MAX_ERRORS,
     Batch,
+    Columns,
     PayloadError,
 )
 from probes.models import (
@@ -30,7 +30,11 @@ from probes.models import (
     RequestRecord,
     RequestSource,
 )
-from probes.services.bulk import bulk_insert_ignoring_conflicts
+from probes.services.bulk import (
+    RowsAlreadyStored,
+    bulk_insert_columns,
+    bulk_insert_ignoring_conflicts,
+)
 
 GPU_SAMPLE_COLUMNS = ("gpu_id", *(f.name for f in GPU_SAMPLE_FIELDS[1:]))
 ENGINE_SAMPLE_COLUMNS = ("deployment_id", "node_id", *(f.name for f in ENGINE_SAMPLE_FIELDS[1:]))
@@ -59,24 +63,42 @@ def batch_ingest(*, node: Node, batch: Batch, received_at: datetime | None = Non
 
     Raises PayloadError (nothing stored) when a row names a GPU that is neither in the
     batch's inventory nor registered to this node.
+
+    Round trips on PostgreSQL for a batch of GPU samples: begin, claim + inventory read (one
+    statement), COPY, commit. The batch's bookkeeping row is written with its counts up
+    front and only corrected when some rows turn out to be stored already. When a GPU
+    sample is stored already (re-sent after an agent restart), the COPY fails, everything
+    is rolled back and the batch is stored again, skipping such samples.
     """
     now = received_at or timezone.now()
+    try:
+        return _batch_store(node=node, batch=batch, now=now, skip_conflicts=False)
+    except RowsAlreadyStored:
+        return _batch_store(node=node, batch=batch, now=now, skip_conflicts=True)
+
+
+def _batch_store(*, node: Node, batch: Batch, now: datetime, skip_conflicts: bool) -> IngestResult:
+    samples = batch.gpu_samples
+    expected = (len(samples), len(batch.engine_samples), len(batch.requests))
     with transaction.atomic():
-        batch_pk = _batch_claim(node=node, batch_id=batch.batch_id, now=now)
+        batch_pk, known = _batch_claim(
+            node=node, batch=batch, now=now, counts=expected, span=_time_span(batch)
+        )
         if batch_pk is None:
             return IngestResult(batch_id=batch.batch_id, duplicate=True)
-        gpu_ids = _gpus_upsert(node=node, rows=batch.gpus)
+        gpu_ids = _gpus_upsert(node=node, rows=batch.gpus, known=known)
         deployment_ids = _deployments_upsert(node=node, batch=batch, gpu_ids=gpu_ids)
 
-        gpu_rows = _resolve_gpu_samples(batch.gpu_samples, gpu_ids)
+        gpu_id_column = _resolve_gpu_samples(samples, gpu_ids)
         engine_rows = [(deployment_ids[row[0]], node.pk, *row[1:]) for row in batch.engine_samples]
         request_rows = [
             (deployment_ids[row[0]], *row[1:], RequestSource.PROXY) for row in batch.requests
         ]
         ts_cols = frozenset({"ts", "arrival_ts"})
-        gpu_inserted = bulk_insert_ignoring_conflicts(
-            GpuSample, GPU_SAMPLE_COLUMNS, gpu_rows, ts_columns=ts_cols
-        )
+        gpu_inserted = bulk_insert_columns(
+            GpuSample, GPU_SAMPLE_COLUMNS, (gpu_id_column, *samples.values[1:]), len(samples),
+            ts_columns=ts_cols, skip_conflicts=skip_conflicts,
+        )  # fmt: skip
         engine_inserted = bulk_insert_ignoring_conflicts(
             EngineSample, ENGINE_SAMPLE_COLUMNS, engine_rows,
             ts_columns=ts_cols, json_columns=frozenset({"histograms"}),
@@ -84,24 +106,15 @@ def batch_ingest(*, node: Node, batch: Batch, received_at: datetime | None = Non
         request_inserted = bulk_insert_ignoring_conflicts(
             RequestRecord, REQUEST_COLUMNS, request_rows, ts_columns=ts_cols
         )
-        stamps = [
-            *(row[1] for row in batch.gpu_samples),
-            *(row[2] for row in batch.engine_samples),
-            *(row[1] for row in batch.requests),
-        ]
-        duplicates = (
-            len(gpu_rows) - gpu_inserted
-            + len(engine_rows) - engine_inserted
-            + len(request_rows) - request_inserted
-        )  # fmt: skip
-        IngestBatch.objects.filter(pk=batch_pk).update(
-            gpu_samples=gpu_inserted,
-            engine_samples=engine_inserted,
-            requests=request_inserted,
-            duplicate_rows=duplicates,
-            min_ts=_dt(min(stamps)) if stamps else None,
-            max_ts=_dt(max(stamps)) if stamps else None,
-        )
+        inserted = (gpu_inserted, engine_inserted, request_inserted)
+        duplicates = sum(expected) - sum(inserted)
+        if duplicates:
+            IngestBatch.objects.filter(pk=batch_pk).update(
+                gpu_samples=gpu_inserted,
+                engine_samples=engine_inserted,
+                requests=request_inserted,
+                duplicate_rows=duplicates,
+            )
     # After the commit: every batch of a node would otherwise hold that node's row lock until
     # its commit, serialising the node's concurrent batches.
     _node_seen(node=node, batch=batch, now=now)
@@ -117,45 +130,110 @@ def batch_ingest(*, node: Node, batch: Batch, received_at: datetime | None = Non
     )
 
 
-def _batch_claim(*, node: Node, batch_id: str, now: datetime) -> int | None:
-    """Insert the batch id; None when it is already stored (or being stored by a concurrent
-    request, whose commit this waits for). One round trip, no savepoint."""
+# The node's GPUs and any GPU the batch reports (it may have moved from another node).
+_GPU_COLUMNS = 'id, uuid, node_id, "index", model_name, memory_bytes, mig_parent_id'
+
+
+@dataclass(frozen=True)
+class _KnownGpu:
+    id: int
+    uuid: str
+    node_id: int
+    index: int
+    model_name: str
+    memory_bytes: int
+    mig_parent_id: int | None
+
+
+def _batch_claim(
+    *,
+    node: Node,
+    batch: Batch,
+    now: datetime,
+    counts: tuple[int, int, int],
+    span: tuple[float, float] | None,
+) -> tuple[int | None, dict[str, _KnownGpu]]:
+    """Insert the batch id (None when it is already stored, or being stored by a concurrent
+    request, whose commit this waits for) and read the GPUs the batch may refer to.
+
+    No savepoint; on PostgreSQL one statement (a data-modifying CTE), elsewhere two.
+    """
+    adapt = connection.ops.adapt_datetimefield_value
     table = IngestBatch._meta.db_table
+    gpu_table = Gpu._meta.db_table
+    claim = (
+        f'INSERT INTO "{table}" (node_id, batch_id, received_at, gpu_samples, engine_samples, '
+        "requests, duplicate_rows, min_ts, max_ts) VALUES (%s, %s, %s, %s, %s, %s, 0, %s, %s) "
+        "ON CONFLICT (node_id, batch_id) DO NOTHING RETURNING id"
+    )
+    params = [
+        node.pk, batch.batch_id, adapt(now), *counts,
+        adapt(_dt(span[0])) if span else None, adapt(_dt(span[1])) if span else None,
+    ]  # fmt: skip
+    uuids = [row[_GPU["uuid"]] for row in batch.gpus]
     with connection.cursor() as cursor:
-        cursor.execute(
-            f'INSERT INTO "{table}" (node_id, batch_id, received_at, gpu_samples, '
-            "engine_samples, requests, duplicate_rows) VALUES (%s, %s, %s, 0, 0, 0, 0) "
-            "ON CONFLICT (node_id, batch_id) DO NOTHING RETURNING id",
-            [node.pk, batch_id, connection.ops.adapt_datetimefield_value(now)],
-        )
-        row = cursor.fetchone()
-    return int(row[0]) if row else None
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                f"WITH claim AS ({claim}) SELECT (SELECT id FROM claim), {_GPU_COLUMNS} "
+                f'FROM (SELECT 1) AS one LEFT JOIN "{gpu_table}" '
+                "ON node_id = %s OR uuid = ANY(%s)",
+                [*params, node.pk, uuids],
+            )
+            rows = cursor.fetchall()
+            claimed = rows[0][0]
+            gpus = [row[1:] for row in rows if row[1] is not None]
+        else:
+            cursor.execute(claim, params)
+            row = cursor.fetchone()
+            claimed = row[0] if row else None
+            marks = ", ".join("%s" for _ in uuids) or "NULL"
+            cursor.execute(
+                f'SELECT {_GPU_COLUMNS} FROM "{gpu_table}" WHERE node_id = %s OR uuid IN ({marks})',
+                [node.pk, *uuids],
+            )
+            gpus = cursor.fetchall()
+    known = {gpu[1]: _KnownGpu(*gpu) for gpu in gpus}
+    return (int(claimed) if claimed is not None else None), known
 
 
-def _gpus_upsert(*, node: Node, rows: Sequence[tuple[Any, ...]]) -> dict[str, int]:
+def _time_span(batch: Batch) -> tuple[float, float] | None:
+    """The earliest and latest instant of the batch's rows (what the rollups recompute)."""
+    stamps: list[float] = []
+    ts = batch.gpu_samples.column("ts")
+    if ts:
+        stamps += (min(ts), max(ts))
+    stamps.extend(row[2] for row in batch.engine_samples)
+    stamps.extend(row[1] for row in batch.requests)
+    return (min(stamps), max(stamps)) if stamps else None
+
+
+def _gpus_upsert(
+    *, node: Node, rows: Sequence[tuple[Any, ...]], known: dict[str, _KnownGpu]
+) -> dict[str, int]:
     """Create or update the reported GPUs on this node; uuid -> id of all the node's GPUs."""
     reported = {row[_GPU["uuid"]]: row for row in rows}
-    known = {gpu.uuid: gpu for gpu in Gpu.objects.filter(Q(node=node) | Q(uuid__in=list(reported)))}
+    node_of = {uuid: gpu.node_id for uuid, gpu in known.items()}
+    ids = {uuid: gpu.id for uuid, gpu in known.items()}
     is_mig = _GPU["mig_parent_uuid"]
     # Physical GPUs first so a MIG instance can point at its parent.
     for uuid, row in sorted(reported.items(), key=lambda item: item[1][is_mig] is not None):
-        parent = known.get(row[is_mig]) if row[is_mig] else None
+        parent_id = ids.get(row[is_mig]) if row[is_mig] else None
         wanted = {
             "node_id": node.pk,
             "index": row[_GPU["index"]],
             "model_name": row[_GPU["name"]],
             "memory_bytes": row[_GPU["memory_bytes"]],
-            "mig_parent_id": parent.pk if parent else None,
+            "mig_parent_id": parent_id,
         }
-        gpu = known.get(uuid)
-        if gpu is None:
-            known[uuid] = Gpu.objects.create(uuid=uuid, **wanted)
-        elif any(getattr(gpu, name) != value for name, value in wanted.items()):
+        current = known.get(uuid)
+        if current is None:
+            ids[uuid] = Gpu.objects.create(uuid=uuid, **wanted).pk
+            node_of[uuid] = node.pk
+        elif any(getattr(current, name) != value for name, value in wanted.items()):
             # Last reporter wins: a GPU that moved (node renamed, re-registered) follows it.
-            for name, value in wanted.items():
-                setattr(gpu, name, value)
-            gpu.save(update_fields=[name.removesuffix("_id") for name in wanted])
-    return {uuid: gpu.pk for uuid, gpu in known.items() if gpu.node_id == node.pk}
+            Gpu.objects.filter(pk=current.id).update(**wanted)
+            node_of[uuid] = node.pk
+    return {uuid: gpu_id for uuid, gpu_id in ids.items() if node_of[uuid] == node.pk}
 
 
 def _deployments_upsert(*, node: Node, batch: Batch, gpu_ids: Mapping[str, int]) -> dict[str, int]:
@@ -185,28 +263,22 @@ def _deployments_upsert(*, node: Node, batch: Batch, gpu_ids: Mapping[str, int])
     return {name: deployment.pk for name, deployment in found.items()}
 
 
-def _resolve_gpu_samples(
-    rows: Sequence[tuple[Any, ...]], gpu_ids: Mapping[str, int]
-) -> list[tuple[Any, ...]]:
-    resolved: list[tuple[Any, ...]] = []
+def _resolve_gpu_samples(samples: Columns, gpu_ids: Mapping[str, int]) -> list[int]:
+    """The gpu_id column of the samples; PayloadError naming each unknown GPU's row."""
+    uuids = samples.column("gpu_uuid") or []
+    ids = list(map(gpu_ids.get, uuids))
+    if None not in ids:
+        return ids  # type: ignore[return-value]  # no None: checked just above
     errors: list[tuple[str, str]] = []
-    for i, row in enumerate(rows):
-        gpu_id = gpu_ids.get(row[0])
+    for i, gpu_id in enumerate(ids):
         if gpu_id is None:
-            errors.append(
-                (
-                    f"gpu_samples[{i}].gpu_uuid",
-                    f"unknown GPU {row[0]!r}: list it in `gpus` (it is not registered to "
-                    "this node)",
-                )
+            message = (
+                f"unknown GPU {uuids[i]!r}: list it in `gpus` (it is not registered to this node)"
             )
+            errors.append((samples.path(i, "gpu_uuid"), message))
             if len(errors) >= MAX_ERRORS:
                 break
-            continue
-        resolved.append((gpu_id, *row[1:]))
-    if errors:
-        raise PayloadError(errors)
-    return resolved
+    raise PayloadError(errors)
 
 
 def _node_seen(*, node: Node, batch: Batch, now: datetime) -> None:
