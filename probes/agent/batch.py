@@ -3,6 +3,11 @@
 The node's inventory (GPUs, deployments) and host facts ride along every batch (they are
 small), so the server can always resolve the rows and a restarted server learns the node
 again from the next batch. Thread-safe: the proxy thread adds request records.
+
+Rows are sealed in the column layout (`probes.ingest.schema`: one array per field, all of
+the same length): a third of the bytes of one object per row, and a fraction of the
+server's CPU per sample. A server that predates that layout refuses it; the pusher then
+sends rows again (`columns_to_rows`).
 """
 
 from __future__ import annotations
@@ -87,9 +92,9 @@ class BatchBuilder:
             "agent": {"version": VERSION, **agent},
             "gpus": gpus,
             "deployments": deployments,
-            "gpu_samples": gpu_samples,
-            "engine_samples": engine_samples,
-            "requests": requests,
+            "gpu_samples": rows_to_columns(gpu_samples),
+            "engine_samples": rows_to_columns(engine_samples),
+            "requests": rows_to_columns(requests),
         }
         if host is not None:
             payload["host"] = host
@@ -100,3 +105,32 @@ class BatchBuilder:
             "requests": len(requests),
         }
         return SealedBatch(batch_id, sum(counts.values()), gzip.compress(body, 6), counts)
+
+
+# The payload's row lists that may be sent column-wise.
+COLUMN_LISTS = ("gpu_samples", "engine_samples", "requests")
+
+
+def rows_to_columns(rows: list[Row]) -> dict[str, list[Any]] | list[Row]:
+    """Rows as one array per field (null where a row lacks the field); `[]` when empty."""
+    if not rows:
+        return []
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    return {name: [row.get(name) for row in rows] for name in names}
+
+
+def columns_to_rows(body_gz: bytes) -> bytes:
+    """The same sealed batch with its rows as one object per row (for an older server)."""
+    payload = json.loads(gzip.decompress(body_gz))
+    for name in COLUMN_LISTS:
+        columns = payload.get(name)
+        if isinstance(columns, dict):
+            names = list(columns)
+            payload[name] = [
+                {k: v for k, v in zip(names, values, strict=True) if v is not None}
+                for values in zip(*columns.values(), strict=True)
+            ]
+    body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+    return gzip.compress(body, 6)

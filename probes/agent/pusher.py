@@ -6,6 +6,10 @@ Answers: 201 stored or 200 already stored (a retry of a batch whose first answer
 token is wrong: keep the batch, re-read the token file, retry with backoff. Anything else
 (5xx, 408, 429, connection refused, timeouts) -> retry with exponential backoff and jitter
 (Retry-After is honoured), keeping the batch.
+
+A server older than the column layout answers a columnar batch 400 "`gpu_samples`: must be
+a list": the batch is sent again as rows at once, and so is every later one (until the
+agent restarts), so an agent upgraded before its server loses nothing.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from pathlib import Path
 
 import httpx
 
+from probes.agent.batch import COLUMN_LISTS, columns_to_rows
 from probes.agent.spool import Spool, SpoolEntry
 
 log = logging.getLogger(__name__)
@@ -81,6 +86,8 @@ class Pusher:
         self.stats = PushStats()
         self._thread: threading.Thread | None = None
         self._said_down = False
+        # Set once the server has refused the column layout (it predates it).
+        self.rows_only = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="gca-pusher", daemon=True)
@@ -122,15 +129,11 @@ class Pusher:
         except FileNotFoundError:
             return True  # removed meanwhile (the spool dropped it to stay under its cap)
         try:
-            response = self._client.post(
-                self.url,
-                content=body,
-                headers={
-                    "Authorization": f"Bearer {token}",
-                    "Content-Type": "application/json",
-                    "Content-Encoding": "gzip",
-                },
-            )
+            response = self._post(body, token)
+            if response.status_code == 400 and not self.rows_only and _refuses_columns(response):
+                log.warning("the server predates the column layout; sending rows from now on")
+                self.rows_only = True
+                response = self._post(body, token)
         except httpx.HTTPError as exc:
             return self._failed(f"{type(exc).__name__}: {exc}")
         status = response.status_code
@@ -160,6 +163,22 @@ class Pusher:
             self._backoff_s = min(BACKOFF_MAX_S, float(retry_after)) / 2
         return self._failed(f"HTTP {status}: {response.text[:300]}")
 
+    def _post(self, body: bytes, token: str) -> httpx.Response:
+        if self.rows_only:
+            try:
+                body = columns_to_rows(body)
+            except (OSError, EOFError, ValueError) as exc:  # unreadable: let the server say
+                log.error("cannot re-encode a spooled batch as rows: %s", exc)
+        return self._client.post(
+            self.url,
+            content=body,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "Content-Type": "application/json",
+                "Content-Encoding": "gzip",
+            },
+        )
+
     def _failed(self, error: str) -> bool:
         self.stats.failures += 1
         self.stats.last_error = error
@@ -181,3 +200,15 @@ class Pusher:
         if self._drain_deadline is not None:
             deadline = min(deadline, self._drain_deadline)
         self._stop.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+
+def _refuses_columns(response: httpx.Response) -> bool:
+    """Is this 400 the answer of a server that takes rows only (one object per row)?"""
+    try:
+        errors = response.json()["errors"]
+        return any(
+            error["field"] in COLUMN_LISTS and error["message"] == "must be a list"
+            for error in errors
+        )
+    except (ValueError, KeyError, TypeError):
+        return False
