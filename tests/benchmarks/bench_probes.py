@@ -4,11 +4,17 @@ Reproduce with `.venv/bin/python -m tests.benchmarks bench_probes` (or `make ben
 PostgreSQL on 127.0.0.1:5432 and `make vllm-node`). Everything runs as real processes:
 
 - `ingest_samples_per_s`: GPU samples per second stored into PostgreSQL through the whole
-  ingest path: HTTP POST of gzip JSON batches of 1,000 samples (8 GPUs) to gunicorn serving
-  the real API (3 sync workers), token auth, decode, validation, COPY, commit, answer. Three
-  client processes post pre-built batches (200 after a warm-up); samples/s = stored rows /
-  wall time, checked against a row count. A throwaway database `gca_bench_probes` is
-  created and dropped. Target >= 100,000 on the 2-core machine.
+  ingest path: HTTP POST of gzip JSON batches of 1,000 samples (8 GPUs, 8 fields each) to
+  gunicorn serving the real API (3 sync workers), token auth, decode, validation, COPY,
+  commit, answer. Batches are encoded as the agent seals them (`probes.agent.batch`: the
+  column layout). Three client processes post pre-built batches (200 after a warm-up);
+  samples/s = stored rows / wall time, checked against a row count. A throwaway database
+  `gca_bench_probes` is created and dropped. Target >= 100,000 on the 2-core machine.
+  Printed beside it: CPU microseconds per sample of the gunicorn workers, of the
+  PostgreSQL backends serving them, and of the clients (/proc utime + stime), i.e. where
+  the two cores go and the ceiling they allow (2 s / (sum of the three) per second).
+- `ingest_rows_samples_per_s` (info): the same with the row layout (one object per
+  sample), which agents released before the column layout still send.
 - `agent_cpu_pct`: CPU time of `python -m probes.agent` (its own process: /proc utime +
   stime) over 60 s of wall time while it samples a real vLLM CPU node's /metrics at 1 Hz,
   seals a batch every 10 s and pushes it to the server above; NVML is absent on this
@@ -29,6 +35,7 @@ The machine is shared with other work: the load average is printed with each fig
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import multiprocessing
@@ -46,6 +53,7 @@ from pathlib import Path
 import httpx
 import psycopg
 
+from probes.agent.batch import rows_to_columns
 from tests.benchmarks import Figure
 from tests.support.components import free_port
 from tests.support.vllm_node import SERVED_NAME, running_vllm
@@ -63,7 +71,8 @@ PAIRS_FAKE, PAIRS_VLLM = 300, 100
 def run() -> Iterator[Figure]:
     with _bench_database() as database_url, _server(database_url) as server:
         token = _register_node(database_url)
-        yield _ingest_figure(server, token, database_url)
+        yield _ingest_figure(server, token, database_url, columnar=True)
+        yield _ingest_figure(server, token, database_url, columnar=False)
         with running_vllm(name="bench-probes-vllm") as vllm:
             vllm_url = vllm.launch.base_url
             with _fake_upstream() as fake, _agent(server, token, vllm_url, fake) as agent:
@@ -80,8 +89,10 @@ def run() -> Iterator[Figure]:
 # -- ingest ---------------------------------------------------------------------------------
 
 
-def _ingest_figure(server: str, token: str, database_url: str) -> Figure:
-    t0 = time.time() - 30 * 24 * 3600
+def _ingest_figure(server: str, token: str, database_url: str, *, columnar: bool) -> Figure:
+    # Each layout its own month of samples and batch ids: no sample or batch id repeats.
+    t0 = time.time() - (30 if columnar else 60) * 24 * 3600
+    prefix = "bench-columns" if columnar else "bench-rows"
     gpus = [{"uuid": f"GPU-bench-{i}", "index": i, "name": "NVIDIA H100 80GB HBM3",
              "memory_bytes": 85_899_345_920} for i in range(GPUS)]  # fmt: skip
     bodies = []
@@ -93,22 +104,67 @@ def _ingest_figure(server: str, token: str, database_url: str) -> Figure:
              "temperature_c": 61.0}
             for j in range(SAMPLES_PER_BATCH)
         ]  # fmt: skip
-        payload = {"batch_id": f"bench-{b}", "gpus": gpus, "gpu_samples": samples}
+        encoded = rows_to_columns(samples) if columnar else samples
+        payload = {"batch_id": f"{prefix}-{b}", "gpus": gpus, "gpu_samples": encoded}
         bodies.append(gzip.compress(json.dumps(payload).encode(), 6))
     warmup, measured = bodies[:WARMUP], bodies[WARMUP:]
     _post_all(server, token, warmup)
     before = _count(database_url)
     chunks = [measured[i::CLIENTS] for i in range(CLIENTS)]
+    cpu_before = _server_cpu_s(server, database_url)
+    clients_before = _children_cpu_s()
     started = time.perf_counter()
     with multiprocessing.get_context("fork").Pool(CLIENTS) as pool:
         pool.starmap(_post_all, [(server, token, chunk) for chunk in chunks])
     elapsed = time.perf_counter() - started
+    clients_s = _children_cpu_s() - clients_before
+    workers_s, postgres_s = (
+        after - before
+        for after, before in zip(_server_cpu_s(server, database_url), cpu_before, strict=True)
+    )
     stored = _count(database_url) - before
     if stored != BATCHES * SAMPLES_PER_BATCH:
         raise RuntimeError(f"stored {stored} samples, sent {BATCHES * SAMPLES_PER_BATCH}")
-    print(f"# ingest: {stored} samples in {elapsed:.2f} s, {CLIENTS} clients, {WORKERS} "
-          f"workers; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    return Figure("ingest_samples_per_s", stored / elapsed, "samples/s", ">= 100000")
+    per = 1e6 / stored
+    total_us = (workers_s + postgres_s + clients_s) * per
+    layout = "columns" if columnar else "rows"
+    print(f"# ingest ({layout}): {stored} samples in {elapsed:.2f} s, {CLIENTS} clients, "
+          f"{WORKERS} workers; CPU us/sample: gunicorn workers {workers_s * per:.1f}, "
+          f"postgres {postgres_s * per:.1f}, clients {clients_s * per:.1f} (ceiling on 2 "
+          f"idle cores {2e6 / total_us:,.0f}/s); load average "
+          f"{os.getloadavg()[0]:.1f}")  # fmt: skip
+    if columnar:
+        return Figure("ingest_samples_per_s", stored / elapsed, "samples/s", ">= 100000")
+    return Figure("ingest_rows_samples_per_s", stored / elapsed, "samples/s", "info")
+
+
+def _server_cpu_s(server: str, database_url: str) -> tuple[float, float]:
+    """CPU seconds so far of the gunicorn workers serving `server` and of the PostgreSQL
+    backends connected to the bench database."""
+    port = server.rsplit(":", 1)[1]
+    workers = 0.0
+    for stat in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            cmdline = stat.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"gunicorn" in b" ".join(cmdline[:2]) and f"127.0.0.1:{port}".encode() in cmdline:
+            workers += _cpu_seconds(int(stat.parent.name))
+    with psycopg.connect(database_url.replace("postgres://", "postgresql://")) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchall()
+    postgres = 0.0
+    for (pid,) in rows:
+        with contextlib.suppress(OSError):  # a backend that ended meanwhile
+            postgres += _cpu_seconds(pid)
+    return workers, postgres
+
+
+def _children_cpu_s() -> float:
+    times = os.times()
+    return times.children_user + times.children_system
 
 
 def _post_all(server: str, token: str, bodies: list[bytes]) -> None:
