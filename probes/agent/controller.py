@@ -43,6 +43,7 @@ CONFIG_PATH = "/api/v1/agent/config/"
 SMOKE_TIMEOUT_S = 60.0
 PROBE_TIMEOUT_S = 10.0
 METRICS_TIMEOUT_S = 3.0
+UNHEALTHY_AFTER_CHECKS = 3  # consecutive failed /health checks before reporting "unhealthy"
 # The vLLM series gates read (canonical names, see vllm_metrics); the rest are not parsed.
 GATE_SERIES = frozenset({
     "time_to_first_token_seconds", "request_time_per_output_token_seconds",
@@ -240,6 +241,7 @@ class ControllerTask:
         self._lock = threading.RLock()
         self._worker: threading.Thread | None = None
         self._down_since: float | None = None
+        self._failed_checks = 0
         self._probe_until = 0.0
         self._probe_interval_s = 0.0
         self._next_probe = 0.0
@@ -392,10 +394,14 @@ class ControllerTask:
             elif not health.running:
                 self._on_down(health)
             else:
-                self.state = "serving" if health.healthy else "unhealthy"
                 self._down_since = None
-                if not health.healthy:
-                    self.detail = health.detail
+                self._failed_checks = 0 if health.healthy else self._failed_checks + 1
+                # One slow /health on a busy machine is not an outage (kubelet's
+                # failureThreshold, 3 by default, makes the same call).
+                if health.healthy:
+                    self.state = "serving"
+                elif self._failed_checks >= UNHEALTHY_AFTER_CHECKS:
+                    self.state, self.detail = "unhealthy", health.detail
         self._probe(now_s)
         self._report_quietly()
 

@@ -272,3 +272,20 @@ def test_an_admin_rolls_back_a_verified_canary(bob: User, alice: User) -> None:
     assert ("progressing", "rolling_back") in transitions(rollout)
     event = rollout.events.get(to_status="rolling_back")
     assert (event.actor_label, event.message) == ("alice", "latency looks odd")
+
+
+def test_the_verdict_waits_for_a_report_with_counters(bob: User, alice: User) -> None:
+    run = Run(bob, alice)
+    run.step(1)
+    run.agents[0].apply_desired(at=run.at(2))
+    run.step(3)
+    run.agents[0].report(at=run.at(64), more_requests=20)
+    node = run.fleet.nodes[0]
+    node.refresh_from_db()
+    node.observed_config["metrics"] = None  # the agent's scrape timed out this once
+    node.save()
+    run.step(65)
+    assert statuses(run.fresh)[0] == "baking"
+    run.agents[0].report(at=run.at(66))
+    run.step(67)
+    assert statuses(run.fresh)[0] == "verified"

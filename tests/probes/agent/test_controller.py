@@ -156,6 +156,16 @@ def test_it_restarts_an_exited_process_only_after_the_delay() -> None:
     assert report.state == "serving"
 
 
+def test_it_reports_unhealthy_only_after_three_failed_checks_in_a_row() -> None:
+    controller, source = FakeController(), FakeSource()
+    task = _task(controller, source)
+    assert _tick(task).state == "serving"
+    controller.healthy = False
+    assert [_tick(task).state for _ in range(3)] == ["serving", "serving", "unhealthy"]
+    controller.healthy = True
+    assert _tick(task).state == "serving"
+
+
 def test_a_new_desired_config_wins_over_restarting_the_exited_one() -> None:
     controller, source = FakeController(), FakeSource()
     task = _task(controller, source, restart_delay_s=0.0)
