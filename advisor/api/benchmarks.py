@@ -32,7 +32,7 @@ from advisor.services.benchmarks import (
     benchmark_job_cancel,
     benchmark_job_create,
 )
-from probes.roles import role_of
+from probes.roles import OPERATOR, VIEWER, role_of
 
 RUN_PERMISSION = "advisor.run_benchmark"
 LIST_LIMIT = 200
@@ -40,6 +40,8 @@ LIST_LIMIT = 200
 
 class HasRole(permissions.BasePermission):
     """Reads need any role; writes need `advisor.run_benchmark`."""
+
+    required_role = {"GET": VIEWER, "POST": OPERATOR}  # read by the URL-walk test
 
     def has_permission(self, request: Request, view: Any) -> bool:
         if role_of(request.user) is None:

@@ -122,6 +122,10 @@ def url_values(small_fleet: SmallFleet, settings: Any, tmp_path: Path) -> dict[s
         "deployment_id": str(small_fleet.deployment.pk),
         "cluster_id": str(small_fleet.cluster.pk),
         "rollout_id": "999999",  # no such rollout: admins get 404, weaker roles 403 first
+        "job_id": "999999",
+        "assessment_id": "999999",
+        "run_id": "999999",
+        "endpoint_id": "999999",
         # Django admin
         "object_id": "1",
         "content_type_id": "1",
