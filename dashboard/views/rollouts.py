@@ -147,6 +147,10 @@ def _form_values(data: Any) -> dict[str, Any]:
     return values
 
 
+def _recent_assessments() -> list[Assessment]:
+    return list(Assessment.objects.filter(status="completed").select_related("cluster")[:20])
+
+
 @role_required(OPERATOR)
 def rollout_new(request: HttpRequest) -> HttpResponse:
     """GET: the proposal form (prefilled from ?assessment=&deployment=&strategy=); POST: propose."""
@@ -157,7 +161,7 @@ def rollout_new(request: HttpRequest) -> HttpResponse:
             rollout = rollout_propose(user=request.user, **_propose_args(request.POST))
         except RolloutError as exc:
             errors.append(f"{exc.field}: {exc.message}")
-            status = exc.status if exc.status != 403 else 403
+            status = exc.status
         else:
             messages.success(request, f"Rollout #{rollout.id} proposed; an admin starts it.")
             return redirect("dashboard:rollout", rollout_id=rollout.id)
@@ -169,7 +173,7 @@ def rollout_new(request: HttpRequest) -> HttpResponse:
             "form": _form_values(request.POST if request.method == "POST" else request.GET),
             "nodes": Node.objects.select_related("cluster"),
             "deployments": ModelDeployment.objects.select_related("cluster"),
-            "assessments": Assessment.objects.filter(status="completed")[:20],
+            "assessments": _recent_assessments(),
             "strategy_fields": STRATEGY_FIELDS,
             "gate_fields": GATE_FIELDS,
         },
