@@ -250,6 +250,11 @@ def fixed_fleet(
     best = run(highest)
     if not best.projection.meets_slo:
         return highest, best
+    if highest > lowest:  # usually the peak-based count is the answer: check one fewer first
+        fewer = run(highest - 1)
+        if not fewer.projection.meets_slo:
+            return highest, best
+        best, highest = fewer, highest - 1
     low, high = lowest, highest  # invariant: high meets
     while low < high:
         mid = (low + high) // 2

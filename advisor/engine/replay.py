@@ -18,7 +18,7 @@ from advisor.engine.context import AssessmentContext, Resolved
 from advisor.engine.perf import ConfigError
 from advisor.engine.sim import Replica
 
-STATIC_REPLAY_REQUESTS = 20_000  # the static-batching simulator is plain Python
+STATIC_REPLAY_REQUESTS = 2_000  # the static-batching simulator is plain Python (slow)
 
 
 def replay(ctx: AssessmentContext, item: Resolved) -> dict[str, object]:

@@ -3,7 +3,7 @@
 A `Scenario` is a frozen, JSON-round-trippable snapshot: `Scenario.from_json(s.to_json())`
 gives back an equal scenario (same numbers to the last bit: floats are written with `repr`),
 so an assessment stored as `to_json()` re-runs to the same plan. `digest()` is a SHA-256 of
-the canonical JSON, a key for "same inputs".
+the canonical JSON with arrays hashed by their bytes, a key for "same inputs".
 
 Structure (JSON field names are the dataclass field names; see
 `advisor/engine/examples/README.md` for a worked example):
@@ -37,7 +37,6 @@ does not accept: a `sample` given as a trace file reference, and a generated loa
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping
@@ -550,7 +549,10 @@ class Scenario:
         return json.dumps(self.to_dict(), sort_keys=True, indent=indent, allow_nan=False)
 
     def digest(self) -> str:
-        return hashlib.sha256(self.to_json().encode()).hexdigest()
+        """SHA-256 identifying the inputs (arrays hashed by their bytes; see scenario_json)."""
+        from advisor.engine.scenario_json import scenario_digest
+
+        return scenario_digest(self)
 
     @classmethod
     def from_dict(cls, data: object) -> Scenario:

@@ -8,6 +8,7 @@ left out take defaults, and SLO and autoscaling defaults are listed in their `de
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import fields
@@ -69,6 +70,44 @@ def scenario_to_dict(scenario: Scenario) -> dict[str, Any]:
     out = cast(dict[str, Any], _plain(scenario))
     out["version"] = SCENARIO_VERSION
     return out
+
+
+def _array_digest(array: npt.NDArray[Any]) -> str:
+    data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
+    return f"sha256:{array.dtype.name}:{hashlib.sha256(data.tobytes()).hexdigest()}"
+
+
+def scenario_digest(scenario: Scenario) -> str:
+    """SHA-256 of the canonical JSON with each array replaced by the SHA-256 of its bytes.
+
+    Equal scenarios (and a scenario and its JSON round trip) have equal digests; hashing the
+    arrays' bytes instead of their decimal text keeps this fast for million-request samples.
+    """
+
+    def swap(value: Any) -> Any:
+        if isinstance(value, np.ndarray):
+            return _array_digest(value)
+        if isinstance(value, Workload):
+            return {
+                "name": value.name,
+                "arrival_s": _array_digest(value.arrival_s),
+                "prompt_tokens": _array_digest(value.prompt_tokens),
+                "output_tokens": _array_digest(value.output_tokens),
+            }
+        if hasattr(value, "__dataclass_fields__"):
+            return {f.name: swap(getattr(value, f.name)) for f in fields(value)}
+        if isinstance(value, Mapping):
+            return {str(k): swap(v) for k, v in value.items()}
+        if isinstance(value, tuple | list):
+            return [swap(v) for v in value]
+        if isinstance(value, np.generic):
+            return value.item()
+        return value
+
+    text = json.dumps(
+        {"version": SCENARIO_VERSION, **swap(scenario)}, sort_keys=True, allow_nan=False
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 T = TypeVar("T")
