@@ -360,6 +360,21 @@ class AutoscalingSpec:
         check_positive("startup_overhead_s", self.startup_overhead_s, strict=False)
 
 
+AUTOSCALING_DEFAULTS = (
+    "min_replicas",
+    "scale_up_stabilization_s",
+    "scale_down_stabilization_s",
+    "sync_period_s",
+    "load_bandwidth_bytes_per_s",
+    "startup_overhead_s",
+)
+
+
+def default_autoscaling() -> AutoscalingSpec:
+    """No autoscaler today, every bound and window at its default (flagged as such)."""
+    return AutoscalingSpec(defaulted=AUTOSCALING_DEFAULTS)
+
+
 @dataclass(frozen=True)
 class QualityOverride:
     """The user's own measured quality change for a scheme (points, negative = worse)."""
@@ -391,7 +406,7 @@ class DeploymentSpec:
     static_batch_size: int = 32
     static_timeout_s: float = 1.0
     slo: SloSpec = field(default_factory=SloSpec)
-    autoscaling: AutoscalingSpec = field(default_factory=AutoscalingSpec)
+    autoscaling: AutoscalingSpec = field(default_factory=lambda: default_autoscaling())
     spec_decode: SpecDecodeCounters | None = None
     speculative_candidates: tuple[SpecCandidate, ...] = ()
     quality_overrides: Mapping[str, QualityOverride] = field(default_factory=dict)

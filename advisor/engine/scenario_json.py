@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from advisor.engine.perf import CalibrationProfile, ConfigError
 from advisor.engine.scenario import (
+    AUTOSCALING_DEFAULTS,
     SCENARIO_VERSION,
     SLO_FIELDS,
     AutoscalingSpec,
@@ -37,6 +38,7 @@ from advisor.engine.scenario import (
     SpecDecodeCounters,
     SpeculativeSpec,
     WorkloadSpec,
+    default_autoscaling,
     diurnal_load,
 )
 from advisor.engine.workload import Workload, WorkloadError
@@ -330,13 +332,7 @@ def _autoscaling(value: Any, path: str) -> AutoscalingSpec:
     base = AutoscalingSpec()
     kwargs: dict[str, Any] = {}
     defaulted = list(obj.opt("defaulted", _strs) or ())
-    flagged = (
-        "scale_up_stabilization_s",
-        "scale_down_stabilization_s",
-        "sync_period_s",
-        "load_bandwidth_bytes_per_s",
-        "startup_overhead_s",
-    )
+    flagged = AUTOSCALING_DEFAULTS
     for name, kind in (
         ("enabled", _bool),
         ("min_replicas", _int),
@@ -360,15 +356,7 @@ def _autoscaling(value: Any, path: str) -> AutoscalingSpec:
 
 
 def _autoscaling_default() -> AutoscalingSpec:
-    return AutoscalingSpec(
-        defaulted=(
-            "scale_up_stabilization_s",
-            "scale_down_stabilization_s",
-            "sync_period_s",
-            "load_bandwidth_bytes_per_s",
-            "startup_overhead_s",
-        )
-    )
+    return default_autoscaling()
 
 
 def _quality(value: Any, path: str) -> QualityOverride:

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from advisor.engine.advice import StrategyResult
 from advisor.engine.autoscale import HpaPolicy, hpa_manifest, keda_manifest, metric_table
 from advisor.engine.capacity import ReplicaConfig
@@ -50,8 +52,12 @@ def policies(
     curve = fixed.curve
     scaling = item.spec.autoscaling
     cap = scaling.max_replicas or max(2 * fixed.replicas, fixed.replicas + 2)
+    floors = [scaling.min_replicas]
+    idle = bool(np.any(item.load.rate_rps == 0.0))
+    if idle and scaling.min_replicas >= 1 and "min_replicas" in scaling.defaulted:
+        floors.append(0)  # idle stretches and no minimum set: KEDA may scale to zero
     out = []
-    for metric in metrics:
+    for floor, metric in [(f, m) for f in floors for m in metrics]:
         table = metric_table(curve, metric)
         for share in LOAD_SHARES:
             target = curve.interp0(table, share * curve.slo_rps)
@@ -63,8 +69,8 @@ def policies(
                 HpaPolicy(
                     metric,
                     round(target, 3),
-                    scaling.min_replicas,
-                    max(cap, scaling.min_replicas, 1),
+                    floor,
+                    max(cap, floor, 1),
                     scaling.scale_up_stabilization_s,
                     scaling.scale_down_stabilization_s,
                     scaling.sync_period_s,
@@ -188,8 +194,15 @@ def evaluate(
         "queue-length and KV-usage metrics need prometheus-adapter (HPA) or KEDA's "
         "Prometheus scaler reading vLLM's /metrics",
     ]
+    notes: tuple[str, ...] = ()
     if policy.min_replicas == 0:
         risks.append("scale to zero: the first request after an idle spell waits a cold start")
+        risks.append(
+            "with no pod running vLLM's own metrics vanish: activate on a signal that outlives "
+            "the pods (the router's or gateway's pending requests)"
+        )
+        notes = ("the HPA manifest keeps one replica (HPA cannot scale to zero); the KEDA one "
+                 "scales to zero",)  # fmt: skip
     return StrategyResult(
         strategy=NAME,
         deployment=item.name,
@@ -197,7 +210,7 @@ def evaluate(
         summary=summary,
         baseline=baseline,
         projected=best.run.projection,
-        config_change=change(base, base, manifests=manifests),
+        config_change=change(base, base, manifests=manifests, notes=notes),
         alternatives=tuple(alternatives),
         assumptions=assumptions,
         risks=tuple(risks),

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from advisor.engine.perf import weight_bytes
-from advisor.engine.scenario import SloSpec
+from advisor.engine.scenario import AutoscalingSpec, SloSpec, diurnal_load
 from advisor.engine.strategies import autoscaling
 from advisor.engine.strategies._common import cold_start_s
 from tests.engine.strategies.helpers import context, deployment, diurnal, flat, run
@@ -49,3 +49,23 @@ def test_it_derives_the_cold_start_from_model_size_and_load_bandwidth() -> None:
     item = ctx.resolved["c"]
     weights = weight_bytes(item.model, item.baseline.deployment().quant)
     assert cold_start_s(item, item.baseline) == pytest.approx(60.0 + weights / 2e9)
+
+
+def test_it_scales_an_idle_nightly_job_to_zero_unless_a_minimum_is_set() -> None:
+    night = diurnal_load(None, days=2, mean_rps=3.0, active_hours_utc=(0.0, 6.0))
+    ctx = context(deployment("night", rate_rps=3.0, load=night, replicas=2))
+    result = run(autoscaling, ctx, "night")
+    assert result.status == "recommended"
+    assert result.details["policy"]["min_replicas"] == 0
+    keda = yaml.safe_load(result.config_change.manifests["night-keda.yaml"])
+    assert keda["spec"]["minReplicaCount"] == 0
+    assert result.projected.gpus < 1.0  # off for most of the day
+    assert result.details["slo_attainment_during_ramps"] < 1.0  # first requests wait
+    assert any("cold start" in risk for risk in result.risks)
+
+    kept = context(
+        deployment("night", rate_rps=3.0, load=night, replicas=2,
+                   autoscaling=AutoscalingSpec(min_replicas=1)),
+    )  # fmt: skip
+    floor = run(autoscaling, kept, "night")
+    assert floor.details.get("policy", {"min_replicas": 1})["min_replicas"] == 1
