@@ -59,6 +59,9 @@ from advisor.engine.strategies.sharing import SharingPlan, plan_sharing
 
 PER_DEPLOYMENT = ("batching", "quantization", "autoscaling", "speculative")
 AUTOSCALED = 3  # the cheapest fixed candidates that also get an autoscaling policy
+# Costs within this share of the cheapest are a tie, settled by changing fewer things: a
+# percent a month does not pay for a new checkpoint or another moving part.
+TIE = 0.01
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,12 +83,12 @@ class DeploymentSearch:
     candidates: list[Candidate] = field(default_factory=list)
 
     def best(self, allowed: frozenset[str]) -> Candidate | None:
-        """The cheapest candidate meeting the SLOs; on a tie, the one changing least."""
+        """The cheapest candidate meeting the SLOs; within `TIE` of it, the one changing least."""
         usable = [c for c in self.candidates if c.strategies <= allowed and c.meets]
         if not usable:
             return None
-        lowest = min(round(c.sized.usd_per_month, 2) for c in usable)
-        tied = [c for c in usable if round(c.sized.usd_per_month, 2) == lowest]
+        lowest = min(c.sized.usd_per_month for c in usable)
+        tied = [c for c in usable if c.sized.usd_per_month <= lowest * (1.0 + TIE) + 0.005]
         fewest = min(len(c.strategies) for c in tied)
         chosen = cheapest([c.sized for c in tied if len(c.strategies) == fewest])
         return next((c for c in tied if c.sized is chosen), None)

@@ -62,12 +62,13 @@ def test_it_builds_the_combination_table_for_this_fleet(plan: Plan) -> None:
     assert rows[0].strategies == ()
     full = next(r for r in rows if len(r.strategies) == 5)
     assert full.usd_per_month == pytest.approx(plan.fleet_plan.usd_per_month)
-    # adding a strategy never makes the best plan dearer (the smaller set stays available)
+    # adding a strategy never makes the best plan dearer (the smaller set stays available;
+    # the planner settles costs within 1% by changing less, hence the tolerance)
     by_set = {frozenset(r.strategies): r for r in rows if r.meets_slo}
     for strategies, row in by_set.items():
         for other, bigger in by_set.items():
             if strategies < other and "sharing" not in other - strategies:
-                assert bigger.usd_per_month <= row.usd_per_month + 0.01
+                assert bigger.usd_per_month <= row.usd_per_month * 1.01 + 0.01
 
 
 def test_it_reports_sensitivity_largest_swing_first(plan: Plan) -> None:
