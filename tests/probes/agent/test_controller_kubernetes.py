@@ -18,16 +18,17 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx
 import pytest
 from kubernetes import client as k8s
 
-from probes.agent.controller import ApplyError
+from probes.agent.controller import ApplyError, ControllerTask
 from probes.agent.controller_kubernetes import (
     KubernetesController,
     RolloutWaitError,
     rollout_status,
 )
-from probes.agent.desired import NodeConfig
+from probes.agent.desired import Desired, NodeConfig, Observed
 
 NS, NAME, CONTAINER = "inference", "llama", "vllm"
 BASE = ["python3", "-m", "vllm.entrypoints.openai.api_server", "--port", "8000"]
@@ -299,3 +300,40 @@ def test_rollout_status_follows_kubectl() -> None:
     deadline = {"observedGeneration": 2, "conditions": [stuck]}
     with pytest.raises(RolloutWaitError, match="exceeded its progress deadline"):
         rollout_status({**base, "status": deadline})
+
+
+class _Source:
+    def __init__(self, desired: Desired) -> None:
+        self.desired = desired
+        self.reports: list[Observed] = []
+
+    def fetch(self) -> Desired:
+        return self.desired
+
+    def report(self, observed: Observed) -> None:
+        self.reports.append(observed)
+
+
+def test_the_agent_task_drives_the_deployment_and_reports_the_failure(
+    cluster: tuple[FakeCluster, str],
+) -> None:
+    fake, url = cluster
+    controller = _controller(url)
+    source = _Source(Desired(generation=1, config=NodeConfig({"max_num_seqs": 64})))
+    task = ControllerTask(controller, source, client=httpx.Client())
+    task.start()
+    assert task.wait_idle(10)
+    task.tick(0.0)
+    assert task.wait_idle(30)
+    report = task.observed()
+    assert (report.controller, report.applied_generation, report.state) == (
+        "kubernetes", 1, "serving")  # fmt: skip
+    source.desired = Desired(generation=2, config=NodeConfig({"bad_flag": True}))
+    task.tick(0.0)
+    assert task.wait_idle(30)
+    report = task.observed()
+    assert report.applied_generation == 1
+    assert report.last_failure is not None
+    assert report.last_failure.generation == 2
+    assert "exceeded its progress deadline" in report.last_failure.error
+    assert "--max-num-seqs" in " ".join(fake._container()["command"])  # generation 1 again
