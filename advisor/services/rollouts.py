@@ -46,7 +46,7 @@ from advisor.rollouts.ledger import ProjectionError, check_projection
 from advisor.rollouts.recommendation import RecommendationError, change_from_recommendation
 from advisor.rollouts.transitions import TransitionError, batches, check_transition
 from probes.agent.desired import NodeConfig, ProtocolError
-from probes.models import ModelDeployment, Node
+from probes.models import ControllerKind, ModelDeployment, Node
 
 # A node whose agent has not reported for this long is not started on (it may be down).
 REPORT_FRESH_S = 120.0
@@ -290,6 +290,14 @@ def rollout_propose(
         if deployment is None:
             raise RolloutError("deployment", f"no deployment with id {deployment_id!r}")
     targets = _targets(nodes, deployment)
+    if fields.get("replicas") is not None or fields.get("autoscaling"):
+        local = [n.hostname for n in targets if n.controller_kind != ControllerKind.KUBERNETES]
+        if local:
+            raise RolloutError(
+                "change.replicas" if fields.get("replicas") is not None else "change.autoscaling",
+                f"{', '.join(local)} run a local vLLM process (no replicas to scale): replicas "
+                "and autoscaling apply to nodes with the kubernetes controller",
+            )
     options = _strategy(strategy)
     gate_values = _gates(gates, deployment)
     if not isinstance(reason, str) or len(reason) > 2000:

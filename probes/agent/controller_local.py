@@ -120,6 +120,13 @@ class LocalController:
         self._config = config
 
     def apply(self, config: NodeConfig) -> None:
+        if config.replicas is not None or config.autoscaling:
+            # One process on one machine has no replicas to scale: refuse before stopping it.
+            raise ApplyError(
+                "replicas and autoscaling need the kubernetes controller; this node runs one "
+                "local vLLM process",
+                restored=True,
+            )
         previous = self._config
         self._stop()
         try:

@@ -254,3 +254,14 @@ def test_a_missing_recommendation_is_named(bob: User) -> None:
     )  # fmt: skip
     assert error.field == "recommendation.strategy"
     assert "no 'speculative' result for llama" in error.message
+
+
+def test_replicas_and_autoscaling_need_kubernetes_nodes(bob: User) -> None:
+    nodes = fleet(2).nodes
+    nodes[1].controller_kind = "kubernetes"
+    nodes[1].save()
+    change = {"title": "scale", "replicas": 3}
+    error = _error(rollout_propose, user=bob, nodes=[n.id for n in nodes], change=change)
+    assert error.field == "change.replicas"
+    assert error.message.startswith("gpu-0 run a local vLLM process")
+    assert rollout_propose(user=bob, nodes=[nodes[1].id], change=change).change.replicas == 3

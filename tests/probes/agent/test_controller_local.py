@@ -97,3 +97,11 @@ def test_an_exit_is_counted_once_and_restart_brings_the_config_back(
     assert controller.check().healthy
     assert controller.restarts == 1  # a restart we made is not an exit
     assert "--max-num-seqs 8" in _argv(controller)
+
+
+def test_replicas_are_refused_without_touching_the_process(controller: LocalController) -> None:
+    pid = controller.pid
+    with pytest.raises(ApplyError, match="replicas and autoscaling need the kubernetes controller"):
+        controller.apply(NodeConfig({"max_num_seqs": 8}, replicas=2))
+    assert controller.pid == pid
+    assert is_healthy(controller.base_url)
