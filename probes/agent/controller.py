@@ -453,7 +453,8 @@ class ControllerTask:
         with self._lock:
             self.seq += 1
             seq = self.seq
-        healthy = self.state == "serving" and not self.busy()
+        # Not `busy()`: the worker thread reports its own outcome before it has quite ended.
+        healthy = self.state == "serving" and self.working_on is None
         return Observed(
             agent_started_at=self.agent_started_at,
             seq=seq,
