@@ -5,6 +5,8 @@ A benchmark endpoint is the only way a URL enters a benchmark job: operators pic
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 
 from advisor.models import (
@@ -14,6 +16,9 @@ from advisor.models import (
     BenchmarkJob,
     CalibrationRecord,
     DeploymentSlo,
+    LedgerEntry,
+    Rollout,
+    RolloutEvent,
 )
 
 
@@ -60,3 +65,34 @@ class AssessmentAdmin(admin.ModelAdmin):
         "gap", "strategies", "plan", "data_gaps", "timings", "trend", "progress", "error",
     )  # fmt: skip
     exclude = ("scenario",)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rollout state changes only through the services (audited); the admin shows them."""
+
+    def has_add_permission(self, request: Any) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(Rollout)
+class RolloutAdmin(ReadOnlyAdmin):
+    list_display = ("id", "change", "status", "paused", "created_by", "started_by", "created_at")
+    list_filter = ("status",)
+
+
+@admin.register(RolloutEvent)
+class RolloutEventAdmin(ReadOnlyAdmin):
+    list_display = ("at", "rollout", "actor_label", "kind", "from_status", "to_status", "message")
+    list_filter = ("kind",)
+
+
+@admin.register(LedgerEntry)
+class LedgerEntryAdmin(ReadOnlyAdmin):
+    list_display = ("rollout", "status", "flagged", "measured_at")
+    list_filter = ("status", "flagged")
