@@ -5,9 +5,9 @@ small), so the server can always resolve the rows and a restarted server learns 
 again from the next batch. Thread-safe: the proxy thread adds request records.
 
 Rows are sealed in the column layout (`probes.ingest.schema`: one array per field, all of
-the same length): a third of the bytes of one object per row, and a fraction of the
-server's CPU per sample. A server that predates that layout refuses it; the pusher then
-sends rows again (`columns_to_rows`).
+the same length): less than half the bytes of one object per row, and a third of the
+server's CPU to decode and validate them. A server that predates that layout refuses it;
+the pusher then sends rows again (`columns_to_rows`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Errors carry the HTTP status the API answers with (413 too large, 415 unknown encoding,
 400 not JSON).
 
-JSON is parsed by orjson: 4-5x faster than the standard library on a batch, and as strict
+JSON is parsed by orjson: 3-5x faster than the standard library on a batch, and as strict
 (no NaN or Infinity, no lone surrogates, which PostgreSQL could not store). When it
 refuses a body, the standard library parses it again only to say why in its words.
 """

@@ -11,8 +11,9 @@ Each of the three row lists comes in one of two layouts (both accepted, in any m
   errors name `gpu_samples[12].util_pct`.
 - columns (layout 2): an object with one array per field, all of the same length; an
   optional field may be left out (all null) or hold nulls; errors name
-  `gpu_samples.util_pct[12]`. A quarter of the bytes and a tenth of the server's CPU per
-  sample: no key repeated per row, and a column is checked by C-level builtins at once.
+  `gpu_samples.util_pct[12]`. Less than half the bytes (gzip: 5 KB instead of 12 KB per
+  1,000 GPU samples) and a third of the CPU to decode and validate: no key repeated per
+  row, and a column is checked by C-level builtins at once.
 
 An empty list is `[]` in both layouts.
 """
