@@ -163,6 +163,7 @@ CELERY_TASK_ROUTES = {
     "advisor.tasks.sim.*": {"queue": "sim"},
     "advisor.tasks.bench.*": {"queue": "bench"},
     "advisor.tasks.rollout.*": {"queue": "rollout"},
+    "dashboard.tasks.whatif_*": {"queue": "sim"},  # the playground's re-simulations
 }
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Probes: roll up the hours new agent batches and imports touched; delete expired telemetry.
