@@ -1,0 +1,282 @@
+"""What-ifs: a stored assessment's scenario with some inputs changed, simulated again.
+
+An assessment's `scenario` snapshot is the engine's whole input; a what-if changes only what
+a user may want to try (per deployment: GPU kind, GPUs per replica, replicas, SLOs; a price
+per GPU kind; which strategies the planner may use) and runs the same engine call as the
+assessment (`scenario_run`), so the answer differs from the stored plan only by the changes.
+
+`changes` is JSON-ready (stored as such by the caller):
+
+    {"deployments": {"chat": {"hardware": "A100-80GB", "tensor_parallel": 2, "replicas": 3,
+                              "slo": {"ttft_p95_s": 1.0, "tpot_p95_s": 0.05,
+                                      "max_quality_loss_points": 0.5}}},
+     "prices": {"H100-SXM": 3.5},
+     "strategies": ["batching", "quantization"]}
+
+Every key is optional; a value equal to the stored one is not a change. Bad input raises
+`WhatIfInputError` naming the field (`deployments.chat.hardware`, `prices.H100-SXM`, ...)
+before anything runs. A GPU kind the deployment's model does not fit on is not bad input: the
+engine answers it for that deployment ("does not fit"), as it would in an assessment.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from advisor.engine.catalog import DEFAULT_CATALOG, CatalogError
+from advisor.engine.scenario import PriceEntry, Scenario, ScenarioError, SloSpec
+from advisor.engine.strategies.registry import names as strategy_names
+from advisor.models import Assessment
+from advisor.services.assessment_engine import EngineOutcome, scenario_from_json, scenario_run
+
+DEPLOYMENT_KEYS = frozenset({"hardware", "tensor_parallel", "replicas", "slo"})
+SLO_KEYS = ("ttft_p95_s", "tpot_p95_s", "max_quality_loss_points")
+MAX_REPLICAS = 512
+MAX_PRICE_USD_PER_GPU_HOUR = 1000.0
+
+Progress = Callable[[float, str], None]
+
+
+class WhatIfInputError(ValueError):
+    """Bad what-if input; `field` names it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True, eq=False)
+class WhatIf:
+    """The changed scenario and the changes in words (`"chat: GPU H100-SXM -> A100-80GB"`)."""
+
+    scenario: Scenario
+    described: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class WhatIfOutcome:
+    scenario_digest: str
+    described: tuple[str, ...]
+    outcome: EngineOutcome
+
+    def fields(self) -> dict[str, Any]:
+        """The answer as JSON-safe dicts named like an assessment's fields."""
+        return {
+            "engine_version": self.outcome.engine_version,
+            "baseline": json_safe(self.outcome.baseline),
+            "strategies": json_safe(self.outcome.strategies),
+            "plan": json_safe(self.outcome.plan),
+        }
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON types (numpy scalars to floats, NaN/inf to None), as jsonb columns need."""
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    if isinstance(value, bool | str | int) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    number = float(value)  # numpy scalars
+    return number if math.isfinite(number) else None
+
+
+def _mapping(value: Any, field: str) -> Mapping[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise WhatIfInputError(field, "expected an object")
+    return value
+
+
+def _number(value: Any, field: str, *, low: float, high: float, strict: bool = True) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value > high or (value <= low if strict else value < low):
+        bound = ">" if strict else ">="
+        raise WhatIfInputError(
+            field, f"expected a number {bound} {low:g} and <= {high:g}, got {value!r}"
+        )
+    return float(value)
+
+
+def _whole(value: Any, field: str, *, low: int, high: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise WhatIfInputError(field, f"expected a whole number in [{low}, {high}], got {value!r}")
+    return value
+
+
+def _hardware(value: Any, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise WhatIfInputError(field, "expected a GPU kind from the catalog")
+    try:
+        return DEFAULT_CATALOG.gpu(value).name
+    except CatalogError as exc:
+        raise WhatIfInputError(field, str(exc).removeprefix("gpu: ")) from None
+
+
+def _slo(current: SloSpec, raw: Any, field: str, said: list[str], name: str) -> SloSpec:
+    data = _mapping(raw, field)
+    unknown = sorted(set(data) - set(SLO_KEYS))
+    if unknown:
+        raise WhatIfInputError(f"{field}.{unknown[0]}", "unknown field")
+    values = {key: getattr(current, key) for key in SLO_KEYS}
+    defaulted = set(current.defaulted)
+    for key in SLO_KEYS:
+        if key not in data or data[key] is None:
+            continue
+        new = _number(data[key], f"{field}.{key}", low=0.0, high=3600.0,
+                      strict=key != "max_quality_loss_points")  # fmt: skip
+        if new != values[key]:
+            said.append(f"{name}: SLO {key} {values[key]:g} -> {new:g}")
+            values[key] = new
+            defaulted.discard(key)
+    return SloSpec(**values, defaulted=tuple(k for k in SLO_KEYS if k in defaulted))
+
+
+def whatif_scenario(*, scenario: Scenario, changes: Any) -> WhatIf:
+    """`scenario` with `changes` applied (module docstring); errors name the field."""
+    data = _mapping(changes, "changes")
+    unknown = sorted(set(data) - {"deployments", "prices", "strategies"})
+    if unknown:
+        raise WhatIfInputError(unknown[0], "unknown field")
+    said: list[str] = []
+    by_name = {d.name: d for d in scenario.deployments}
+    edits = _mapping(data.get("deployments"), "deployments")
+    deployments = []
+    for name, deployment in by_name.items():
+        raw = _mapping(edits.get(name), f"deployments.{name}")
+        field = f"deployments.{name}"
+        extra = sorted(set(raw) - DEPLOYMENT_KEYS)
+        if extra:
+            raise WhatIfInputError(f"{field}.{extra[0]}", "unknown field")
+        updated = deployment
+        if raw.get("hardware") is not None:
+            kind = _hardware(raw["hardware"], f"{field}.hardware")
+            if kind != DEFAULT_CATALOG.gpu(deployment.hardware).name:
+                said.append(f"{name}: GPU {deployment.hardware} -> {kind}")
+                updated = replace(updated, hardware=kind)
+        if raw.get("tensor_parallel") is not None:
+            tp = _whole(raw["tensor_parallel"], f"{field}.tensor_parallel", low=1, high=16)
+            if tp != deployment.tensor_parallel:
+                said.append(f"{name}: GPUs per replica {deployment.tensor_parallel} -> {tp}")
+                updated = replace(updated, tensor_parallel=tp)
+        if raw.get("replicas") is not None:
+            count = _whole(raw["replicas"], f"{field}.replicas", low=1, high=MAX_REPLICAS)
+            if count != deployment.replicas:
+                said.append(f"{name}: replicas today {deployment.replicas} -> {count}")
+                updated = replace(updated, replicas=count)
+        if raw.get("slo") is not None:
+            slo = _slo(updated.slo, raw["slo"], f"{field}.slo", said, name)
+            updated = replace(updated, slo=slo)
+        deployments.append(updated)
+    missing = sorted(set(edits) - set(by_name))
+    if missing:
+        raise WhatIfInputError(
+            f"deployments.{missing[0]}", f"not in this assessment (it has {', '.join(by_name)})"
+        )
+
+    prices = dict(scenario.prices)
+    for kind_given, raw_price in _mapping(data.get("prices"), "prices").items():
+        kind = _hardware(kind_given, f"prices.{kind_given}")
+        if raw_price is None:
+            continue
+        value = _number(raw_price, f"prices.{kind_given}", low=0.0,
+                        high=MAX_PRICE_USD_PER_GPU_HOUR, strict=False)  # fmt: skip
+        before = prices.get(kind)
+        old = before.usd_per_gpu_hour if before else DEFAULT_CATALOG.gpu(kind).price_usd_per_hour
+        if value != old:
+            source = "what-if" + (f" (was ${old:g}: {before.source})" if before else "")
+            prices[kind] = PriceEntry(value, source[:500])
+            said.append(f"price of {kind} ${old:g} -> ${value:g} per GPU-hour")
+
+    options = scenario.options
+    if data.get("strategies") is not None:
+        chosen = data["strategies"]
+        known = strategy_names()
+        if not isinstance(chosen, list | tuple):
+            raise WhatIfInputError("strategies", "expected a list of strategy names")
+        for index, item in enumerate(chosen):
+            if item not in known:
+                raise WhatIfInputError(
+                    f"strategies[{index}]", f"unknown {item!r}; known: {list(known)}"
+                )
+        picked = tuple(name for name in known if name in chosen)  # the registry's order
+        if picked != options.strategy_names:
+            off = [name for name in options.strategy_names if name not in picked]
+            on = [name for name in picked if name not in options.strategy_names]
+            words = [f"without {', '.join(off)}"] if off else []
+            words += [f"with {', '.join(on)}"] if on else []
+            said.append("strategies: " + "; ".join(words))
+            options = replace(options, strategies=picked)
+    try:
+        changed = replace(
+            scenario,
+            deployments=tuple(deployments),
+            prices=prices,
+            options=options,
+            name=f"{scenario.name} (what-if)",
+        )
+    except ScenarioError as exc:
+        raise WhatIfInputError(exc.field or "changes", exc.message) from None
+    return WhatIf(changed, tuple(said))
+
+
+def whatif_simulate(
+    *, assessment: Assessment, changes: Any, progress: Progress | None = None
+) -> WhatIfOutcome:
+    """Apply `changes` to the assessment's stored scenario and run the engine on it."""
+    if not assessment.scenario:
+        raise WhatIfInputError("assessment", f"assessment #{assessment.pk} stored no scenario")
+    whatif = whatif_scenario(scenario=scenario_from_json(assessment.scenario), changes=changes)
+    outcome = scenario_run(whatif.scenario, progress=progress)
+    return WhatIfOutcome(whatif.scenario.digest(), whatif.described, outcome)
+
+
+def whatif_choices(*, assessment: Assessment) -> dict[str, Any]:
+    """What a what-if form offers: each deployment's current values, prices, strategies."""
+    scenario = scenario_from_json(assessment.scenario)
+    return {
+        "deployments": [
+            {
+                "name": d.name,
+                "model": d.model,
+                "hardware": DEFAULT_CATALOG.gpu(d.hardware).name
+                if _known(d.hardware)
+                else d.hardware,
+                "tensor_parallel": d.tensor_parallel,
+                "replicas": d.replicas,
+                "slo": {key: getattr(d.slo, key) for key in SLO_KEYS},
+                "slo_defaulted": list(d.slo.defaulted),
+            }
+            for d in scenario.deployments
+        ],
+        "prices": {
+            kind: {"usd_per_gpu_hour": entry.usd_per_gpu_hour, "source": entry.source}
+            for kind, entry in scenario.prices.items()
+        },
+        "gpu_kinds": [
+            {
+                "name": gpu.name,
+                "usd_per_gpu_hour": gpu.price_usd_per_hour,
+                "memory_gib": gpu.memory_bytes / 2**30,
+            }
+            for gpu in DEFAULT_CATALOG.gpus
+            if gpu.kind == "gpu"
+        ],
+        "strategies": list(strategy_names()),
+        "enabled": list(scenario.options.strategy_names),
+    }
+
+
+def _known(kind: str) -> bool:
+    try:
+        DEFAULT_CATALOG.gpu(kind)
+    except CatalogError:
+        return False
+    return True

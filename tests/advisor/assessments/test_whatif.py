@@ -1,0 +1,115 @@
+"""What-ifs on a stored scenario: changes applied field by field, errors naming the field, the
+engine's answer under the changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from advisor.engine.scenario import Scenario
+from advisor.services.whatif import WhatIfInputError, whatif_scenario, whatif_simulate
+from probes.models import Cluster
+from tests.dashboard.assessed import PRICE_USD, _scenario, assessment_completed
+
+START = datetime(2025, 3, 9, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def scenario() -> Scenario:
+    return _scenario(START)
+
+
+def test_it_applies_each_change_and_says_what_changed(scenario: Scenario) -> None:
+    changed = whatif_scenario(
+        scenario=scenario,
+        changes={
+            "deployments": {
+                "llama": {"hardware": "a100", "tensor_parallel": 2, "replicas": 1,
+                          "slo": {"ttft_p95_s": 0.5}},
+            },
+            "prices": {"A100-80GB": 1.5, "H100-SXM": PRICE_USD},
+            "strategies": ["batching", "autoscaling"],
+        },
+    )  # fmt: skip
+    llama = changed.scenario.deployment("llama")
+    assert (llama.hardware, llama.tensor_parallel, llama.replicas) == ("A100-80GB", 2, 1)
+    assert llama.slo.ttft_p95_s == 0.5
+    # the changed SLO is no longer a default; the others still are
+    assert llama.slo.defaulted == ("tpot_p95_s", "max_quality_loss_points")
+    assert changed.scenario.deployment("qwen") == scenario.deployment("qwen")
+    assert changed.scenario.prices["A100-80GB"].usd_per_gpu_hour == 1.5
+    assert changed.scenario.prices["H100-SXM"] == scenario.prices["H100-SXM"]  # same price
+    assert changed.scenario.options.strategy_names == ("batching", "autoscaling")
+    assert changed.described == (
+        "llama: GPU H100-SXM -> A100-80GB",
+        "llama: GPUs per replica 1 -> 2",
+        "llama: replicas today 3 -> 1",
+        "llama: SLO ttft_p95_s 2 -> 0.5",
+        "price of A100-80GB $2.74 -> $1.5 per GPU-hour",
+        "strategies: without quantization, speculative, sharing",
+    )
+    assert changed.scenario.digest() != scenario.digest()
+
+
+def test_the_same_values_are_no_change(scenario: Scenario) -> None:
+    same = whatif_scenario(
+        scenario=scenario,
+        changes={
+            "deployments": {"llama": {"hardware": "H100-SXM", "replicas": 3,
+                                      "slo": {"tpot_p95_s": 0.1}}},
+            "prices": {"H100-SXM": PRICE_USD},
+            "strategies": list(scenario.options.strategy_names),
+        },
+    )  # fmt: skip
+    assert same.described == ()
+    assert same.scenario.deployments == scenario.deployments
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"deployments": {"llama": {"hardware": "TPU-v9"}}}, "deployments.llama.hardware",
+         "unknown 'TPU-v9'"),
+        ({"deployments": {"llama": {"replicas": 0}}}, "deployments.llama.replicas",
+         "expected a whole number in [1, 512], got 0"),
+        ({"deployments": {"llama": {"tensor_parallel": 1.5}}},
+         "deployments.llama.tensor_parallel", "expected a whole number"),
+        ({"deployments": {"llama": {"slo": {"ttft_p95_s": -1}}}},
+         "deployments.llama.slo.ttft_p95_s", "expected a number > 0"),
+        ({"deployments": {"llama": {"slo": {"latency": 1}}}}, "deployments.llama.slo.latency",
+         "unknown field"),
+        ({"deployments": {"mistral": {"replicas": 2}}}, "deployments.mistral",
+         "not in this assessment (it has llama, qwen)"),
+        ({"prices": {"H100-SXM": "cheap"}}, "prices.H100-SXM", "expected a number >= 0"),
+        ({"prices": {"Z80": 1.0}}, "prices.Z80", "unknown 'Z80'"),
+        ({"strategies": ["batching", "magic"]}, "strategies[1]", "unknown 'magic'"),
+        ({"strategies": "batching"}, "strategies", "expected a list"),
+        ({"gpus": 3}, "gpus", "unknown field"),
+    ],
+)  # fmt: skip
+def test_bad_changes_name_the_field(
+    scenario: Scenario, changes: dict[str, object], field: str, message: str
+) -> None:
+    with pytest.raises(WhatIfInputError) as caught:
+        whatif_scenario(scenario=scenario, changes=changes)
+    assert caught.value.field == field
+    assert message in caught.value.message
+
+
+@pytest.mark.django_db
+def test_the_engine_answers_the_changed_scenario() -> None:
+    assessment = assessment_completed(cluster=Cluster.objects.create(name="prod"), end=START)
+    stored_plan = assessment.plan["fleet_plan"]["usd_per_month"]
+
+    cheaper = whatif_simulate(assessment=assessment, changes={"prices": {"H100-SXM": 2.0}})
+    # one GPU kind: halving its price halves every cost, so the same plan costs half
+    assert cheaper.outcome.plan["fleet_plan"]["usd_per_month"] == pytest.approx(stored_plan / 2)
+    assert cheaper.described == ("price of H100-SXM $4 -> $2 per GPU-hour",)
+
+    batching_only = whatif_simulate(assessment=assessment, changes={"strategies": ["batching"]})
+    rows = batching_only.outcome.plan["combinations"]
+    assert [row["strategies"] for row in rows] == [[], ["batching"]]
+    for plan in batching_only.outcome.plan["deployments"]:
+        assert set(plan["strategies"]) <= {"batching"}
+    assert batching_only.fields()["plan"]["fleet_plan"]["usd_per_month"] >= stored_plan - 1e-6
