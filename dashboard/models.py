@@ -79,3 +79,50 @@ class Report(models.Model):
     def file_name(self) -> str:
         where = self.cluster.name if self.cluster else "fleet"
         return f"gpu-cost-report-{where}-{self.window_end:%Y-%m-%d}.pdf"
+
+
+class WhatIfStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Simulating"
+    COMPLETED = "completed", "Completed"
+    FAILED = "failed", "Failed"
+
+
+class WhatIf(models.Model):
+    """A what-if run from the playground: a stored assessment's scenario with `changes`.
+
+    `changes` is the input of `advisor.services.whatif.whatif_scenario` (re-applying it to the
+    assessment's snapshot gives the same scenario: `scenario_digest`); `described` the changes
+    in words; `baseline`, `strategies` and `plan` the engine's answer, shaped like the
+    assessment's fields of the same names so pages show both the same way.
+    """
+
+    assessment = models.ForeignKey(
+        "advisor.Assessment", on_delete=models.CASCADE, related_name="whatifs"
+    )
+    changes = models.JSONField(default=dict, blank=True)
+    described = models.JSONField(default=list, blank=True)
+    status = models.CharField(
+        max_length=10, choices=WhatIfStatus.choices, default=WhatIfStatus.QUEUED
+    )
+    progress = models.FloatField(default=0.0, help_text="0..1")
+    progress_message = models.CharField(max_length=255, blank=True)
+    error = models.TextField(blank=True)
+    scenario_digest = models.CharField(max_length=64, blank=True, help_text="SHA-256")
+    engine_version = models.CharField(max_length=64, blank=True)
+    baseline = models.JSONField(default=dict, blank=True)
+    strategies = models.JSONField(default=dict, blank=True)
+    plan = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "what-if run"
+
+    def __str__(self) -> str:
+        return f"what-if #{self.pk} on assessment #{self.assessment_id} ({self.status})"

@@ -1,6 +1,6 @@
 """The navigation bar: one entry per page family, shown to the roles that may open it.
 
-Later pages (assessments, what-if, benchmarks, rollouts) add one `NavEntry` here each.
+What-ifs live under their assessment (`/assessments/ID/whatif/`, `/whatifs/ID/`).
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ NAV: tuple[NavEntry, ...] = (
     NavEntry("Fleet", "dashboard:home", VIEWER, "/"),
     NavEntry("GPUs", "dashboard:gpus", VIEWER, "/gpus/"),
     NavEntry("Traces", "dashboard:traces", VIEWER, "/traces/"),
+    NavEntry("Assessments", "dashboard:assessments", VIEWER, "/assessments/"),
+    NavEntry("Benchmarks", "dashboard:benchmarks", VIEWER, "/benchmarks/"),
     NavEntry("Reports", "dashboard:reports", VIEWER, "/reports/"),
     NavEntry("Rollouts", "dashboard:rollouts", VIEWER, "/rollouts/"),
     NavEntry("Admin", "admin:index", ADMIN, "/admin/"),

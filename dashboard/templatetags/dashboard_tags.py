@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from dashboard.access import has_role
 from dashboard.figures.theme import figure_json
 from dashboard.nav import NAV
+from dashboard.selectors.assessments import finite
 from probes.roles import role_of
 
 register = template.Library()
@@ -23,6 +24,11 @@ def _missing(value: Any) -> bool:
     return value is None or value == ""
 
 
+def _number(value: Any) -> Any:
+    """Numbers as they are; the engine's "Infinity"/"NaN" strings as None (shown as a dash)."""
+    return finite(value) if isinstance(value, str) else value
+
+
 @register.filter
 def usd(value: Any) -> str:
     """$1,234 (no cents above $100, cents below); "no price" for None."""
@@ -32,13 +38,31 @@ def usd(value: Any) -> str:
 
 
 @register.filter
+def money(value: Any) -> str:
+    """Like `usd`, but a missing or non-finite figure is a dash (not "no price")."""
+    number = finite(value)
+    return DASH if number is None else usd(number)
+
+
+@register.filter
+def signed_usd(value: Any) -> str:
+    """+$1,234 / -$1,234 (a change); a dash when missing."""
+    number = finite(value)
+    if number is None:
+        return DASH
+    return ("+" if number > 0 else "-" if number < 0 else "") + usd(abs(number))
+
+
+@register.filter
 def pct(value: Any, digits: int = 1) -> str:
+    value = _number(value)
     return DASH if _missing(value) else f"{value:.{digits}f}%"
 
 
 @register.filter
 def ratio_pct(value: Any) -> str:
     """A 0..1 ratio as a percentage."""
+    value = _number(value)
     return DASH if _missing(value) else f"{value * 100:.1f}%"
 
 
@@ -51,6 +75,7 @@ def hours(value: Any) -> str:
 
 @register.filter
 def num(value: Any, digits: int = 2) -> str:
+    value = _number(value)
     if _missing(value):
         return DASH
     return f"{value:,.{digits}f}"
@@ -59,9 +84,22 @@ def num(value: Any, digits: int = 2) -> str:
 @register.filter
 def seconds(value: Any) -> str:
     """Latency: ms below a second, s above."""
+    value = _number(value)
     if _missing(value):
         return DASH
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+@register.filter
+def get_item(mapping: Any, key: Any) -> Any:
+    """`{{ rows|get_item:name }}`: a dict's value by a variable key (None when absent)."""
+    return mapping.get(key) if hasattr(mapping, "get") else None
+
+
+@register.filter
+def words(value: Any) -> str:
+    """snake_case to words: "not_recommended" -> "not recommended"."""
+    return str(value).replace("_", " ")
 
 
 @register.filter
@@ -93,9 +131,7 @@ def nav(context: dict[str, Any]) -> dict[str, Any]:
     entries = []
     for entry in NAV:
         if not has_role(user, entry.role):
-            continue
-        if entry.url_name.startswith("admin:") and not user.is_staff:
-            continue  # the Django admin only lets staff in
+            continue  # the Django admin lets the admin role in (dashboard.admin_site)
         path = request.path
         active = path == "/" if entry.prefix == "/" else path.startswith(entry.prefix)
         entries.append({"label": entry.label, "url": reverse(entry.url_name), "active": active})

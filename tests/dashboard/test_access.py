@@ -4,8 +4,12 @@ The URL patterns come from the resolver, so a page added later is walked too. Wh
 must answer comes from its view's `required_role` (set by `dashboard.access.role_required`,
 or by hand on another app's view, its view class or one of its DRF permission classes):
 a dict {"GET": role, "POST": role}, or "public" (healthz, login) or "agent" (node-token
-APIs). Views of Django's admin need staff status. A URL whose view declares nothing fails
-the walk: every page must say who may use it.
+APIs). Views of Django's admin need staff status or the admin role (dashboard/admin_site.py).
+A URL whose view declares nothing fails the walk: every page must say who may use it.
+
+Ids in URLs are real rows (a report, a node, an assessment, a what-if, a benchmark job with a
+run on a registered endpoint...), so a viewer-readable page is walked with something to show,
+not a 404.
 """
 
 from __future__ import annotations
@@ -25,9 +29,11 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.urls.resolvers import RegexPattern, RoutePattern
 
+from advisor.models import BenchmarkEndpoint, BenchmarkJob, BenchmarkRun, JobStatus
 from dashboard.access import RANK
-from dashboard.models import Report, ReportStatus
+from dashboard.models import Report, ReportStatus, WhatIf
 from probes.roles import ADMIN, OPERATOR, VIEWER
+from tests.dashboard.assessed import assessment_completed
 from tests.dashboard.conftest import END, SmallFleet
 
 # Views of other packages that cannot carry the attribute (URL name -> requirement).
@@ -115,6 +121,23 @@ def url_values(small_fleet: SmallFleet, settings: Any, tmp_path: Path) -> dict[s
         status=ReportStatus.READY,
     )  # fmt: skip
     report.pdf.save("r.pdf", ContentFile(b"%PDF-1.7 test"))
+    assessment = assessment_completed(cluster=small_fleet.cluster, end=END)
+    whatif = WhatIf.objects.create(assessment=assessment, changes={"prices": {"H100-SXM": 2}})
+    # Nothing listens here: the walk reads stored jobs and runs, it starts no load.
+    endpoint = BenchmarkEndpoint.objects.create(
+        node=small_fleet.node, deployment=small_fleet.deployment, base_url="http://127.0.0.1:9",
+        hardware="H100-SXM", model_ref="Llama-3-8B",
+    )  # fmt: skip
+    workload = {"kind": "concurrency", "num_requests": 8, "concurrency": 4, "prompt_tokens": 16,
+                "output_tokens": 8}  # fmt: skip
+    job = BenchmarkJob.objects.create(
+        endpoint=endpoint, kind="run", spec={"workload": workload}, max_concurrency=4,
+        max_duration_s=60, status=JobStatus.COMPLETED,
+    )  # fmt: skip
+    run = BenchmarkRun.objects.create(
+        job=job, sequence=1, label="c=4", status="completed", started_at=END, duration_s=1.0,
+        workload=workload, summary={"completed": 8, "output_throughput": 64.0},
+    )  # fmt: skip
     return {
         "report_id": str(report.pk),
         "node_id": str(small_fleet.node.pk),
@@ -122,10 +145,11 @@ def url_values(small_fleet: SmallFleet, settings: Any, tmp_path: Path) -> dict[s
         "deployment_id": str(small_fleet.deployment.pk),
         "cluster_id": str(small_fleet.cluster.pk),
         "rollout_id": "999999",  # no such rollout: admins get 404, weaker roles 403 first
-        "job_id": "999999",
-        "assessment_id": "999999",
-        "run_id": "999999",
-        "endpoint_id": "999999",
+        "job_id": str(job.pk),
+        "assessment_id": str(assessment.pk),
+        "whatif_id": str(whatif.pk),
+        "run_id": str(run.pk),
+        "endpoint_id": str(endpoint.pk),
         # Django admin
         "object_id": "1",
         "content_type_id": "1",
@@ -163,8 +187,11 @@ def _check(route: Route, who: str, method: str, status: int, location: str) -> s
     if requirement == "agent":
         return None if status in (401, 403) else f"{status}: only node agents may call it"
     if requirement == "staff":
-        # Nobody in the walk is staff (roles are groups): the admin sends them to its login.
-        return None if to_login else f"{status} {location}: the admin let a non-staff user in"
+        # Nobody in the walk is staff; the admin role may enter (its permissions then decide:
+        # 403 on models outside our apps), everyone else is sent to the admin's login.
+        if who == ADMIN:
+            return f"{status} {location}: the admin role was sent to log in" if to_login else None
+        return None if to_login else f"{status} {location}: the admin let a non-admin in"
     needed = requirement[method]
     if who == "anonymous":
         return None if denied else f"{status}: anonymous was let in"
@@ -198,7 +225,11 @@ def test_every_url_answers_each_role_as_its_view_declares(
     assert problems == []
     # The walk covered the pages it must (a resolver change that hid them would pass empty).
     names = {route.name for route in walked}
-    assert {"healthz", "dashboard:home", "dashboard:trace-upload", "probes:ingest"} <= names
+    assert {
+        "healthz", "dashboard:home", "dashboard:trace-upload", "probes:ingest",
+        "dashboard:assessment", "dashboard:assessment-whatif", "dashboard:whatif",
+        "dashboard:benchmark", "dashboard:benchmark-compare", "admin:index",
+    } <= names  # fmt: skip
 
 
 @pytest.mark.django_db
@@ -223,3 +254,27 @@ def test_csrf_protects_form_posts(client: Client, bob: User, small_fleet: SmallF
     )
     assert response.status_code == 400  # past CSRF; the form names the missing fields
     assert b"file: This field is required." in response.content
+
+
+@pytest.mark.django_db
+def test_the_admin_role_enters_the_django_admin_and_others_do_not(
+    client: Client, alice: User, bob: User, small_fleet: SmallFleet
+) -> None:
+    assert not alice.is_staff  # an admin by group only
+    assert not alice.is_superuser
+    client.force_login(alice)
+    index = client.get("/admin/")
+    assert index.status_code == 200
+    # inside, the admin group's permissions decide: our apps' models, e.g. the price sheet
+    assert 'href="/admin/probes/pricesheet/"' in index.content.decode()
+    assert client.get("/admin/probes/pricesheet/add/").status_code == 200
+    assert client.get("/admin/auth/user/").status_code == 403  # not an admin-role permission
+    nav = client.get("/").content.decode().split('aria-label="Main"')[1].split("</nav>")[0]
+    assert 'href="/admin/"' in nav
+
+    client.force_login(bob)
+    response = client.get("/admin/")
+    assert response.status_code == 302
+    assert response["Location"].startswith("/admin/login/")
+    nav = client.get("/").content.decode().split('aria-label="Main"')[1].split("</nav>")[0]
+    assert 'href="/admin/"' not in nav

@@ -1,0 +1,453 @@
+"""An assessment (or a what-if) as its page shows it: rows and steps read from the stored JSON.
+
+Nothing here is computed anew: the numbers are the engine's (the assessment's `plan`,
+`baseline`, `strategies`) and the telemetry's (`measured`, `gap`), rearranged for tables and
+figures. Three arrangements deserve a word:
+
+- The waterfall goes from today's simulated cost to the plan's in the order the planner
+  applies the strategies (precision, scheduler, speculative decoding, provisioning, then
+  sharing: `advisor.engine.planner`). Strategies interact, so a strategy's step is what it
+  saves *given the ones before it*: each step is the difference between two rows of the
+  engine's combination table (the cheapest plan with the strategies so far, and with one
+  more), not the strategy's saving alone. The first step is right-sizing today's
+  configuration (the table's empty combination).
+- vLLM args diff: today's engine args as stored on the deployment, beside the plan's
+  `config_change` (CLI flags), one line per flag that is kept, changed, added or removed.
+- Confidence: per GPU kind, the calibration profile's fit error (median absolute percentage
+  error on measured points) and where it came from, and the plan's cost when the
+  calibration's efficiencies move (the engine's sensitivity rows), beside how far the
+  simulated baseline is from what the telemetry measured.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from advisor.models import Assessment, AssessmentStatus
+
+# The planner's order (advisor.engine.planner: precision, scheduler, speculative, provisioning,
+# then sharing across deployments).
+PLANNER_ORDER = ("quantization", "batching", "speculative", "autoscaling", "sharing")
+STRATEGY_LABELS = {
+    "batching": "continuous batching",
+    "quantization": "quantization",
+    "autoscaling": "elastic scaling",
+    "speculative": "speculative decoding",
+    "sharing": "multi-model GPU sharing",
+}
+# Confidence from the calibration's fit error (median absolute percentage error).
+HIGH_CONFIDENCE_APE = 0.10
+MEDIUM_CONFIDENCE_APE = 0.25
+
+
+def num(value: Any) -> float | None:
+    """A stored number: floats as they are, the engine's "Infinity"/"NaN" strings as floats."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def finite(value: Any) -> float | None:
+    number = num(value)
+    return number if number is not None and math.isfinite(number) else None
+
+
+def strategy_label(name: str) -> str:
+    return STRATEGY_LABELS.get(name, name)
+
+
+def combination_label(strategies: list[str] | tuple[str, ...]) -> str:
+    if not strategies:
+        return "none (right-size today's configuration)"
+    return " + ".join(strategy_label(s) for s in strategies)
+
+
+@dataclass(frozen=True)
+class WaterfallStep:
+    label: str
+    usd_per_month: float  # the total for "absolute"/"total", the change for "relative"
+    measure: str  # "absolute" | "relative" | "total"
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class ArgLine:
+    """One line of the vLLM args diff: kind is "same", "changed", "added" or "removed"."""
+
+    flag: str
+    before: str | None
+    after: str | None
+    kind: str
+
+
+@dataclass(frozen=True)
+class StrategyCell:
+    strategy: str
+    status: str
+    summary: str
+    savings_usd_per_month: float | None
+    savings_fraction: float | None
+    projected: dict[str, Any]
+    assumptions: tuple[str, ...]
+    risks: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    name: str
+    status: str  # ok | no_feasible_configuration | error | not assessed
+    message: str
+    measured: dict[str, Any] | None
+    baseline: dict[str, Any] | None
+    plan: dict[str, Any] | None
+    gap: dict[str, Any] | None
+    strategies_used: tuple[str, ...]
+    slo: dict[str, Any]
+    args: tuple[ArgLine, ...]
+    model_path: tuple[str | None, str | None] | None
+    replicas: tuple[int | None, int | None] | None
+    manifests: dict[str, str]
+    notes: tuple[str, ...]
+    strategy_cells: tuple[StrategyCell, ...]
+    workload: dict[str, Any] | None
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def savings_usd_per_month(self) -> float | None:
+        if self.baseline is None or self.plan is None or self.status != "ok":
+            return None
+        before, after = (
+            finite(self.baseline.get("usd_per_month")),
+            finite(self.plan.get("usd_per_month")),
+        )
+        return None if before is None or after is None else before - after
+
+
+@dataclass(frozen=True)
+class CalibrationView:
+    kind: str
+    deployments: tuple[str, ...]
+    source: str
+    fit_median_ape: float | None
+    fitted_here: bool
+
+    @property
+    def level(self) -> str:
+        if self.fit_median_ape is None:
+            return "unknown"
+        if self.fit_median_ape <= HIGH_CONFIDENCE_APE:
+            return "high"
+        return "medium" if self.fit_median_ape <= MEDIUM_CONFIDENCE_APE else "low"
+
+
+@dataclass(frozen=True)
+class PlanView:
+    """What an assessment's or a what-if's page shows (see the module docstring)."""
+
+    fleet_baseline: dict[str, Any]
+    fleet_plan: dict[str, Any]
+    savings_usd_per_month: float | None
+    savings_fraction: float | None
+    deployments: tuple[DeploymentView, ...]
+    combinations: tuple[dict[str, Any], ...]
+    waterfall: tuple[WaterfallStep, ...]
+    sensitivity: tuple[dict[str, Any], ...]
+    assumptions: tuple[str, ...]
+    messages: tuple[str, ...]
+    sharing: tuple[dict[str, Any], ...]
+    strategies: tuple[str, ...]  # enabled, in the planner's order
+
+    @property
+    def assessed(self) -> tuple[DeploymentView, ...]:
+        return tuple(d for d in self.deployments if d.baseline is not None)
+
+
+def _flag(name: str) -> str:
+    return "--" + str(name).lstrip("-").replace("_", "-")
+
+
+def _arg_text(value: Any) -> str:
+    if value is True:
+        return "(on)"
+    if value is False:
+        return "(off)"
+    return str(value)
+
+
+def args_diff(before: dict[str, Any], change: dict[str, Any]) -> tuple[ArgLine, ...]:
+    """Today's engine args (any spelling) beside the plan's `config_change` engine args."""
+    old = {_flag(k): v for k, v in (before or {}).items()}
+    new_args = {_flag(k): v for k, v in (change.get("engine_args") or {}).items()}
+    if change.get("tensor_parallel") is not None:
+        new_args["--tensor-parallel-size"] = change["tensor_parallel"]
+    lines = []
+    for flag in sorted(set(old) | set(new_args)):
+        if flag not in new_args:
+            lines.append(ArgLine(flag, _arg_text(old[flag]), _arg_text(old[flag]), "same"))
+        elif flag not in old:
+            lines.append(ArgLine(flag, None, _arg_text(new_args[flag]), "added"))
+        elif _arg_text(old[flag]) == _arg_text(new_args[flag]):
+            lines.append(ArgLine(flag, _arg_text(old[flag]), _arg_text(old[flag]), "same"))
+        else:
+            lines.append(ArgLine(flag, _arg_text(old[flag]), _arg_text(new_args[flag]), "changed"))
+    return tuple(lines)
+
+
+def _strategy_cells(results: dict[str, Any]) -> tuple[StrategyCell, ...]:
+    cells = []
+    for name in PLANNER_ORDER:
+        result = results.get(name)
+        if result is None:
+            continue
+        before = finite((result.get("baseline") or {}).get("usd_per_month"))
+        after = finite((result.get("projected") or {}).get("usd_per_month"))
+        saved = None if before is None or after is None else before - after
+        cells.append(
+            StrategyCell(
+                strategy=name,
+                status=str(result.get("status", "")),
+                summary=str(result.get("summary", "")),
+                savings_usd_per_month=saved,
+                savings_fraction=saved / before if saved is not None and before else None,
+                projected=result.get("projected") or {},
+                assumptions=tuple(result.get("assumptions") or ()),
+                risks=tuple(result.get("risks") or ()),
+            )
+        )
+    return tuple(cells)
+
+
+def waterfall_steps(
+    combinations: list[dict[str, Any]], baseline_usd: float | None, plan_usd: float | None
+) -> tuple[WaterfallStep, ...]:
+    """Today -> right-sizing -> each enabled strategy in the planner's order -> plan."""
+    if baseline_usd is None or not combinations:
+        return ()
+    by_set = {frozenset(row.get("strategies") or ()): row for row in combinations}
+    enabled = max(by_set, key=len)
+    order = [name for name in PLANNER_ORDER if name in enabled]
+    order += sorted(enabled - set(order))
+    steps = [WaterfallStep("today (simulated)", baseline_usd, "absolute")]
+    previous = baseline_usd
+    chosen: list[str] = []
+    for name in [None, *order]:
+        if name is not None:
+            chosen.append(name)
+        row = by_set.get(frozenset(chosen))
+        cost = finite(row.get("usd_per_month")) if row else None
+        if cost is None:
+            continue
+        label = "right-sizing" if name is None else f"+ {strategy_label(name)}"
+        note = "" if row is None or row.get("meets_slo", True) else "misses an SLO"
+        steps.append(WaterfallStep(label, cost - previous, "relative", note))
+        previous = cost
+    final = plan_usd if plan_usd is not None else previous
+    if abs(final - previous) > 0.5:
+        steps.append(WaterfallStep("other (planner)", final - previous, "relative"))
+    steps.append(WaterfallStep("plan", final, "total"))
+    return tuple(steps)
+
+
+def plan_view(
+    *,
+    plan: dict[str, Any],
+    strategies: dict[str, Any],
+    inputs: dict[str, Any] | None = None,
+    measured: dict[str, Any] | None = None,
+    gap: dict[str, Any] | None = None,
+    data_gaps: list[dict[str, Any]] | None = None,
+) -> PlanView:
+    inputs = inputs or {}
+    measured = measured or {}
+    gap = gap or {}
+    stored = inputs.get("deployments") or {}
+    views = []
+    for item in plan.get("deployments") or ():
+        name = item["deployment"]
+        given = stored.get(name) or {}
+        change = item.get("config_change") or {}
+        old_path = given.get("model_id")
+        new_path = change.get("model_path")
+        old_replicas = given.get("replicas")
+        new_replicas = change.get("replicas")
+        views.append(
+            DeploymentView(
+                name=name,
+                status=item.get("status", ""),
+                message=item.get("message", ""),
+                measured=(measured.get("deployments") or {}).get(name),
+                baseline=item.get("baseline"),
+                plan=item.get("plan"),
+                gap=(gap.get("deployments") or {}).get(name),
+                strategies_used=tuple(item.get("strategies") or ()),
+                slo=given.get("slo") or {},
+                args=args_diff(given.get("engine_args") or {}, change),
+                model_path=(old_path, new_path) if new_path else None,
+                replicas=(old_replicas, new_replicas) if new_replicas is not None else None,
+                manifests=dict(change.get("manifests") or {}),
+                notes=tuple(change.get("notes") or ()),
+                strategy_cells=_strategy_cells(strategies.get(name) or {}),
+                workload=given.get("workload"),
+                inputs=given,
+            )
+        )
+    for missing in data_gaps or ():
+        views.append(
+            DeploymentView(
+                name=missing.get("deployment", "?"),
+                status="not assessed",
+                message=missing.get("message", ""),
+                measured=(measured.get("deployments") or {}).get(missing.get("deployment")),
+                baseline=None,
+                plan=None,
+                gap=None,
+                strategies_used=(),
+                slo={},
+                args=(),
+                model_path=None,
+                replicas=None,
+                manifests={},
+                notes=tuple(missing.get("missing") or ()),
+                strategy_cells=(),
+                workload=None,
+                inputs={"have": missing.get("have") or {}},
+            )
+        )
+    combinations = list(plan.get("combinations") or ())
+    baseline = plan.get("fleet_baseline") or {}
+    final = plan.get("fleet_plan") or {}
+    enabled = max((frozenset(r.get("strategies") or ()) for r in combinations), key=len,
+                  default=frozenset())  # fmt: skip
+    ordered = tuple(s for s in PLANNER_ORDER if s in enabled)
+    sensitivity = tuple(plan.get("sensitivity") or ())
+    return PlanView(
+        fleet_baseline=baseline,
+        fleet_plan=final,
+        savings_usd_per_month=finite(plan.get("savings_usd_per_month")),
+        savings_fraction=finite(plan.get("savings_fraction")),
+        deployments=tuple(views),
+        combinations=tuple(combinations),
+        waterfall=waterfall_steps(
+            combinations, finite(baseline.get("usd_per_month")), finite(final.get("usd_per_month"))
+        ),
+        sensitivity=sensitivity,
+        assumptions=tuple(plan.get("assumptions") or ()),
+        messages=tuple(plan.get("messages") or ()),
+        sharing=tuple((plan.get("sharing") or {}).get("groups") or ()),
+        strategies=ordered,
+    )
+
+
+def assessment_view(assessment: Assessment) -> PlanView:
+    return plan_view(
+        plan=assessment.plan or {},
+        strategies=assessment.strategies or {},
+        inputs=assessment.inputs or {},
+        measured=assessment.measured or {},
+        gap=assessment.gap or {},
+        data_gaps=assessment.data_gaps or [],
+    )
+
+
+def calibration_views(assessment: Assessment) -> tuple[CalibrationView, ...]:
+    """Per GPU kind the assessment used: the profile's source and fit error."""
+    users: dict[str, list[str]] = {}
+    for name, given in ((assessment.inputs or {}).get("deployments") or {}).items():
+        if given.get("kind"):
+            users.setdefault(given["kind"], []).append(name)
+    rows = []
+    for kind, entry in sorted((assessment.calibration or {}).items()):
+        if kind not in users:
+            continue
+        rows.append(
+            CalibrationView(
+                kind=kind,
+                deployments=tuple(users[kind]),
+                source=str(entry.get("source", "")),
+                fit_median_ape=finite(entry.get("fit_median_ape")),
+                fitted_here=entry.get("record_id") is not None,
+            )
+        )
+    return tuple(rows)
+
+
+def calibration_range(view: PlanView) -> tuple[float, float] | None:
+    """The plan's monthly cost at the ends of the calibration sensitivity rows (low, high)."""
+    values = [
+        finite(row.get(key))
+        for row in view.sensitivity
+        if str(row.get("input", "")).startswith("calibration")
+        for key in ("plan_usd_per_month_low", "plan_usd_per_month_high")
+    ]
+    known = [v for v in values if v is not None]
+    return (min(known), max(known)) if known else None
+
+
+def assumptions_of(assessment: Assessment, view: PlanView) -> tuple[str, ...]:
+    """The plan's assumptions, then prices, SLO defaults and workload notes, de-duplicated."""
+    out: list[str] = list(view.assumptions)
+    inputs = assessment.inputs or {}
+    for kind, price in sorted((inputs.get("prices") or {}).items()):
+        flag = "" if price.get("from_price_sheet") else " (no price sheet row: a list price)"
+        out.append(
+            f"{kind}: ${price.get('usd_per_gpu_hour', 0):.2f} per GPU-hour, "
+            f"{price.get('source', '')}{flag}"
+        )
+    for name, given in sorted((inputs.get("deployments") or {}).items()):
+        defaults = [key for key, slo in (given.get("slo") or {}).items() if slo.get("default")]
+        if defaults:
+            out.append(f"{name}: SLO defaults used for {', '.join(defaults)}")
+        workload = given.get("workload") or {}
+        for note in workload.get("notes") or ():
+            out.append(f"{name}: {note}")
+        if workload.get("rate_source"):
+            out.append(f"{name}: arrival rate from {workload['rate_source']}")
+    for deployment in view.deployments:
+        for cell in deployment.strategy_cells:
+            out.extend(f"{deployment.name}, {cell.strategy}: {a}" for a in cell.assumptions)
+    return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    assessment_id: int
+    window_end: str
+    measured_usd_per_month: float | None
+    measured_util_pct: float | None
+    plan_usd_per_month: float | None
+    baseline_usd_per_month: float | None
+
+
+def assessment_trend(*, cluster_id: int, limit: int = 52) -> tuple[TrendPoint, ...]:
+    """The cluster's completed assessments, oldest first (the weekly trend)."""
+    rows = (
+        Assessment.objects.filter(cluster_id=cluster_id, status=AssessmentStatus.COMPLETED)
+        .order_by("-window_end", "-id")
+        .only("id", "window_end", "measured", "plan")[:limit]
+    )
+    points = []
+    for row in reversed(list(rows)):
+        fleet = (row.measured or {}).get("fleet") or {}
+        plan = row.plan or {}
+        points.append(
+            TrendPoint(
+                assessment_id=row.pk,
+                window_end=row.window_end.isoformat(),
+                measured_usd_per_month=finite(fleet.get("usd_per_month")),
+                measured_util_pct=finite(fleet.get("util_mean_pct")),
+                plan_usd_per_month=finite((plan.get("fleet_plan") or {}).get("usd_per_month")),
+                baseline_usd_per_month=finite(
+                    (plan.get("fleet_baseline") or {}).get("usd_per_month")
+                ),
+            )
+        )
+    return tuple(points)

@@ -1,0 +1,212 @@
+"""Assessment pages: the engine's numbers on the page, the waterfall, starting one, progress."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.test import Client
+from django.utils.html import escape
+
+from advisor.models import Assessment, AssessmentStatus
+from dashboard.selectors.assessments import (
+    PLANNER_ORDER,
+    args_diff,
+    assessment_view,
+    waterfall_steps,
+)
+from tests.dashboard.assessed import assessment_completed
+from tests.dashboard.conftest import END, SmallFleet
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def assessment(small_fleet: SmallFleet) -> Assessment:
+    return assessment_completed(cluster=small_fleet.cluster, end=END)
+
+
+def _figure(html: str, name: str) -> dict[str, Any]:
+    marker = f'<script type="application/json" id="fig-{name}">'
+    assert marker in html, f"no figure {name}"
+    return json.loads(html.split(marker)[1].split("</script>")[0])
+
+
+def test_it_shows_the_engines_plan_beside_what_was_measured(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    client.force_login(carol)
+    response = client.get(f"/assessments/{assessment.pk}/")
+    html = response.content.decode()
+
+    assert response.status_code == 200
+    plan = assessment.plan
+    kpi = html.split('data-testid="kpi-plan"')[1].split("</div>")[0]
+    assert f"${plan['fleet_plan']['usd_per_month']:,.0f}" in kpi
+    measured = html.split('data-testid="kpi-measured"')[1].split("</div>")[0]
+    assert f"${assessment.measured['fleet']['usd_per_month']:,.0f}" in measured
+    simulated = html.split('data-testid="kpi-simulated"')[1].split("</div>")[0]
+    assert f"${plan['fleet_baseline']['usd_per_month']:,.0f}" in simulated
+    # the product brief's table: one row per strategy combination the engine computed
+    table = html.split('data-testid="combinations"')[1].split("</table>")[0]
+    assert table.count("<tr") - 1 == len(plan["combinations"]) == 2**5
+    assert "continuous batching + quantization" in table
+    # the baseline-vs-plan table has each assessed deployment with its measured utilization
+    rows = html.split('data-testid="baseline-vs-plan"')[1].split("</table>")[0]
+    assert rows.count('data-testid="deployment-row"') == 2
+    assert "55.0%" in rows  # llama's measured utilization
+    # not enough data is an answer, shown with what is missing
+    assert "deployment llama-batch has 2 h of telemetry" in html
+    assert 'data-testid="assumptions"' in html
+    assert "test contract" in html
+    # the waterfall is the engine's: it starts at today's simulated cost and ends at the plan
+    waterfall = _figure(html, "waterfall")["data"][0]
+    assert waterfall["type"] == "waterfall"
+    assert waterfall["y"][0] == pytest.approx(plan["fleet_baseline"]["usd_per_month"])
+    assert waterfall["y"][-1] == pytest.approx(plan["fleet_plan"]["usd_per_month"])
+    # viewers get no controls
+    assert 'data-testid="whatif-link"' not in html
+    assert 'data-testid="propose-plan"' not in html
+
+
+def test_an_operator_gets_the_what_if_and_rollout_links(
+    client: Client, bob, assessment: Assessment
+) -> None:
+    client.force_login(bob)
+    html = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    assert f'href="/assessments/{assessment.pk}/whatif/"' in html
+    assert f"/rollouts/new/?assessment={assessment.pk}" in html
+
+
+def test_the_waterfall_follows_the_planners_order_and_adds_up(assessment: Assessment) -> None:
+    view = assessment_view(assessment)
+    steps = view.waterfall
+    rows = {frozenset(r["strategies"]): r["usd_per_month"] for r in view.combinations}
+
+    assert [s.label for s in steps] == [
+        "today (simulated)", "right-sizing",
+        *(f"+ {label}" for label in ("quantization", "continuous batching",
+                                     "speculative decoding", "elastic scaling",
+                                     "multi-model GPU sharing")),
+        "plan",
+    ]  # fmt: skip
+    total = steps[0].usd_per_month + sum(s.usd_per_month for s in steps[1:-1])
+    assert total == pytest.approx(steps[-1].usd_per_month)
+    assert steps[-1].usd_per_month == pytest.approx(view.fleet_plan["usd_per_month"])
+    # each step is a difference of two rows of the combination table
+    assert steps[1].usd_per_month == pytest.approx(rows[frozenset()] - steps[0].usd_per_month)
+    assert steps[2].usd_per_month == pytest.approx(
+        rows[frozenset({"quantization"})] - rows[frozenset()]
+    )
+    assert steps[3].usd_per_month == pytest.approx(
+        rows[frozenset({"quantization", "batching"})] - rows[frozenset({"quantization"})]
+    )
+
+
+def test_the_waterfall_says_when_the_plan_is_not_the_last_combination() -> None:
+    rows = [
+        {"strategies": [], "usd_per_month": 90.0, "meets_slo": True},
+        {"strategies": ["batching"], "usd_per_month": 60.0, "meets_slo": False},
+    ]
+    steps = waterfall_steps(rows, baseline_usd=100.0, plan_usd=55.0)
+    assert [(s.label, s.usd_per_month, s.measure) for s in steps] == [
+        ("today (simulated)", 100.0, "absolute"),
+        ("right-sizing", -10.0, "relative"),
+        ("+ continuous batching", -30.0, "relative"),
+        ("other (planner)", -5.0, "relative"),
+        ("plan", 55.0, "total"),
+    ]
+    assert steps[2].note == "misses an SLO"
+    assert PLANNER_ORDER[0] == "quantization"
+
+
+def test_the_args_diff_lines_up_todays_args_with_the_plans_flags() -> None:
+    lines = args_diff(
+        {"max_num_seqs": 64, "tensor-parallel-size": 2, "enable_chunked_prefill": True},
+        {"engine_args": {"--max-num-seqs": 256, "--quantization": "fp8"}, "tensor_parallel": 1},
+    )
+    assert [(line.flag, line.before, line.after, line.kind) for line in lines] == [
+        ("--enable-chunked-prefill", "(on)", "(on)", "same"),
+        ("--max-num-seqs", "64", "256", "changed"),
+        ("--quantization", None, "fp8", "added"),
+        ("--tensor-parallel-size", "2", "1", "changed"),
+    ]
+
+
+def test_the_page_shows_the_args_diff_of_each_changed_deployment(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    client.force_login(carol)
+    html = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    llama = next(p for p in assessment.plan["deployments"] if p["deployment"] == "llama")
+    diffs = html.split('data-testid="args-diff"')
+    assert len(diffs) - 1 == sum(p["status"] == "ok" for p in assessment.plan["deployments"])
+    for flag, value in llama["config_change"]["engine_args"].items():
+        assert f"+ {flag} {value}" in html
+
+
+def test_the_list_shows_each_clusters_trend(client: Client, carol, small_fleet: SmallFleet) -> None:
+    first = assessment_completed(cluster=small_fleet.cluster, end=END - timedelta(days=7))
+    second = assessment_completed(cluster=small_fleet.cluster, end=END, previous=first)
+    client.force_login(carol)
+    html = client.get("/assessments/").content.decode()
+
+    trend = _figure(html, "trend-prod")
+    assert trend["layout"]["meta"]["ids"] == [first.pk, second.pk]
+    assert trend["data"][0]["y"] == [pytest.approx(first.measured["fleet"]["usd_per_month"])] * 2
+    assert html.count("/assessments/") >= 2
+    assert 'data-testid="start-assessment"' not in html  # viewer
+
+
+def test_an_operator_starts_an_assessment_and_a_viewer_may_not(
+    client: Client, bob, carol, small_fleet: SmallFleet, django_capture_on_commit_callbacks: Any
+) -> None:
+    client.force_login(carol)
+    assert client.post("/assessments/", {"cluster": "prod", "window": "7d"}).status_code == 403
+    assert not Assessment.objects.exists()
+
+    client.force_login(bob)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post("/assessments/", {"cluster": "prod", "window": "7d"})
+    created = Assessment.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/assessments/{created.pk}/"
+    # tasks run in-process in tests: the small fleet has no traffic, which is an answer
+    assert created.status == AssessmentStatus.COMPLETED, created.error
+    assert created.created_by == bob
+    page = client.get(response["Location"]).content.decode()
+    gaps = page.split('data-testid="data-gaps"')[1].split("</section>")[0]
+    assert [gap["deployment"] for gap in created.data_gaps] == ["llama"]
+    assert escape(created.data_gaps[0]["message"]) in gaps
+
+
+def test_a_bad_start_names_the_field_and_stores_nothing(
+    client: Client, bob, small_fleet: SmallFleet
+) -> None:
+    client.force_login(bob)
+    response = client.post("/assessments/", {"cluster": "nope", "window": "3y"})
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert "cluster: Select a valid choice" in html
+    assert "window: Select a valid choice" in html
+    assert not Assessment.objects.exists()
+
+
+def test_progress_is_json_for_the_page_to_poll(
+    client: Client, carol, small_fleet: SmallFleet
+) -> None:
+    running = Assessment.objects.create(
+        cluster=small_fleet.cluster, window_start=END - timedelta(days=7), window_end=END,
+        status=AssessmentStatus.RUNNING, progress=0.42, progress_message="deriving llama",
+    )  # fmt: skip
+    client.force_login(carol)
+    assert client.get(f"/assessments/{running.pk}/progress.json").json() == {
+        "status": "running", "progress": 0.42, "message": "deriving llama", "error": "",
+        "done": False,
+    }  # fmt: skip
+    page = client.get(f"/assessments/{running.pk}/").content.decode()
+    assert f'data-progress-url="/assessments/{running.pk}/progress.json"' in page
+    assert '<script src="/static/js/progress.js" defer></script>' in page
+    assert client.get("/assessments/999999/progress.json").status_code == 404

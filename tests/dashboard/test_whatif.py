@@ -1,0 +1,136 @@
+"""The what-if playground: the form, a run stored and simulated on the `sim` queue, its page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from advisor.models import Assessment
+from config.celery import app
+from dashboard.models import WhatIf, WhatIfStatus
+from dashboard.tasks import whatif_run
+from tests.dashboard.assessed import assessment_completed
+from tests.dashboard.conftest import END, SmallFleet
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def assessment(small_fleet: SmallFleet) -> Assessment:
+    return assessment_completed(cluster=small_fleet.cluster, end=END)
+
+
+def _form(assessment: Assessment, **changes: str) -> dict[str, str]:
+    """The playground's form as the page fills it (the assessment's own values), plus changes."""
+    data = {
+        "d0-hardware": "H100-SXM", "d0-tensor_parallel": "1", "d0-replicas": "3",
+        "d0-ttft_p95_s": "2.0", "d0-tpot_p95_s": "0.1", "d0-max_quality_loss_points": "1.0",
+        "d1-hardware": "H100-SXM", "d1-tensor_parallel": "1", "d1-replicas": "2",
+        "d1-ttft_p95_s": "2.0", "d1-tpot_p95_s": "0.1", "d1-max_quality_loss_points": "1.0",
+        "price-H100-SXM": "4.0", "price-A100-80GB": "2.74",
+        **{f"s-{name}": "on" for name in ("batching", "quantization", "autoscaling",
+                                          "speculative", "sharing")},
+    }  # fmt: skip
+    data.update(changes)
+    return {k: v for k, v in data.items() if v is not None}
+
+
+def test_the_form_shows_the_assessments_own_values_to_operators_only(
+    client: Client, bob, carol, assessment: Assessment
+) -> None:
+    client.force_login(bob)
+    html = client.get(f"/assessments/{assessment.pk}/whatif/").content.decode()
+    assert 'data-testid="whatif-form"' in html
+    assert 'name="d0-replicas" value="3"' in html
+    assert 'name="price-H100-SXM" value="4.0"' in html
+    assert '<input type="checkbox" name="s-sharing" checked' in html
+
+    client.force_login(carol)
+    html = client.get(f"/assessments/{assessment.pk}/whatif/").content.decode()
+    assert 'data-testid="whatif-form"' not in html
+    assert (
+        client.post(f"/assessments/{assessment.pk}/whatif/", _form(assessment)).status_code == 403
+    )
+    assert not WhatIf.objects.exists()
+
+
+def test_an_operator_runs_a_what_if_and_sees_it_beside_the_assessment(
+    client: Client, bob, assessment: Assessment, django_capture_on_commit_callbacks: Any
+) -> None:
+    client.force_login(bob)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/assessments/{assessment.pk}/whatif/", _form(assessment, **{"price-H100-SXM": "2"})
+        )
+    whatif = WhatIf.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == f"/whatifs/{whatif.pk}/"
+    assert whatif.status == WhatIfStatus.COMPLETED, whatif.error
+    assert whatif.described == ["price of H100-SXM $4 -> $2 per GPU-hour"]
+    assert whatif.changes["prices"]["H100-SXM"] == 2.0
+    # one GPU kind: the same plan at half the price
+    stored = assessment.plan["fleet_plan"]["usd_per_month"]
+    assert whatif.plan["fleet_plan"]["usd_per_month"] == pytest.approx(stored / 2)
+
+    html = client.get(response["Location"]).content.decode()
+    kpi = html.split('data-testid="kpi-whatif-plan"')[1].split("</div>")[0]
+    assert f"${stored / 2:,.0f}" in kpi
+    assert "price of H100-SXM $4 -&gt; $2 per GPU-hour" in html
+    assert 'id="fig-compare"' in html
+    assert 'id="fig-waterfall"' in html
+    assert client.get(f"/whatifs/{whatif.pk}/progress.json").json()["done"] is True
+    # the assessment page lists it
+    assert (
+        f'href="/whatifs/{whatif.pk}/"'
+        in client.get(f"/assessments/{assessment.pk}/").content.decode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("changes", "error"),
+    [
+        ({"d0-replicas": "three"},
+         "deployments.llama.replicas: expected a number, got &#x27;three&#x27;"),
+        ({"d1-tensor_parallel": "1.5"},
+         "deployments.qwen.tensor_parallel: expected a whole number"),
+        ({"d0-ttft_p95_s": "-1"}, "deployments.llama.slo.ttft_p95_s: expected a number &gt; 0"),
+        ({"d0-hardware": "TPU"}, "deployments.llama.hardware: unknown &#x27;TPU&#x27;"),
+        ({"price-H100-SXM": "-3"}, "prices.H100-SXM: expected a number &gt;= 0"),
+        ({}, "changes: nothing changed"),
+    ],
+)  # fmt: skip
+def test_bad_input_names_the_field_and_stores_nothing(
+    client: Client, bob, assessment: Assessment, changes: dict[str, str], error: str
+) -> None:
+    client.force_login(bob)
+    response = client.post(f"/assessments/{assessment.pk}/whatif/", _form(assessment, **changes))
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert error in html
+    assert not WhatIf.objects.exists()
+    # the form shows what was posted, so the user can fix it
+    for name, value in changes.items():
+        assert f'name="{name}" value="{value}"' in html or name.startswith("d0-hardware")
+
+
+def test_a_failed_simulation_is_stored_not_left_running(
+    assessment: Assessment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whatif = WhatIf.objects.create(assessment=assessment, changes={"prices": {"H100-SXM": 1}})
+
+    def broken(**_: Any) -> None:
+        raise RuntimeError("engine exploded")
+
+    monkeypatch.setattr("dashboard.whatif.whatif_simulate", broken)
+    assert whatif_run(whatif.pk) == "failed"
+    whatif.refresh_from_db()
+    assert whatif.status == WhatIfStatus.FAILED
+    assert whatif.error == "RuntimeError: engine exploded"
+    assert whatif_run(whatif.pk) == "not queued (already claimed or gone)"
+
+
+def test_what_ifs_run_on_the_simulation_queue() -> None:
+    route = app.amqp.router.route({}, whatif_run.name, (1,), {})
+    assert route["queue"].name == "sim"
