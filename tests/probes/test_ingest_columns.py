@@ -161,6 +161,7 @@ def test_it_names_each_bad_value_of_other_lists_and_says_what_a_list_should_be(
     assert not IngestBatch.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)  # the store's own transaction is the outermost
 def test_a_repeated_batch_id_and_samples_stored_before_are_answered_as_with_rows(
     client: Client,
 ) -> None:
