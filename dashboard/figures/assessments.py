@@ -18,6 +18,17 @@ def _usd(value: float) -> str:
     return f"${value:,.0f}"
 
 
+def _wrap(label: str, width: int = 12) -> str:
+    """Break a category label into lines of about `width` characters (Plotly's <br>)."""
+    lines: list[str] = []
+    for word in label.split(" "):
+        if lines and len(lines[-1]) + 1 + len(word) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return "<br>".join(lines)
+
+
 def waterfall(view: PlanView, *, title: str = "From today's cost to the plan") -> go.Figure:
     """Today (simulated) -> right-sizing -> each strategy in the planner's order -> plan."""
     steps = view.waterfall
@@ -25,7 +36,7 @@ def waterfall(view: PlanView, *, title: str = "From today's cost to the plan") -
         return empty("No plan: nothing was assessed", title=title)
     fig = go.Figure(
         go.Waterfall(
-            x=[s.label for s in steps],
+            x=[_wrap(s.label) for s in steps],
             y=[s.usd_per_month for s in steps],
             measure=[s.measure for s in steps],
             text=[
@@ -42,37 +53,48 @@ def waterfall(view: PlanView, *, title: str = "From today's cost to the plan") -
         )
     )
     fig.update_yaxes(title_text="USD per month", rangemode="tozero")
+    fig.update_xaxes(tickangle=0, tickfont={"size": 11}, automargin=True)
     fig.update_layout(showlegend=False)
-    return themed(fig, title=title, height=340)
+    return themed(fig, title=title, height=360)
 
 
 def strategy_savings(view: PlanView) -> go.Figure:
-    """Each strategy alone against today, per deployment (USD per month saved)."""
-    title = "What each strategy alone saves (USD/month vs today)"
-    deployments = [d for d in view.deployments if d.strategy_cells]
-    if not deployments:
+    """Each strategy alone on the whole fleet, from the engine's combination table.
+
+    A strategy's result against today includes right-sizing today's configuration (fewer
+    replicas of it), which every strategy gets; the bar shows that shared part apart from
+    what the strategy adds beyond it, so right-sizing is not credited to each strategy.
+    """
+    title = "Each strategy alone, whole fleet (USD/month saved vs today)"
+    baseline = finite(view.fleet_baseline.get("usd_per_month"))
+    rows = {frozenset(r.get("strategies") or ()): r for r in view.combinations}
+    resized = finite((rows.get(frozenset()) or {}).get("usd_per_month"))
+    if baseline is None or resized is None or not view.strategies:
         return empty("No strategy results", title=title)
-    fig = go.Figure()
-    for i, deployment in enumerate(deployments):
-        cells = deployment.strategy_cells
-        fig.add_trace(
+    names = list(view.strategies)
+    alone = [finite((rows.get(frozenset({n})) or {}).get("usd_per_month")) for n in names]
+    labels = [strategy_label(n) for n in names]
+    beyond = [None if cost is None else resized - cost for cost in alone]
+    fig = go.Figure(
+        [
             go.Bar(
-                y=[strategy_label(c.strategy) for c in cells],
-                x=[c.savings_usd_per_month or 0.0 for c in cells],
-                name=deployment.name,
-                orientation="h",
-                marker_color=SERIES[i % len(SERIES)],
-                customdata=[c.status.replace("_", " ") for c in cells],
-                hovertemplate="%{y}: $%{x:,.0f}/month (%{customdata})<extra>"
-                + deployment.name
-                + "</extra>",
-            )
-        )
-    fig.update_layout(barmode="group", showlegend=len(deployments) > 1)
-    fig.update_xaxes(title_text="USD per month saved (negative: costs more)")
+                y=labels, x=[baseline - resized] * len(names), orientation="h", marker_color=MUTED,
+                name="right-sizing today's configuration (every strategy gets it)",
+                hovertemplate="right-sizing: $%{x:,.0f}/month<extra></extra>",
+            ),
+            go.Bar(
+                y=labels, x=beyond, orientation="h", marker_color=OK,
+                name="what the strategy adds",
+                text=[None if b is None else f"{b:+,.0f}" for b in beyond],
+                textposition="outside",
+                hovertemplate="%{y}: $%{x:,.0f}/month beyond right-sizing<extra></extra>",
+            ),
+        ]
+    )  # fmt: skip
+    fig.update_layout(barmode="relative")
+    fig.update_xaxes(title_text="USD per month saved vs today's simulated cost")
     fig.update_yaxes(automargin=True, autorange="reversed")
-    bars = sum(len(d.strategy_cells) for d in deployments)
-    return themed(fig, title=title, height=max(260, 90 + 22 * bars))
+    return themed(fig, title=title, height=max(260, 120 + 34 * len(names)))
 
 
 def today_vs_plan(view: PlanView) -> go.Figure:

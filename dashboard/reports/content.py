@@ -2,22 +2,34 @@
 
 `SECTIONS` is the extension point: a builder takes the cluster (None: all) and the window
 and returns a `Section`, or None when it has nothing to say. The fleet section is built
-from the same selector and figure builders as the fleet page, so report and page agree.
-The assessment section (issue 6) is appended here once assessments exist.
+from the same selector and figure builders as the fleet page, and the assessment section
+from the assessment page's (`dashboard.selectors.assessments`, `dashboard.figures.assessments`),
+so report and pages agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import plotly.graph_objects as go
 from django.conf import settings
 from django.utils import timezone
 
+from advisor.models import Assessment, AssessmentStatus
+from dashboard.demo_notice import demo_notice
+from dashboard.figures import assessments as assessment_figures
 from dashboard.figures import fleet as fleet_figures
+from dashboard.selectors.assessments import (
+    assessment_view,
+    calibration_range,
+    calibration_views,
+    combination_label,
+    finite,
+    measured_assessed,
+)
 from dashboard.selectors.fleet import IDLE_UTIL_PCT, fleet_overview
 from dashboard.windows import Window
 from probes.models import Cluster
@@ -90,8 +102,75 @@ def fleet_section(cluster: Cluster | None, window: Window) -> Section:
     )
 
 
+# An assessment finished up to this long after the report's window ends still belongs to it
+# (weekly assessments end on the hour; the weekly report runs an hour later).
+ASSESSMENT_SLACK = timedelta(hours=2)
+
+
+def assessment_section(cluster: Cluster | None, window: Window) -> Section | None:
+    """Each cluster's latest finished assessment ending by the window's end (None: none)."""
+    clusters = [cluster] if cluster is not None else list(Cluster.objects.all())
+    entries = []
+    figures: dict[str, go.Figure] = {}
+    summary: dict[str, Any] = {}
+    for i, each in enumerate(clusters):
+        assessment = (
+            Assessment.objects.filter(
+                cluster=each,
+                status=AssessmentStatus.COMPLETED,
+                window_end__lte=window.end + ASSESSMENT_SLACK,
+            )
+            .defer("scenario")
+            .order_by("-window_end", "-id")
+            .first()
+        )
+        if assessment is None:
+            continue
+        view = assessment_view(assessment)
+        names = {"waterfall": f"waterfall_{i}", "strategies": f"strategies_{i}"}
+        entries.append(
+            {
+                "cluster": each,
+                "assessment": assessment,
+                "view": view,
+                "measured": measured_assessed(assessment, view),
+                "calibrations": calibration_views(assessment),
+                "calibration_range": calibration_range(view),
+                "combinations": [
+                    {**row, "label": combination_label(row.get("strategies") or ())}
+                    for row in view.combinations
+                ],
+                "images": {key: f"assessment_{name}" for key, name in names.items()},
+                "demo_notice": demo_notice(each.name),
+            }
+        )
+        if view.assessed:
+            figures[names["waterfall"]] = assessment_figures.waterfall(view)
+            figures[names["strategies"]] = assessment_figures.strategy_savings(view)
+        summary[each.name] = {
+            "assessment_id": assessment.pk,
+            "window_end": assessment.window_end.isoformat(),
+            "baseline_usd_per_month": finite(view.fleet_baseline.get("usd_per_month")),
+            "plan_usd_per_month": finite(view.fleet_plan.get("usd_per_month")),
+            "savings_usd_per_month": view.savings_usd_per_month,
+            "savings_fraction": view.savings_fraction,
+            "not_assessed": [gap.get("deployment") for gap in assessment.data_gaps or []],
+        }
+    if not entries:
+        return None
+    return Section(
+        key="assessment",
+        title="Assessment: what the strategies would save",
+        template="reports/_assessment.html",
+        text_template="reports/_assessment.txt",
+        context={"entries": entries},
+        figures=figures,
+        summary=summary,
+    )
+
+
 SectionBuilder = Callable[[Cluster | None, Window], Section | None]
-SECTIONS: list[SectionBuilder] = [fleet_section]
+SECTIONS: list[SectionBuilder] = [fleet_section, assessment_section]
 
 
 def report_content(*, cluster: Cluster | None, window: Window) -> ReportContent:

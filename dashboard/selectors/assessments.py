@@ -362,7 +362,7 @@ def calibration_views(assessment: Assessment) -> tuple[CalibrationView, ...]:
     """Per GPU kind the assessment used: the profile's source and fit error."""
     users: dict[str, list[str]] = {}
     for name, given in ((assessment.inputs or {}).get("deployments") or {}).items():
-        if given.get("kind"):
+        if given.get("kind") and given.get("workload"):  # assessed (not a data gap)
             users.setdefault(given["kind"], []).append(name)
     rows = []
     for kind, entry in sorted((assessment.calibration or {}).items()):
@@ -415,6 +415,25 @@ def assumptions_of(assessment: Assessment, view: PlanView) -> tuple[str, ...]:
         for cell in deployment.strategy_cells:
             out.extend(f"{deployment.name}, {cell.strategy}: {a}" for a in cell.assumptions)
     return tuple(dict.fromkeys(out))
+
+
+def measured_assessed(assessment: Assessment, view: PlanView) -> dict[str, Any]:
+    """What the telemetry measured for the assessed deployments only (to set beside the
+    simulated baseline, which covers only them), and for the whole cluster."""
+    measured = assessment.measured or {}
+    rows = [d.measured for d in view.assessed if d.measured]
+    usd = [finite(row.get("usd_per_month")) for row in rows]
+    gpus = [finite(row.get("gpus_mean")) or 0.0 for row in rows]
+    samples = [row.get("sample_count") or 0 for row in rows]
+    utils = [finite(row.get("util_mean_pct")) for row in rows]
+    weighted = [(u, n) for u, n in zip(utils, samples, strict=True) if u is not None and n]
+    total = sum(n for _, n in weighted)
+    return {
+        "usd_per_month": sum(u for u in usd if u is not None) if rows else None,
+        "gpus_mean": sum(gpus) if rows else None,
+        "util_mean_pct": sum(u * n for u, n in weighted) / total if total else None,
+        "cluster": measured.get("fleet") or {},
+    }
 
 
 @dataclass(frozen=True)

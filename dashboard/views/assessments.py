@@ -15,6 +15,7 @@ from advisor.models import Assessment, AssessmentStatus
 from advisor.selectors.assessments import assessment_get, assessments_list
 from advisor.services.assessments import AssessmentInputError, assessment_create
 from dashboard.access import role_required
+from dashboard.demo_notice import demo_notice
 from dashboard.figures import assessments as figures
 from dashboard.forms import AssessmentStartForm
 from dashboard.selectors.assessments import (
@@ -24,6 +25,7 @@ from dashboard.selectors.assessments import (
     calibration_range,
     calibration_views,
     combination_label,
+    measured_assessed,
 )
 from probes.models import Cluster
 from probes.roles import OPERATOR, VIEWER
@@ -77,7 +79,6 @@ def assessment_detail(request: HttpRequest, assessment_id: int) -> HttpResponse:
     assessment = _get(assessment_id)
     view = assessment_view(assessment)
     calibrations = calibration_views(assessment)
-    fleet_measured = (assessment.measured or {}).get("fleet") or {}
     done = assessment.status == AssessmentStatus.COMPLETED
     return render(
         request,
@@ -85,7 +86,8 @@ def assessment_detail(request: HttpRequest, assessment_id: int) -> HttpResponse:
         {
             "assessment": assessment,
             "view": view,
-            "measured": fleet_measured,
+            "measured": measured_assessed(assessment, view),
+            "demo_notice": demo_notice(assessment.cluster.name),
             "calibrations": calibrations,
             "calibration_range": calibration_range(view),
             "assumptions": assumptions_of(assessment, view),

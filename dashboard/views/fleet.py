@@ -9,6 +9,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from dashboard.access import role_required
+from dashboard.demo_notice import demo_notice
 from dashboard.figures import fleet as figures
 from dashboard.selectors.fleet import IDLE_UTIL_PCT, MINUTE_ROWS_UP_TO, GpuUsage, fleet_overview
 from dashboard.views.common import cluster_from, window_context
@@ -35,6 +36,7 @@ def fleet(request: HttpRequest) -> HttpResponse:
         minute_rows=MINUTE_ROWS_UP_TO,
         prices=PriceSheet.objects.all(),
         latest_query=window.ending_at(latest).query(**keep) if latest and stale else "",
+        demo_notice=demo_notice(cluster.name if cluster else None),
         heatmap=figures.utilization_heatmap(overview),
         idle_bars=figures.idle_cost_bars(overview),
         util_histogram=figures.utilization_histogram(overview),

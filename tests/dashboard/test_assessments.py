@@ -45,8 +45,12 @@ def test_it_shows_the_engines_plan_beside_what_was_measured(
     plan = assessment.plan
     kpi = html.split('data-testid="kpi-plan"')[1].split("</div>")[0]
     assert f"${plan['fleet_plan']['usd_per_month']:,.0f}" in kpi
+    # measured today: the assessed deployments' GPUs (what the simulated baseline covers)
     measured = html.split('data-testid="kpi-measured"')[1].split("</div>")[0]
-    assert f"${assessment.measured['fleet']['usd_per_month']:,.0f}" in measured
+    by_deployment = assessment.measured["deployments"]
+    assessed_usd = by_deployment["llama"]["usd_per_month"] + by_deployment["qwen"]["usd_per_month"]
+    assert f"${assessed_usd:,.0f}" in measured
+    assert f"whole cluster ${assessment.measured['fleet']['usd_per_month']:,.0f}" in measured
     simulated = html.split('data-testid="kpi-simulated"')[1].split("</div>")[0]
     assert f"${plan['fleet_baseline']['usd_per_month']:,.0f}" in simulated
     # the product brief's table: one row per strategy combination the engine computed
@@ -66,6 +70,13 @@ def test_it_shows_the_engines_plan_beside_what_was_measured(
     assert waterfall["type"] == "waterfall"
     assert waterfall["y"][0] == pytest.approx(plan["fleet_baseline"]["usd_per_month"])
     assert waterfall["y"][-1] == pytest.approx(plan["fleet_plan"]["usd_per_month"])
+    # each strategy alone (fleet): right-sizing apart from what the strategy adds
+    cost = {frozenset(r["strategies"]): r["usd_per_month"] for r in plan["combinations"]}
+    bars = _figure(html, "strategies")["data"]
+    assert bars[0]["x"][0] == pytest.approx(
+        plan["fleet_baseline"]["usd_per_month"] - cost[frozenset()]
+    )
+    assert bars[1]["x"][0] == pytest.approx(cost[frozenset()] - cost[frozenset({"quantization"})])
     # viewers get no controls
     assert 'data-testid="whatif-link"' not in html
     assert 'data-testid="propose-plan"' not in html

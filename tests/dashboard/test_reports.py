@@ -23,6 +23,7 @@ from dashboard.reports.content import report_content
 from dashboard.reports.images import figures_to_png
 from dashboard.reports.render import report_render
 from dashboard.windows import Window
+from tests.dashboard.assessed import assessment_completed
 from tests.dashboard.conftest import END, SmallFleet
 from tests.support.components import missing
 
@@ -167,3 +168,50 @@ def test_operators_generate_and_viewers_only_read(
     response = client.post("/reports/generate/", {"days": "365"}, follow=True)
     assert "days: one of 1, 7, 30" in response.content.decode()
     assert Report.objects.count() == 1
+
+
+@pytest.mark.integration
+def test_the_report_carries_the_assessment_with_the_pages_numbers_and_charts(
+    small_fleet: SmallFleet, client: Client, carol
+) -> None:
+    need_chromium()
+    assessment = assessment_completed(cluster=small_fleet.cluster, end=END)
+    plan = assessment.plan
+    content = report_content(cluster=small_fleet.cluster, window=week())
+    rendered = report_render(content)
+
+    assert set(rendered.images) == {
+        "fleet_heatmap", "fleet_idle", "fleet_util", "assessment_waterfall_0",
+        "assessment_strategies_0",
+    }  # fmt: skip
+    reader = PdfReader(io.BytesIO(rendered.pdf))
+    text = " ".join(page.extract_text() for page in reader.pages)
+    assert len({image.name for page in reader.pages for image in page.images}) == 5
+    # the same figures as the assessment page
+    client.force_login(carol)
+    page = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    for figure in (
+        f"${plan['fleet_plan']['usd_per_month']:,.0f}",
+        f"${plan['savings_usd_per_month']:,.0f}",
+        f"${plan['fleet_baseline']['usd_per_month']:,.0f}",
+        "continuous batching + quantization",
+        "deployment llama-batch has 2 h of telemetry",
+    ):
+        assert figure in text, figure
+        assert figure in rendered.html_email, figure
+        assert figure in page, figure
+    assert 'src="cid:assessment_waterfall_0"' in rendered.html_email
+    assert f"/assessments/{assessment.pk}/" in rendered.text_email
+    summary = content.summary["assessment"]["prod"]
+    assert summary["assessment_id"] == assessment.pk
+    assert summary["plan_usd_per_month"] == pytest.approx(plan["fleet_plan"]["usd_per_month"])
+
+
+def test_a_report_window_takes_the_assessment_that_ended_by_then(small_fleet: SmallFleet) -> None:
+    older = assessment_completed(cluster=small_fleet.cluster, end=END - timedelta(days=7))
+    assessment_completed(cluster=small_fleet.cluster, end=END + timedelta(days=1))  # later
+    earlier_week = Window("7d", END - timedelta(days=14), END - timedelta(days=7), end_given=True)
+    content = report_content(cluster=small_fleet.cluster, window=earlier_week)
+    assert content.summary["assessment"]["prod"]["assessment_id"] == older.pk
+    none_yet = Window("7d", END - timedelta(days=21), END - timedelta(days=14), end_given=True)
+    assert "assessment" not in report_content(cluster=small_fleet.cluster, window=none_yet).summary

@@ -58,12 +58,32 @@ def _demo_assessment() -> str:
 
     done = Assessment.objects.filter(cluster__name=CLUSTER, status=AssessmentStatus.COMPLETED)
     if done.exists():
-        return f"demo assessment: #{done.latest('id').pk} already there"
-    # The last 7 days up to this whole hour: most of the trace imported just now is inside.
+        return assessment_summary(done.latest("id"), "already there")
+    # The last 7 days up to this whole hour: the demo's trace fills the last hour of it.
     assessment = assessment_create(cluster=CLUSTER, window="7d")
     assessment_run(assessment.pk)  # a no-op when the on-commit hook already ran it
     assessment.refresh_from_db()
-    gaps = "; ".join(gap["message"] for gap in assessment.data_gaps)
-    return f"demo assessment: #{assessment.pk} {assessment.status}" + (
-        f" (not assessed: {gaps})" if gaps else ""
-    )
+    return assessment_summary(assessment, assessment.status)
+
+
+def assessment_summary(assessment: Any, status: str) -> str:
+    """The assessment's headline numbers, as the page shows them (all from the stored row)."""
+    lines = [f"demo assessment: #{assessment.pk} {status}"]
+    plan = assessment.plan or {}
+    if plan:
+        measured = (assessment.measured or {}).get("deployments") or {}
+        assessed = [d["deployment"] for d in plan.get("deployments", []) if d.get("baseline")]
+        measured_usd = sum(measured[name]["usd_per_month"] for name in assessed if name in measured)
+        lines.append(
+            f"  today: ${measured_usd:,.0f}/month measured, "
+            f"${plan['fleet_baseline']['usd_per_month']:,.0f}/month simulated; plan: "
+            f"${plan['fleet_plan']['usd_per_month']:,.0f}/month, saving "
+            f"${plan['savings_usd_per_month']:,.0f} ({plan['savings_fraction']:.1%})"
+        )
+        for item in plan.get("deployments", []):
+            lines.append(f"  {item['deployment']}: {item['message']}")
+    for gap in assessment.data_gaps or []:
+        lines.append(f"  not assessed: {gap['message']}")
+    if assessment.error:
+        lines.append(f"  error: {assessment.error}")
+    return "\n".join(lines)
