@@ -561,10 +561,10 @@ def _explain(spec: Field, value: Any, lo: float, hi: float) -> str:
             return f"must be an integer, got {value}"
         if spec.kind == "ts":
             return "must be Unix seconds between 2000-01-01 and one hour from now"
-        # No stated maximum: the internal cap (finite numbers, BIGINT) is not worth a mention.
-        bounds = (
-            f"between {_fmt(lo)} and {_fmt(hi)}" if spec.maximum is not None else f">= {_fmt(lo)}"
-        )
+        if spec.maximum is None and value > hi:  # the internal cap: BIGINT, finite numbers
+            return f"must be at most {hi}, got {value}"
+        # No stated maximum: the internal cap is not worth a mention.
+        bounds = f">= {_fmt(lo)}" if spec.maximum is None else f"between {_fmt(lo)} and {_fmt(hi)}"
         return f"must be {bounds}, got {value}"
     if not isinstance(value, str):
         return f"must be a string, got {type(value).__name__}"
@@ -584,9 +584,10 @@ def _hi(spec: Field, max_ts: float) -> float:
         return max_ts
     if spec.maximum is not None:
         return spec.maximum
-    # Integers land in BIGINT columns; numbers must be finite (JSON `Infinity` is refused at
-    # decode time, but an integer literal can still be huge).
-    return float(2**63 - 1) if spec.kind == "integer" else 1e300
+    # Integers land in BIGINT columns (an exact int: float(2**63 - 1) rounds up to 2**63);
+    # numbers must be finite (JSON `Infinity` is refused at decode time, but an integer
+    # literal can still be huge).
+    return 2**63 - 1 if spec.kind == "integer" else 1e300
 
 
 def _fmt(value: float) -> str:

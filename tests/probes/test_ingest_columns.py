@@ -119,6 +119,7 @@ GOOD: dict[str, list[Any]] = {
         ({"ts": [NOW, 1.7e12]}, "gpu_samples.ts[1]", "Unix seconds"),
         ({"mem_used_bytes": [1, 2.5]}, "gpu_samples.mem_used_bytes[1]", "integer"),
         ({"mem_used_bytes": [-1, 2]}, "gpu_samples.mem_used_bytes[0]", "must be >= 0, got -1"),
+        ({"mem_used_bytes": [1, 2**63]}, "gpu_samples.mem_used_bytes[1]", "at most 922337"),
         ({"gpu_uuid": ["GPU-0", ""]}, "gpu_samples.gpu_uuid[1]", "1-96 characters"),
         ({"power_w": [1.0, -5]}, "gpu_samples.power_w[1]", "must be >= 0, got -5"),
         ({"ts": None}, "gpu_samples.ts", "required"),
