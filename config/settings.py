@@ -145,6 +145,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # A request record's status appears in the ingest rows and column layouts: one enum.
+    "ENUM_NAME_OVERRIDES": {"RequestStatusEnum": ["ok", "error", "aborted"]},
 }
 
 # Celery: with no broker configured, tasks run eagerly in-process (demo, unit tests).
