@@ -85,16 +85,21 @@ def strategy_savings(view: PlanView) -> go.Figure:
             go.Bar(
                 y=labels, x=beyond, orientation="h", marker_color=OK,
                 name="what the strategy adds",
-                text=[None if b is None else f"{b:+,.0f}" for b in beyond],
+                text=[None if b is None else f"+${b:,.0f}" for b in beyond],
                 textposition="outside",
                 hovertemplate="%{y}: $%{x:,.0f}/month beyond right-sizing<extra></extra>",
             ),
         ]
     )  # fmt: skip
-    fig.update_layout(barmode="relative")
-    fig.update_xaxes(title_text="USD per month saved vs today's simulated cost")
+    widest = max((baseline - resized) + max(b or 0.0, 0.0) for b in beyond)
+    fig.update_layout(barmode="relative", legend={"y": -0.45})
+    # room on the right for the value labels drawn outside the bars
+    lowest = min(0.0, *(b or 0.0 for b in beyond))
+    fig.update_xaxes(
+        title_text="USD/month saved vs today (simulated)", range=[lowest, widest * 1.18 or 1.0]
+    )
     fig.update_yaxes(automargin=True, autorange="reversed")
-    return themed(fig, title=title, height=max(260, 120 + 34 * len(names)))
+    return themed(fig, title=title, height=max(300, 160 + 34 * len(names)))
 
 
 def today_vs_plan(view: PlanView) -> go.Figure:
@@ -190,7 +195,9 @@ def trend(points: tuple[TrendPoint, ...]) -> go.Figure:
                 "range": [0, 100], "showgrid": False},
         meta={"ids": [p.assessment_id for p in points]},
     )  # fmt: skip
-    return themed(fig, title=title, height=280)
+    fig = themed(fig, title=title, height=280)
+    fig.update_layout(margin={"r": 64})  # room for the right axis' title
+    return fig
 
 
 def compare_plans(before: PlanView, after: PlanView, *, labels: tuple[str, str]) -> go.Figure:

@@ -106,7 +106,9 @@ def sweep(runs: list[RunView], *, over: str) -> go.Figure:
                 "rangemode": "tozero", "showgrid": False},
     )  # fmt: skip
     fig.update_xaxes(title_text=over)
-    return themed(fig, title=title, height=320)
+    fig = themed(fig, title=title, height=320)
+    fig.update_layout(margin={"r": 64})  # room for the right axis' title
+    return fig
 
 
 def compare(runs: list[RunView]) -> go.Figure:
@@ -132,4 +134,6 @@ def compare(runs: list[RunView]) -> go.Figure:
         yaxis2={"title": {"text": "ms"}, "overlaying": "y", "side": "right", "rangemode": "tozero",
                 "showgrid": False},
     )  # fmt: skip
-    return themed(fig, title=title, height=320)
+    fig = themed(fig, title=title, height=320)
+    fig.update_layout(margin={"r": 64})
+    return fig

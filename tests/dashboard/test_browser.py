@@ -1,27 +1,46 @@
-"""The dashboard in a real browser (headless Chromium): log in, see the fleet, roles' controls."""
+"""The dashboard in a real browser (headless Chromium): log in, see the fleet, open an
+assessment, run a what-if and start a benchmark on a real Celery worker (progress polled by
+the page), the demo's pages, and what a viewer may not see.
+
+One Chromium serves the module (and pytest-django's live server the session); every test
+uses its own browser context, so its own login. Screenshots go to var/screenshots/.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from io import StringIO
 from typing import Any
 
 import pytest
+from django.core.management import call_command
 
-from tests.support.browser import browser_page, log_in, screenshot
+from advisor.models import Assessment, BenchmarkJob, JobStatus
+from dashboard.models import WhatIf, WhatIfStatus
+from tests.advisor.benchmarking.fake_openai import fake_server_thread
+from tests.dashboard.assessed import assessment_completed
+from tests.dashboard.test_benchmarks import endpoint_create
+from tests.support.browser import browser_session, log_in, new_page, screenshot
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
 
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    with browser_session() as running:
+        yield running
+
+
 def charts_drawn(page: Any, count: int) -> None:
-    page.wait_for_function(
-        f"document.querySelectorAll('.chart[data-drawn=true]').length >= {count}",
-        timeout=30_000,
-    )
+    """Wait until `count` charts are drawn (a locator: the CSP forbids evaluating strings)."""
+    page.locator(".chart[data-drawn=true]").nth(count - 1).wait_for(timeout=30_000)
 
 
 def test_an_admin_logs_in_and_sees_the_fleet_drawn(
-    live_server: Any, alice, synthetic_fleet: Any
+    browser: Any, live_server: Any, alice, synthetic_fleet: Any
 ) -> None:
-    with browser_page() as (page, problems):
+    with new_page(browser) as (page, problems):
         log_in(page, live_server.url, "alice")
         assert page.url == f"{live_server.url}/"
         assert page.inner_text("[data-testid=who]") == "alice"
@@ -43,13 +62,100 @@ def test_an_admin_logs_in_and_sees_the_fleet_drawn(
         assert page.locator("[data-testid=generate-report]").count() == 1
         assert page.locator("[data-testid=schedule-form]").count() == 1
         screenshot(page, "reports-admin")
+
+        # the admin role enters the Django admin (no staff flag: roles are groups)
+        page.click("nav[aria-label=Main] >> text=Admin")
+        page.wait_for_load_state("load")
+        assert page.url == f"{live_server.url}/admin/"
+        assert page.locator("text=Price sheets").count() >= 1
     assert problems == []  # no script errors, no CSP refusals
 
 
-def test_a_viewer_sees_no_operator_or_admin_controls(
-    live_server: Any, carol, synthetic_fleet: Any
+def test_an_operator_runs_a_what_if_on_the_worker_and_waits_for_its_result(
+    browser: Any, live_server: Any, bob, synthetic_fleet: Any, celery_worker: Any
 ) -> None:
-    with browser_page() as (page, problems):
+    assessment = assessment_completed(
+        cluster=synthetic_fleet.cluster,
+        end=datetime.now(UTC).replace(minute=0, second=0, microsecond=0),
+    )
+    with new_page(browser) as (page, problems):
+        log_in(page, live_server.url, "bob")
+        page.click("nav[aria-label=Main] >> text=Assessments")
+        page.click(f"[data-testid=assessments] >> text={assessment.pk}")
+        page.wait_for_load_state("load")
+        charts_drawn(page, 4)  # waterfall, cost per deployment, strategies, sensitivity
+        plan_usd = assessment.plan["fleet_plan"]["usd_per_month"]
+        assert page.inner_text("[data-testid=kpi-plan] .value") == f"${plan_usd:,.0f}"
+        assert page.locator(".chart[data-figure=fig-waterfall] .main-svg").count() >= 1
+        screenshot(page, "assessment-operator")
+
+        page.click("[data-testid=whatif-link]")
+        page.fill("[data-testid=price-H100-SXM]", "2")
+        page.uncheck("[data-testid=strategy-speculative]")
+        page.click("[data-testid=whatif-run]")
+        page.wait_for_url(f"{live_server.url}/whatifs/*/")
+        # the worker simulates; the page polls progress.json and reloads when it is done
+        page.wait_for_selector("[data-testid=whatif-result]", timeout=120_000)
+        whatif = WhatIf.objects.get()
+        assert whatif.status == WhatIfStatus.COMPLETED, whatif.error
+        assert whatif.described == [
+            "price of H100-SXM $4 -> $2 per GPU-hour",
+            "strategies: without speculative",
+        ]
+        shown = page.inner_text("[data-testid=kpi-whatif-plan] .value")
+        assert shown == f"${whatif.plan['fleet_plan']['usd_per_month']:,.0f}"
+        charts_drawn(page, 2)
+        screenshot(page, "whatif-result")
+    assert problems == []
+
+
+def test_an_operator_starts_a_benchmark_on_the_worker_against_an_endpoint(
+    browser: Any, live_server: Any, bob, celery_worker: Any
+) -> None:
+    with fake_server_thread() as (url, server):
+        server.behaviour.itl_s = 0.01  # a run of a second or so: progress has time to show
+        endpoint = endpoint_create(url)
+        with new_page(browser) as (page, problems):
+            log_in(page, live_server.url, "bob")
+            page.goto(f"{live_server.url}/benchmarks/")
+            form = "[data-testid=start-benchmark]"
+            page.select_option(f"{form} select[name=endpoint]", str(endpoint.pk))
+            page.select_option(f"{form} select[name=kind]", "sweep")
+            page.fill(f"{form} input[name=num_requests]", "16")
+            page.fill(f"{form} input[name=prompt_tokens]", "32")
+            page.fill(f"{form} input[name=output_tokens]", "16")
+            page.fill(f"{form} input[name=sweep_values]", "1, x")
+            page.click("[data-testid=benchmark-start]")
+            page.wait_for_load_state("load")
+            # a bad value is named on its field, and nothing started
+            assert "sweep.values[1]: not a number" in page.inner_text(
+                "[data-testid=error-sweep_values]"
+            )
+            assert not BenchmarkJob.objects.exists()
+            screenshot(page, "benchmark-form-error")
+
+            page.fill(f"{form} input[name=sweep_values]", "1, 4")
+            page.click("[data-testid=benchmark-start]")
+            page.wait_for_url(f"{live_server.url}/benchmarks/*/")
+            page.locator("[data-testid=job-status]", has_text="Completed").wait_for(timeout=120_000)
+            job = BenchmarkJob.objects.get()
+            assert job.status == JobStatus.COMPLETED, job.error
+            assert page.locator("[data-testid=runs] tbody tr").count() == 2
+            charts_drawn(page, 3)  # predicted vs measured, errors, the sweep
+            kpi = page.inner_text("[data-testid=kpi-prediction-error] .value")
+            assert kpi.endswith("%")
+            screenshot(page, "benchmark-job")
+        # the form error's 400 answer is the only console message allowed
+        assert [p for p in problems if "status of 400" not in p] == []
+
+
+def test_a_viewer_sees_no_rollout_start_or_admin_controls(
+    browser: Any, live_server: Any, carol, synthetic_fleet: Any
+) -> None:
+    assessment = assessment_completed(
+        cluster=synthetic_fleet.cluster, end=datetime.now(UTC) - timedelta(hours=1)
+    )
+    with new_page(browser) as (page, problems):
         log_in(page, live_server.url, "carol")
         assert page.inner_text("[data-testid=role]") == "viewer"
         charts_drawn(page, 3)
@@ -65,8 +171,55 @@ def test_a_viewer_sees_no_operator_or_admin_controls(
         assert page.locator("[data-testid=import-form]").count() == 0
         screenshot(page, "traces-viewer")
 
+        page.goto(f"{live_server.url}/rollouts/")
+        assert page.locator("[data-testid=propose-link]").count() == 0
+        assert page.locator("form[method=post] button").count() == 1  # log out only
+        page.goto(f"{live_server.url}/assessments/")
+        assert page.locator("[data-testid=start-assessment]").count() == 0
+        page.goto(f"{live_server.url}/assessments/{assessment.pk}/")
+        assert page.locator("[data-testid=assessment-actions]").count() == 0
+        assert page.locator("[data-testid=propose-plan]").count() == 0
+        screenshot(page, "assessment-viewer")
+        page.goto(f"{live_server.url}/assessments/{assessment.pk}/whatif/")
+        assert page.locator("[data-testid=whatif-form]").count() == 0
+        page.goto(f"{live_server.url}/benchmarks/")
+        assert page.locator("[data-testid=start-benchmark]").count() == 0
+        assert page.locator("form[method=post] button").count() == 1  # log out only
+
         response = page.goto(f"{live_server.url}/traces/import/")
         assert response is not None
         assert response.status == 403
-    # The 403 page's own console message is the only one allowed.
+        response = page.goto(f"{live_server.url}/rollouts/new/")
+        assert response is not None
+        assert response.status == 403
+    # The 403 pages' own console messages are the only ones allowed.
     assert [p for p in problems if "403" not in p] == []
+
+
+def test_the_demo_pages_draw_in_the_browser(
+    browser: Any, live_server: Any, alice, settings: Any, tmp_path: Any
+) -> None:
+    settings.VAR_DIR = tmp_path
+    call_command("demo", stdout=StringIO())
+    assessment = Assessment.objects.get(cluster__name="demo")
+    with new_page(browser) as (page, problems):
+        log_in(page, live_server.url, "alice")
+        assert page.locator("[data-testid=demo-notice]").count() == 1
+        charts_drawn(page, 3)
+        screenshot(page, "demo-fleet")
+        page.goto(f"{live_server.url}/assessments/{assessment.pk}/")
+        charts_drawn(page, 4)
+        plan_usd = assessment.plan["fleet_plan"]["usd_per_month"]
+        assert page.inner_text("[data-testid=kpi-plan] .value") == f"${plan_usd:,.0f}"
+        assert page.locator("[data-testid=data-gaps]").count() == 1
+        screenshot(page, "demo-assessment")
+        chat = assessment.inputs["deployments"]["llama-3-70b-chat"]["id"]
+        page.goto(f"{live_server.url}/deployments/{chat}/?window=24h")
+        charts_drawn(page, 5)  # vLLM's queue, KV, rates, tokens, latency
+        screenshot(page, "demo-deployment")
+        page.goto(f"{live_server.url}/traces/?deployment={chat}&window=24h")
+        charts_drawn(page, 3)
+        screenshot(page, "demo-traces")
+        page.goto(f"{live_server.url}/assessments/{assessment.pk}/whatif/")
+        screenshot(page, "demo-whatif-form")
+    assert problems == []
