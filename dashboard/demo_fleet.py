@@ -87,10 +87,24 @@ GAP_DEPLOYMENT = ("llama-3-8b-batch", "meta-llama/Llama-3.1-8B-Instruct")
 
 
 def demo_fleet_ensure(*, now: datetime | None = None) -> str:
-    """Build the demo fleet unless it exists; returns what was built, in a few lines."""
-    if Cluster.objects.filter(name=CLUSTER).exists():
-        return f"demo fleet: cluster {CLUSTER!r} already there"
-    now = now or datetime.now(UTC)
+    """Build the demo fleet unless it exists; returns what was built, in a few lines.
+
+    A demo cluster stored by an earlier version (other deployments) is deleted and rebuilt,
+    with its assessments: `make demo` always lands on this demo. Other clusters are untouched.
+    """
+    existing = Cluster.objects.filter(name=CLUSTER).first()
+    rebuilt = ""
+    if existing is not None:
+        served = set(existing.deployments.values_list("served_name", flat=True))
+        if served == {d.served_name for d in DEPLOYMENTS} | {GAP_DEPLOYMENT[0]}:
+            return f"demo fleet: cluster {CLUSTER!r} already there"
+        with transaction.atomic():
+            existing.delete()
+        rebuilt = f"demo fleet: the stored {CLUSTER!r} cluster predates this demo: rebuilt\n"
+    return rebuilt + _build(now or datetime.now(UTC))
+
+
+def _build(now: datetime) -> str:
     end = now.replace(minute=0, second=0, microsecond=0)  # assessments end on the whole hour
     start = end - timedelta(days=DAYS)
     price = _h100_price()

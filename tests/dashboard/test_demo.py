@@ -115,3 +115,19 @@ def test_the_noise_model_is_the_documented_one() -> None:
     assert data.util_samples.max() == 100.0  # clipped
     assert data.memory_bytes.mean() == pytest.approx(0.9 * 80 * 2**30, rel=0.001)
     assert data.power_w[busy == 0.0].mean() == pytest.approx(70.0, rel=0.01)  # H100 idle
+
+
+def test_a_demo_stored_by_an_earlier_version_is_rebuilt_and_nothing_else_is_touched(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from dashboard import demo_fleet
+
+    old = Cluster.objects.create(name="demo")
+    ModelDeployment.objects.create(cluster=old, served_name="codellama-34b", model_id="x")
+    other = Cluster.objects.create(name="prod")
+    monkeypatch.setattr(demo_fleet, "_build", lambda now: "built")
+
+    said = demo_fleet.demo_fleet_ensure()
+    assert said == "demo fleet: the stored 'demo' cluster predates this demo: rebuilt\nbuilt"
+    assert not Cluster.objects.filter(pk=old.pk).exists()
+    assert Cluster.objects.filter(pk=other.pk).exists()
