@@ -9,13 +9,13 @@ enough data gets its message while the other is assessed.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from subprocess import Popen
 
 import numpy as np
 import pytest
 
+from advisor.engine.scenario import Scenario
 from advisor.engine.strategies.registry import names as strategy_names
 from advisor.models import Assessment, AssessmentStatus
 from advisor.services.assessments import assessment_create, assessment_rerun
@@ -87,7 +87,8 @@ def test_it_assesses_a_fleet_from_its_own_data_on_the_sim_queue(
     assert assessment.calibration["H100-SXM"]["record_id"] is None  # no benchmark: default
 
     # The snapshot is what ran, and running it again gives the same numbers.
-    digest = hashlib.sha256(assessment.scenario.encode()).hexdigest()
-    assert assessment.scenario_digest == digest
+    # The digest identifies the stored JSON's content (arrays hashed by their bytes).
+    assert assessment.scenario_digest == Scenario.from_json(assessment.scenario).digest()
+    assert len(assessment.scenario_digest) == 64
     _outcome, differ = assessment_rerun(assessment=assessment)
     assert differ == []
