@@ -125,6 +125,9 @@ class Assessment(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Kept fresh by the running task's worker; a stale one means the worker died
+    # (`advisor.services.reaper` then fails the assessment).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -133,6 +136,12 @@ class Assessment(models.Model):
         indexes = [
             # Serves "this cluster's assessments, newest first" (pages, previous-for-trend).
             models.Index(fields=["cluster", "created_at"], name="assessment_cluster_created"),
+            # Serves the reaper's "running assessments whose heartbeat is stale" (every minute).
+            models.Index(
+                fields=["heartbeat_at"],
+                condition=models.Q(status="running"),
+                name="assessment_running_heartbeat",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -108,6 +108,9 @@ class BenchmarkJob(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
+    # Kept fresh by the running task's worker; a stale one means the worker died
+    # (`advisor.services.reaper` then fails the job).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
