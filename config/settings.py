@@ -180,6 +180,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     },
     # Rollouts: resume rollouts a dead worker left mid-way; measure ledger entries now due.
     "advisor-rollout-watchdog": {"task": "advisor.tasks.rollout.watchdog", "schedule": 30.0},
+    # Benchmark jobs and assessments whose worker died (no heartbeat) end failed.
+    "advisor-lost-jobs": {"task": "advisor.tasks.reaper.fail_lost_jobs", "schedule": 60.0},
     # Dashboard: new clusters get their weekly report schedule (a PeriodicTask per cluster).
     "dashboard-report-schedules": {
         "task": "dashboard.tasks.report_schedules_ensure",
@@ -190,6 +192,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
 # Rollouts: with True, an admin other than the proposer must approve a rollout, and someone
 # other than that approver starts it (four eyes).
 ROLLOUT_SECOND_APPROVER = env_bool("ROLLOUT_SECOND_APPROVER", False)
+
+# Benchmark jobs and assessments: the running task's worker touches the row's heartbeat every
+# JOB_HEARTBEAT_INTERVAL_S; beat fails a running row whose heartbeat is older than
+# JOB_HEARTBEAT_TIMEOUT_S (its worker died: SIGKILL, OOM, reboot). At least 4 beats' worth.
+JOB_HEARTBEAT_INTERVAL_S = 30.0
+JOB_HEARTBEAT_TIMEOUT_S = env_int("JOB_HEARTBEAT_TIMEOUT_S", 600, minimum=120)
 
 # Agents push at most this many bytes per request (gzip-decoded); bigger batches are refused.
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)

@@ -3,7 +3,8 @@
 The run task claims its job row (`queued` -> `running`) so a duplicate delivery does nothing,
 then calls one service. It is not retried or acked late: re-running load after a worker
 crash would measure something nobody asked for. Whatever goes wrong inside, the job ends
-`failed` with the error instead of staying `running`.
+`failed` with the error instead of staying `running`; while it runs, its heartbeat is kept
+fresh, so a job whose worker died is failed by beat (`advisor.services.reaper`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,20 @@ from django.utils import timezone
 from advisor.models import BenchmarkJob, JobStatus
 from advisor.services.benchmark_runs import benchmark_job_execute
 from advisor.services.calibration import CalibrationError, calibration_fit
+from advisor.services.reaper import heartbeat
 
 
 @shared_task(name="advisor.tasks.bench.run_benchmark_job")
 def run_benchmark_job(job_id: int) -> str:
+    now = timezone.now()
     claimed = BenchmarkJob.objects.filter(id=job_id, status=JobStatus.QUEUED).update(
-        status=JobStatus.RUNNING, started_at=timezone.now()
+        status=JobStatus.RUNNING, started_at=now, heartbeat_at=now
     )
     if claimed != 1:
         return "not queued (already claimed, cancelled or gone)"
     try:
-        benchmark_job_execute(job_id=job_id)
+        with heartbeat(BenchmarkJob, job_id):
+            benchmark_job_execute(job_id=job_id)
     except Exception as exc:  # whatever broke, the job must not stay "running" (re-raised)
         BenchmarkJob.objects.filter(id=job_id, status=JobStatus.RUNNING).update(
             status=JobStatus.FAILED,

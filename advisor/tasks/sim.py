@@ -2,8 +2,9 @@
 
 `assessment_run` claims its row (`queued` -> `running`), so a duplicate delivery does
 nothing, then calls one service; whatever goes wrong inside, the assessment ends `failed`
-with the error instead of staying `running`. It is not acked late: an assessment is cheap to
-start again by hand and must not run twice on a redelivery.
+with the error instead of staying `running`, and while it runs its heartbeat is kept fresh,
+so one whose worker died is failed by beat (`advisor.services.reaper`). It is not acked
+late: an assessment is cheap to start again by hand and must not run twice on a redelivery.
 """
 
 from __future__ import annotations
@@ -13,17 +14,23 @@ from django.utils import timezone
 
 from advisor.models import Assessment, AssessmentStatus
 from advisor.services import assessments as services
+from advisor.services.reaper import heartbeat
 
 
 @shared_task(name="advisor.tasks.sim.assessment_run")
 def assessment_run(assessment_id: int) -> str:
+    now = timezone.now()
     claimed = Assessment.objects.filter(id=assessment_id, status=AssessmentStatus.QUEUED).update(
-        status=AssessmentStatus.RUNNING, started_at=timezone.now(), progress_message="started"
+        status=AssessmentStatus.RUNNING,
+        started_at=now,
+        heartbeat_at=now,
+        progress_message="started",
     )
     if claimed != 1:
         return "not queued (already claimed or gone)"
     try:
-        services.assessment_execute(assessment_id=assessment_id)
+        with heartbeat(Assessment, assessment_id):
+            services.assessment_execute(assessment_id=assessment_id)
     except Exception as exc:  # whatever broke, the row must not stay "running" (re-raised)
         services.assessment_fail(
             assessment_id=assessment_id, error=f"internal error: {type(exc).__name__}: {exc}"
