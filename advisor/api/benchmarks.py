@@ -11,12 +11,13 @@ from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import permissions, serializers
+from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from advisor.api.permissions import HasRequiredRole
 from advisor.models import BenchmarkRun, JobStatus
 from advisor.selectors.benchmarks import (
     benchmark_endpoints_list,
@@ -32,23 +33,18 @@ from advisor.services.benchmarks import (
     benchmark_job_cancel,
     benchmark_job_create,
 )
-from probes.roles import OPERATOR, VIEWER, role_of
+from probes.roles import OPERATOR, VIEWER
 
 RUN_PERMISSION = "advisor.run_benchmark"
 LIST_LIMIT = 200
 
 
-class HasRole(permissions.BasePermission):
-    """Reads need any role; writes need `advisor.run_benchmark`."""
-
+# Any role reads; writes need `advisor.run_benchmark` (operators and admins). No docstring:
+# drf-spectacular would give it to every view below as its description.
+class _BenchmarkView(APIView):
+    permission_classes = [HasRequiredRole]
     required_role = {"GET": VIEWER, "POST": OPERATOR}  # read by the URL-walk test
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        if role_of(request.user) is None:
-            return False
-        if request.method in permissions.SAFE_METHODS:
-            return True
-        return bool(request.user.has_perm(RUN_PERMISSION))
+    required_permission = RUN_PERMISSION
 
 
 def _errors(error: BenchmarkJobError, status: int = 400) -> Response:
@@ -73,9 +69,7 @@ class ErrorDoc(serializers.Serializer[Any]):
     errors = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]
 
 
-class EndpointListView(APIView):
-    permission_classes = [HasRole]
-
+class EndpointListView(_BenchmarkView):
     @extend_schema(operation_id="benchmark_endpoints_list", responses={200: OpenApiResponse()})
     def get(self, request: Request) -> Response:
         return Response(
@@ -91,9 +85,7 @@ class EndpointListView(APIView):
         )  # fmt: skip
 
 
-class JobListView(APIView):
-    permission_classes = [HasRole]
-
+class JobListView(_BenchmarkView):
     @extend_schema(operation_id="benchmark_jobs_list", responses={200: OpenApiResponse()})
     def get(self, request: Request) -> Response:
         jobs = benchmark_jobs_list()[:LIST_LIMIT]
@@ -134,9 +126,7 @@ class JobListView(APIView):
         return Response(job_json(job), status=201)
 
 
-class JobDetailView(APIView):
-    permission_classes = [HasRole]
-
+class JobDetailView(_BenchmarkView):
     @extend_schema(operation_id="benchmark_jobs_retrieve", responses={200: OpenApiResponse()})
     def get(self, request: Request, job_id: int) -> Response:
         job = benchmark_job_get(job_id=job_id)
@@ -145,9 +135,7 @@ class JobDetailView(APIView):
         return Response(job_json(job))
 
 
-class JobCancelView(APIView):
-    permission_classes = [HasRole]
-
+class JobCancelView(_BenchmarkView):
     @extend_schema(operation_id="benchmark_jobs_cancel", request=None,
                    responses={200: OpenApiResponse(), 409: ErrorDoc})  # fmt: skip
     def post(self, request: Request, job_id: int) -> Response:
@@ -158,9 +146,7 @@ class JobCancelView(APIView):
         return Response(job_json(job))
 
 
-class JobCalibrateView(APIView):
-    permission_classes = [HasRole]
-
+class JobCalibrateView(_BenchmarkView):
     @extend_schema(operation_id="benchmark_jobs_calibrate", request=None,
                    responses={202: OpenApiResponse(), 409: ErrorDoc})  # fmt: skip
     def post(self, request: Request, job_id: int) -> Response:
@@ -175,10 +161,8 @@ class JobCalibrateView(APIView):
         return Response({"queued": True}, status=202)
 
 
-class JobExportView(APIView):
+class JobExportView(_BenchmarkView):
     """`?format=json` (everything, per-request rows included) or `csv` (one row per run)."""
-
-    permission_classes = [HasRole]
 
     @extend_schema(operation_id="benchmark_jobs_export", responses={200: OpenApiResponse()})
     def get(self, request: Request, job_id: int) -> HttpResponse | Response:
@@ -196,9 +180,7 @@ class JobExportView(APIView):
         return response
 
 
-class RunRequestsCsvView(APIView):
-    permission_classes = [HasRole]
-
+class RunRequestsCsvView(_BenchmarkView):
     @extend_schema(operation_id="benchmark_run_requests_csv", responses={200: OpenApiResponse()})
     def get(self, request: Request, job_id: int, run_id: int) -> StreamingHttpResponse | Response:
         run = BenchmarkRun.objects.filter(id=run_id, job_id=job_id).first()

@@ -22,12 +22,13 @@ from collections.abc import Callable
 from typing import Any
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework import permissions, serializers
+from rest_framework import serializers
 from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from advisor.api.permissions import HasRequiredRole
 from advisor.models import Rollout
 from advisor.selectors.rollouts import (
     ledger_json,
@@ -46,26 +47,19 @@ from advisor.services.rollouts import (
     rollout_rollback,
     rollout_start,
 )
-from probes.roles import ADMIN, OPERATOR, VIEWER, role_of
+from probes.roles import ADMIN, OPERATOR, VIEWER
 
 LIST_LIMIT = 200
-RANK = {VIEWER: 1, OPERATOR: 2, ADMIN: 3}
 PROPOSE_FIELDS = frozenset(
     {"change", "recommendation", "nodes", "deployment", "strategy", "gates", "reason"}
 )
 
 
-class HasRequiredRole(permissions.BasePermission):
-    """The view's `required_role[method]` (GET for safe methods) or a stronger role."""
-
-    message = "your role may not do this"
-
-    def has_permission(self, request: Request, view: Any) -> bool:
-        role = role_of(request.user)
-        if role is None:
-            return False
-        method = "GET" if request.method in permissions.SAFE_METHODS else "POST"
-        return RANK[role] >= RANK[view.required_role[method]]
+# Each view below declares its own `required_role`. No docstring: drf-spectacular would give
+# it to them all as their description.
+class _RolloutView(APIView):
+    permission_classes = [HasRequiredRole]
+    denied_message = "your role may not do this"
 
 
 def _errors(error: RolloutError) -> Response:
@@ -90,8 +84,7 @@ class RolloutErrorDoc(serializers.Serializer[Any]):
     errors = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]
 
 
-class RolloutListView(APIView):
-    permission_classes = [HasRequiredRole]
+class RolloutListView(_RolloutView):
     required_role = {"GET": VIEWER, "POST": OPERATOR}
 
     @extend_schema(operation_id="rollouts_list", responses={200: OpenApiResponse()})
@@ -129,8 +122,7 @@ class RolloutListView(APIView):
         return Response(rollout_json(rollout), status=201)
 
 
-class RolloutDetailView(APIView):
-    permission_classes = [HasRequiredRole]
+class RolloutDetailView(_RolloutView):
     required_role = {"GET": VIEWER, "POST": ADMIN}
 
     @extend_schema(operation_id="rollouts_retrieve", responses={200: OpenApiResponse()})
@@ -144,8 +136,7 @@ class RolloutDetailView(APIView):
 Action = Callable[..., Rollout]
 
 
-class _ActionView(APIView):
-    permission_classes = [HasRequiredRole]
+class _ActionView(_RolloutView):
     required_role = {"GET": ADMIN, "POST": ADMIN}
     # Not `action`: DRF and drf-spectacular read that attribute as a ViewSet action's name.
     service: Action
@@ -192,8 +183,7 @@ AbortView = _action_view("abort", rollout_abort, "Abort: touch no further node")
 RollbackView = _action_view("rollback", rollout_rollback, "Restore every touched node")
 
 
-class LedgerListView(APIView):
-    permission_classes = [HasRequiredRole]
+class LedgerListView(_RolloutView):
     required_role = {"GET": VIEWER, "POST": ADMIN}
 
     @extend_schema(operation_id="rollout_ledger_list", responses={200: OpenApiResponse()})

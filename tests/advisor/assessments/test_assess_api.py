@@ -8,7 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
-from advisor.api.assessments import CanAssess
+from advisor.api.assessments import AssessmentListView
 from advisor.models import Assessment, AssessmentStatus
 from probes.models import Cluster
 
@@ -28,7 +28,8 @@ def _client(user: User | None) -> Client:
 
 
 def test_it_declares_viewer_reads_and_operator_starts() -> None:
-    assert CanAssess.required_role == {"GET": "viewer", "POST": "operator"}
+    assert AssessmentListView.required_role == {"GET": "viewer", "POST": "operator"}
+    assert AssessmentListView.required_permission == "advisor.run_assessment"
 
 
 def test_it_lets_an_operator_start_an_assessment(bob: User, cluster: Cluster) -> None:
