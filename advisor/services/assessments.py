@@ -19,16 +19,15 @@ import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
 from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus
 from advisor.selectors.assessment_fleet import Fleet, fleet_of
 from advisor.selectors.assessment_measured import gpu_telemetry_in_window, usage_measured
 from advisor.selectors.assessment_workload import DataGap, DerivedWorkload, workload_derive
 from advisor.services.assessment_engine import EngineOutcome, scenario_build, scenario_run
+from advisor.services.beat import beat_task_save
 from probes.models import Cluster, ModelDeployment
 
 MIN_WINDOW = timedelta(hours=1)
@@ -392,20 +391,13 @@ def schedule_save(
     with transaction.atomic():
         schedule, _ = AssessmentSchedule.objects.get_or_create(cluster=cluster)
         schedule.window_days = window_days
-        cron, _ = CrontabSchedule.objects.get_or_create(
-            **(crontab or DEFAULT_CRONTAB), timezone=settings.TIME_ZONE
-        )
-        task = schedule.periodic_task
-        if task is None:
-            task = PeriodicTask(name=f"assessment: {cluster.name}", task=SCHEDULED_TASK)
-        task.crontab = cron
-        task.enabled = enabled
-        task.queue = "sim"
-        task.save()
-        schedule.periodic_task = task
-        schedule.save()
-        PeriodicTask.objects.filter(pk=task.pk).update(
-            kwargs=json.dumps({"schedule_id": schedule.pk})
+        beat_task_save(
+            schedule=schedule,
+            name=f"assessment: {cluster.name}",
+            task=SCHEDULED_TASK,
+            crontab=crontab or DEFAULT_CRONTAB,
+            enabled=enabled,
+            queue="sim",
         )
     return schedule
 

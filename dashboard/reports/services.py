@@ -19,8 +19,8 @@ from django.core.mail import EmailMultiAlternatives
 from django.core.validators import validate_email
 from django.db import transaction
 from django.utils import timezone
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
 
+from advisor.services.beat import beat_task_save
 from dashboard.models import Report, ReportSchedule, ReportStatus
 from dashboard.reports.content import report_content
 from dashboard.reports.images import ReportImageError
@@ -139,20 +139,12 @@ def schedule_save(
         schedule, _ = ReportSchedule.objects.get_or_create(cluster=cluster)
         schedule.recipients = ", ".join(addresses)
         schedule.window_days = days
-        cron, _ = CrontabSchedule.objects.get_or_create(
-            **(crontab or DEFAULT_CRONTAB), timezone=settings.TIME_ZONE
-        )
-        task = schedule.periodic_task
-        if task is None:
-            task = PeriodicTask(name=f"report: {cluster.name}", task=SCHEDULED_TASK)
-        task.crontab = cron
-        task.enabled = enabled
-        task.save()
-        schedule.periodic_task = task
-        schedule.save()
-        # The kwargs need the schedule's id, known only now.
-        PeriodicTask.objects.filter(pk=task.pk).update(
-            kwargs=json.dumps({"schedule_id": schedule.pk})
+        beat_task_save(
+            schedule=schedule,
+            name=f"report: {cluster.name}",
+            task=SCHEDULED_TASK,
+            crontab=crontab or DEFAULT_CRONTAB,
+            enabled=enabled,
         )
     return schedule
 
