@@ -18,10 +18,11 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from probes.agent.vllm_metrics import Histogram, VllmMetricsError
@@ -85,22 +86,14 @@ def gpu_rollups_compute(
     """Recompute GPU rollups of the hours covering [start, end]; returns buckets written."""
     h0, h1 = hours_covering(start, end)
     ids = None if gpu_ids is None else list(gpu_ids)
-    samples = GpuSample.objects.filter(ts__gte=h0, ts__lt=h1)
-    if ids is not None:
-        samples = samples.filter(gpu_id__in=ids)
+    samples = _only(GpuSample.objects.filter(ts__gte=h0, ts__lt=h1), "gpu_id", ids)
     rows = samples.order_by("gpu_id", "ts").values_list(
         "gpu_id", "ts", "util_pct", "mem_used_bytes", "power_w", "sm_active"
     )
-    by_gpu: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in rows.iterator(chunk_size=20_000):
-        by_gpu[row[0]].append(row)
     rollups: list[GpuRollup] = []
-    for gpu_id, gpu_rows in by_gpu.items():
-        ts = np.array([r[1].timestamp() for r in gpu_rows])
-        util = np.array([r[2] for r in gpu_rows], dtype=float)
-        mem = np.array([r[3] for r in gpu_rows], dtype=float)
-        power = np.array([np.nan if r[4] is None else r[4] for r in gpu_rows], dtype=float)
-        sm = np.array([np.nan if r[5] is None else r[5] for r in gpu_rows], dtype=float)
+    for gpu_id, gpu_rows in _by_first(rows.iterator(chunk_size=20_000)).items():
+        ts = _seconds(gpu_rows, 1)
+        util, mem, power, sm = (_floats(gpu_rows, i) for i in (2, 3, 4, 5))
         for resolution, bucket_start, idx in _buckets(ts):
             rollups.append(
                 GpuRollup(
@@ -117,13 +110,7 @@ def gpu_rollups_compute(
                     sm_active_mean=_nanmean(sm[idx]),
                 )
             )
-    with transaction.atomic():
-        stale = GpuRollup.objects.filter(bucket_start__gte=h0, bucket_start__lt=h1)
-        if ids is not None:
-            stale = stale.filter(gpu_id__in=ids)
-        stale.delete()
-        GpuRollup.objects.bulk_create(rollups, batch_size=2000)
-    return len(rollups)
+    return _rollups_replace(GpuRollup, rollups, h0, h1, "gpu_id", ids, batch_size=2000)
 
 
 # -- vLLM engine ----------------------------------------------------------------------------
@@ -135,9 +122,9 @@ def engine_rollups_compute(
     """Recompute engine rollups of the hours covering [start, end]; returns buckets written."""
     h0, h1 = hours_covering(start, end)
     ids = None if deployment_ids is None else list(deployment_ids)
-    samples = EngineSample.objects.filter(ts__gte=h0 - ENGINE_LOOKBACK, ts__lt=h1)
-    if ids is not None:
-        samples = samples.filter(deployment_id__in=ids)
+    samples = _only(
+        EngineSample.objects.filter(ts__gte=h0 - ENGINE_LOOKBACK, ts__lt=h1), "deployment_id", ids
+    )
     fields = (
         "deployment_id", "instance", "ts", "num_requests_running", "num_requests_waiting",
         "kv_cache_usage", *ENGINE_COUNTERS, "histograms",
@@ -154,13 +141,7 @@ def engine_rollups_compute(
         for deployment_id, instances in series.items()
         for rollup in _engine_deployment_rollups(deployment_id, instances, h0, h1)
     ]
-    with transaction.atomic():
-        stale = EngineRollup.objects.filter(bucket_start__gte=h0, bucket_start__lt=h1)
-        if ids is not None:
-            stale = stale.filter(deployment_id__in=ids)
-        stale.delete()
-        EngineRollup.objects.bulk_create(rollups, batch_size=1000)
-    return len(rollups)
+    return _rollups_replace(EngineRollup, rollups, h0, h1, "deployment_id", ids, batch_size=1000)
 
 
 def _engine_deployment_rollups(
@@ -307,22 +288,18 @@ def request_rollups_compute(
 
 
 def _request_rollups_window(h0: datetime, h1: datetime, deployment_ids: list[int] | None) -> int:
-    records = RequestRecord.objects.filter(arrival_ts__gte=h0, arrival_ts__lt=h1)
-    if deployment_ids is not None:
-        records = records.filter(deployment_id__in=deployment_ids)
-    by_deployment: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
-    for row in records.values_list(
-        "deployment_id", "arrival_ts", "prompt_tokens", "output_tokens", "ttft_s", "e2e_s",
-        "status",
-    ).iterator(chunk_size=20_000):  # fmt: skip
-        by_deployment[row[0]].append(row)
+    records = _only(
+        RequestRecord.objects.filter(arrival_ts__gte=h0, arrival_ts__lt=h1),
+        "deployment_id",
+        deployment_ids,
+    )
+    fields = ("deployment_id", "arrival_ts", "prompt_tokens", "output_tokens", "ttft_s", "e2e_s",
+              "status")  # fmt: skip
     rollups: list[RequestRollup] = []
+    by_deployment = _by_first(records.values_list(*fields).iterator(chunk_size=20_000))
     for deployment_id, rows in by_deployment.items():
-        ts = np.array([r[1].timestamp() for r in rows])
-        prompt = np.array([r[2] for r in rows], dtype=float)
-        output = np.array([r[3] for r in rows], dtype=float)
-        ttft = np.array([np.nan if r[4] is None else r[4] for r in rows], dtype=float)
-        e2e = np.array([np.nan if r[5] is None else r[5] for r in rows], dtype=float)
+        ts = _seconds(rows, 1)
+        prompt, output, ttft, e2e = (_floats(rows, i) for i in (2, 3, 4, 5))
         errors = np.array([r[6] != "ok" for r in rows])
         for resolution, bucket_start, idx in _buckets(ts):
             rollups.append(
@@ -344,13 +321,9 @@ def _request_rollups_window(h0: datetime, h1: datetime, deployment_ids: list[int
                     e2e_p99_s=_nanpercentile(e2e[idx], 99),
                 )
             )
-    with transaction.atomic():
-        stale = RequestRollup.objects.filter(bucket_start__gte=h0, bucket_start__lt=h1)
-        if deployment_ids is not None:
-            stale = stale.filter(deployment_id__in=deployment_ids)
-        stale.delete()
-        RequestRollup.objects.bulk_create(rollups, batch_size=2000)
-    return len(rollups)
+    return _rollups_replace(
+        RequestRollup, rollups, h0, h1, "deployment_id", deployment_ids, batch_size=2000
+    )
 
 
 # -- what is pending ------------------------------------------------------------------------
@@ -408,6 +381,49 @@ def trace_import_rollup(*, trace_import: TraceImport) -> int:
 # -- helpers --------------------------------------------------------------------------------
 
 _EPS = timedelta(microseconds=1)
+_Row = TypeVar("_Row", bound=models.Model)
+
+
+def _only(rows: QuerySet[_Row], column: str, ids: list[int] | None) -> QuerySet[_Row]:
+    """`rows` whose `column` is one of `ids`; all of them when `ids` is None."""
+    return rows if ids is None else rows.filter(**{f"{column}__in": ids})
+
+
+def _rollups_replace(
+    model: type[_Row],
+    rollups: list[_Row],
+    h0: datetime,
+    h1: datetime,
+    column: str,
+    ids: list[int] | None,
+    *,
+    batch_size: int,
+) -> int:
+    """Delete `model`'s buckets in [h0, h1) (of `ids` only, when given) and store `rollups`
+    instead, in one transaction; returns how many were stored."""
+    with transaction.atomic():
+        stale = model._default_manager.filter(bucket_start__gte=h0, bucket_start__lt=h1)
+        _only(stale, column, ids).delete()
+        model._default_manager.bulk_create(rollups, batch_size=batch_size)
+    return len(rollups)
+
+
+def _by_first(rows: Iterable[tuple[Any, ...]]) -> dict[int, list[tuple[Any, ...]]]:
+    """Rows grouped by their first value (a GPU's or a deployment's id), in the order read."""
+    grouped: dict[int, list[tuple[Any, ...]]] = defaultdict(list)
+    for row in rows:
+        grouped[row[0]].append(row)
+    return grouped
+
+
+def _seconds(rows: Sequence[tuple[Any, ...]], index: int) -> np.ndarray:
+    """Column `index` of `rows` (datetimes) as Unix seconds."""
+    return np.array([r[index].timestamp() for r in rows])
+
+
+def _floats(rows: Sequence[tuple[Any, ...]], index: int) -> np.ndarray:
+    """Column `index` of `rows` as floats, None as NaN."""
+    return np.array([np.nan if r[index] is None else r[index] for r in rows], dtype=float)
 
 
 def _buckets(ts: np.ndarray) -> Iterator[tuple[str, datetime, np.ndarray]]:

@@ -75,6 +75,22 @@ def test_it_rolls_gpu_samples_up_by_minute_and_hour(node: Node) -> None:
     assert GpuRollup.objects.get(resolution="1h").util_max_pct == 80.0
 
 
+def test_it_recomputes_only_the_gpus_asked_for(node: Node) -> None:
+    one, two = _gpu(node), _gpu(node, "GPU-1")
+    for each in (one, two):
+        GpuSample.objects.create(gpu=each, ts=T0, util_pct=10.0, mem_used_bytes=1)
+    assert gpu_rollups_compute(start=T0, end=T0) == 4
+    kept = set(GpuRollup.objects.filter(gpu=two).values_list("id", "util_mean_pct"))
+    GpuSample.objects.filter(gpu__in=(one, two)).update(util_pct=50.0)  # late-corrected data
+
+    assert gpu_rollups_compute(start=T0, end=T0, gpu_ids=[one.id]) == 2
+    assert set(GpuRollup.objects.filter(gpu=two).values_list("id", "util_mean_pct")) == kept
+    assert list(GpuRollup.objects.filter(gpu=one).values_list("util_mean_pct", flat=True)) == [
+        50.0, 50.0
+    ]  # fmt: skip
+    assert GpuRollup.objects.count() == 4
+
+
 def _hist(count: float, under_100ms: float, total_s: float) -> dict:
     return Histogram(((0.1, under_100ms), (1.0, count), (float("inf"), count)), total_s,
                      count).to_json()  # fmt: skip
