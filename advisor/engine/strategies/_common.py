@@ -19,9 +19,10 @@ import numpy as np
 from advisor.engine.advice import Alternative, ArgValue, ConfigChange, Projection, StrategyResult
 from advisor.engine.autoscale import HpaPolicy, simulate_hpa
 from advisor.engine.capacity import LoadCurve, ReplicaConfig
-from advisor.engine.context import AssessmentContext, Resolved
+from advisor.engine.context import AssessmentContext, PriceBook, Resolved, context_for
 from advisor.engine.fleet import FleetRun, evaluate_fleet, fixed_fleet
 from advisor.engine.perf import weight_bytes
+from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
 
 
 @dataclass(frozen=True, eq=False)
@@ -333,6 +334,24 @@ def cost_only(ctx: AssessmentContext, item: Resolved) -> Projection:
 
 def baseline_projection(ctx: AssessmentContext, item: Resolved, now: Sized) -> Projection:
     return now.projection if now.projection is not None else cost_only(ctx, item)
+
+
+def starting_point(
+    workload: WorkloadSpec,
+    deployment: DeploymentSpec,
+    prices: PriceBook | None,
+    slo: SloSpec,
+    context: AssessmentContext | None,
+) -> tuple[AssessmentContext, Resolved, Projection]:
+    """What every strategy's `evaluate` starts from: its context, the deployment, today's bill.
+
+    The arguments are `evaluate`'s own (see `context_for`). The projection is today's
+    configuration and replicas (or today's autoscaler) over the load, or only today's cost
+    when that configuration cannot be simulated (`cost_only`): the baseline every strategy
+    result reports against.
+    """
+    ctx, item = context_for(workload, deployment, prices, slo, context)
+    return ctx, item, baseline_projection(ctx, item, today(ctx, item))
 
 
 def beats(option: Sized, reference: Sized) -> bool:

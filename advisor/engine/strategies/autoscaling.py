@@ -20,12 +20,11 @@ import numpy as np
 from advisor.engine.advice import StrategyResult
 from advisor.engine.autoscale import HpaPolicy, hpa_manifest, keda_manifest, metric_table
 from advisor.engine.capacity import ReplicaConfig
-from advisor.engine.context import AssessmentContext, PriceBook, Resolved, context_for
+from advisor.engine.context import AssessmentContext, PriceBook, Resolved
 from advisor.engine.scenario import HPA_METRICS, DeploymentSpec, SloSpec, WorkloadSpec
 from advisor.engine.strategies._common import (
     Sized,
     alternative,
-    baseline_projection,
     change,
     cheapest,
     cold_start_s,
@@ -33,7 +32,7 @@ from advisor.engine.strategies._common import (
     no_gain,
     savings_line,
     size_fixed,
-    today,
+    starting_point,
     usd,
     with_policy,
 )
@@ -113,9 +112,7 @@ def evaluate(
     *,
     context: AssessmentContext | None = None,
 ) -> StrategyResult:
-    ctx, item = context_for(workload, deployment, prices, slo, context)
-    now = today(ctx, item)
-    baseline = baseline_projection(ctx, item, now)
+    ctx, item, baseline = starting_point(workload, deployment, prices, slo, context)
     base = item.baseline
     fixed, best, tried = best_policy(ctx, item, base)
     start_s = cold_start_s(item, base)

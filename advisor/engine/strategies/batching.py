@@ -14,12 +14,11 @@ from dataclasses import replace
 
 from advisor.engine.advice import StrategyResult
 from advisor.engine.capacity import ReplicaConfig
-from advisor.engine.context import AssessmentContext, PriceBook, Resolved, context_for
+from advisor.engine.context import AssessmentContext, PriceBook, Resolved
 from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
 from advisor.engine.strategies._common import (
     Sized,
     alternative,
-    baseline_projection,
     beats,
     change,
     cheapest,
@@ -28,7 +27,7 @@ from advisor.engine.strategies._common import (
     rightsized,
     savings_line,
     size_fixed,
-    today,
+    starting_point,
     usd,
 )
 
@@ -84,8 +83,7 @@ def evaluate(
     *,
     context: AssessmentContext | None = None,
 ) -> StrategyResult:
-    ctx, item = context_for(workload, deployment, prices, slo, context)
-    now = today(ctx, item)
+    ctx, item, baseline = starting_point(workload, deployment, prices, slo, context)
     base = item.baseline
     static_config = replace(
         base,
@@ -97,7 +95,6 @@ def evaluate(
     static = size_fixed(ctx, item, static_config)
     best, tried = tune(ctx, item, base)
     same = rightsized(ctx, item)
-    baseline = baseline_projection(ctx, item, now)
     alternatives = [alternative(static, item, label=f"static batching: {static_config.label()}")]
     alternatives += [alternative(t, item) for t in tried]
     details: dict[str, object] = {

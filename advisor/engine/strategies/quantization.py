@@ -16,14 +16,13 @@ from dataclasses import replace
 from advisor.engine.advice import Alternative, StrategyResult
 from advisor.engine.capacity import ReplicaConfig
 from advisor.engine.catalog import GIB
-from advisor.engine.context import AssessmentContext, PriceBook, Resolved, context_for
+from advisor.engine.context import AssessmentContext, PriceBook, Resolved
 from advisor.engine.perf import ConfigError, memory_plan
 from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
 from advisor.engine.strategies._common import (
     STATIC_NOTE,
     Sized,
     alternative,
-    baseline_projection,
     beats,
     change,
     cheapest,
@@ -32,7 +31,7 @@ from advisor.engine.strategies._common import (
     not_applicable,
     savings_line,
     size_fixed,
-    today,
+    starting_point,
 )
 from advisor.engine.strategies._quality import quality_of
 
@@ -159,9 +158,7 @@ def evaluate(
     *,
     context: AssessmentContext | None = None,
 ) -> StrategyResult:
-    ctx, item = context_for(workload, deployment, prices, slo, context)
-    now = today(ctx, item)
-    baseline = baseline_projection(ctx, item, now)
+    ctx, item, baseline = starting_point(workload, deployment, prices, slo, context)
     base = item.baseline
     if base.batching == "static":
         return not_applicable(ctx, NAME, item, baseline, STATIC_NOTE)

@@ -30,19 +30,18 @@ import numpy.typing as npt
 
 from advisor.engine.advice import Projection, StrategyResult
 from advisor.engine.catalog import GIB
-from advisor.engine.context import AssessmentContext, PriceBook, Resolved, context_for
+from advisor.engine.context import AssessmentContext, PriceBook, Resolved
 from advisor.engine.perf import DEFAULT_WORKSPACE_FIXED_BYTES, memory_plan
 from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
 from advisor.engine.strategies._common import (
     Sized,
-    baseline_projection,
     change,
     cold_start_s,
     common_assumptions,
     ms,
     rightsized,
     savings_line,
-    today,
+    starting_point,
 )
 
 NAME = "sharing"
@@ -355,9 +354,7 @@ def evaluate(
     *,
     context: AssessmentContext | None = None,
 ) -> StrategyResult:
-    ctx, item = context_for(workload, deployment, prices, slo, context)
-    now = today(ctx, item)
-    baseline = baseline_projection(ctx, item, now)
+    ctx, item, baseline = starting_point(workload, deployment, prices, slo, context)
     fleets = {name: rightsized(ctx, other) for name, other in ctx.resolved.items()}
     plan = plan_sharing(ctx, fleets)
     group = plan.group_of(item.name)

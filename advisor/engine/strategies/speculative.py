@@ -24,7 +24,7 @@ import numpy as np
 from advisor.engine.advice import Alternative, StrategyResult
 from advisor.engine.capacity import ReplicaConfig
 from advisor.engine.catalog import CatalogError
-from advisor.engine.context import AssessmentContext, PriceBook, Resolved, context_for
+from advisor.engine.context import AssessmentContext, PriceBook, Resolved
 from advisor.engine.perf import ConfigError
 from advisor.engine.scenario import DeploymentSpec, SloSpec, SpecCandidate, WorkloadSpec
 from advisor.engine.specdecode import SpecConfig, draft_cost_ratio, step_speedup
@@ -32,7 +32,6 @@ from advisor.engine.strategies._common import (
     STATIC_NOTE,
     Sized,
     alternative,
-    baseline_projection,
     change,
     cheapest,
     common_assumptions,
@@ -41,7 +40,7 @@ from advisor.engine.strategies._common import (
     not_applicable,
     savings_line,
     size_fixed,
-    today,
+    starting_point,
 )
 from advisor.engine.strategies._speculative_priors import (
     Acceptance,
@@ -196,9 +195,7 @@ def evaluate(
     *,
     context: AssessmentContext | None = None,
 ) -> StrategyResult:
-    ctx, item = context_for(workload, deployment, prices, slo, context)
-    now = today(ctx, item)
-    baseline = baseline_projection(ctx, item, now)
+    ctx, item, baseline = starting_point(workload, deployment, prices, slo, context)
     base = item.baseline
     if base.batching == "static":
         return not_applicable(ctx, NAME, item, baseline, STATIC_NOTE)
