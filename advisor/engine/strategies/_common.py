@@ -196,7 +196,13 @@ def engine_args(base: ReplicaConfig, new: ReplicaConfig) -> dict[str, ArgValue]:
     return out
 
 
-def speculative_json(config: ReplicaConfig, draft_path: str | None = None) -> str:
+def speculative_json(
+    config: ReplicaConfig,
+    draft_path: str | None = None,
+    *,
+    disable_by_batch_size: int | None = None,
+) -> str:
+    """The `--speculative-config` JSON for `config` (compact, keys in a stable order)."""
     spec = config.spec
     assert spec is not None
     body: dict[str, object] = {
@@ -208,6 +214,8 @@ def speculative_json(config: ReplicaConfig, draft_path: str | None = None) -> st
         body["prompt_lookup_min"] = 2
     elif draft_path:
         body["model"] = draft_path
+    if disable_by_batch_size is not None:
+        body["disable_by_batch_size"] = disable_by_batch_size
     return json.dumps(body, separators=(",", ":"))
 
 

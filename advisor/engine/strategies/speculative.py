@@ -40,6 +40,7 @@ from advisor.engine.strategies._common import (
     not_applicable,
     savings_line,
     size_fixed,
+    speculative_json,
     starting_point,
 )
 from advisor.engine.strategies._speculative_priors import (
@@ -313,20 +314,6 @@ def evaluate(
 
 
 def speculative_config(config: ReplicaConfig, draft: str | None, batch_cutoff: int) -> str:
-    """The `--speculative-config` JSON (compact, keys in a stable order)."""
-    import json
-
-    spec = config.spec
-    assert spec is not None
-    body: dict[str, object] = {
-        "method": spec.drafter.method,
-        "num_speculative_tokens": spec.num_speculative_tokens,
-    }
-    if spec.drafter.method in ("ngram", "suffix"):
-        body["prompt_lookup_max"] = 4
-        body["prompt_lookup_min"] = 2
-    elif draft:
-        body["model"] = draft
-    if batch_cutoff > 0:
-        body["disable_by_batch_size"] = int(np.clip(batch_cutoff, 1, 1 << 20))
-    return json.dumps(body, separators=(",", ":"))
+    """The `--speculative-config` JSON, switched off above `batch_cutoff` (0: never)."""
+    limit = int(np.clip(batch_cutoff, 1, 1 << 20)) if batch_cutoff > 0 else None
+    return speculative_json(config, draft, disable_by_batch_size=limit)
