@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -52,18 +53,18 @@ def bulk_insert_ignoring_conflicts(
     json_columns: frozenset[str] = frozenset(),
 ) -> int:
     """Insert `rows` (values in `columns` order, timestamps as Unix seconds) into `model`."""
-    rows = list(rows)
-    if not rows:
+    insert = _Insert(model, columns, list(rows), ts_columns, json_columns)
+    if not insert.rows:
         return 0
     if connection.vendor != "postgresql":
-        return _insert_sqlite(model, columns, rows, ts_columns, json_columns)
+        return _insert_sqlite(insert)
     if not _has_unique_key(model):
-        return _copy_direct(model, columns, rows, ts_columns, json_columns)
+        return _copy_direct(insert)
     try:
         with transaction.atomic():  # a savepoint: a duplicate row must not abort the batch
-            return _copy_direct(model, columns, rows, ts_columns, json_columns)
+            return _copy_direct(insert)
     except pg_errors.UniqueViolation:
-        return _copy_staged(model, columns, rows, ts_columns, json_columns)
+        return _copy_staged(insert)
 
 
 class RowsAlreadyStored(Exception):
@@ -90,10 +91,9 @@ def bulk_insert_columns(
     if not length:
         return 0
     if connection.vendor != "postgresql":
-        rows = _transpose(values, length)
-        return _insert_sqlite(model, columns, rows, ts_columns, frozenset())
+        return _insert_sqlite(_Insert(model, columns, _transpose(values, length), ts_columns))
     if skip_conflicts:
-        return _copy_staged(model, columns, _transpose(values, length), ts_columns, frozenset())
+        return _copy_staged(_Insert(model, columns, _transpose(values, length), ts_columns))
     # A column that is NULL in every row is left out of the COPY (its default is NULL).
     present = [(column, value) for column, value in zip(columns, values, strict=True) if value]
     sql, kinds = _column_copy(model, tuple(column for column, _ in present), ts_columns)
@@ -111,7 +111,7 @@ def _column_copy(
     model: type[models.Model], columns: tuple[str, ...], ts_columns: frozenset[str]
 ) -> tuple[str, tuple[str, ...]]:
     """The COPY statement and the kinds `encode_columns` needs (once per model and columns)."""
-    fields = {field.column: field for field in model._meta.concrete_fields}
+    fields = _fields(model)
     kinds = []
     for column in columns:
         db_type = fields[column].db_type(connection)
@@ -123,8 +123,7 @@ def _column_copy(
             kinds.append("float8")
         else:
             raise ValueError(f"{model.__name__}.{column}: {db_type} is not a numeric column")
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    return f'COPY "{model._meta.db_table}" ({quoted}) FROM STDIN (FORMAT BINARY)', tuple(kinds)
+    return _binary_copy_sql(model._meta.db_table, columns), tuple(kinds)
 
 
 def _transpose(values: Sequence[Sequence[Any] | None], length: int) -> list[Sequence[Any]]:
@@ -132,29 +131,45 @@ def _transpose(values: Sequence[Sequence[Any] | None], length: int) -> list[Sequ
     return list(zip(*columns, strict=True))
 
 
-def _copy_direct(
-    model: type[models.Model],
-    columns: Sequence[str],
-    rows: list[Sequence[Any]],
-    ts_columns: frozenset[str],
-    json_columns: frozenset[str],
-) -> int:
-    fields = {field.column: field for field in model._meta.concrete_fields}
+@dataclass(frozen=True)
+class _Insert:
+    """What each insert path is given: `rows` of values in `columns` order for `model`."""
+
+    model: type[models.Model]
+    columns: Sequence[str]
+    rows: list[Sequence[Any]]
+    ts_columns: frozenset[str] = frozenset()  # Unix seconds
+    json_columns: frozenset[str] = frozenset()
+
+    @property
+    def table(self) -> str:
+        return self.model._meta.db_table
+
+    @property
+    def quoted(self) -> str:
+        """The column list of the INSERT or COPY."""
+        return _quoted(self.columns)
+
+    def indexes(self, of: frozenset[str]) -> list[int]:
+        """Where in a row the columns that are among `of` stand."""
+        return [i for i, column in enumerate(self.columns) if column in of]
+
+
+def _copy_direct(insert: _Insert) -> int:
+    fields = _fields(insert.model)
     types = []
-    for column in columns:
+    for column in insert.columns:
         db_type = fields[column].db_type(connection) or "text"
         # A timestamptz travels in binary COPY as int8 microseconds since 2000-01-01 UTC:
         # sending that integer spares building a datetime per row.
-        types.append("int8" if column in ts_columns else _BINARY_TYPES.get(db_type, "text"))
-    ts_indexes = [i for i, c in enumerate(columns) if c in ts_columns]
-    json_indexes = [i for i, c in enumerate(columns) if c in json_columns]
-    quoted = ", ".join(f'"{c}"' for c in columns)
+        types.append("int8" if column in insert.ts_columns else _BINARY_TYPES.get(db_type, "text"))
+    ts_indexes = insert.indexes(insert.ts_columns)
+    json_indexes = insert.indexes(insert.json_columns)
     with connection.cursor() as cursor:
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
-        sql = f'COPY "{model._meta.db_table}" ({quoted}) FROM STDIN (FORMAT BINARY)'
-        with raw.copy(sql) as copy:
+        with raw.copy(_binary_copy_sql(insert.table, insert.columns)) as copy:
             copy.set_types(types)
-            for row in rows:
+            for row in insert.rows:
                 values = list(row)
                 for i in ts_indexes:
                     values[i] = round((values[i] - PG_EPOCH_S) * 1_000_000)
@@ -162,34 +177,27 @@ def _copy_direct(
                     if values[i] is not None:
                         values[i] = Jsonb(values[i])
                 copy.write_row(values)
-    return len(rows)
+    return len(insert.rows)
 
 
-def _copy_staged(
-    model: type[models.Model],
-    columns: Sequence[str],
-    rows: list[Sequence[Any]],
-    ts_columns: frozenset[str],
-    json_columns: frozenset[str],
-) -> int:
-    table = model._meta.db_table
-    stage = f"_stage_{table}"
-    fields = {field.column: field for field in model._meta.concrete_fields}
+def _copy_staged(insert: _Insert) -> int:
+    ts_columns, json_columns = insert.ts_columns, insert.json_columns
+    stage = f"_stage_{insert.table}"
+    fields = _fields(insert.model)
     definitions = []
-    for column in columns:
+    for column in insert.columns:
         if column in ts_columns:
             definitions.append(f'"{column}" float8')
         elif column in json_columns:
             definitions.append(f'"{column}" text')
         else:
             definitions.append(f'"{column}" {fields[column].db_type(connection)}')
-    quoted = ", ".join(f'"{c}"' for c in columns)
     selected = ", ".join(
         f'to_timestamp("{c}")' if c in ts_columns else f'"{c}"::jsonb' if c in json_columns
         else f'"{c}"'
-        for c in columns
+        for c in insert.columns
     )  # fmt: skip
-    json_indexes = [i for i, c in enumerate(columns) if c in json_columns]
+    json_indexes = insert.indexes(json_columns)
     with connection.cursor() as cursor:
         # Every time, not cached per connection: a CREATE inside a rolled-back transaction is
         # undone. ON COMMIT DELETE ROWS empties it for the next batch.
@@ -200,50 +208,52 @@ def _copy_staged(
         # Rows left by an earlier call in this transaction must not be inserted again.
         cursor.execute(f'DELETE FROM "{stage}"')
         raw = cursor.cursor  # the psycopg cursor under Django's wrapper
-        with raw.copy(f'COPY "{stage}" ({quoted}) FROM STDIN') as copy:
+        with raw.copy(f'COPY "{stage}" ({insert.quoted}) FROM STDIN') as copy:
             if json_indexes:
-                for row in rows:
+                for row in insert.rows:
                     copy.write_row(_dump_json(row, json_indexes))
             else:
-                for row in rows:
+                for row in insert.rows:
                     copy.write_row(row)
         cursor.execute(
-            f'INSERT INTO "{table}" ({quoted}) SELECT {selected} FROM "{stage}" '
+            f'INSERT INTO "{insert.table}" ({insert.quoted}) SELECT {selected} FROM "{stage}" '
             "ON CONFLICT DO NOTHING"
         )
         inserted: int = cursor.rowcount
     return inserted
 
 
-def _insert_sqlite(
-    model: type[models.Model],
-    columns: Sequence[str],
-    rows: list[Sequence[Any]],
-    ts_columns: frozenset[str],
-    json_columns: frozenset[str],
-) -> int:
-    table = model._meta.db_table
-    ts_indexes = [i for i, c in enumerate(columns) if c in ts_columns]
-    json_indexes = [i for i, c in enumerate(columns) if c in json_columns]
+def _insert_sqlite(insert: _Insert) -> int:
+    ts_indexes = insert.indexes(insert.ts_columns)
+    json_indexes = insert.indexes(insert.json_columns)
     adapt = connection.ops.adapt_datetimefield_value
     converted = []
-    for row in rows:
-        values = list(row)
+    for row in insert.rows:
+        values = _dump_json(row, json_indexes)
         for i in ts_indexes:
             if values[i] is not None:
                 values[i] = adapt(datetime.fromtimestamp(values[i], UTC))
-        for i in json_indexes:
-            if values[i] is not None:
-                values[i] = json.dumps(values[i], separators=(",", ":"))
         converted.append(values)
-    quoted = ", ".join(f'"{c}"' for c in columns)
-    marks = ", ".join("%s" for _ in columns)
+    marks = ", ".join("%s" for _ in insert.columns)
     with connection.cursor() as cursor:
         cursor.executemany(
-            f'INSERT OR IGNORE INTO "{table}" ({quoted}) VALUES ({marks})', converted
+            f'INSERT OR IGNORE INTO "{insert.table}" ({insert.quoted}) VALUES ({marks})', converted
         )
         inserted: int = cursor.rowcount
     return inserted
+
+
+def _fields(model: type[models.Model]) -> dict[str | None, models.Field[Any, Any]]:
+    """The model's concrete fields by column name."""
+    return {field.column: field for field in model._meta.concrete_fields}
+
+
+def _quoted(columns: Sequence[str]) -> str:
+    return ", ".join(f'"{c}"' for c in columns)
+
+
+def _binary_copy_sql(table: str, columns: Sequence[str]) -> str:
+    return f'COPY "{table}" ({_quoted(columns)}) FROM STDIN (FORMAT BINARY)'
 
 
 def _has_unique_key(model: type[models.Model]) -> bool:
