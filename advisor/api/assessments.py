@@ -12,11 +12,11 @@ from typing import Any
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from advisor.api.bodies import BodyError, json_object
 from advisor.api.permissions import HasRequiredRole
 from advisor.selectors.assessments import assessment_get, assessment_json, assessments_list
 from advisor.services.assessments import AssessmentInputError, assessment_create
@@ -57,14 +57,9 @@ class AssessmentListView(_AssessmentView):
     )
     def post(self, request: Request) -> Response:
         try:
-            data = request.data
-        except ParseError as exc:
-            return _error("(body)", f"not valid JSON: {exc.detail}")
-        if not isinstance(data, dict):
-            return _error("(body)", "expected a JSON object")
-        unknown = sorted(set(data) - set(AssessmentCreateDoc().fields))
-        if unknown:
-            return _error(unknown[0], "unknown field")
+            data = json_object(request, fields=AssessmentCreateDoc().fields)
+        except BodyError as exc:
+            return _error(exc.field, exc.message)
         try:
             assessment = assessment_create(
                 cluster=data.get("cluster"), window=data.get("window", "7d"), user=request.user

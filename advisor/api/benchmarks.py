@@ -12,11 +12,11 @@ from typing import Any
 from django.http import HttpResponse, StreamingHttpResponse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
-from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from advisor.api.bodies import BodyError, json_object
 from advisor.api.permissions import HasRequiredRole
 from advisor.models import BenchmarkRun, JobStatus
 from advisor.selectors.benchmarks import (
@@ -98,14 +98,9 @@ class JobListView(_BenchmarkView):
     )
     def post(self, request: Request) -> Response:
         try:
-            data = request.data
-        except ParseError as exc:
-            return _errors(BenchmarkJobError("(body)", f"not valid JSON: {exc.detail}"))
-        if not isinstance(data, dict):
-            return _errors(BenchmarkJobError("(body)", "expected a JSON object"))
-        unknown = sorted(set(data) - set(JobCreateDoc().fields))
-        if unknown:
-            return _errors(BenchmarkJobError(unknown[0], "unknown field"))
+            data = json_object(request, fields=JobCreateDoc().fields)
+        except BodyError as exc:
+            return _errors(BenchmarkJobError(exc.field, exc.message))
         try:
             job = benchmark_job_create(
                 user=request.user,
