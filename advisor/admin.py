@@ -32,7 +32,9 @@ class BenchmarkEndpointAdmin(admin.ModelAdmin):
 class BenchmarkJobAdmin(admin.ModelAdmin):
     list_display = ("id", "kind", "endpoint", "status", "progress", "created_by", "created_at")
     list_filter = ("status", "kind")
-    readonly_fields = ("spec", "result", "error", "progress", "started_at", "finished_at")
+    readonly_fields = (
+        "spec", "result", "error", "progress", "started_at", "heartbeat_at", "finished_at",
+    )  # fmt: skip
 
 
 @admin.register(CalibrationRecord)
@@ -63,6 +65,7 @@ class AssessmentAdmin(admin.ModelAdmin):
     readonly_fields = (
         "scenario_digest", "engine_version", "inputs", "calibration", "measured", "baseline",
         "gap", "strategies", "plan", "data_gaps", "timings", "trend", "progress", "error",
+        "heartbeat_at",
     )  # fmt: skip
     exclude = ("scenario",)
 

@@ -91,7 +91,8 @@ def benchmark_job_execute(*, job_id: int) -> None:
             }
         except CalibrationError as exc:
             result["calibration"] = {"error": str(exc)}
-    BenchmarkJob.objects.filter(id=job.id).update(
+    # Only a row still `running`: one the reaper already failed ("worker lost") keeps that end.
+    BenchmarkJob.objects.filter(id=job.id, status=JobStatus.RUNNING).update(
         status=status,
         error=error,
         result=result,

@@ -1,4 +1,4 @@
-"""Celery tasks of the advisor app, one module per queue: `sim`, `bench`, `rollout`.
+"""Celery tasks of the advisor app by queue: `sim`, `bench`, `rollout`; `reaper` runs on `default`.
 
 Routing is by module name (CELERY_TASK_ROUTES: `advisor.tasks.bench.*` -> `bench`, ...).
 Every module of this package is imported here so the worker's autodiscovery registers it.
