@@ -22,9 +22,8 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 
-from probes.roles import ADMIN, OPERATOR, VIEWER, role_of
+from probes.roles import RANK, role_of
 
-RANK = {VIEWER: 1, OPERATOR: 2, ADMIN: 3}
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
 
 View = Callable[..., HttpResponseBase]

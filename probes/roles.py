@@ -16,6 +16,8 @@ VIEWER = "viewer"
 OPERATOR = "operator"
 ADMIN = "admin"
 ROLES = (VIEWER, OPERATOR, ADMIN)
+# A role may do what any weaker role may: compare ranks, never names.
+RANK = {VIEWER: 1, OPERATOR: 2, ADMIN: 3}
 
 OUR_APPS = ("probes", "advisor", "dashboard")
 

@@ -16,9 +16,7 @@ from typing import Any
 from rest_framework import permissions
 from rest_framework.request import Request
 
-from probes.roles import ADMIN, OPERATOR, VIEWER, role_of
-
-RANK = {VIEWER: 1, OPERATOR: 2, ADMIN: 3}
+from probes.roles import RANK, role_of
 
 
 class HasRequiredRole(permissions.BasePermission):
