@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -145,6 +145,15 @@ class _Obj:
             return None
         return kind(self.data[key], self.sub(key))
 
+    def given(self, kinds: Iterable[tuple[str, Callable[[Any, str], Any]]]) -> dict[str, Any]:
+        """The optional fields of `kinds` that are present, read in order (absent ones left out)."""
+        out: dict[str, Any] = {}
+        for key, kind in kinds:
+            value = self.opt(key, kind)
+            if value is not None:
+                out[key] = value
+        return out
+
     def done(self, extra: Sequence[str] = ()) -> None:
         unknown = sorted(set(self.data) - self.used - set(extra))
         if unknown:
@@ -189,13 +198,26 @@ def _list(value: Any, path: str) -> list[Any]:
     return value
 
 
-def _strs(value: Any, path: str) -> tuple[str, ...]:
-    return tuple(_str(item, f"{path}[{i}]") for i, item in enumerate(_list(value, path)))
+def _tuple_of(reader: Callable[[Any, str], T]) -> Callable[[Any, str], tuple[T, ...]]:
+    """A reader of a JSON list whose items `reader` reads (errors name the item's index)."""
+
+    def read(value: Any, path: str) -> tuple[T, ...]:
+        return tuple(reader(item, f"{path}[{i}]") for i, item in enumerate(_list(value, path)))
+
+    return read
 
 
-def _indexed(value: Any, path: str) -> Iterator[tuple[int, Any, str]]:
-    for index, item in enumerate(_list(value, path)):
-        yield index, item, f"{path}[{index}]"
+def _dict_of(reader: Callable[[Any, str], T]) -> Callable[[Any, str], dict[str, T]]:
+    """A reader of a JSON object whose values `reader` reads (errors name the key)."""
+
+    def read(value: Any, path: str) -> dict[str, T]:
+        obj = _Obj(value, path)
+        return {key: reader(item, obj.sub(key)) for key, item in obj.data.items()}
+
+    return read
+
+
+_strs = _tuple_of(_str)
 
 
 def _numbers(value: Any, path: str, dtype: type[np.generic]) -> npt.NDArray[Any]:
@@ -218,19 +240,19 @@ def _numbers(value: Any, path: str, dtype: type[np.generic]) -> npt.NDArray[Any]
     return out
 
 
+def _floats(value: Any, path: str) -> npt.NDArray[np.float64]:
+    return _numbers(value, path, np.float64)
+
+
+def _ints(value: Any, path: str) -> npt.NDArray[np.int64]:
+    return _numbers(value, path, np.int64)
+
+
 def _slo(value: Any, path: str) -> SloSpec:
     obj = _Obj(value, path)
-    given: dict[str, float] = {}
-    for key in ("ttft_p95_s", "tpot_p95_s", "max_quality_loss_points"):
-        number = obj.opt(key, _num)
-        if number is not None:
-            given[key] = number
+    given = obj.given((key, _num) for key in SLO_FIELDS)
     stored = obj.opt("defaulted", _strs) or ()
-    defaulted = tuple(
-        name
-        for name in ("ttft_p95_s", "tpot_p95_s", "max_quality_loss_points")
-        if name not in given or name in stored
-    )
+    defaulted = tuple(name for name in SLO_FIELDS if name not in given or name in stored)
     return obj.build(SloSpec, **given, defaulted=defaulted)
 
 
@@ -288,9 +310,9 @@ def _sample(value: Any, path: str) -> Workload:
         raise ScenarioError(
             obj.sub("trace"), "trace references are resolved by load_scenario(path), not from_json"
         )
-    arrival = obj.get("arrival_s", lambda v, p: _numbers(v, p, np.float64))
-    prompt = obj.get("prompt_tokens", lambda v, p: _numbers(v, p, np.int64))
-    output = obj.get("output_tokens", lambda v, p: _numbers(v, p, np.int64))
+    arrival = obj.get("arrival_s", _floats)
+    prompt = obj.get("prompt_tokens", _ints)
+    output = obj.get("output_tokens", _ints)
     name = obj.get("name", _str, "sample")
     obj.done()
     try:
@@ -311,7 +333,7 @@ def _load(value: Any, path: str) -> LoadShape:
         )
     return obj.build(
         LoadShape,
-        rate_rps=obj.get("rate_rps", lambda v, p: _numbers(v, p, np.float64)),
+        rate_rps=obj.get("rate_rps", _floats),
         step_s=obj.get("step_s", _num, 60.0),
         start_utc=obj.get("start_utc", _str, ""),
     )
@@ -330,10 +352,8 @@ def _workload(value: Any, path: str) -> WorkloadSpec:
 def _autoscaling(value: Any, path: str) -> AutoscalingSpec:
     obj = _Obj(value, path)
     base = AutoscalingSpec()
-    kwargs: dict[str, Any] = {}
     defaulted = list(obj.opt("defaulted", _strs) or ())
-    flagged = AUTOSCALING_DEFAULTS
-    for name, kind in (
+    kinds = (
         ("enabled", _bool),
         ("min_replicas", _int),
         ("max_replicas", _int),
@@ -345,11 +365,10 @@ def _autoscaling(value: Any, path: str) -> AutoscalingSpec:
         ("cold_start_s", _num),
         ("load_bandwidth_bytes_per_s", _num),
         ("startup_overhead_s", _num),
-    ):
-        got = obj.opt(name, kind)
-        if got is not None:
-            kwargs[name] = got
-        elif name in flagged and name not in defaulted:
+    )
+    kwargs = obj.given(kinds)
+    for name, _ in kinds:
+        if name not in kwargs and name in AUTOSCALING_DEFAULTS and name not in defaulted:
             defaulted.append(name)
     kwargs.setdefault("enabled", base.enabled)
     return obj.build(AutoscalingSpec, **kwargs, defaulted=tuple(defaulted))
@@ -370,15 +389,8 @@ def _quality(value: Any, path: str) -> QualityOverride:
 
 def _deployment(value: Any, path: str) -> DeploymentSpec:
     obj = _Obj(value, path)
-    overrides_raw = obj.opt("quality_overrides", lambda v, p: _Obj(v, p))
-    overrides: dict[str, QualityOverride] = {}
-    if overrides_raw is not None:
-        for key, item in overrides_raw.data.items():
-            overrides[key] = _quality(item, overrides_raw.sub(key))
-    candidates = obj.opt(
-        "speculative_candidates",
-        lambda v, p: tuple(_candidate(item, sub) for _, item, sub in _indexed(v, p)),
-    )
+    overrides = obj.opt("quality_overrides", _dict_of(_quality)) or {}
+    candidates = obj.opt("speculative_candidates", _tuple_of(_candidate))
     return obj.build(
         DeploymentSpec,
         name=obj.get("name", _str),
@@ -449,11 +461,6 @@ def _options(value: Any, path: str) -> Options:
     )
 
 
-def _mapping(value: Any, path: str, reader: Callable[[Any, str], T]) -> dict[str, T]:
-    obj = _Obj(value, path)
-    return {key: reader(item, obj.sub(key)) for key, item in obj.data.items()}
-
-
 def scenario_from_dict(data: object) -> Scenario:
     obj = _Obj(data, "")
     version = obj.get("version", _int, SCENARIO_VERSION)
@@ -461,9 +468,7 @@ def scenario_from_dict(data: object) -> Scenario:
         raise ScenarioError(
             "version", f"unsupported {version}; this engine reads {SCENARIO_VERSION}"
         )
-    deployments = obj.get(
-        "deployments", lambda v, p: tuple(_deployment(item, sub) for _, item, sub in _indexed(v, p))
-    )
+    deployments = obj.get("deployments", _tuple_of(_deployment))
     models_raw = obj.opt("models", lambda v, p: _Obj(v, p))
     models: dict[str, dict[str, Any]] = {}
     if models_raw is not None:
@@ -474,13 +479,9 @@ def scenario_from_dict(data: object) -> Scenario:
     return obj.build(
         Scenario,
         deployments=deployments,
-        prices=obj.opt("prices", lambda v, p: _mapping(v, p, _price)) or {},
-        power=obj.opt("power", lambda v, p: _mapping(v, p, _power)) or {},
-        profiles=obj.opt(
-            "profiles",
-            lambda v, p: tuple(_profile(item, sub) for _, item, sub in _indexed(v, p)),
-        )
-        or (),
+        prices=obj.opt("prices", _dict_of(_price)) or {},
+        power=obj.opt("power", _dict_of(_power)) or {},
+        profiles=obj.opt("profiles", _tuple_of(_profile)) or (),
         models=models,
         options=obj.get("options", _options, Options()),
         name=obj.get("name", _str, "scenario"),
@@ -537,14 +538,10 @@ def _resolve_load(value: Any, path: str) -> Any:
         "days": spec.get("days", _num),
         "mean_rps": spec.get("mean_rps", _num),
     }
-    for key in ("peak_to_trough", "peak_hour_utc", "weekend_factor"):
-        number = spec.opt(key, _num)
-        if number is not None:
-            kwargs[key] = number
-    window = spec.opt(
-        "active_hours_utc",
-        lambda v, p: tuple(_num(x, f"{p}[{i}]") for i, x in enumerate(_list(v, p))),
+    kwargs.update(
+        spec.given((key, _num) for key in ("peak_to_trough", "peak_hour_utc", "weekend_factor"))
     )
+    window = spec.opt("active_hours_utc", _tuple_of(_num))
     if window is not None:
         if len(window) != 2:
             raise ScenarioError(spec.sub("active_hours_utc"), "must be [start_hour, end_hour]")
