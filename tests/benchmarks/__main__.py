@@ -6,6 +6,7 @@ import argparse
 import importlib
 import json
 import os
+import subprocess
 import sys
 import time
 import traceback
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown benchmark module(s) {sorted(unknown)}; have {available}")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.test_settings")
+    selected = args.modules or available
+    if len(selected) > 1:
+        return _each_in_its_own_process(selected, fresh=not args.modules)
 
     # Running some modules updates their figures and keeps the other modules' last figures.
     results: dict[str, dict[str, object]] = {}
@@ -31,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         results = json.loads(RESULTS.read_text())
         results = {k: v for k, v in results.items() if v.get("module") not in args.modules}
     failures = 0
-    for name in args.modules or available:
+    for name in selected:
         module = importlib.import_module(f"tests.benchmarks.{name}")
         started = time.perf_counter()
         try:
@@ -51,6 +55,25 @@ def main(argv: list[str] | None = None) -> int:
     RESULTS.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"# wrote {RESULTS.relative_to(ROOT)}")
     return 1 if failures else 0
+
+
+def _each_in_its_own_process(names: list[str], *, fresh: bool) -> int:
+    """Run each module in a child process of its own, one after the other.
+
+    Modules set Django up against databases of their own (and warm numba, start servers):
+    state one leaves in the process must not reach the next. Each child merges its figures
+    into the results file; `fresh` (all modules) starts that file anew.
+    """
+    if fresh:
+        RESULTS.unlink(missing_ok=True)
+    failed = [
+        name
+        for name in names
+        if subprocess.run([sys.executable, "-m", "tests.benchmarks", name], cwd=ROOT).returncode
+    ]
+    if failed:
+        print(f"# failed: {' '.join(failed)}", flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
