@@ -248,7 +248,7 @@ def _label(candidate: Candidate, strategies: set[str] | None = None) -> str:
     label = f"[{used}] {candidate.sized.config.label()}, {candidate.sized.replicas} replica(s)"
     if candidate.sized.policy is not None:
         policy = candidate.sized.policy
-        label += f", HPA on {policy.metric} at {policy.target:g}"
+        label += f", HPA on {policy.metric} at {policy.target:.3g}"
     return label
 
 

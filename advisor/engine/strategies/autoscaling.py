@@ -127,7 +127,7 @@ def evaluate(
     )
     alternatives = [alternative(fixed, item, label=f"fixed: {fixed.replicas} replicas")]
     alternatives += [
-        alternative(t, item, label=f"HPA on {t.policy.metric} target {t.policy.target:g}")
+        alternative(t, item, label=f"HPA on {t.policy.metric} target {t.policy.target:.3g}")
         for t in tried
         if t.policy is not None
     ]
@@ -181,7 +181,7 @@ def evaluate(
         ),
     }
     summary = (
-        f"HPA on {policy.metric} at {policy.target:g} per replica, {policy.min_replicas}-"
+        f"HPA on {policy.metric} at {policy.target:.3g} per replica, {policy.min_replicas}-"
         f"{policy.max_replicas} replicas: {savings_line(baseline, best.run.projection)}; "
         f"{usd(saved)}/month saved versus {fixed.replicas} always-on replicas; SLO attainment "
         f"while replicas start {best.run.attainment_when_starting:.1%}"
