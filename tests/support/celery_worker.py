@@ -25,52 +25,12 @@ def running_worker(
     *, queues: str = "default,sim,bench,rollout"
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start `celery worker` against Redis and the test database; point our app at it."""
-    if connection.vendor != "postgresql":
-        missing("PostgreSQL", "a worker process needs a shared database; set DATABASE_URL")
-    try:
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    except redis.RedisError as exc:
-        missing("Redis", f"{REDIS_URL}: {exc}")
-
-    db = connection.settings_dict
-    database_url = (
-        f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    )
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "config.settings",
-        "SECRET_KEY": "tests-only-not-secret",
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": REDIS_URL,
-    }
-    log_path = ROOT / "var" / "test-logs" / f"celery-worker-{db['NAME']}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "config",
-            "worker",
-            "-Q",
-            queues,
-            "--pool",
-            "solo",
-            "--without-heartbeat",
-            "--without-gossip",
-            "--without-mingle",
-            "-l",
-            "info",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+    components_check(flush=True)
+    name = connection.settings_dict["NAME"]
+    process = worker_spawn(
+        app_module="config", queues=queues, log_name=f"celery-worker-{name}", env=worker_env()
     )
     try:
-        _wait_until_ready(process, log_path)
         yield process
     finally:
         process.terminate()
@@ -78,15 +38,76 @@ def running_worker(
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
-        log.close()
+
+
+def components_check(*, flush: bool = False) -> None:
+    """A worker process needs PostgreSQL (a database it shares with the test) and Redis."""
+    if connection.vendor != "postgresql":
+        missing("PostgreSQL", "a worker process needs a shared database; set DATABASE_URL")
+    try:
+        client = redis.Redis.from_url(REDIS_URL)
+        if flush:
+            client.flushdb()
+        else:
+            client.ping()
+    except redis.RedisError as exc:
+        missing("Redis", f"{REDIS_URL}: {exc}")
+
+
+def worker_env(**extra: str) -> dict[str, str]:
+    """A worker's environment: production settings on the test database and Redis, plus `extra`."""
+    db = connection.settings_dict
+    database_url = (
+        f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    )
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "SECRET_KEY": "tests-only-not-secret",
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": REDIS_URL,
+        **extra,
+    }
+
+
+def worker_spawn(
+    *, app_module: str, queues: str, log_name: str, env: dict[str, str], node_name: str = ""
+) -> subprocess.Popen[bytes]:
+    """Start `celery -A app_module worker -Q queues` (solo pool) and wait until it is ready.
+
+    Its output goes to var/test-logs/<log_name>.log, whose tail is in the error if it dies.
+    """
+    log_path = ROOT / "var" / "test-logs" / f"{log_name}.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    named = ["-n", node_name] if node_name else []
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", app_module, "worker", "-Q", queues,
+             "--pool", "solo", "--without-heartbeat", "--without-gossip", "--without-mingle",
+             *named, "-l", "info"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        _wait_until_ready(process, log_path)
+    except RuntimeError:
+        if process.poll() is None:
+            process.kill()
+        raise
+    return process
 
 
 @contextmanager
-def app_uses_broker() -> Iterator[None]:
-    """Send this process's tasks to the real broker instead of running them eagerly."""
-    keys = ("broker_url", "result_backend", "task_always_eager")
+def app_uses_broker(*, key_prefix: str = "") -> Iterator[None]:
+    """Send this process's tasks to the real broker instead of running them eagerly.
+
+    `key_prefix` puts every broker key under a prefix, so only a worker started with the same
+    prefix (a test's own worker) takes these tasks, never the session's shared one.
+    """
+    keys = ("broker_url", "result_backend", "task_always_eager", "broker_transport_options")
     previous = {key: app.conf[key] for key in keys}
-    app.conf.update(broker_url=REDIS_URL, result_backend=REDIS_URL, task_always_eager=False)
+    options = {"global_keyprefix": key_prefix} if key_prefix else previous[keys[3]]
+    app.conf.update(broker_url=REDIS_URL, result_backend=REDIS_URL, task_always_eager=False,
+                    broker_transport_options=options)  # fmt: skip
     _forget_connections()
     try:
         yield

@@ -11,10 +11,8 @@ Run: CI=true DATABASE_URL=postgres://... TEST_REDIS_URL=redis://.../N \
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,16 +21,13 @@ from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
-import redis
 from django.db import connection
 
 from advisor.models import BenchmarkEndpoint
 from advisor.services.benchmarks import benchmark_job_create
 from advisor.services.reaper import lost_jobs_fail
-from config.celery import app
 from tests.advisor.benchmarking.fake_openai import FakeServer
-from tests.support.celery_worker import _forget_connections
-from tests.support.components import REDIS_URL, missing
+from tests.support.celery_worker import app_uses_broker, components_check, worker_env, worker_spawn
 
 pytestmark = [pytest.mark.integration]
 
@@ -45,50 +40,17 @@ SLOW = {"kind": "poisson", "num_requests": 1000, "rate_rps": 20, "prompt_tokens"
 
 
 @contextmanager
-def _broker_with_prefix() -> Iterator[None]:
-    keys = ("broker_url", "result_backend", "task_always_eager", "broker_transport_options")
-    previous = {key: app.conf[key] for key in keys}
-    app.conf.update(broker_url=REDIS_URL, result_backend=REDIS_URL, task_always_eager=False,
-                    broker_transport_options={"global_keyprefix": PREFIX})  # fmt: skip
-    _forget_connections()
-    try:
-        yield
-    finally:
-        app.conf.update(previous)
-        _forget_connections()
-
-
-@contextmanager
 def _bench_worker() -> Iterator[subprocess.Popen[bytes]]:
     """This module's own `celery worker -Q bench`, on the test database."""
-    if connection.vendor != "postgresql":
-        missing("PostgreSQL", "a worker process needs a shared database; set DATABASE_URL")
+    components_check()
+    process = worker_spawn(
+        app_module="tests.advisor.benchmarking.worker_app",
+        queues="bench",
+        log_name=f"reaper-worker-{connection.settings_dict['NAME']}",
+        env=worker_env(GCA_REAPER_TEST_PREFIX=PREFIX, GCA_REAPER_TEST_HEARTBEAT_S=str(HEARTBEAT_S)),
+        node_name=f"reaper-test-{PREFIX}@%h",
+    )
     try:
-        redis.Redis.from_url(REDIS_URL).ping()
-    except redis.RedisError as exc:
-        missing("Redis", f"{REDIS_URL}: {exc}")
-    db = connection.settings_dict
-    url = f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings",
-           "SECRET_KEY": "tests-only-not-secret", "DATABASE_URL": url,
-           "CELERY_BROKER_URL": REDIS_URL, "GCA_REAPER_TEST_PREFIX": PREFIX,
-           "GCA_REAPER_TEST_HEARTBEAT_S": str(HEARTBEAT_S)}  # fmt: skip
-    log_path = ROOT / "var" / "test-logs" / f"reaper-worker-{db['NAME']}.log"
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "tests.advisor.benchmarking.worker_app",
-             "worker", "-Q", "bench", "--pool", "solo", "--without-heartbeat",
-             "--without-gossip", "--without-mingle", "-n", f"reaper-test-{PREFIX}@%h",
-             "-l", "info"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 60
-        while b"ready." not in log_path.read_bytes():
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"bench worker did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
         yield process
     finally:
         if process.poll() is None:
@@ -101,7 +63,7 @@ def test_it_fails_a_job_whose_worker_was_killed_mid_run(
 ) -> None:
     _url, server = fake_server
     server.behaviour.itl_s = 0.01
-    with _broker_with_prefix(), _bench_worker() as worker:
+    with app_uses_broker(key_prefix=PREFIX), _bench_worker() as worker:
         job = benchmark_job_create(user=None, endpoint_id=endpoint.id, kind="run", workload=SLOW)
         deadline = time.monotonic() + 60
         while True:  # running, and the worker's heartbeat has moved since the claim

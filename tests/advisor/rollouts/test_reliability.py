@@ -26,31 +26,26 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 from django.contrib.auth.models import User
-from django.db import connection
 
 from advisor.models import Rollout
 from advisor.services.rollouts import RolloutError, rollout_propose, rollout_start
-from config.celery import app
 from probes.agent.controller import ControllerTask, HttpDesiredSource
 from probes.agent.controller_local import LocalController
 from probes.agent.vllm_process import is_healthy
 from probes.services import node_register
-from tests.support.celery_worker import _forget_connections
-from tests.support.components import REDIS_URL, missing
+from tests.support.celery_worker import app_uses_broker, components_check, worker_env, worker_spawn
+from tests.support.components import missing
 from tests.support.vllm_node import LOG_DIR, TINY_MODEL, VLLM_PYTHON, tiny_launch
 
 pytestmark = [pytest.mark.integration]
@@ -202,20 +197,6 @@ def _observed(item: ManagedNode) -> dict[str, Any]:
 # -- the worker ------------------------------------------------------------------------------
 
 
-@contextmanager
-def broker_with_prefix() -> Iterator[None]:
-    keys = ("broker_url", "result_backend", "task_always_eager", "broker_transport_options")
-    previous = {key: app.conf[key] for key in keys}
-    app.conf.update(broker_url=REDIS_URL, result_backend=REDIS_URL, task_always_eager=False,
-                    broker_transport_options={"global_keyprefix": PREFIX})  # fmt: skip
-    _forget_connections()
-    try:
-        yield
-    finally:
-        app.conf.update(previous)
-        _forget_connections()
-
-
 class Worker:
     """This module's own `celery worker -Q rollout`, which a scenario may kill."""
 
@@ -224,29 +205,14 @@ class Worker:
         self.starts = 0
 
     def start(self) -> None:
-        db = connection.settings_dict
-        url = (
-            f"postgres://{db['USER']}:{db['PASSWORD'] or ''}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
-        )
-        env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings",
-               "SECRET_KEY": "tests-only-not-secret", "DATABASE_URL": url,
-               "CELERY_BROKER_URL": REDIS_URL, "GCA_ROLLOUT_TEST_PREFIX": PREFIX}  # fmt: skip
         self.starts += 1
-        log_path = ROOT / "var" / "test-logs" / f"rollout-worker-{self.starts}.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        with log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "tests.advisor.rollouts.worker_app",
-                 "worker", "-Q", "rollout", "--pool", "solo", "--without-heartbeat",
-                 "--without-gossip", "--without-mingle", "-n", f"rollout-test-{self.starts}@%h",
-                 "-l", "info"],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while b"ready." not in log_path.read_bytes():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"rollout worker did not start: {log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
+        self.process = worker_spawn(
+            app_module="tests.advisor.rollouts.worker_app",
+            queues="rollout",
+            log_name=f"rollout-worker-{self.starts}",
+            env=worker_env(GCA_ROLLOUT_TEST_PREFIX=PREFIX),
+            node_name=f"rollout-test-{self.starts}@%h",
+        )
 
     def kill(self) -> None:
         assert self.process is not None
@@ -264,14 +230,9 @@ class Worker:
 
 @pytest.fixture
 def worker(transactional_db: Any) -> Iterator[Worker]:
-    if connection.vendor != "postgresql":
-        missing("PostgreSQL", "the worker process needs a shared database; set DATABASE_URL")
-    try:
-        redis.Redis.from_url(REDIS_URL).ping()
-    except redis.RedisError as exc:
-        missing("Redis", f"{REDIS_URL}: {exc}")
+    components_check()
     running = Worker()
-    with broker_with_prefix():
+    with app_uses_broker(key_prefix=PREFIX):
         running.start()
         try:
             yield running
