@@ -12,7 +12,8 @@ figures. Three arrangements deserve a word:
   more), not the strategy's saving alone. The first step is right-sizing today's
   configuration (the table's empty combination).
 - vLLM args diff: today's engine args as stored on the deployment, beside the plan's
-  `config_change` (CLI flags), one line per flag that is kept, changed, added or removed.
+  `config_change` (CLI flags), one line per flag that is kept, changed, added or removed
+  (`dashboard.selectors.config_diff`, shared with the rollout page).
 - Confidence: per GPU kind, the calibration profile's fit error (median absolute percentage
   error on measured points) and where it came from, and the plan's cost when the
   calibration's efficiencies move (the engine's sensitivity rows), beside how far the
@@ -26,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from advisor.models import Assessment, AssessmentStatus
+from dashboard.selectors.config_diff import ArgLine, args_diff
 
 # The planner's order (advisor.engine.planner: precision, scheduler, speculative, provisioning,
 # then sharing across deployments).
@@ -77,16 +79,6 @@ class WaterfallStep:
     usd_per_month: float  # the total for "absolute"/"total", the change for "relative"
     measure: str  # "absolute" | "relative" | "total"
     note: str = ""
-
-
-@dataclass(frozen=True)
-class ArgLine:
-    """One line of the vLLM args diff: kind is "same", "changed", "added" or "removed"."""
-
-    flag: str
-    before: str | None
-    after: str | None
-    kind: str
 
 
 @dataclass(frozen=True)
@@ -169,37 +161,6 @@ class PlanView:
     @property
     def assessed(self) -> tuple[DeploymentView, ...]:
         return tuple(d for d in self.deployments if d.baseline is not None)
-
-
-def _flag(name: str) -> str:
-    return "--" + str(name).lstrip("-").replace("_", "-")
-
-
-def _arg_text(value: Any) -> str:
-    if value is True:
-        return "(on)"
-    if value is False:
-        return "(off)"
-    return str(value)
-
-
-def args_diff(before: dict[str, Any], change: dict[str, Any]) -> tuple[ArgLine, ...]:
-    """Today's engine args (any spelling) beside the plan's `config_change` engine args."""
-    old = {_flag(k): v for k, v in (before or {}).items()}
-    new_args = {_flag(k): v for k, v in (change.get("engine_args") or {}).items()}
-    if change.get("tensor_parallel") is not None:
-        new_args["--tensor-parallel-size"] = change["tensor_parallel"]
-    lines = []
-    for flag in sorted(set(old) | set(new_args)):
-        if flag not in new_args:
-            lines.append(ArgLine(flag, _arg_text(old[flag]), _arg_text(old[flag]), "same"))
-        elif flag not in old:
-            lines.append(ArgLine(flag, None, _arg_text(new_args[flag]), "added"))
-        elif _arg_text(old[flag]) == _arg_text(new_args[flag]):
-            lines.append(ArgLine(flag, _arg_text(old[flag]), _arg_text(old[flag]), "same"))
-        else:
-            lines.append(ArgLine(flag, _arg_text(old[flag]), _arg_text(new_args[flag]), "changed"))
-    return tuple(lines)
 
 
 def _strategy_cells(results: dict[str, Any]) -> tuple[StrategyCell, ...]:
