@@ -12,7 +12,7 @@ from dashboard.selectors.engine import engine_series
 from dashboard.selectors.gpus import gpu_series
 from dashboard.windows import Window
 from probes.agent.vllm_metrics import Histogram
-from probes.models import EngineRollup, GpuSample
+from probes.models import EngineRollup, GpuSample, Node
 from tests.dashboard.conftest import END, SmallFleet
 
 pytestmark = pytest.mark.django_db
@@ -67,6 +67,22 @@ def test_node_and_gpu_pages_render_their_charts(client: Client, carol, small_fle
     assert gpu.status_code == 200
     assert "60.0%" in gpu.content.decode()
     assert client.get("/gpus/999999/").status_code == 404
+
+
+def test_the_node_page_flags_records_the_agent_dropped(client: Client, carol, small_fleet) -> None:
+    # An SRE must see that the agent's spool overflowed and telemetry was lost.
+    client.force_login(carol)
+    kpi = (
+        '<div class="kpi{}"><span class="label">Dropped by agent</span>'
+        '<span class="value">{}</span>'
+    )
+    page = client.get(f"/nodes/{small_fleet.node.pk}/").content.decode()
+    assert kpi.format("", 0) in page
+    Node.objects.filter(pk=small_fleet.node.pk).update(
+        agent_dropped_records=1234, agent_dropped_batches=3
+    )
+    page = client.get(f"/nodes/{small_fleet.node.pk}/").content.decode()
+    assert kpi.format(" bad", 1234) in page
 
 
 def test_the_deployment_page_shows_vllm_load_and_window_latency(

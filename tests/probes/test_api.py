@@ -102,6 +102,29 @@ def test_it_answers_a_repeated_batch_id_as_already_stored(client: Client) -> Non
     assert IngestBatch.objects.count() == 1
 
 
+def test_it_keeps_the_agents_cumulative_dropped_counts_on_the_node(client: Client) -> None:
+    # The agent's spool reports running totals since it was installed (schema: "Cumulative"),
+    # so the node keeps the latest value: 120 then 300 dropped records is 300 lost, not 420.
+    node, token = registered_node()
+    first = batch("b-1", gpus=[gpu()], gpu_samples=[gpu_sample()])
+    first["agent"] = {"version": "test", "dropped_records": 120, "dropped_batches": 2}
+    assert post(client, token, first).status_code == 201
+    node.refresh_from_db()
+    assert (node.agent_dropped_records, node.agent_dropped_batches) == (120, 2)
+
+    second = batch("b-2", gpus=[gpu()], gpu_samples=[gpu_sample(ts=time.time() - 30)])
+    second["agent"] = {"version": "test", "dropped_records": 300, "dropped_batches": 5}
+    assert post(client, token, second).status_code == 201
+    node.refresh_from_db()
+    assert (node.agent_dropped_records, node.agent_dropped_batches) == (300, 5)
+
+    # A batch whose agent block leaves the counts out does not reset them.
+    third = batch("b-3", gpus=[gpu()], gpu_samples=[gpu_sample(ts=time.time() - 20)])
+    assert post(client, token, third).status_code == 201
+    node.refresh_from_db()
+    assert (node.agent_dropped_records, node.agent_dropped_batches) == (300, 5)
+
+
 def test_it_skips_samples_already_stored_by_another_batch(client: Client) -> None:
     _node, token = registered_node()
     ts = time.time() - 10
