@@ -47,4 +47,9 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("rollouts/new/", rollouts.rollout_new, name="rollout-new"),
     path("rollouts/ledger/", rollouts.rollout_ledger, name="rollout-ledger"),
     path("rollouts/<int:rollout_id>/", rollouts.rollout_detail, name="rollout"),
+    path(
+        "rollouts/<int:rollout_id>/status.json",
+        rollouts.rollout_status_json,
+        name="rollout-status",
+    ),
 ]

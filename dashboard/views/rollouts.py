@@ -3,7 +3,8 @@
 Views check the role, turn the form into the service's arguments and call one service; the
 service validates (its errors name the field) and checks the permission again. Actions on a
 rollout are POSTs to its page with `action` = approve | start | pause | resume | abort |
-rollback: admins only (role_required answers 403 to anyone else).
+rollback: admins only (role_required answers 403 to anyone else). While a rollout is not over
+its page polls `status.json` (static/js/rollout.js) and updates the nodes and audit trail in place.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import json
 from typing import Any
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 
@@ -29,6 +30,7 @@ from advisor.services.rollouts import (
     rollout_start,
 )
 from dashboard.access import role_required
+from dashboard.selectors.rollouts import rollout_node_diffs, rollout_status
 from probes.models import ModelDeployment, Node
 from probes.roles import ADMIN, OPERATOR, VIEWER
 
@@ -203,18 +205,30 @@ def rollout_detail(request: HttpRequest, rollout_id: int) -> HttpResponse:
                 messages.success(request, f"{request.POST['action']}: done")
         return redirect(reverse("dashboard:rollout", kwargs={"rollout_id": rollout.id}))
     events = list(rollout.events.select_related("target__node"))
+    targets = list(rollout.targets.all())
     return render(
         request,
         "dashboard/rollout_detail.html",
         {
             "rollout": rollout,
-            "targets": list(rollout.targets.all()),
+            "targets": targets,
+            "node_diffs": rollout_node_diffs(rollout=rollout, targets=targets),
             "events": events,
             "ledger": getattr(rollout, "ledger", None),
             "can_act": not rollout.terminal,
+            "live": None if rollout.terminal else rollout_status(rollout=rollout),
             "change_json": json.dumps(rollout.change.node_config(), indent=2),
         },
     )
+
+
+@role_required(VIEWER)
+def rollout_status_json(request: HttpRequest, rollout_id: int) -> JsonResponse:
+    """State, current step, per-node status and the latest audit events, polled by the page."""
+    rollout = rollout_get(rollout_id=rollout_id)
+    if rollout is None:
+        raise Http404(f"no rollout {rollout_id}")
+    return JsonResponse(rollout_status(rollout=rollout))
 
 
 @role_required(VIEWER)

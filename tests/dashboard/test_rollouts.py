@@ -1,4 +1,5 @@
-"""Rollout pages: who sees what, proposing through the form, admin-only actions (403 else)."""
+"""Rollout pages: who sees what, proposing through the form, admin-only actions (403 else),
+each node's args diff and the live status the page polls."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ from django.test import Client
 from django.utils import timezone
 
 from advisor.models import LedgerEntry, Rollout
-from advisor.services.rollouts import rollout_propose
+from advisor.services.rollout_steps import rollout_advance
+from advisor.services.rollouts import rollout_propose, rollout_start
+from dashboard.selectors.config_diff import ArgLine
+from dashboard.selectors.rollouts import rollout_node_diffs
 from tests.advisor.rollouts.helpers import Agent, fleet
 
 pytestmark = pytest.mark.django_db
@@ -111,3 +115,131 @@ def test_the_ledger_page_shows_flags(bob: User, carol: User) -> None:
     assert b"below_half: realized 6.2%" in page.content
     assert b"50.0%" in page.content
     assert b"1 flagged" in _as(carol).get("/rollouts/").content
+
+
+NODE_ARGS = {"max_num_seqs": 128, "enable_prefix_caching": True, "max_model_len": 4096}
+NEW_ARGS = {"max_num_seqs": 512, "max_model_len": 4096, "enable_chunked_prefill": True}
+
+
+def test_the_page_diffs_each_nodes_args_against_the_change(bob: User, carol: User) -> None:
+    nodes = fleet(2).nodes
+    reporting = Agent(nodes[0])
+    reporting.config = {"engine_args": NODE_ARGS, "model": "m-fp16"}
+    reporting.report()
+    change = {"title": "fp8", "engine_args": NEW_ARGS, "model_path": "m-fp8"}
+    rollout = rollout_propose(user=bob, nodes=[nodes[0].id, nodes[1].id], change=change)
+    diffs = rollout_node_diffs(rollout=rollout, targets=list(rollout.targets.all()))
+    assert [(d.hostname, d.source) for d in diffs] == [
+        ("gpu-0", "reported by the node"),
+        ("gpu-1", "not known (the node has reported no config)"),
+    ]
+    # The change replaces the node's engine args: a flag only the node has is removed.
+    assert diffs[0].args == (
+        ArgLine("--enable-chunked-prefill", None, "(on)", "added"),
+        ArgLine("--enable-prefix-caching", "(on)", None, "removed"),
+        ArgLine("--max-model-len", "4096", "4096", "same"),
+        ArgLine("--max-num-seqs", "128", "512", "changed"),
+    )
+    assert diffs[0].model_path == ("m-fp16", "m-fp8")
+    assert diffs[1].args == (
+        ArgLine("--enable-chunked-prefill", None, "(on)", "added"),
+        ArgLine("--max-model-len", None, "4096", "added"),
+        ArgLine("--max-num-seqs", None, "512", "added"),
+    )
+    assert diffs[1].model_path == (None, "m-fp8")
+    html = _as(carol).get(f"/rollouts/{rollout.id}/").content.decode()
+    section = html.split('data-testid="node-diffs"')[1].split("</section>")[0]
+    first = section.split('data-testid="args-diff">')[1].split("</pre>")[0]
+    assert first == (
+        '<span class="add">+ --enable-chunked-prefill (on)</span>\n'
+        '<span class="del">- --enable-prefix-caching (on)</span>\n'
+        "  --max-model-len 4096\n"
+        '<span class="del">- --max-num-seqs 128</span>\n'
+        '<span class="add">+ --max-num-seqs 512</span>\n'
+        '<span class="del">- model m-fp16</span>\n'
+        '<span class="add">+ model m-fp8</span>\n'
+    )
+    assert 'gpu-1 <span class="muted">(not known (the node has reported no config))' in section
+
+
+def test_a_touched_node_diffs_against_its_restore_point(alice: User, bob: User) -> None:
+    nodes = fleet(1).nodes
+    agent = Agent(nodes[0])
+    agent.config = {"engine_args": NODE_ARGS}
+    agent.report()
+    rollout = rollout_propose(user=bob, nodes=[nodes[0].id], change=CHANGE)
+    rollout_start(user=alice, rollout_id=rollout.id)
+    rollout_advance(rollout_id=rollout.id)
+    agent.apply_desired()  # the node now reports the change's args
+    diffs = rollout_node_diffs(rollout=rollout, targets=list(rollout.targets.all()))
+    assert diffs[0].source == "before this rollout (its restore point)"
+    assert [(line.flag, line.kind) for line in diffs[0].args] == [
+        ("--enable-prefix-caching", "removed"),
+        ("--max-model-len", "removed"),
+        ("--max-num-seqs", "changed"),
+    ]
+
+
+def test_the_status_json_says_the_step_the_nodes_and_the_latest_events(
+    alice: User, bob: User, carol: User
+) -> None:
+    nodes = fleet(2).nodes
+    for node in nodes:
+        Agent(node).report()
+    rollout = rollout_propose(
+        user=bob, nodes=[n.id for n in nodes], change=CHANGE, reason="cheaper"
+    )
+    pending = _as(carol).get(f"/rollouts/{rollout.id}/status.json").json()
+    assert (pending["status"], pending["step"], pending["batch"], pending["batches"]) == (
+        "pending", "waiting for an admin to start it", None, 1,
+    )  # fmt: skip
+    rollout_start(user=alice, rollout_id=rollout.id, note="go")
+    rollout_advance(rollout_id=rollout.id)  # the canary gets its desired config
+    response = _as(carol).get(f"/rollouts/{rollout.id}/status.json")
+    assert response.status_code == 200
+    state = response.json()
+    assert {k: state[k] for k in ("status", "status_label", "paused", "done", "outcome",
+                                  "step", "batch", "batches")} == {
+        "status": "canary", "status_label": "Canary", "paused": False, "done": False,
+        "outcome": "", "step": "canary", "batch": 0, "batches": 1,
+    }  # fmt: skip
+    assert state["targets"] == [
+        {"node_id": nodes[0].id, "node": "gpu-0", "batch": 0, "role": "canary",
+         "status": "applying", "status_label": "Applying", "desired_generation": 1,
+         "rollback_generation": None, "gates": [], "error": ""},
+        {"node_id": nodes[1].id, "node": "gpu-1", "batch": 1, "role": "batch 1",
+         "status": "pending", "status_label": "Pending", "desired_generation": None,
+         "rollback_generation": None, "gates": [], "error": ""},
+    ]  # fmt: skip
+    events = [(e["actor"], e["kind"], e["from_status"], e["to_status"], e["node"])
+              for e in state["events"]]  # fmt: skip
+    assert events == [
+        ("bob", "transition", "", "pending", ""),
+        ("alice", "transition", "pending", "canary", ""),
+        ("system", "target", "", "", "gpu-0"),
+    ]
+    assert state["events"][-1]["message"] == "gpu-0 (canary): desired config generation 1"
+    assert [e["id"] for e in state["events"]] == sorted(e["id"] for e in state["events"])
+
+
+def test_the_page_polls_the_status_only_while_the_rollout_is_not_over(
+    alice: User, bob: User, carol: User
+) -> None:
+    nodes = fleet(1).nodes
+    rollout = rollout_propose(user=bob, nodes=[nodes[0].id], change=CHANGE)
+    page = _as(carol).get(f"/rollouts/{rollout.id}/").content.decode()
+    assert f'data-rollout-status-url="/rollouts/{rollout.id}/status.json"' in page
+    assert '<script src="/static/js/rollout.js" defer></script>' in page
+    _as(alice).post(f"/rollouts/{rollout.id}/", {"action": "abort", "note": "not now"})
+    assert Rollout.objects.get(id=rollout.id).status == "aborted"
+    over = _as(carol).get(f"/rollouts/{rollout.id}/").content.decode()
+    assert "data-rollout-status-url" not in over
+    assert "rollout.js" not in over
+    assert _as(carol).get(f"/rollouts/{rollout.id}/status.json").json()["done"] is True
+
+
+def test_the_status_json_is_for_signed_in_roles_only(bob: User) -> None:
+    rollout = rollout_propose(user=bob, nodes=[fleet(1).nodes[0].id], change=CHANGE)
+    response = Client().get(f"/rollouts/{rollout.id}/status.json")
+    assert response.status_code == 302
+    assert _as(bob).get("/rollouts/999999/status.json").status_code == 404
