@@ -5,6 +5,11 @@ prediction of the same workload on the same node (`predicted.figures`) and, per 
 figure, predicted / measured / relative error (`prediction_error`, error = predicted /
 measured - 1). Nothing is recomputed here; runs without a prediction say why
 (`predicted.error`, e.g. the endpoint does not say its hardware).
+
+An A/B job (kind "ab", the continuous-batching comparison among them) stores in
+`result["ab"]` the two runs' ids, the measured candidate / baseline ratios and the engine's
+predicted ratios with their error (`advisor.services.benchmark_runs._ab_job`); `ab_view`
+lines them up with each side's args and measured figures for the page's A/B card.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from django.db.models import QuerySet
 
 from advisor.models import BenchmarkJob, BenchmarkRun
 from dashboard.selectors.assessments import finite
+from dashboard.selectors.config_diff import ArgLine, args_diff, args_text
 
 # Figures compared with the engine, with their labels and units (from the benchmark client).
 COMPARED = (
@@ -29,6 +35,14 @@ COMPARED = (
     ("p99_e2el_ms", "E2E p99", "ms"),
 )
 MAX_COMPARE = 12
+# Ratios an A/B job stores both measured and predicted (candidate / baseline), with labels.
+AB_RATIOS = (
+    ("output_throughput", "output tokens/s"),
+    ("median_ttft_ms", "TTFT p50"),
+    ("median_tpot_ms", "TPOT p50"),
+    ("p99_e2el_ms", "E2E p99"),
+)
+AB_SIDES = ("baseline", "candidate")
 
 
 @dataclass(frozen=True)
@@ -108,3 +122,97 @@ def job_median_error(job: BenchmarkJob) -> float | None:
         return None
     middle = len(values) // 2
     return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
+@dataclass(frozen=True)
+class AbSide:
+    """One side of an A/B: its engine args and what its run measured (None: not measured)."""
+
+    name: str
+    run_id: int | None
+    status: str
+    error: str
+    engine_args: dict[str, Any]
+    args_text: str  # as CLI flags, "" when the side adds none to the base args
+    output_throughput: float | None  # tok/s
+    median_ttft_ms: float | None
+    median_tpot_ms: float | None
+
+
+@dataclass(frozen=True)
+class AbRatio:
+    """Candidate / baseline of one figure: measured, predicted, error = predicted / measured - 1."""
+
+    name: str
+    label: str
+    measured: float | None
+    predicted: float | None
+    error: float | None
+
+
+@dataclass(frozen=True)
+class AbView:
+    label: str
+    switched_by: str
+    sides: tuple[AbSide, AbSide]
+    args: tuple[ArgLine, ...]  # baseline's args -> candidate's
+    ratios: tuple[AbRatio, ...]
+    prediction_note: str  # why there is no prediction, or what the engine does not model
+
+
+def _ab_side(name: str, run: BenchmarkRun | None, spec_args: dict[str, Any]) -> AbSide:
+    summary = (run.summary or {}) if run is not None else {}
+    engine_args = dict(run.engine_args if run is not None and run.engine_args else spec_args)
+    return AbSide(
+        name=name,
+        run_id=run.id if run is not None else None,
+        status=run.status if run is not None else "not run",
+        error=run.error if run is not None else "",
+        engine_args=engine_args,
+        args_text=args_text(engine_args),
+        output_throughput=finite(summary.get("output_throughput")),
+        median_ttft_ms=finite(summary.get("median_ttft_ms")),
+        median_tpot_ms=finite(summary.get("median_tpot_ms")),
+    )
+
+
+def ab_view(job: BenchmarkJob) -> AbView | None:
+    """The A/B card of an A/B job with a stored result (None for other jobs, or before one)."""
+    ab = (job.result or {}).get("ab")
+    if job.kind != "ab" or not ab:
+        return None
+    spec = (job.spec or {}).get("ab") or {}
+    runs = {run.id: run for run in job.runs.defer("prompts")}
+    baseline, candidate = (
+        _ab_side(side, runs.get(ab.get(f"{side}_run_id")), spec.get(f"{side}_args") or {})
+        for side in AB_SIDES
+    )
+    measured = ab.get("measured") or {}
+    predicted = ab.get("predicted") or {}
+    ratios = []
+    for name, label in AB_RATIOS:
+        guess = predicted.get(f"{name}_ratio")
+        guess = guess if isinstance(guess, dict) else {}
+        ratios.append(
+            AbRatio(
+                name=name,
+                label=label,
+                measured=finite(measured.get(f"{name}_ratio")),
+                predicted=finite(guess.get("predicted")),
+                error=finite(guess.get("error")),
+            )
+        )
+    if predicted.get("error"):
+        note = f"no prediction: {predicted['error']}"
+    elif predicted.get("unmodelled"):
+        note = f"not modelled by the engine: {', '.join(predicted['unmodelled'])}"
+    else:
+        note = ""
+    return AbView(
+        label=str(ab.get("label") or spec.get("label") or ""),
+        switched_by=str(ab.get("switched_by") or ""),
+        sides=(baseline, candidate),
+        args=args_diff(baseline.engine_args, {"engine_args": candidate.engine_args}, replaces=True),
+        ratios=tuple(ratios),
+        prediction_note=note,
+    )

@@ -34,6 +34,11 @@ def _arg_text(value: Any) -> str:
     return str(value)
 
 
+def args_text(args: dict[str, Any]) -> str:
+    """Engine args as the diff spells them, one line: "--max-num-seqs 64 --enforce-eager (on)"."""
+    return " ".join(f"{_flag(k)} {_arg_text(v)}" for k, v in sorted((args or {}).items()))
+
+
 def args_diff(
     before: dict[str, Any], change: dict[str, Any], *, replaces: bool = False
 ) -> tuple[ArgLine, ...]:

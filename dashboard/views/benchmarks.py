@@ -25,7 +25,13 @@ from advisor.services.benchmarks import (
 from dashboard.access import role_required
 from dashboard.figures import benchmarks as figures
 from dashboard.forms import BenchmarkStartForm
-from dashboard.selectors.benchmarks import MAX_COMPARE, job_median_error, runs_by_ids, runs_of
+from dashboard.selectors.benchmarks import (
+    MAX_COMPARE,
+    ab_view,
+    job_median_error,
+    runs_by_ids,
+    runs_of,
+)
 from probes.roles import OPERATOR, VIEWER
 
 LIST_LIMIT = 100
@@ -114,6 +120,7 @@ def benchmark_detail(request: HttpRequest, job_id: int) -> HttpResponse:
             "running": job.status in ACTIVE,
             "median_error": job_median_error(job),
             "calibration": (job.result or {}).get("calibration"),
+            "ab": ab_view(job),
             "parity": figures.parity(runs),
             "errors_figure": figures.errors(runs),
             "sweep": figures.sweep(runs, over=sweep.get("over", "value")) if sweep else None,

@@ -1,5 +1,6 @@
 """Benchmark pages: start a job against a registered endpoint (fake OpenAI server), its runs
-with the engine's prediction and error, comparing runs, roles, errors naming the field."""
+with the engine's prediction and error, comparing runs, roles, errors naming the field, and
+an A/B job's card (measured and predicted ratios) from a stored result."""
 
 from __future__ import annotations
 
@@ -9,11 +10,15 @@ from typing import Any
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 
 from advisor.models import BenchmarkEndpoint, BenchmarkJob, BenchmarkRun, JobStatus
+from dashboard.selectors.benchmarks import AbRatio, ab_view
+from dashboard.selectors.config_diff import ArgLine
 from probes.models import Cluster, Gpu, ModelDeployment, Node
 from tests.advisor.benchmarking.fake_openai import FakeServer, fake_server_thread
 
+TIMES, DASH = "\u00d7", "\u2013"  # how the A/B card prints a ratio and a missing value
 # A closed-loop run the fake server answers in well under a second.
 FORM = {
     "kind": "run", "workload_kind": "concurrency", "num_requests": "12", "concurrency": "4",
@@ -143,3 +148,117 @@ def test_a_job_page_polls_while_it_runs_and_cancels_for_operators(
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED
     assert client.get(f"/benchmarks/{job.pk}/progress.json").json()["done"] is True
+
+
+def _ab_job() -> BenchmarkJob:
+    """A completed continuous-batching A/B as `_ab_job` stores it (no server needed)."""
+    endpoint = endpoint_create("http://127.0.0.1:9")
+    ab = {"label": "continuous batching", "baseline_args": {"max_num_seqs": 1},
+          "candidate_args": {"max_num_seqs": 64, "enable_chunked_prefill": True}}  # fmt: skip
+    job = BenchmarkJob.objects.create(
+        endpoint=endpoint, kind="ab", spec={"workload": {"kind": "concurrency"}, "ab": ab},
+        max_concurrency=64, max_duration_s=600, status=JobStatus.COMPLETED,
+    )  # fmt: skip
+    runs = {}
+    for sequence, (side, summary) in enumerate((
+        ("baseline", {"output_throughput": 50.0, "median_ttft_ms": 40.0, "median_tpot_ms": 20.0}),
+        ("candidate", {"output_throughput": 160.0, "median_ttft_ms": 120.0,
+                       "median_tpot_ms": 25.0}),
+    ), start=1):  # fmt: skip
+        runs[side] = BenchmarkRun.objects.create(
+            job=job, sequence=sequence, label=side, status="completed", started_at=timezone.now(),
+            duration_s=10.0, workload={}, summary=summary, engine_args=ab[f"{side}_args"],
+        )  # fmt: skip
+    job.result = {"ab": {
+        "label": "continuous batching",
+        "baseline_run_id": runs["baseline"].id, "candidate_run_id": runs["candidate"].id,
+        "measured": {"output_throughput_ratio": 3.2, "median_ttft_ms_ratio": 3.0,
+                     "median_tpot_ms_ratio": 1.25, "p99_e2el_ms_ratio": 0.5},
+        "predicted": {
+            "unmodelled": ["enable_chunked_prefill"],
+            "output_throughput_ratio": {"predicted": 4.0, "measured": 3.2, "error": 0.25},
+            "median_ttft_ms_ratio": {"predicted": 2.4, "measured": 3.0, "error": -0.2},
+            "median_tpot_ms_ratio": {"predicted": 1.0, "measured": 1.25, "error": -0.2},
+            "p99_e2el_ms_ratio": {"predicted": None, "measured": 0.5, "error": None},
+        },
+        "switched_by": "local restart",
+    }}  # fmt: skip
+    job.save(update_fields=["result"])
+    return job
+
+
+@pytest.mark.django_db
+def test_an_ab_job_shows_measured_and_predicted_ratios(client: Client, carol) -> None:
+    job = _ab_job()
+    view = ab_view(job)
+    assert view is not None
+    assert view.label == "continuous batching"
+    baseline, candidate = view.sides
+    assert (baseline.name, baseline.args_text, baseline.output_throughput,
+            baseline.median_ttft_ms, baseline.median_tpot_ms) == (
+        "baseline", "--max-num-seqs 1", 50.0, 40.0, 20.0,
+    )  # fmt: skip
+    assert (candidate.args_text, candidate.output_throughput, candidate.median_ttft_ms,
+            candidate.median_tpot_ms) == (
+        "--enable-chunked-prefill (on) --max-num-seqs 64", 160.0, 120.0, 25.0,
+    )  # fmt: skip
+    assert view.ratios == (
+        AbRatio("output_throughput", "output tokens/s", 3.2, 4.0, 0.25),
+        AbRatio("median_ttft_ms", "TTFT p50", 3.0, 2.4, -0.2),
+        AbRatio("median_tpot_ms", "TPOT p50", 1.25, 1.0, -0.2),
+        AbRatio("p99_e2el_ms", "E2E p99", 0.5, None, None),
+    )
+    assert view.args == (
+        ArgLine("--enable-chunked-prefill", None, "(on)", "added"),
+        ArgLine("--max-num-seqs", "1", "64", "changed"),
+    )
+    assert view.prediction_note == "not modelled by the engine: enable_chunked_prefill"
+
+    client.force_login(carol)
+    html = client.get(f"/benchmarks/{job.pk}/").content.decode()
+    card = html.split('data-testid="ab"')[1].split("</section>")[0]
+    sides = card.split('data-testid="ab-sides"')[1].split("</table>")[0]
+    assert (
+        '<tr data-side="candidate"><td>candidate</td><td class="wrap"><code>'
+        "--enable-chunked-prefill (on) --max-num-seqs 64</code></td>"
+    ) in sides
+    assert (
+        '<td class="num">160.0</td><td class="num">120.0 ms</td><td class="num">25.00 ms</td>'
+    ) in sides
+    assert '<td class="num">50.0</td><td class="num">40.0 ms</td>' in sides
+    ratios = card.split('data-testid="ab-ratios"')[1].split("</table>")[0]
+    assert (
+        '<tr data-ratio="output_throughput"><td>output tokens/s</td>'
+        f'<td class="num">{TIMES}3.20</td><td class="num">{TIMES}4.00</td>'
+        '<td class="num">25.0%</td></tr>'
+    ) in ratios
+    assert f'<td class="num">{TIMES}2.40</td><td class="num">-20.0%</td>' in ratios
+    assert (
+        f'<tr data-ratio="p99_e2el_ms"><td>E2E p99</td><td class="num">{TIMES}0.50</td>'
+        f'<td class="num">{DASH}</td><td class="num">{DASH}</td></tr>'
+    ) in ratios
+    assert "not modelled by the engine: enable_chunked_prefill" in card
+    assert '<span class="add">+ --max-num-seqs 64</span>' in card
+
+
+@pytest.mark.django_db
+def test_a_job_that_is_not_an_ab_has_no_ab_card(client: Client, carol) -> None:
+    job = _ab_job()
+    job.kind = "run"
+    job.save(update_fields=["kind"])
+    assert ab_view(job) is None
+    client.force_login(carol)
+    assert 'data-testid="ab"' not in client.get(f"/benchmarks/{job.pk}/").content.decode()
+
+
+@pytest.mark.django_db
+def test_an_ab_without_a_prediction_says_why(client: Client, carol) -> None:
+    job = _ab_job()
+    job.result["ab"]["predicted"] = {"error": "endpoint has no hardware"}
+    job.save(update_fields=["result"])
+    view = ab_view(job)
+    assert view is not None
+    assert [(r.measured, r.predicted, r.error) for r in view.ratios] == [
+        (3.2, None, None), (3.0, None, None), (1.25, None, None), (0.5, None, None),
+    ]  # fmt: skip
+    assert view.prediction_note == "no prediction: endpoint has no hardware"
