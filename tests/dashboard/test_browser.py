@@ -1,6 +1,7 @@
 """The dashboard in a real browser (headless Chromium): log in, see the fleet, open an
 assessment, run a what-if and start a benchmark on a real Celery worker (progress polled by
-the page), the demo's pages, and what a viewer may not see.
+the page), a rollout page updating itself from its status poll, the demo's pages, and what a
+viewer may not see.
 
 One Chromium serves the module (and pytest-django's live server the session); every test
 uses its own browser context, so its own login. Screenshots go to var/screenshots/.
@@ -222,4 +223,31 @@ def test_the_demo_pages_draw_in_the_browser(
         screenshot(page, "demo-traces")
         page.goto(f"{live_server.url}/assessments/{assessment.pk}/whatif/")
         screenshot(page, "demo-whatif-form")
+    assert problems == []
+
+
+def test_a_rollout_page_shows_new_audit_events_without_a_reload(
+    browser: Any, live_server: Any, alice, bob
+) -> None:
+    from advisor.services.rollouts import audit, rollout_propose
+    from tests.advisor.rollouts.helpers import fleet
+
+    nodes = fleet(1).nodes
+    rollout = rollout_propose(
+        user=bob,
+        nodes=[nodes[0].id],
+        change={"title": "bigger batches", "engine_args": {"max_num_seqs": 512}},
+    )
+    with new_page(browser) as (page, problems):
+        log_in(page, live_server.url, "alice")
+        page.goto(f"{live_server.url}/rollouts/{rollout.id}/")
+        events = page.locator("[data-rollout-events] tr")
+        shown = events.count()
+        loads: list[str] = []
+        page.on("load", lambda _page: loads.append("load"))
+        audit(rollout, "checked by the browser test", kind="note")
+        events.nth(shown).wait_for(timeout=15_000)  # the 3 s poll brought it in
+        assert "checked by the browser test" in events.nth(shown).inner_text()
+        assert loads == []  # updated in place, not by reloading the page
+        screenshot(page, "rollout-live")
     assert problems == []
