@@ -70,7 +70,7 @@ def run_variants(
     runs: list[VariantRun] = []
     for variant in variants:
         if cancel is not None and cancel():
-            cancelled = _failed(target, workload, "cancelled", "cancelled")
+            cancelled = unmeasured(target, workload, "cancelled", "cancelled")
             runs.append(VariantRun(variant, cancelled, None))
             continue
         config = replace(launch, engine_args=(*launch.engine_args, *variant.engine_args))
@@ -81,7 +81,7 @@ def run_variants(
         except VllmStartError as exc:
             process.stop()
             error = f"variant {variant.name!r} did not start: {exc}"
-            runs.append(VariantRun(variant, _failed(target, workload, "failed", error), None))
+            runs.append(VariantRun(variant, unmeasured(target, workload, "failed", error), None))
             continue
         ready_after_s = time.perf_counter() - started
         try:
@@ -105,7 +105,8 @@ def compare(baseline: BenchmarkResult, candidate: BenchmarkResult) -> dict[str, 
     return out
 
 
-def _failed(target: Target, workload: Workload, status: str, error: str) -> BenchmarkResult:
+def unmeasured(target: Target, workload: Workload, status: str, error: str) -> BenchmarkResult:
+    """A variant's result when it was never measured (`cancelled` or `failed`, with why)."""
     return BenchmarkResult(
         status="cancelled" if status == "cancelled" else "failed",
         error=error,

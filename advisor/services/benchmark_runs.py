@@ -23,7 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Avg, Count, Max, Min
 from django.utils import timezone
 
-from advisor.benchmarking.ab import Variant, compare, run_variants
+from advisor.benchmarking.ab import Variant, VariantRun, compare, run_variants, unmeasured
 from advisor.benchmarking.export import finite_json
 from advisor.benchmarking.prediction import (
     EngineTarget,
@@ -46,6 +46,13 @@ from advisor.models import (
     JobStatus,
 )
 from advisor.selectors.benchmarks import calibration_profile_for
+from advisor.services.ab_controller import (
+    APPLY_TIMEOUT_S,
+    AbCancelled,
+    AbSwitchError,
+    NodeSwitch,
+    ab_uses_controller,
+)
 from probes.agent.vllm_process import VllmLaunch, engine_args_to_argv
 from probes.selectors import gpu_samples_in_window, requests_in_window
 
@@ -300,28 +307,33 @@ def _goodput_job(ctx: _Context) -> tuple[str, str, dict[str, Any]]:
 
 def _ab_job(ctx: _Context) -> tuple[str, str, dict[str, Any]]:
     ab = ctx.job.spec["ab"]
-    launch_conf = dict(ctx.endpoint.local_launch)
-    base_args = launch_conf.get("engine_args", [])
-    launch = VllmLaunch(
-        python=str(launch_conf["python"]),
-        model=str(launch_conf["model"]),
-        served_name=ctx.endpoint.deployment.served_name,
-        port=int(launch_conf["port"]),
-        host=str(launch_conf.get("host", "127.0.0.1")),
-        engine_args=tuple(
-            engine_args_to_argv(base_args) if isinstance(base_args, dict) else base_args
-        ),
-        env=dict(launch_conf.get("env", {})),
-    )
     sides = (("baseline", ab["baseline_args"]), ("candidate", ab["candidate_args"]))
-    variants = [Variant(name, engine_args_to_argv(args)) for name, args in sides]
     workload = ctx.spec.build(ctx.trace)
-    log_dir = settings.VAR_DIR / "bench-logs"
-    runs = run_variants(
-        launch, variants, workload, log_dir=log_dir, api=ctx.target.api, limits=ctx.limits,
-        options=ctx.options, cancel=_cancel_check(ctx.job.id),
-        ready_timeout_s=float(launch_conf.get("ready_timeout_s", 300)),
-    )  # fmt: skip
+    switched: dict[str, Any]
+    if ab_uses_controller(ctx.endpoint):
+        try:
+            switch = NodeSwitch.hold(
+                ctx.endpoint.node,
+                apply_timeout_s=float(ab.get("apply_timeout_s", APPLY_TIMEOUT_S)),
+                cancelled=lambda: _cancelled_now(ctx.job.id),
+            )
+        except AbSwitchError as exc:
+            return JobStatus.FAILED, str(exc), {}
+        runs = _controller_variants(ctx, switch, sides, workload)
+        switched = {"switched_by": "controller", "controller": switch.to_json()}
+    elif ctx.endpoint.local_launch:
+        runs = _local_variants(ctx, sides, workload)
+        switched = {"switched_by": "local restart"}
+    else:
+        node = ctx.endpoint.node.hostname
+        return (
+            JobStatus.FAILED,
+            (
+                f"endpoint {ctx.endpoint} has no local launch configuration and node {node} has no "
+                "agent reporting a controller: there is no way to switch its configuration"
+            ),
+            {},
+        )
     stored = {}
     for (name, args), variant_run in zip(sides, runs, strict=True):
         stored[name] = _store_run(
@@ -337,13 +349,86 @@ def _ab_job(ctx: _Context) -> tuple[str, str, dict[str, Any]]:
             "candidate_run_id": stored["candidate"].id,
             "measured": measured,
             "predicted": _predicted_ratios(stored["baseline"], stored["candidate"], measured),
+            **switched,
         }
     }
     for result_run in (baseline, candidate):
         status, error = _job_status(result_run)
         if status != JobStatus.COMPLETED:
             return status, error, result
+    restore = switched.get("controller", {}).get("restore", {})
+    if restore and not restore["served"]:  # measured fine; the node needs a person though
+        return JobStatus.COMPLETED, f"restoring the original config: {restore['error']}", result
     return JobStatus.COMPLETED, "", result
+
+
+def _local_variants(
+    ctx: _Context, sides: tuple[tuple[str, dict[str, Any]], ...], workload: Workload
+) -> list[VariantRun]:
+    """Restart the vLLM this worker owns with each variant's args (`endpoint.local_launch`)."""
+    launch_conf = dict(ctx.endpoint.local_launch)
+    base_args = launch_conf.get("engine_args", [])
+    launch = VllmLaunch(
+        python=str(launch_conf["python"]),
+        model=str(launch_conf["model"]),
+        served_name=ctx.endpoint.deployment.served_name,
+        port=int(launch_conf["port"]),
+        host=str(launch_conf.get("host", "127.0.0.1")),
+        engine_args=tuple(
+            engine_args_to_argv(base_args) if isinstance(base_args, dict) else base_args
+        ),
+        env=dict(launch_conf.get("env", {})),
+    )
+    variants = [Variant(name, engine_args_to_argv(args)) for name, args in sides]
+    return run_variants(
+        launch, variants, workload,
+        log_dir=settings.VAR_DIR / "bench-logs", api=ctx.target.api, limits=ctx.limits,
+        options=ctx.options, cancel=_cancel_check(ctx.job.id),
+        ready_timeout_s=float(launch_conf.get("ready_timeout_s", 300)),
+    )  # fmt: skip
+
+
+def _controller_variants(
+    ctx: _Context,
+    switch: NodeSwitch,
+    sides: tuple[tuple[str, dict[str, Any]], ...],
+    workload: Workload,
+) -> list[VariantRun]:
+    """Switch the node to each variant through its controller, measure, restore it always.
+
+    A variant the node cannot serve (or a cancel) ends the A/B: the remaining variants are
+    stored unmeasured with the reason.
+    """
+    runs: list[VariantRun] = []
+    stop: tuple[str, str] | None = None  # (status, why) once the A/B cannot go on
+    try:
+        for part, (name, args) in enumerate(sides):
+            variant = Variant(name, engine_args_to_argv(args))
+            if stop is None and _cancelled_now(ctx.job.id):
+                stop = ("cancelled", "cancelled")
+            if stop is not None:
+                runs.append(VariantRun(variant, unmeasured(ctx.target, workload, *stop), None))
+                continue
+            try:
+                ready_after_s = switch.switch_to(name, args)
+            except AbCancelled:
+                stop = ("cancelled", "cancelled")
+            except AbSwitchError as exc:
+                runs.append(VariantRun(variant, unmeasured(ctx.target, workload, "failed",
+                                                           str(exc)), None))  # fmt: skip
+                stop = ("failed", f"not run: the {name} config did not serve")
+                continue
+            if stop is not None:
+                runs.append(VariantRun(variant, unmeasured(ctx.target, workload, *stop), None))
+                continue
+            result = run_benchmark(
+                ctx.target, workload, limits=ctx.limits, options=ctx.options,
+                cancel=_cancel_check(ctx.job.id), progress=_progress(ctx.job.id, part, len(sides)),
+            )  # fmt: skip
+            runs.append(VariantRun(variant, result, ready_after_s))
+    finally:
+        switch.restore_original()
+    return runs
 
 
 def _predicted_ratios(

@@ -24,6 +24,7 @@ from advisor.benchmarking.summary import Slo, SloError
 from advisor.benchmarking.sweep import GoodputPlan
 from advisor.benchmarking.workloads import WorkloadSpec, WorkloadSpecError
 from advisor.models import BenchmarkEndpoint, BenchmarkJob, JobKind, JobStatus
+from advisor.services.ab_controller import APPLY_TIMEOUT_S, ab_uses_controller
 from probes.models import RequestRecord
 
 MAX_SWEEP_POINTS = 20
@@ -35,6 +36,7 @@ OPTION_KEYS = frozenset({
     "sampling", "calibrate",
 })  # fmt: skip
 SLO_KEYS = frozenset({"ttft_ms", "tpot_ms", "e2el_ms", "min_attainment"})
+AB_KEYS = frozenset({"baseline_args", "candidate_args", "label", "apply_timeout_s"})
 
 
 class BenchmarkJobError(ValueError):
@@ -149,13 +151,21 @@ def _goodput(raw: Any, spec: WorkloadSpec, slo: dict[str, Any] | None) -> dict[s
 def _ab(raw: Any, endpoint: BenchmarkEndpoint) -> dict[str, Any]:
     data = _object(raw, "ab", required=True)
     assert data is not None
-    _no_unknown(data, frozenset({"baseline_args", "candidate_args", "label"}), "ab")
-    if not endpoint.local_launch:
+    _no_unknown(data, AB_KEYS, "ab")
+    if not endpoint.local_launch and not ab_uses_controller(endpoint):
         raise BenchmarkJobError(
             "ab",
-            f"endpoint {endpoint} has no local launch configuration: an A/B restarts vLLM "
-            "with each configuration, which needs a process the bench worker may start",
+            f"endpoint {endpoint} has no local launch configuration and its node reports no "
+            "controller: an A/B restarts vLLM with each configuration, which needs a process "
+            "the bench worker may start or a node controller to apply them",
         )
+    timeout_s = data.get("apply_timeout_s", APPLY_TIMEOUT_S)
+    if (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, int | float)
+        or not (1 <= timeout_s <= 24 * 3600)
+    ):
+        raise BenchmarkJobError("ab.apply_timeout_s", "expected seconds in [1, 86400]")
     for side in ("baseline_args", "candidate_args"):
         args = data.get(side, {})
         if not isinstance(args, Mapping):
@@ -170,6 +180,7 @@ def _ab(raw: Any, endpoint: BenchmarkEndpoint) -> dict[str, Any]:
         "baseline_args": dict(data.get("baseline_args", {})),
         "candidate_args": dict(data.get("candidate_args", {})),
         "label": label,
+        **({"apply_timeout_s": float(timeout_s)} if "apply_timeout_s" in data else {}),
     }
 
 
