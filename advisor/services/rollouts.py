@@ -10,7 +10,8 @@ its proposer, and started by someone other than its approver (four eyes).
 
 Input errors raise `RolloutError` naming the field; nothing is stored then. A node already
 held by another rollout that is not over refuses the proposal with that rollout's number
-(a partial unique index closes the race between two concurrent proposals).
+(a partial unique index closes the race between two concurrent proposals); so does a node
+a running controller A/B holds (`advisor.services.ab_controller`; both lock the node rows).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from advisor.rollouts.gates import (
 from advisor.rollouts.ledger import ProjectionError, check_projection
 from advisor.rollouts.recommendation import RecommendationError, change_from_recommendation
 from advisor.rollouts.transitions import TransitionError, batches, check_transition
+from advisor.services.ab_controller import ab_holding_job
 from probes.agent.desired import NodeConfig, ProtocolError
 from probes.models import ControllerKind, ModelDeployment, Node
 
@@ -387,6 +389,17 @@ def _change_fields(raw: Any) -> dict[str, Any]:
 
 
 def _refuse_busy_nodes(nodes: Sequence[Node]) -> None:
+    with transaction.atomic():
+        # The node rows' lock orders this check against a controller A/B taking the node.
+        list(Node.objects.select_for_update().filter(id__in=[n.id for n in nodes]).order_by("id"))
+        ab = ab_holding_job(nodes)
+    if ab is not None:
+        raise RolloutError(
+            "nodes",
+            f"node {ab.endpoint.node.hostname} is in benchmark A/B #{ab.id}, which switches "
+            "its config; wait until it is over or cancel it first",
+            status=409,
+        )
     busy = (
         RolloutTarget.objects.filter(node__in=nodes, active=True)
         .select_related("node", "rollout")

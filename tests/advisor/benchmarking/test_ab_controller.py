@@ -16,10 +16,10 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 
-from advisor.models import BenchmarkEndpoint, BenchmarkJob, BenchmarkRun, JobStatus
+from advisor.models import BenchmarkEndpoint, BenchmarkJob, BenchmarkRun, JobKind, JobStatus
 from advisor.services import ab_controller
 from advisor.services.benchmarks import benchmark_job_cancel, benchmark_job_create
-from advisor.services.rollouts import rollout_propose
+from advisor.services.rollouts import RolloutError, rollout_propose
 from probes.agent.desired import NodeConfig
 from probes.models import Node
 from probes.node_config import node_desired_config_set
@@ -224,3 +224,24 @@ def test_it_refuses_an_ab_on_a_node_a_rollout_holds(
     assert _desired(endpoint.node)["generation"] == 1  # nothing was switched
     assert managed.applied == []
     assert not BenchmarkRun.objects.filter(job=job).exists()
+
+
+def test_it_refuses_a_rollout_on_a_node_an_ab_holds(
+    endpoint: BenchmarkEndpoint, managed: FakeAgent, bob: User
+) -> None:
+    running = BenchmarkJob.objects.create(
+        endpoint=endpoint, kind=JobKind.AB, spec={"ab": AB}, max_concurrency=4,
+        max_duration_s=60, status=JobStatus.RUNNING,
+    )  # fmt: skip
+
+    change = {"title": "t", "engine_args": {"a": 1}}
+    with pytest.raises(RolloutError) as refused:
+        rollout_propose(user=bob, nodes=[endpoint.node_id], change=change)
+
+    assert refused.value.status == 409
+    assert refused.value.message == (
+        f"node bench-node is in benchmark A/B #{running.id}, which switches its config; "
+        "wait until it is over or cancel it first"
+    )
+    BenchmarkJob.objects.filter(id=running.id).update(status=JobStatus.COMPLETED)
+    assert rollout_propose(user=bob, nodes=[endpoint.node_id], change=change).status == "pending"
