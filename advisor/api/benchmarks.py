@@ -28,6 +28,7 @@ from advisor.selectors.benchmarks import (
     job_runs_csv,
     run_requests_csv,
 )
+from advisor.services.ab_controller import ab_possible
 from advisor.services.benchmarks import (
     BenchmarkJobError,
     benchmark_job_cancel,
@@ -78,7 +79,7 @@ class EndpointListView(_BenchmarkView):
                     "id": e.id, "node": e.node.hostname, "deployment": e.deployment.served_name,
                     "base_url": e.base_url, "api": e.api, "max_concurrency": e.max_concurrency,
                     "max_duration_s": e.max_duration_s, "max_requests": e.max_requests,
-                    "hardware": e.hardware, "ab": bool(e.local_launch),
+                    "hardware": e.hardware, "ab": ab_possible(e),
                 }
                 for e in benchmark_endpoints_list()
             ]

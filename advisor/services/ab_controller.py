@@ -45,6 +45,11 @@ def ab_uses_controller(endpoint: BenchmarkEndpoint) -> bool:
     )
 
 
+def ab_possible(endpoint: BenchmarkEndpoint) -> bool:
+    """Whether an A/B can switch this endpoint's config: a local launch or a node controller."""
+    return bool(endpoint.local_launch) or ab_uses_controller(endpoint)
+
+
 def ab_holding_job(nodes: Sequence[Node]) -> BenchmarkJob | None:
     """A running controller A/B on one of these nodes (it holds the node's desired config)."""
     return (

@@ -24,7 +24,7 @@ from advisor.benchmarking.summary import Slo, SloError
 from advisor.benchmarking.sweep import GoodputPlan
 from advisor.benchmarking.workloads import WorkloadSpec, WorkloadSpecError
 from advisor.models import BenchmarkEndpoint, BenchmarkJob, JobKind, JobStatus
-from advisor.services.ab_controller import APPLY_TIMEOUT_S, ab_uses_controller
+from advisor.services.ab_controller import APPLY_TIMEOUT_S, ab_possible
 from probes.models import RequestRecord
 
 MAX_SWEEP_POINTS = 20
@@ -152,7 +152,7 @@ def _ab(raw: Any, endpoint: BenchmarkEndpoint) -> dict[str, Any]:
     data = _object(raw, "ab", required=True)
     assert data is not None
     _no_unknown(data, AB_KEYS, "ab")
-    if not endpoint.local_launch and not ab_uses_controller(endpoint):
+    if not ab_possible(endpoint):
         raise BenchmarkJobError(
             "ab",
             f"endpoint {endpoint} has no local launch configuration and its node reports no "

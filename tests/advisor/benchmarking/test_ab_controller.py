@@ -245,3 +245,15 @@ def test_it_refuses_a_rollout_on_a_node_an_ab_holds(
     )
     BenchmarkJob.objects.filter(id=running.id).update(status=JobStatus.COMPLETED)
     assert rollout_propose(user=bob, nodes=[endpoint.node_id], change=change).status == "pending"
+
+
+def test_the_endpoint_list_says_a_controller_endpoint_can_run_an_ab(
+    endpoint: BenchmarkEndpoint, managed: FakeAgent, carol: User
+) -> None:
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    client.force_authenticate(carol)
+    listed = client.get("/api/v1/benchmark-endpoints/").json()
+
+    assert [(item["id"], item["ab"]) for item in listed] == [(endpoint.id, True)]
