@@ -15,7 +15,10 @@ coalesced (median ITL far below median TPOT: the API server fell behind for lack
 which is why TPOT comes from the engine. Where the OS allows it (root), the server's
 processes and the benchmark client run at a raised CPU priority (nice -10) for the
 measurement, so unrelated work on the machine disturbs them less; their original priorities
-are restored afterwards.
+are restored afterwards. With `pinned=True` (the server started by
+`running_vllm(pinned=True)`, as `bench_engine` does) the client runs on the API server's core,
+off the engine's (see `tests/support/vllm_node.py`, measurement layout); the session node
+used by `test_fidelity` is not pinned.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ from advisor.engine.catalog import DEFAULT_CATALOG, model_from_hf_config
 from advisor.engine.perf import CalibrationProfile, Deployment
 from advisor.engine.profiles import CPU_DEV_VLLM_PROFILE
 from advisor.engine.sim import Replica, SchedulerConfig, vllm_default_scheduler
-from tests.support.vllm_node import TINY_MODEL, VLLM_PYTHON
+from tests.support.vllm_node import TINY_MODEL, VLLM_PYTHON, pin_front
 
 INPUT_LEN = 32
 OUTPUT_LEN = 128
@@ -158,11 +161,18 @@ def _nice_child() -> None:
         os.setpriority(os.PRIO_PROCESS, 0, BOOST_NICE)
 
 
+def _nice_pinned_child() -> None:
+    _nice_child()
+    pin_front()
+
+
 def run_vllm_bench(
-    base_url: str, points: list[BenchPoint], *, timeout_s: float = 1200.0
+    base_url: str, points: list[BenchPoint], *, timeout_s: float = 1200.0, pinned: bool = False
 ) -> list[dict[str, float]]:
     """Run the benchmark for each point in turn, in one client process (vLLM imports once).
 
+    `pinned`: the server runs in the measurement layout (`running_vllm(pinned=True)`), so the
+    client goes to the front core beside the API server, off the engine's core.
     Returns vLLM's result fields per point (ms, tok/s, req/s).
     """
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -173,7 +183,7 @@ def run_vllm_bench(
         timeout=timeout_s,
         env=env,
         check=False,
-        preexec_fn=_nice_child,  # only sets the child's priority
+        preexec_fn=_nice_pinned_child if pinned else _nice_child,  # the child's priority/cores
     )
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or len(lines) != len(points):
@@ -271,27 +281,32 @@ class FidelityReport:
         for concurrency, runs in sorted(self.runs.items()):
             clean = sum(is_clean(run) for run in runs)
             out.append(f"concurrency {concurrency}: {len(runs)} runs, {clean} clean, "
-                       f"spread {self.spread(concurrency):.1%}")  # fmt: skip
+                       f"spread {self.spread(concurrency):.1%}, tok/s "
+                       f"{[round(float(run['output_throughput'])) for run in runs]}, engine TPOT "
+                       f"ms {[round(engine_tpot_ms(run), 2) for run in runs]}")  # fmt: skip
         return out
 
 
-def fidelity(base_url: str, *, rounds: int = 3, server_pid: int | None = None) -> FidelityReport:
+def fidelity(
+    base_url: str, *, rounds: int = 3, server_pid: int | None = None, pinned: bool = False
+) -> FidelityReport:
     """Measure, calibrate on two concurrencies, predict three others (see module docstring).
 
-    `rounds` interleaved rounds over all concurrencies, after a warm-up round.
+    `rounds` interleaved rounds over all concurrencies, after a warm-up round. `pinned`: the
+    server runs in the measurement layout (`running_vllm(pinned=True)`).
     """
     concurrencies = sorted({*CALIBRATE_AT, *PREDICT_AT})
     # warm-up: compile the shapes of every batch size the rounds will see
     warm = [BenchPoint(c, c, INPUT_LEN, OUTPUT_LEN, seed=99) for c in (64, 32, 16, 4, 1)]
     runs: dict[int, list[dict[str, float]]] = {c: [] for c in concurrencies}
     with boosted(server_pid):
-        run_vllm_bench(base_url, warm)
+        run_vllm_bench(base_url, warm, pinned=pinned)
         plan = [
             BenchPoint(c, prompts_for(c), INPUT_LEN, OUTPUT_LEN, seed=round_no)
             for round_no in range(rounds)
             for c in concurrencies
         ]
-        for point, result in zip(plan, run_vllm_bench(base_url, plan), strict=True):
+        for point, result in zip(plan, run_vllm_bench(base_url, plan, pinned=pinned), strict=True):
             runs[point.concurrency].append(result)
     points = {c: measured_point(c, runs[c]) for c in concurrencies}
     replica = cpu_replica()
