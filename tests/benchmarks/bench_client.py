@@ -23,7 +23,11 @@ second figure needs `make vllm-node`). Figures:
   is printed too.
   The machine is shared: the server and both clients run at nice -10 where allowed (root;
   `bench_client_agreement_boosted` says whether it was), each side's spread over the rounds
-  is printed.
+  is printed. The server runs in the measurement layout of `tests/support/vllm_node.py`
+  (EngineCore and Worker, one OpenMP thread, on core 1; API server and both clients on
+  core 0; `bench_client_agreement_pinned` says whether it did): unpinned, the engine's
+  OpenMP threads and busy loops fight the API server and the clients for the 2 cores and
+  identical rounds spread by up to 95%.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ from tests.advisor.benchmarking.fake_openai import MODEL
 from tests.benchmarks import Figure
 from tests.engine.vllm_bench import BenchPoint
 from tests.support.components import free_port, port_open
-from tests.support.vllm_node import SERVED_NAME, VLLM_PYTHON, running_vllm
+from tests.support.vllm_node import SERVED_NAME, VLLM_PYTHON, can_pin, pin_front, running_vllm
 
 ROOT = Path(__file__).resolve().parents[2]
 CLIENT_CPU, SERVER_CPU = 0, 1
@@ -139,11 +143,28 @@ for line in sys.stdin:
 
 
 @contextmanager
-def _vllm_bench_worker() -> Iterator[Callable[[BenchPoint, str], dict[str, Any]]]:
+def _on_front_core(pinned: bool) -> Iterator[None]:
+    """This process (our client) on the API server's core while the server is pinned."""
+    if not pinned:
+        yield
+        return
+    original = os.sched_getaffinity(0)
+    pin_front()
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, original)
+
+
+@contextmanager
+def _vllm_bench_worker(
+    pinned: bool = False,
+) -> Iterator[Callable[[BenchPoint, str], dict[str, Any]]]:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     worker = subprocess.Popen(
         [VLLM_PYTHON, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL, text=True, env=env,
+        preexec_fn=pin_front if pinned else None,
     )  # fmt: skip
     stdin, stdout = worker.stdin, worker.stdout
     assert stdin is not None
@@ -177,10 +198,14 @@ def _agreement() -> Iterator[Figure]:
     theirs: list[float] = []
     # The vLLM server and the `vllm bench serve` worker are started from here: at a raised
     # priority they all are, so other work on the shared machine disturbs both clients less.
+    # The server runs in the measurement layout (engine on one core, API server on the other)
+    # and both clients on the API server's core, so neither client takes the engine's time.
+    pinned = can_pin()
     with (
         _priority(BOOST_NICE) as boosted,
-        running_vllm(name="bench-client") as node,
-        _vllm_bench_worker() as vllm_bench,
+        running_vllm(name="bench-client", pinned=pinned) as node,
+        _vllm_bench_worker(pinned) as vllm_bench,
+        _on_front_core(pinned),
     ):
         base_url = node.launch.base_url
         target = Target(base_url, SERVED_NAME)
@@ -199,6 +224,7 @@ def _agreement() -> Iterator[Figure]:
     yield Figure("bench_client_vs_vllm_bench_ratio_of_medians",
                  statistics.median(ours) / statistics.median(theirs), "x")  # fmt: skip
     yield Figure("bench_client_agreement_boosted", float(boosted), "bool")
+    yield Figure("bench_client_agreement_pinned", float(pinned), "bool")
     for label, values in (("ours", ours), ("vllm_bench", theirs)):
         spread = (max(values) - min(values)) / statistics.median(values)
         yield Figure(f"bench_client_agreement_{label}_tok_s", statistics.median(values), "tok/s")
