@@ -45,7 +45,7 @@ from advisor.engine.catalog import DEFAULT_CATALOG, model_from_hf_config
 from advisor.engine.perf import CalibrationProfile, Deployment
 from advisor.engine.profiles import CPU_DEV_VLLM_PROFILE
 from advisor.engine.sim import Replica, SchedulerConfig, vllm_default_scheduler
-from tests.support.vllm_node import TINY_MODEL, VLLM_PYTHON, pin_front
+from tests.support.vllm_node import TINY_MODEL, VLLM_PYTHON, pin_front, process_tree
 
 INPUT_LEN = 32
 OUTPUT_LEN = 128
@@ -121,20 +121,11 @@ BOOST_NICE = -10
 
 def _tids_of_tree(pid: int) -> list[int]:
     """Thread ids of a process and all its descendants (Linux /proc)."""
-    children: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
-    tids: list[int] = []
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        todo.extend(children.get(current, []))
-        tids.extend(int(task.name) for task in Path(f"/proc/{current}/task").glob("[0-9]*"))
-    return tids
+    return [
+        int(task.name)
+        for process in process_tree(pid)
+        for task in Path(f"/proc/{process}/task").glob("[0-9]*")
+    ]
 
 
 @contextmanager

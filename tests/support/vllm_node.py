@@ -78,7 +78,7 @@ def pin_measurement(server_pid: int) -> bool:
     """
     if not can_pin():
         return False
-    processes = _process_tree(server_pid)
+    processes = process_tree(server_pid)
     engine = [pid for pid, comm in processes.items() if comm.startswith("VLLM::")]
     if not engine:
         return False
@@ -92,7 +92,7 @@ def pin_measurement(server_pid: int) -> bool:
     return True
 
 
-def _process_tree(pid: int) -> dict[int, str]:
+def process_tree(pid: int) -> dict[int, str]:
     """Process ids of `pid` and its descendants, with their names (Linux /proc)."""
     children: dict[int, list[int]] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
