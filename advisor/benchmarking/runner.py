@@ -51,6 +51,7 @@ from probes.agent.vllm_metrics import VllmMetricsError, VllmSnapshot
 
 CancelCheck = Callable[[], bool]
 Progress = Callable[[int, int], None]
+SAMPLE_TIMEOUT_S = 10.0  # one gauge sample's /metrics scrape during the run
 
 
 class BenchmarkConfigError(ValueError):
@@ -232,6 +233,7 @@ class _Run:
         self.prepared: list[PreparedRequest] = []
         self.prompt_report: PromptReport | None = None
         self.samples: list[GaugeSample] = []
+        self.sample_failures: list[str] = []
         self.metrics: dict[str, Any] = {}
         self.metrics_error = ""
         self.callback_error = ""
@@ -321,7 +323,9 @@ class _Run:
             await asyncio.gather(sampler, return_exceptions=True)
             after = await self._scrape()
             if before is not None and after is not None:
-                self.metrics = metrics_summary(before, after, self.samples)
+                self.metrics = metrics_summary(
+                    before, after, self.samples, failures=self.sample_failures
+                )
 
     # -- setup -----------------------------------------------------------------------------
     async def _check_endpoint(self, session: aiohttp.ClientSession) -> int | None:
@@ -405,9 +409,13 @@ class _Run:
         while True:
             await asyncio.sleep(period)
             try:
-                snapshot = await scrape(base, self.target.model, min(period * 5, 10.0))
-            except (OSError, VllmMetricsError, ValueError):
-                continue  # a missed sample is not worth failing or slowing the run for
+                # a late answer still reads the gauges when the server handled it: a server
+                # short of CPU under full load answers slowly, and those are the moments to see
+                snapshot = await scrape(base, self.target.model, SAMPLE_TIMEOUT_S)
+            except (OSError, VllmMetricsError, ValueError) as exc:
+                # a missed sample is not worth failing or slowing the run for; it is counted
+                self.sample_failures.append(f"{base}/metrics: {exc}")
+                continue
             self.samples.append(sample_of(snapshot, time.perf_counter() - self.origin))
 
     # -- the timed run ---------------------------------------------------------------------

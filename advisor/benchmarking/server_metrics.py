@@ -50,9 +50,17 @@ def sample_of(snapshot: VllmSnapshot, at_s: float) -> GaugeSample:
 
 
 def metrics_summary(
-    before: VllmSnapshot, after: VllmSnapshot, samples: Sequence[GaugeSample]
+    before: VllmSnapshot,
+    after: VllmSnapshot,
+    samples: Sequence[GaugeSample],
+    *,
+    failures: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Counter increases, windowed server-side latencies and gauge peaks over the run."""
+    """Counter increases, windowed server-side latencies and gauge peaks over the run.
+
+    `failures`: why the samples that were tried during the run and not taken failed; their
+    count and the last reason are kept, so a peak read off few samples can be told apart.
+    """
     delta = snapshot_delta(before, after)
     out: dict[str, Any] = {
         "window_s": delta.interval_s,
@@ -82,6 +90,8 @@ def metrics_summary(
             out[f"server_{label}_{short}_ms"] = None if value is None else value * 1000.0
     gauges = [sample_of(before, 0.0), *samples, sample_of(after, delta.interval_s)]
     out.update(_gauge_stats(gauges, samples))
+    out["samples_failed"] = len(failures)
+    out["last_sample_error"] = failures[-1] if failures else None
     return out
 
 

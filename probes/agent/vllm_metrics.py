@@ -24,6 +24,7 @@ keep cumulative buckets, sum and count.
 
 from __future__ import annotations
 
+import http.client
 import math
 import time
 import urllib.request
@@ -371,9 +372,17 @@ def _wanted(name: str, only: frozenset[str]) -> bool:
 
 
 def fetch_text(base_url: str, *, timeout_s: float = 5.0) -> str:
-    """GET `<base_url>/metrics` as text (stdlib only; raises OSError on failure)."""
-    with urllib.request.urlopen(f"{base_url.rstrip('/')}/metrics", timeout=timeout_s) as response:
-        body: bytes = response.read()
+    """GET `<base_url>/metrics` as text (stdlib only; raises OSError on failure).
+
+    A malformed or cut-short answer (`http.client.HTTPException`: IncompleteRead,
+    BadStatusLine) is raised as OSError too, so callers handle one kind of failure.
+    """
+    url = f"{base_url.rstrip('/')}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            body: bytes = response.read()
+    except http.client.HTTPException as exc:
+        raise OSError(f"GET {url}: {exc!r}") from exc
     return body.decode("utf-8", errors="replace")
 
 

@@ -25,7 +25,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tests.support.components import free_port
@@ -51,6 +51,7 @@ class Behaviour:
     crlf: bool = False  # end events with \r\n\r\n instead of \n\n
     ping_comments: bool = False  # an SSE comment line (":ping") before every frame
     split_frames: bool = False  # write each frame in two halves, flushed apart
+    metrics_cut: list[int] = field(default_factory=list)  # /metrics answers (1-based) cut short
 
 
 class FakeServer:
@@ -59,6 +60,7 @@ class FakeServer:
         self.running = 0
         self.max_running = 0
         self.requests = 0
+        self.metrics_answers = 0
         self.prompt_tokens = 0
         self.generation_tokens = 0
         self.bodies: list[dict[str, Any]] = []
@@ -100,6 +102,9 @@ class FakeServer:
         if path == "/detokenize":
             return await _json(writer, {"prompt": "".join(chr(t) for t in data["tokens"])})
         if path == "/metrics":
+            self.metrics_answers += 1
+            if self.metrics_answers in self.behaviour.metrics_cut:
+                return await _cut_short(writer, self.metrics_text().encode())
             return await _text(writer, self.metrics_text())
         if path == "/_control":
             for key, value in data.items():
@@ -227,6 +232,16 @@ async def _json(writer: asyncio.StreamWriter, payload: Any, status: int = 200) -
 
 async def _text(writer: asyncio.StreamWriter, text: str) -> bool:
     return await _send(writer, text.encode(), "text/plain; version=0.0.4", 200)
+
+
+async def _cut_short(writer: asyncio.StreamWriter, body: bytes) -> bool:
+    """Promise the whole body, send half of it, close: the client reads an IncompleteRead."""
+    writer.write(
+        f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body[: len(body) // 2]
+    )
+    await writer.drain()
+    return False
 
 
 async def _send(writer: asyncio.StreamWriter, body: bytes, kind: str, status: int) -> bool:

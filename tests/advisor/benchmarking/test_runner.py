@@ -355,6 +355,28 @@ def test_it_samples_gauges_during_the_run(fake: tuple[str, FakeServer]) -> None:
     assert result.status == "completed"
     assert result.server_metrics["samples"] >= 3
     assert result.server_metrics["max_num_requests_running"] == 4
+    assert result.server_metrics["samples_failed"] == 0
+    assert result.server_metrics["last_sample_error"] is None
+
+
+def test_a_failed_sample_is_counted_and_sampling_goes_on(fake: tuple[str, FakeServer]) -> None:
+    url, server = fake
+    server.behaviour.itl_s = 0.01
+    server.behaviour.metrics_cut = [2]  # answer 1 is the scrape before the run
+    result = run_benchmark(
+        Target(url, MODEL),
+        _closed(8, 4, output=40),
+        limits=FAST,
+        options=RunOptions(warmup_requests=0, metrics_sample_s=0.1),
+    )
+
+    assert result.status == "completed"
+    assert result.metrics_error == ""
+    assert result.server_metrics["samples_failed"] == 1
+    assert "IncompleteRead" in result.server_metrics["last_sample_error"]
+    # the answers after the cut one were sampled: the sampler did not stop at the failure
+    assert result.server_metrics["samples"] >= 2
+    assert result.server_metrics["max_num_requests_running"] == 4
 
 
 @pytest.mark.parametrize(
