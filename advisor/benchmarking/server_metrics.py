@@ -5,7 +5,8 @@ benchmarks); this module turns a before/after pair plus the samples taken during
 a flat, JSON-safe dict. Spec-decode fields use `vllm bench serve`'s names and units
 (`spec_decode_acceptance_rate` in percent, `spec_decode_acceptance_length` = 1 + accepted
 tokens per draft). Samples are cheap gauges (requests running and waiting, KV-cache usage)
-used for peaks and means over the window.
+used for peaks and means over the window; they can miss a run shorter than the sampling
+period, the step counters (`engine_steps`, `mean_tokens_per_step`) cannot.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from probes.agent.vllm_metrics import (
 )
 
 PER_POSITION = "spec_decode_num_accepted_tokens_per_pos"
+ITERATION_TOKENS = "iteration_tokens_total"  # histogram of tokens per engine step
 SERVER_QUANTILES: tuple[tuple[str, float], ...] = (("p50", 0.5), ("p99", 0.99))
 
 
@@ -84,6 +86,11 @@ def metrics_summary(
     out["spec_decode_acceptance_rate"] = None if rate is None else rate * 100.0
     out["spec_decode_acceptance_length"] = delta.spec_decode_mean_acceptance_length
     out["spec_decode_per_position_acceptance_rates"] = _per_position(before, after, drafts)
+    # tokens per engine step: how many sequences the scheduler really batched (decode steps
+    # carry one token per sequence), read off counters, so it cannot miss a short run
+    steps = delta.histograms.get(ITERATION_TOKENS)
+    out["engine_steps"] = steps.count if steps is not None else None
+    out["mean_tokens_per_step"] = steps.mean if steps is not None else None
     for short in ("ttft", "itl", "e2e", "queue"):
         for label, q in SERVER_QUANTILES:
             value = delta.quantile_s(short, q)

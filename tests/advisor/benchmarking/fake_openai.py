@@ -236,10 +236,8 @@ async def _text(writer: asyncio.StreamWriter, text: str) -> bool:
 
 async def _cut_short(writer: asyncio.StreamWriter, body: bytes) -> bool:
     """Promise the whole body, send half of it, close: the client reads an IncompleteRead."""
-    writer.write(
-        f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n".encode()
-        + body[: len(body) // 2]
-    )
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+    writer.write(head.encode() + body[: len(body) // 2])
     await writer.drain()
     return False
 
