@@ -113,6 +113,18 @@ def process_tree(pid: int) -> dict[int, str]:
     return tree
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU-seconds used so far by `pid`, its descendants and the children they have waited for."""
+    ticks = 0
+    for process in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{process}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += sum(int(value) for value in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
 def running_vllm(
     extra_args: Sequence[str] = (), name: str = "vllm", *, pinned: bool = False
