@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
+from advisor.benchmarking.results import BenchmarkResult
 from advisor.benchmarking.runner import (
     BenchmarkConfigError,
     Limits,
@@ -342,15 +343,20 @@ def test_it_runs_without_metrics_and_says_why(fake: tuple[str, FakeServer]) -> N
     assert elsewhere in result.metrics_error
 
 
-def test_it_samples_gauges_during_the_run(fake: tuple[str, FakeServer]) -> None:
-    url, server = fake
+def _sampled_run(url: str, server: FakeServer, *, cut: list[int]) -> BenchmarkResult:
+    """8 requests, 4 at a time, 40 tokens 10 ms apart; gauges sampled every 100 ms."""
     server.behaviour.itl_s = 0.01
-    result = run_benchmark(
+    server.behaviour.metrics_cut = cut
+    return run_benchmark(
         Target(url, MODEL),
         _closed(8, 4, output=40),
         limits=FAST,
         options=RunOptions(warmup_requests=0, metrics_sample_s=0.1),
     )
+
+
+def test_it_samples_gauges_during_the_run(fake: tuple[str, FakeServer]) -> None:
+    result = _sampled_run(*fake, cut=[])
 
     assert result.status == "completed"
     assert result.server_metrics["samples"] >= 3
@@ -359,16 +365,8 @@ def test_it_samples_gauges_during_the_run(fake: tuple[str, FakeServer]) -> None:
     assert result.server_metrics["last_sample_error"] is None
 
 
-def test_a_failed_sample_is_counted_and_sampling_goes_on(fake: tuple[str, FakeServer]) -> None:
-    url, server = fake
-    server.behaviour.itl_s = 0.01
-    server.behaviour.metrics_cut = [2]  # answer 1 is the scrape before the run
-    result = run_benchmark(
-        Target(url, MODEL),
-        _closed(8, 4, output=40),
-        limits=FAST,
-        options=RunOptions(warmup_requests=0, metrics_sample_s=0.1),
-    )
+def test_it_counts_a_failed_sample_and_goes_on_sampling(fake: tuple[str, FakeServer]) -> None:
+    result = _sampled_run(*fake, cut=[2])  # answer 1 is the scrape before the run
 
     assert result.status == "completed"
     assert result.metrics_error == ""
