@@ -1,6 +1,7 @@
 /* Polls a running job's progress (assessments, what-ifs, benchmarks) and reloads the page when
    it is done. The container carries data-progress-url, answering JSON
-   {status, progress (0..1), message, error, done}; no inline scripts (CSP script-src 'self'). */
+   {status, progress (0..1), message, error, done}; the loop (every 1.5 s, 6 s after a failed
+   request) is static/js/poll.js, loaded first. No inline scripts (CSP script-src 'self'). */
 (function () {
   "use strict";
   var INTERVAL_MS = 1500;
@@ -21,28 +22,20 @@
       card.setAttribute("data-status", state.status);
     }
 
-    function poll() {
-      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (response) {
-          if (!response.ok) { throw new Error("HTTP " + response.status); }
-          return response.json();
-        })
-        .then(function (state) {
-          show(state);
-          if (state.done) {
-            card.setAttribute("data-done", "true");
-            window.location.reload();
-          } else {
-            window.setTimeout(poll, INTERVAL_MS);
-          }
-        })
-        .catch(function (error) {
-          if (message) { message.textContent = "could not read progress (" + error.message + "); retrying"; }
-          window.setTimeout(poll, INTERVAL_MS * 4);
-        });
-    }
-
-    window.setTimeout(poll, INTERVAL_MS);
+    window.gcaPoll(url, {
+      intervalMs: INTERVAL_MS,
+      onData: function (state) {
+        show(state);
+        if (state.done) {
+          card.setAttribute("data-done", "true");
+          window.location.reload();
+        }
+        return Boolean(state.done);
+      },
+      onError: function (error) {
+        if (message) { message.textContent = "could not read progress (" + error.message + "); retrying"; }
+      }
+    });
   }
 
   document.addEventListener("DOMContentLoaded", function () {

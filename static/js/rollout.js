@@ -2,7 +2,8 @@
    the current step, each node's row (status, generation, gates, error) and new audit events.
    The page reloads when the rollout ends (the ledger and the final outcome appear) or when its
    state or pause changes and no note is being typed (the action buttons depend on both).
-   The card carries data-rollout-status-url; no inline scripts (CSP script-src 'self'). */
+   The card carries data-rollout-status-url; the loop (every 3 s, 12 s after a failed request)
+   is static/js/poll.js, loaded first. No inline scripts (CSP script-src 'self'). */
 (function () {
   "use strict";
   var INTERVAL_MS = 3000;
@@ -81,28 +82,19 @@
       if (message) { message.textContent = "Updated " + new Date().toLocaleTimeString() + "."; }
     }
 
-    function poll() {
-      fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } })
-        .then(function (response) {
-          if (!response.ok) { throw new Error("HTTP " + response.status); }
-          return response.json();
-        })
-        .then(function (state) {
-          show(state);
-          var changed = state.status !== shown.status || String(state.paused) !== shown.paused;
-          if (state.done || (changed && !noteTyped())) {
-            window.location.reload();
-          } else {
-            window.setTimeout(poll, INTERVAL_MS);
-          }
-        })
-        .catch(function (error) {
-          if (message) { message.textContent = "could not read the status (" + error.message + "); retrying"; }
-          window.setTimeout(poll, INTERVAL_MS * 4);
-        });
-    }
-
-    window.setTimeout(poll, INTERVAL_MS);
+    window.gcaPoll(url, {
+      intervalMs: INTERVAL_MS,
+      onData: function (state) {
+        show(state);
+        var changed = state.status !== shown.status || String(state.paused) !== shown.paused;
+        var reloading = Boolean(state.done || (changed && !noteTyped()));
+        if (reloading) { window.location.reload(); }
+        return reloading;
+      },
+      onError: function (error) {
+        if (message) { message.textContent = "could not read the status (" + error.message + "); retrying"; }
+      }
+    });
   }
 
   document.addEventListener("DOMContentLoaded", function () {

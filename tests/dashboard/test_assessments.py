@@ -219,5 +219,8 @@ def test_progress_is_json_for_the_page_to_poll(
     }  # fmt: skip
     page = client.get(f"/assessments/{running.pk}/").content.decode()
     assert f'data-progress-url="/assessments/{running.pk}/progress.json"' in page
-    assert '<script src="/static/js/progress.js" defer></script>' in page
+    assert (
+        '<script src="/static/js/poll.js" defer></script>'
+        '<script src="/static/js/progress.js" defer></script>'
+    ) in page  # the shared polling loop first: progress.js calls it
     assert client.get("/assessments/999999/progress.json").status_code == 404

@@ -229,12 +229,16 @@ def test_the_page_polls_the_status_only_while_the_rollout_is_not_over(
     rollout = rollout_propose(user=bob, nodes=[nodes[0].id], change=CHANGE)
     page = _as(carol).get(f"/rollouts/{rollout.id}/").content.decode()
     assert f'data-rollout-status-url="/rollouts/{rollout.id}/status.json"' in page
-    assert '<script src="/static/js/rollout.js" defer></script>' in page
+    assert (
+        '<script src="/static/js/poll.js" defer></script>'
+        '<script src="/static/js/rollout.js" defer></script>'
+    ) in page  # the shared polling loop first: rollout.js calls it
     _as(alice).post(f"/rollouts/{rollout.id}/", {"action": "abort", "note": "not now"})
     assert Rollout.objects.get(id=rollout.id).status == "aborted"
     over = _as(carol).get(f"/rollouts/{rollout.id}/").content.decode()
     assert "data-rollout-status-url" not in over
     assert "rollout.js" not in over
+    assert "poll.js" not in over
     assert _as(carol).get(f"/rollouts/{rollout.id}/status.json").json()["done"] is True
 
 
