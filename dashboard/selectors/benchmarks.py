@@ -137,6 +137,7 @@ class AbSide:
     output_throughput: float | None  # tok/s
     median_ttft_ms: float | None
     median_tpot_ms: float | None
+    tokens_per_step: float | None  # the server's mean tokens per engine step: batching at work
 
 
 @dataclass(frozen=True)
@@ -162,6 +163,7 @@ class AbView:
 
 def _ab_side(name: str, run: BenchmarkRun | None, spec_args: dict[str, Any]) -> AbSide:
     summary = (run.summary or {}) if run is not None else {}
+    server = (run.server_metrics or {}) if run is not None else {}
     engine_args = dict(run.engine_args if run is not None and run.engine_args else spec_args)
     return AbSide(
         name=name,
@@ -173,6 +175,7 @@ def _ab_side(name: str, run: BenchmarkRun | None, spec_args: dict[str, Any]) -> 
         output_throughput=finite(summary.get("output_throughput")),
         median_ttft_ms=finite(summary.get("median_ttft_ms")),
         median_tpot_ms=finite(summary.get("median_tpot_ms")),
+        tokens_per_step=finite(server.get("mean_tokens_per_step")),
     )
 
 

@@ -168,6 +168,7 @@ def _ab_job() -> BenchmarkJob:
         runs[side] = BenchmarkRun.objects.create(
             job=job, sequence=sequence, label=side, status="completed", started_at=timezone.now(),
             duration_s=10.0, workload={}, summary=summary, engine_args=ab[f"{side}_args"],
+            server_metrics={"mean_tokens_per_step": 1.5 if side == "baseline" else 31.67},
         )  # fmt: skip
     job.result = {"ab": {
         "label": "continuous batching",
@@ -195,12 +196,12 @@ def test_an_ab_job_shows_measured_and_predicted_ratios(client: Client, carol) ->
     assert view.label == "continuous batching"
     baseline, candidate = view.sides
     assert (baseline.name, baseline.args_text, baseline.output_throughput,
-            baseline.median_ttft_ms, baseline.median_tpot_ms) == (
-        "baseline", "--max-num-seqs 1", 50.0, 40.0, 20.0,
+            baseline.median_ttft_ms, baseline.median_tpot_ms, baseline.tokens_per_step) == (
+        "baseline", "--max-num-seqs 1", 50.0, 40.0, 20.0, 1.5,
     )  # fmt: skip
     assert (candidate.args_text, candidate.output_throughput, candidate.median_ttft_ms,
-            candidate.median_tpot_ms) == (
-        "--enable-chunked-prefill (on) --max-num-seqs 64", 160.0, 120.0, 25.0,
+            candidate.median_tpot_ms, candidate.tokens_per_step) == (
+        "--enable-chunked-prefill (on) --max-num-seqs 64", 160.0, 120.0, 25.0, 31.67,
     )  # fmt: skip
     assert view.ratios == (
         AbRatio("output_throughput", "output tokens/s", 3.2, 4.0, 0.25),
@@ -224,7 +225,9 @@ def test_an_ab_job_shows_measured_and_predicted_ratios(client: Client, carol) ->
     ) in sides
     assert (
         '<td class="num">160.0</td><td class="num">120.0 ms</td><td class="num">25.00 ms</td>'
+        '<td class="num">31.7</td></tr>'
     ) in sides
+    assert '<td class="num">20.00 ms</td><td class="num">1.5</td></tr>' in sides
     assert '<td class="num">50.0</td><td class="num">40.0 ms</td>' in sides
     ratios = card.split('data-testid="ab-ratios"')[1].split("</table>")[0]
     assert (
