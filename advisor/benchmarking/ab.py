@@ -4,7 +4,10 @@ Until the rollout issue's node controller exists, switching configuration means 
 local vLLM process and starting it with the candidate's engine args (`probes.agent.
 vllm_process`, the same supervisor the agent uses). Each variant runs on the same port, model
 and workload; the process is always stopped afterwards. A variant that does not start gives a
-failed result with the tail of its log; the others still run.
+failed result with the tail of its log; the others still run. A cancel, or an unexpected
+exception while a variant is measured (a bug), ends the A/B: the variants measured so far keep
+their results and the rest get an unmeasured one saying why (`measure_in_turn`, which the
+controller-switched A/B in `advisor.services.benchmark_runs` shares).
 
 `compare(baseline, candidate)` gives ratios (candidate / baseline) of throughput and latency
 figures, e.g. `output_throughput_ratio` 3.2 means the candidate streamed 3.2x the tokens/s.
@@ -12,9 +15,11 @@ figures, e.g. `output_throughput_ratio` 3.2 means the candidate streamed 3.2x th
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +35,8 @@ from advisor.benchmarking.stream import Api
 from advisor.benchmarking.summary import summarize
 from advisor.engine.workload import Workload
 from probes.agent.vllm_process import VllmLaunch, VllmProcess, VllmStartError
+
+log = logging.getLogger(__name__)
 
 COMPARED: tuple[str, ...] = (
     "output_throughput", "request_throughput", "total_token_throughput",
@@ -53,6 +60,10 @@ class VariantRun:
     ready_after_s: float | None  # process start -> /health 200 (None: it did not start)
 
 
+Stop = tuple[str, str]  # (status, why): what the variants after one that ends the A/B get
+CANCELLED: Stop = ("cancelled", "cancelled")
+
+
 def run_variants(
     launch: VllmLaunch,
     variants: Sequence[Variant],
@@ -67,28 +78,59 @@ def run_variants(
 ) -> list[VariantRun]:
     """Start, benchmark and stop each variant in turn (blocking; minutes on a CPU node)."""
     target = Target(launch.base_url, launch.served_name, api=api)
-    runs: list[VariantRun] = []
-    for variant in variants:
-        if cancel is not None and cancel():
-            cancelled = unmeasured(target, workload, "cancelled", "cancelled")
-            runs.append(VariantRun(variant, cancelled, None))
-            continue
+    not_run = partial(unmeasured, target, workload)
+
+    def measure(_part: int, variant: Variant) -> tuple[VariantRun, Stop | None]:
         config = replace(launch, engine_args=(*launch.engine_args, *variant.engine_args))
         process = VllmProcess(config, log_dir / f"ab-{variant.name}-{launch.port}.log")
         started = time.perf_counter()
         try:
-            process.start(ready_timeout_s=ready_timeout_s)
-        except VllmStartError as exc:
-            process.stop()
-            error = f"variant {variant.name!r} did not start: {exc}"
-            runs.append(VariantRun(variant, unmeasured(target, workload, "failed", error), None))
-            continue
-        ready_after_s = time.perf_counter() - started
-        try:
+            try:
+                process.start(ready_timeout_s=ready_timeout_s)
+            except VllmStartError as exc:
+                failed = not_run("failed", f"variant {variant.name!r} did not start: {exc}")
+                return VariantRun(variant, failed, None), None  # the others still run
+            ready_after_s = time.perf_counter() - started
             result = run_benchmark(target, workload, limits=limits, options=options, cancel=cancel)
         finally:
             process.stop()
-        runs.append(VariantRun(variant, result, ready_after_s))
+        return VariantRun(variant, result, ready_after_s), None
+
+    return measure_in_turn(variants, measure, not_run=not_run, cancel=cancel)
+
+
+def measure_in_turn(
+    variants: Sequence[Variant],
+    measure: Callable[[int, Variant], tuple[VariantRun, Stop | None]],
+    *,
+    not_run: Callable[[str, str], BenchmarkResult],
+    cancel: CancelCheck | None = None,
+) -> list[VariantRun]:
+    """Measure each variant in turn until one ends the A/B; the rest get `not_run(*stop)`.
+
+    `measure(part, variant)` gives the variant's run and, when the A/B cannot go on after it,
+    the `Stop` the remaining variants are stored with. A cancel seen before a variant ends the
+    A/B too. So does an exception from `measure` (a bug): that variant gets a `failed` result
+    naming the exception, its traceback is logged, and the runs already measured are kept.
+    Only `Exception` is caught: KeyboardInterrupt and SystemExit go through (Celery's
+    SoftTimeLimitExceeded is an Exception, but the bench task sets no soft time limit).
+    """
+    runs: list[VariantRun] = []
+    stop: Stop | None = None
+    for part, variant in enumerate(variants):
+        if stop is None and cancel is not None and cancel():
+            stop = CANCELLED
+        if stop is not None:
+            runs.append(VariantRun(variant, not_run(*stop), None))
+            continue
+        try:
+            run, stop = measure(part, variant)
+        except Exception as exc:  # a bug must not lose the variants already measured
+            log.exception("A/B variant %r raised while it was measured", variant.name)
+            error = f"variant {variant.name!r}: internal error: {exc!r}"
+            run = VariantRun(variant, not_run("failed", error), None)
+            stop = ("failed", f"not run: {error}")
+        runs.append(run)
     return runs
 
 

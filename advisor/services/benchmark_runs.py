@@ -6,15 +6,19 @@ telemetry the node's agent pushed for that window, the engine's prediction of th
 workload and its error), so a job that fails half-way keeps what it measured. The load
 client polls `cancel_requested` on the job row; cancelling stops the run in flight and the
 job. Endpoint trouble ends the job as failed with the client's error, never a hung worker
-(every network step has a timeout and runs have the endpoint's duration cap).
+(every network step has a timeout and runs have the endpoint's duration cap). An exception
+(a bug) while an A/B variant is measured or stored fails the job with an error naming the
+variant; the runs measured before it are stored and a switched node is restored.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,7 +27,16 @@ from django.db import connection, transaction
 from django.db.models import Avg, Count, Max, Min
 from django.utils import timezone
 
-from advisor.benchmarking.ab import Variant, VariantRun, compare, run_variants, unmeasured
+from advisor.benchmarking.ab import (
+    CANCELLED,
+    Stop,
+    Variant,
+    VariantRun,
+    compare,
+    measure_in_turn,
+    run_variants,
+    unmeasured,
+)
 from advisor.benchmarking.export import finite_json
 from advisor.benchmarking.prediction import (
     EngineTarget,
@@ -55,6 +68,8 @@ from advisor.services.ab_controller import (
 )
 from probes.agent.vllm_process import VllmLaunch, engine_args_to_argv
 from probes.selectors import gpu_samples_in_window, requests_in_window
+
+log = logging.getLogger(__name__)
 
 REQUEST_BATCH = 2000  # rows per INSERT: ~2000 x 1 KB of ITLs stays well under 8 MB
 POLL_S = 1.0  # cancel/progress checks open a short DB connection each: once a second
@@ -309,37 +324,22 @@ def _ab_job(ctx: _Context) -> tuple[str, str, dict[str, Any]]:
     ab = ctx.job.spec["ab"]
     sides = (("baseline", ab["baseline_args"]), ("candidate", ab["candidate_args"]))
     workload = ctx.spec.build(ctx.trace)
-    switched: dict[str, Any]
-    if ab_uses_controller(ctx.endpoint):
-        try:
-            switch = NodeSwitch.hold(
-                ctx.endpoint.node,
-                apply_timeout_s=float(ab.get("apply_timeout_s", APPLY_TIMEOUT_S)),
-                cancelled=lambda: _cancelled_now(ctx.job.id),
-            )
-        except AbSwitchError as exc:
-            return JobStatus.FAILED, str(exc), {}
-        runs = _controller_variants(ctx, switch, sides, workload)
-        switched = {"switched_by": "controller", "controller": switch.to_json()}
-    elif ctx.endpoint.local_launch:
-        runs = _local_variants(ctx, sides, workload)
-        switched = {"switched_by": "local restart"}
-    else:
-        node = ctx.endpoint.node.hostname
-        return (
-            JobStatus.FAILED,
-            (
-                f"endpoint {ctx.endpoint} has no local launch configuration and node {node} has no "
-                "agent reporting a controller: there is no way to switch its configuration"
-            ),
-            {},
-        )
-    stored = {}
+    outcome = _ab_variants(ctx, sides, workload)
+    if isinstance(outcome, str):
+        return JobStatus.FAILED, outcome, {}
+    runs, switched = outcome
+    stored: dict[str, BenchmarkRun] = {}
     for (name, args), variant_run in zip(sides, runs, strict=True):
-        stored[name] = _store_run(
-            ctx, name, None, ctx.spec, workload, variant_run.result,
-            engine_args=args, ready_after_s=variant_run.ready_after_s,
-        )  # fmt: skip
+        try:
+            stored[name] = _store_run(
+                ctx, name, None, ctx.spec, workload, variant_run.result,
+                engine_args=args, ready_after_s=variant_run.ready_after_s,
+            )  # fmt: skip
+        except Exception as exc:  # a bug: say which run it lost; the ones stored stay
+            log.exception("A/B job %s: storing the %s run raised", ctx.job.id, name)
+            ids = {f"{side}_run_id": run.id for side, run in stored.items()}
+            error = f"variant {name!r}: internal error storing its run: {exc!r}"
+            return JobStatus.FAILED, error, {"ab": {"label": ab["label"], **ids, **switched}}
     baseline, candidate = (run.result for run in runs)
     measured = compare(baseline, candidate)
     result: dict[str, Any] = {
@@ -360,6 +360,30 @@ def _ab_job(ctx: _Context) -> tuple[str, str, dict[str, Any]]:
     if restore and not restore["served"]:  # measured fine; the node needs a person though
         return JobStatus.COMPLETED, f"restoring the original config: {restore['error']}", result
     return JobStatus.COMPLETED, "", result
+
+
+def _ab_variants(
+    ctx: _Context, sides: tuple[tuple[str, dict[str, Any]], ...], workload: Workload
+) -> tuple[list[VariantRun], dict[str, Any]] | str:
+    """Each side's run and how the node was switched; why not when it cannot be switched."""
+    if ab_uses_controller(ctx.endpoint):
+        try:
+            switch = NodeSwitch.hold(
+                ctx.endpoint.node,
+                apply_timeout_s=float(ctx.job.spec["ab"].get("apply_timeout_s", APPLY_TIMEOUT_S)),
+                cancelled=lambda: _cancelled_now(ctx.job.id),
+            )
+        except AbSwitchError as exc:
+            return str(exc)
+        runs = _controller_variants(ctx, switch, sides, workload)
+        return runs, {"switched_by": "controller", "controller": switch.to_json()}
+    if ctx.endpoint.local_launch:
+        return _local_variants(ctx, sides, workload), {"switched_by": "local restart"}
+    return (
+        f"endpoint {ctx.endpoint} has no local launch configuration and node "
+        f"{ctx.endpoint.node.hostname} has no agent reporting a controller: there is no way "
+        "to switch its configuration"
+    )
 
 
 def _local_variants(
@@ -396,39 +420,33 @@ def _controller_variants(
 ) -> list[VariantRun]:
     """Switch the node to each variant through its controller, measure, restore it always.
 
-    A variant the node cannot serve (or a cancel) ends the A/B: the remaining variants are
-    stored unmeasured with the reason.
+    A variant the node cannot serve, a cancel or an unexpected exception ends the A/B: the
+    remaining variants are stored unmeasured with the reason (`measure_in_turn`).
     """
-    runs: list[VariantRun] = []
-    stop: tuple[str, str] | None = None  # (status, why) once the A/B cannot go on
+    args = dict(sides)
+    not_run = partial(unmeasured, ctx.target, workload)
+
+    def measure(part: int, variant: Variant) -> tuple[VariantRun, Stop | None]:
+        try:
+            ready_after_s = switch.switch_to(variant.name, args[variant.name])
+        except AbCancelled:
+            return VariantRun(variant, not_run(*CANCELLED), None), CANCELLED
+        except AbSwitchError as exc:
+            why = f"not run: the {variant.name} config did not serve"
+            return VariantRun(variant, not_run("failed", str(exc)), None), ("failed", why)
+        result = run_benchmark(
+            ctx.target, workload, limits=ctx.limits, options=ctx.options,
+            cancel=_cancel_check(ctx.job.id), progress=_progress(ctx.job.id, part, len(sides)),
+        )  # fmt: skip
+        return VariantRun(variant, result, ready_after_s), None
+
+    variants = [Variant(name, engine_args_to_argv(engine_args)) for name, engine_args in sides]
     try:
-        for part, (name, args) in enumerate(sides):
-            variant = Variant(name, engine_args_to_argv(args))
-            if stop is None and _cancelled_now(ctx.job.id):
-                stop = ("cancelled", "cancelled")
-            if stop is not None:
-                runs.append(VariantRun(variant, unmeasured(ctx.target, workload, *stop), None))
-                continue
-            try:
-                ready_after_s = switch.switch_to(name, args)
-            except AbCancelled:
-                stop = ("cancelled", "cancelled")
-            except AbSwitchError as exc:
-                runs.append(VariantRun(variant, unmeasured(ctx.target, workload, "failed",
-                                                           str(exc)), None))  # fmt: skip
-                stop = ("failed", f"not run: the {name} config did not serve")
-                continue
-            if stop is not None:
-                runs.append(VariantRun(variant, unmeasured(ctx.target, workload, *stop), None))
-                continue
-            result = run_benchmark(
-                ctx.target, workload, limits=ctx.limits, options=ctx.options,
-                cancel=_cancel_check(ctx.job.id), progress=_progress(ctx.job.id, part, len(sides)),
-            )  # fmt: skip
-            runs.append(VariantRun(variant, result, ready_after_s))
+        return measure_in_turn(
+            variants, measure, not_run=not_run, cancel=lambda: _cancelled_now(ctx.job.id)
+        )
     finally:
         switch.restore_original()
-    return runs
 
 
 def _predicted_ratios(

@@ -16,8 +16,15 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connection
 
-from advisor.models import BenchmarkEndpoint, BenchmarkJob, BenchmarkRun, JobKind, JobStatus
-from advisor.services import ab_controller
+from advisor.models import (
+    BenchmarkEndpoint,
+    BenchmarkJob,
+    BenchmarkRequest,
+    BenchmarkRun,
+    JobKind,
+    JobStatus,
+)
+from advisor.services import ab_controller, benchmark_runs
 from advisor.services.benchmarks import benchmark_job_cancel, benchmark_job_create
 from advisor.services.rollouts import RolloutError, rollout_propose
 from probes.agent.desired import NodeConfig
@@ -170,6 +177,94 @@ def test_it_fails_with_the_agents_reason_and_still_restores(
                                                    ("candidate", "failed")]  # fmt: skip
     assert runs[1].summary["completed"] == 0
     assert job.result["ab"]["controller"]["restore"]["served"] is True
+
+
+def test_it_keeps_the_baseline_and_restores_when_measuring_the_candidate_raises(
+    endpoint: BenchmarkEndpoint,
+    managed: FakeAgent,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real_run_benchmark = benchmark_runs.run_benchmark
+    calls: list[str] = []
+
+    def run_benchmark(*args: Any, **kwargs: Any) -> Any:
+        calls.append("run")
+        if len(calls) == 2:  # the candidate's measurement: a bug in the client
+            raise ValueError("boom")
+        return real_run_benchmark(*args, **kwargs)
+
+    monkeypatch.setattr(benchmark_runs, "run_benchmark", run_benchmark)
+
+    job = _ab(endpoint)
+
+    error = "variant 'candidate': internal error: ValueError('boom')"
+    assert job.status == JobStatus.FAILED
+    assert job.error == error
+    assert managed.applied == [
+        (2, _with({"max_num_seqs": 1})),
+        (3, _with({"max_num_seqs": 64})),
+        (4, ORIGINAL),
+    ]
+    assert _desired(endpoint.node) == _restored(4)
+    runs = list(BenchmarkRun.objects.filter(job=job).order_by("sequence"))
+    assert [(r.label, r.status, r.error) for r in runs] == [
+        ("baseline", "completed", ""),
+        ("candidate", "failed", error),
+    ]
+    assert BenchmarkRequest.objects.filter(run=runs[0], status="ok").count() == 12
+    assert runs[0].summary["completed"] == 12
+    assert not BenchmarkRequest.objects.filter(run=runs[1]).exists()
+    assert runs[1].summary["completed"] == 0
+    ab = job.result["ab"]
+    assert (ab["baseline_run_id"], ab["candidate_run_id"]) == (runs[0].id, runs[1].id)
+    assert ab["controller"]["restore"] == {"generation": 4, "served": True, "error": ""}
+    (logged,) = [r for r in caplog.records if r.name == "advisor.benchmarking.ab"]
+    assert logged.getMessage() == "A/B variant 'candidate' raised while it was measured"
+    assert logged.exc_info is not None
+    assert logged.exc_info[0] is ValueError
+
+
+def test_it_names_the_run_it_could_not_store_and_keeps_the_other(
+    endpoint: BenchmarkEndpoint,
+    managed: FakeAgent,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    real_store_run = benchmark_runs._store_run
+
+    def store_run(ctx: Any, label: str, *args: Any, **kwargs: Any) -> BenchmarkRun:
+        if label == "candidate":  # e.g. a bug in the candidate's prediction
+            raise KeyError("figures")
+        return real_store_run(ctx, label, *args, **kwargs)
+
+    monkeypatch.setattr(benchmark_runs, "_store_run", store_run)
+
+    job = _ab(endpoint)
+
+    assert job.status == JobStatus.FAILED
+    assert job.error == "variant 'candidate': internal error storing its run: KeyError('figures')"
+    (run,) = BenchmarkRun.objects.filter(job=job)
+    assert (run.label, run.status, run.summary["completed"]) == ("baseline", "completed", 12)
+    assert BenchmarkRequest.objects.filter(run=run, status="ok").count() == 12
+    assert job.result == {
+        "ab": {
+            "label": "continuous batching",
+            "baseline_run_id": run.id,
+            "switched_by": "controller",
+            "controller": {
+                "node": "bench-node",
+                "original_generation": 1,
+                "generations": {"baseline": 2, "candidate": 3, "restore": 4},
+                "restore": {"generation": 4, "served": True, "error": ""},
+            },
+        }
+    }
+    assert _desired(endpoint.node) == _restored(4)
+    (logged,) = [r for r in caplog.records if r.name == "advisor.services.benchmark_runs"]
+    assert logged.getMessage() == f"A/B job {job.id}: storing the candidate run raised"
+    assert logged.exc_info is not None
+    assert logged.exc_info[0] is KeyError
 
 
 def test_it_stops_waiting_when_cancelled_and_restores(
