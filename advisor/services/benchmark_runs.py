@@ -551,7 +551,12 @@ def _store_run(
 def _prediction(
     ctx: _Context, workload: Workload, result: BenchmarkResult, extra_args: dict[str, Any]
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The engine's figures for this run's workload on this node, and their error."""
+    """The engine's figures for this run's workload on this node, and their error.
+
+    The measurement is what the job exists for: a bug in the engine (anything but the
+    `PredictionError` a node the engine cannot describe raises) is logged with its traceback
+    and stored as the prediction's error, and the measured run is kept.
+    """
     if ctx.engine is None:
         return {"error": "the endpoint does not say its hardware: no prediction"}, {}
     engine = ctx.engine.with_args(extra_args)
@@ -566,6 +571,9 @@ def _prediction(
         figures = predict(engine.replica(profile), workload)
     except PredictionError as exc:
         return {"error": str(exc), **about}, {}
+    except Exception as exc:  # a bug in the engine: keep the measured run, log and say it
+        log.exception("benchmark job %s: the engine's prediction raised", ctx.job.id)
+        return {"error": f"internal error in the engine's prediction: {exc!r}", **about}, {}
     errors = prediction_errors(figures, result.summary) if result.status != "failed" else {}
     return {"figures": figures, **about}, errors
 

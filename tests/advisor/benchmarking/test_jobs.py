@@ -11,6 +11,7 @@ import pytest
 from django.db import connection
 
 from advisor.models import BenchmarkEndpoint, BenchmarkJob, BenchmarkRequest, BenchmarkRun
+from advisor.services import benchmark_runs
 from advisor.services.benchmarks import (
     BenchmarkJobError,
     benchmark_job_cancel,
@@ -98,6 +99,30 @@ def test_it_stores_the_engines_prediction_and_its_error(endpoint: BenchmarkEndpo
     error = run.prediction_error["output_throughput"]
     assert error["measured"] == run.summary["output_throughput"]
     assert error["error"] == pytest.approx(error["predicted"] / error["measured"] - 1)
+
+
+def test_it_keeps_the_measured_run_when_the_engine_raises(
+    endpoint: BenchmarkEndpoint, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    BenchmarkEndpoint.objects.filter(id=endpoint.id).update(hardware="H100-SXM",
+                                                            model_ref="Llama-3-8B")  # fmt: skip
+
+    def broken(*_args: object) -> None:
+        raise ZeroDivisionError("boom")
+
+    monkeypatch.setattr(benchmark_runs, "predict", broken)
+    job = _create(endpoint)
+
+    assert job.status == "completed", job.error
+    run = BenchmarkRun.objects.get(job=job)
+    assert run.summary["completed"] == 20
+    assert run.predicted["error"] == (
+        "internal error in the engine's prediction: ZeroDivisionError('boom')"
+    )
+    assert run.predicted["profile_source"]
+    assert run.prediction_error == {}
+    assert "the engine's prediction raised" in caplog.text
+    assert "ZeroDivisionError: boom" in caplog.text  # the traceback is logged
 
 
 def test_it_says_why_there_is_no_prediction(endpoint: BenchmarkEndpoint) -> None:
