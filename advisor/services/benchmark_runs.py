@@ -73,6 +73,11 @@ log = logging.getLogger(__name__)
 
 REQUEST_BATCH = 2000  # rows per INSERT: ~2000 x 1 KB of ITLs stays well under 8 MB
 POLL_S = 1.0  # cancel/progress checks open a short DB connection each: once a second
+# The time budget of a job (`job_time_budget_s`): every step it takes has its own timeout,
+# so a job running longer than all of them in a row is stuck, not slow.
+STORE_S = 300.0  # storing one run: up to 100,000 requests with their ITLs, its prediction
+AB_SWITCHES = 3  # baseline config, candidate config, and the original one back
+LOCAL_READY_TIMEOUT_S = 300.0  # a local vLLM restart must serve within this (A/B)
 
 
 @dataclass
@@ -121,6 +126,39 @@ def benchmark_job_execute(*, job_id: int) -> None:
         progress=1.0 if status == JobStatus.COMPLETED else job.progress,
         finished_at=timezone.now(),
     )
+
+
+def job_time_budget_s(job: BenchmarkJob) -> float:
+    """The longest `job` can take when each of its steps runs to its own timeout.
+
+    Per run: the setup calls (/v1/models, /tokenize, /metrics before and after), the warm-up
+    requests, the duration cap and storing; an A/B adds its config switches, each bounded by
+    the controller's apply timeout or the local restart's ready timeout. Past this, the job is
+    stuck: its row is failed and its task killed (`advisor.tasks.bench`).
+    """
+    limits = Limits(max_duration_s=float(job.max_duration_s))
+    options = job.spec.get("options") or {}
+    run_s = (
+        4 * limits.setup_timeout_s
+        + int(options.get("warmup_requests", 1)) * limits.request_timeout_s
+        + limits.max_duration_s
+        + STORE_S
+    )
+    runs = {
+        JobKind.RUN: 1,
+        JobKind.SWEEP: len((job.spec.get("sweep") or {}).get("values", [])),
+        JobKind.GOODPUT: int((job.spec.get("goodput") or {}).get("max_runs", 0)),
+        JobKind.AB: 2,
+    }[JobKind(job.kind)]
+    switch_s = 0.0
+    if job.kind == JobKind.AB:
+        ab = job.spec.get("ab") or {}
+        launch = job.endpoint.local_launch or {}
+        switch_s = AB_SWITCHES * max(
+            float(ab.get("apply_timeout_s", APPLY_TIMEOUT_S)),
+            float(launch.get("ready_timeout_s", LOCAL_READY_TIMEOUT_S)),
+        )
+    return runs * run_s + switch_s + STORE_S
 
 
 # -- context -------------------------------------------------------------------------------
@@ -408,7 +446,7 @@ def _local_variants(
         launch, variants, workload,
         log_dir=settings.VAR_DIR / "bench-logs", api=ctx.target.api, limits=ctx.limits,
         options=ctx.options, cancel=_cancel_check(ctx.job.id),
-        ready_timeout_s=float(launch_conf.get("ready_timeout_s", 300)),
+        ready_timeout_s=float(launch_conf.get("ready_timeout_s", LOCAL_READY_TIMEOUT_S)),
     )  # fmt: skip
 
 

@@ -277,9 +277,9 @@ def benchmark_job_create(
             max_duration_s=_cap(max_duration_s, "max_duration_s", endpoint.max_duration_s),
             created_by=user if getattr(user, "is_authenticated", False) else None,
         )
-        from advisor.tasks.bench import run_benchmark_job  # tasks import services, not back
+        from advisor.tasks.bench import queue_benchmark_job  # tasks import services, not back
 
-        run_benchmark_job.delay_on_commit(job.id)
+        queue_benchmark_job(job)
     return job
 
 

@@ -10,12 +10,17 @@ than `settings.JOB_HEARTBEAT_TIMEOUT_S` ends `failed` with "worker lost: no hear
 <ts> (threshold <n> s)". Each row is failed by its own conditional UPDATE (still running,
 heartbeat unchanged), so a row that finished or beat meanwhile is left alone, and running
 the reaper twice changes nothing.
+
+A worker that hangs but stays alive keeps beating, so a row may also carry a time budget:
+past `budget_s` the heartbeat thread stops beating and fails the row itself ("stuck: still
+running after ..."), by the same conditional UPDATE; the worker's late end cannot undo it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -47,20 +52,28 @@ def heartbeat_timeout_s() -> int:
 
 
 @contextmanager
-def heartbeat(model: type[BenchmarkJob] | type[Assessment], row_id: int) -> Iterator[None]:
+def heartbeat(
+    model: type[BenchmarkJob] | type[Assessment], row_id: int, *, budget_s: float | None = None
+) -> Iterator[None]:
     """Keep `row_id`'s `heartbeat_at` fresh while the block runs (the caller claimed the row).
 
     The claim itself should set `heartbeat_at`; the thread's first touch comes one interval
     later, so a short task never writes a heartbeat at all. A database error skips a beat
     (logged) instead of ending the thread: a few missed beats are far below the timeout.
+    With `budget_s`, a block still running that long later is stuck: the row is failed
+    (if still running) and the thread stops beating; the block itself cannot be interrupted.
     """
     stop = threading.Event()
     interval_s = heartbeat_interval_s()
+    overrun_at = None if budget_s is None else time.monotonic() + budget_s
 
     def beat() -> None:
         try:
             while not stop.wait(interval_s):
                 try:
+                    if overrun_at is not None and time.monotonic() >= overrun_at:
+                        _fail_stuck(model, row_id, budget_s or 0.0)
+                        return
                     model.objects.filter(id=row_id, status="running").update(
                         heartbeat_at=timezone.now()
                     )
@@ -77,6 +90,17 @@ def heartbeat(model: type[BenchmarkJob] | type[Assessment], row_id: int) -> Iter
     finally:
         stop.set()
         thread.join(JOIN_TIMEOUT_S)
+
+
+def _fail_stuck(model: type[BenchmarkJob] | type[Assessment], row_id: int, budget_s: float) -> None:
+    error = (
+        f"stuck: still running after {budget_s:g} s, its time budget (every step has its "
+        "own timeout, so the worker hangs); failed and no longer watched"
+    )
+    if model.objects.filter(id=row_id, status="running").update(
+        status="failed", error=error, finished_at=timezone.now()
+    ):
+        log.error("%s %s failed: %s", model.__name__, row_id, error)
 
 
 def lost_jobs_fail(*, now: datetime | None = None) -> dict[str, int]:

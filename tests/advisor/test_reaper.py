@@ -201,3 +201,40 @@ def test_it_never_beats_for_a_row_that_is_no_longer_running(settings: Any) -> No
 
     assessment.refresh_from_db()
     assert assessment.heartbeat_at == T0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_fails_a_row_still_running_past_its_budget_and_stops_beating(settings: Any) -> None:
+    settings.JOB_HEARTBEAT_INTERVAL_S = 0.05
+    job = _job()
+
+    with heartbeat(BenchmarkJob, job.id, budget_s=0.3):  # the block hangs past its budget
+        deadline = time.monotonic() + 10
+        while BenchmarkJob.objects.get(id=job.id).status == "running":
+            assert time.monotonic() < deadline, "not failed within 10 s"
+            time.sleep(0.02)
+        failed = BenchmarkJob.objects.get(id=job.id)
+        time.sleep(0.3)
+        assert BenchmarkJob.objects.get(id=job.id).heartbeat_at == failed.heartbeat_at
+
+    assert failed.status == "failed"
+    assert failed.error == (
+        "stuck: still running after 0.3 s, its time budget (every step has its own timeout, "
+        "so the worker hangs); failed and no longer watched"
+    )
+    assert failed.finished_at is not None
+    assert failed.heartbeat_at is not None
+    assert failed.heartbeat_at > T0  # it beat until the budget ran out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_leaves_a_row_that_ended_within_its_budget_alone(settings: Any) -> None:
+    settings.JOB_HEARTBEAT_INTERVAL_S = 0.05
+    job = _job()
+
+    with heartbeat(BenchmarkJob, job.id, budget_s=0.2):
+        BenchmarkJob.objects.filter(id=job.id).update(status="completed")
+        time.sleep(0.5)  # the budget passes after the row ended
+
+    job.refresh_from_db()
+    assert (job.status, job.error) == ("completed", "")

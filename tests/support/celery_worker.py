@@ -71,9 +71,16 @@ def worker_env(**extra: str) -> dict[str, str]:
 
 
 def worker_spawn(
-    *, app_module: str, queues: str, log_name: str, env: dict[str, str], node_name: str = ""
+    *,
+    app_module: str,
+    queues: str,
+    log_name: str,
+    env: dict[str, str],
+    node_name: str = "",
+    pool: str = "solo",
 ) -> subprocess.Popen[bytes]:
-    """Start `celery -A app_module worker -Q queues` (solo pool) and wait until it is ready.
+    """Start `celery -A app_module worker -Q queues` (one process: the solo pool, or one
+    prefork child, which time limits need) and wait until it is ready.
 
     Its output goes to var/test-logs/<log_name>.log, whose tail is in the error if it dies.
     """
@@ -83,8 +90,8 @@ def worker_spawn(
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", app_module, "worker", "-Q", queues,
-             "--pool", "solo", "--without-heartbeat", "--without-gossip", "--without-mingle",
-             *named, "-l", "info"],
+             "--pool", pool, "--concurrency", "1", "--without-heartbeat", "--without-gossip",
+             "--without-mingle", *named, "-l", "info"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:

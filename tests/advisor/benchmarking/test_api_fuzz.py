@@ -44,7 +44,7 @@ def dead_endpoint(db: Any) -> BenchmarkEndpoint:
 
 @pytest.fixture
 def operator_client(bob: User, monkeypatch: pytest.MonkeyPatch) -> Client:
-    monkeypatch.setattr(run_benchmark_job, "delay_on_commit", lambda *args: None)
+    monkeypatch.setattr(run_benchmark_job, "apply_async_on_commit", lambda *args, **kwargs: None)
     client = Client()
     client.force_login(bob)
     return client

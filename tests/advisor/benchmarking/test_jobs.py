@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ from django.db import connection
 
 from advisor.models import BenchmarkEndpoint, BenchmarkJob, BenchmarkRequest, BenchmarkRun
 from advisor.services import benchmark_runs
+from advisor.services.benchmark_runs import job_time_budget_s
 from advisor.services.benchmarks import (
     BenchmarkJobError,
     benchmark_job_cancel,
@@ -197,7 +199,7 @@ def test_it_fails_the_job_with_the_error_when_the_endpoint_is_dead(
 @pytest.fixture
 def not_queued(monkeypatch: pytest.MonkeyPatch) -> None:
     """Jobs stay queued (the test runs the task itself, when it wants)."""
-    monkeypatch.setattr(run_benchmark_job, "delay_on_commit", lambda *args: None)
+    monkeypatch.setattr(run_benchmark_job, "apply_async_on_commit", lambda *args, **kwargs: None)
 
 
 @pytest.mark.usefixtures("not_queued")
@@ -243,6 +245,47 @@ def test_it_stops_a_running_job_when_cancelled(
     statuses = list(BenchmarkRequest.objects.filter(run__job=job).values_list("status", flat=True))
     assert statuses.count("ok") > 5
     assert statuses.count("not_sent") > 100
+
+
+def test_it_queues_a_job_with_its_time_budget_as_the_time_limits(
+    endpoint: BenchmarkEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    queued: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+    monkeypatch.setattr(
+        run_benchmark_job, "apply_async_on_commit", lambda args, **kw: queued.append((args, kw))
+    )
+    job = benchmark_job_create(user=None, endpoint_id=endpoint.id, kind="run", workload=CLOSED,
+                               options={"warmup_requests": 2}, max_duration_s=50)  # fmt: skip
+
+    # setup 4 x 30 s + 2 warm-ups x 900 s + 50 s cap + storing 300 s, then the job's own 300 s
+    assert job_time_budget_s(job) == 4 * 30 + 2 * 900 + 50 + 300 + 300
+    assert queued == [((job.id,), {"time_limit": 2570.0 + 60})]  # killed a minute past it
+
+
+@pytest.mark.usefixtures("not_queued")
+def test_it_budgets_every_run_of_a_sweep_a_goodput_search_and_an_ab(
+    endpoint: BenchmarkEndpoint,
+) -> None:
+    BenchmarkEndpoint.objects.filter(id=endpoint.id).update(
+        local_launch={"python": "/no/python", "model": "m", "port": 1, "ready_timeout_s": 700}
+    )
+    create = partial(benchmark_job_create, user=None, endpoint_id=endpoint.id,
+                     options={"warmup_requests": 0}, max_duration_s=30)  # fmt: skip
+    run_s = 4 * 30 + 30 + 300
+    poisson = {"kind": "poisson", "num_requests": 20, "rate_rps": 2, "prompt_tokens": 8,
+               "output_tokens": 8}  # fmt: skip
+
+    sweep = create(kind="sweep", workload=CLOSED, sweep={"over": "concurrency",
+                                                         "values": [1, 2, 4]})  # fmt: skip
+    goodput = create(kind="goodput", workload=poisson, slo={"ttft_ms": 100},
+                     goodput={"min_rate_rps": 1, "max_rate_rps": 8, "max_runs": 5})  # fmt: skip
+    ab = create(kind="ab", workload=CLOSED, ab={"candidate_args": {"max_num_seqs": 4}})
+
+    assert job_time_budget_s(sweep) == 3 * run_s + 300
+    assert job_time_budget_s(goodput) == 5 * run_s + 300
+    # three switches (baseline, candidate, original back), each the longer of the
+    # controller's apply timeout (600 s) and this endpoint's local ready timeout
+    assert job_time_budget_s(ab) == 2 * run_s + 3 * 700 + 300
 
 
 @pytest.mark.parametrize(
