@@ -7,9 +7,10 @@ the OOM killer or a reboot takes the thread with it; since those tasks are not a
 nothing would ever finish the row. Beat runs `lost_jobs_fail()` every minute (the
 `default` queue): a `running` row whose last sign of life (heartbeat, else start) is older
 than `settings.JOB_HEARTBEAT_TIMEOUT_S` ends `failed` with "worker lost: no heartbeat since
-<ts> (threshold <n> s)". Each row is failed by its own conditional UPDATE (still running,
-heartbeat unchanged), so a row that finished or beat meanwhile is left alone, and running
-the reaper twice changes nothing.
+<ts> (threshold <n> s)", or `cancelled` with that reason when an operator had asked a
+benchmark job to stop (no worker was left to). Each row is ended by its own conditional
+UPDATE (still running, heartbeat unchanged), so a row that finished or beat meanwhile is
+left alone, and running the reaper twice changes nothing.
 
 A worker that hangs but stays alive keeps beating, so a row may also carry a time budget:
 past `budget_s` the heartbeat thread stops beating and fails the row itself ("stuck: still
@@ -27,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, connection
-from django.db.models import F
+from django.db.models import F, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -103,6 +104,11 @@ def _fail_stuck(model: type[BenchmarkJob] | type[Assessment], row_id: int, budge
         log.error("%s %s failed: %s", model.__name__, row_id, error)
 
 
+def _cancel_field(model: type[BenchmarkJob] | type[Assessment]) -> F | Value:
+    """Whether an operator asked the row to stop (assessments cannot be cancelled)."""
+    return F("cancel_requested") if model is BenchmarkJob else Value(False)
+
+
 def lost_jobs_fail(*, now: datetime | None = None) -> dict[str, int]:
     """Fail every running benchmark job and assessment whose heartbeat is stale; counts."""
     now = now or timezone.now()
@@ -115,19 +121,23 @@ def lost_jobs_fail(*, now: datetime | None = None) -> dict[str, int]:
             model.objects.filter(status=running)
             .annotate(last_seen=Coalesce(F("heartbeat_at"), F("started_at"), F("created_at")))
             .filter(last_seen__lt=cutoff)
-            .values_list("id", "heartbeat_at", "last_seen")
+            .values_list("id", "heartbeat_at", "last_seen", _cancel_field(model))
         )
         counts[label] = 0
-        for row_id, heartbeat_at, last_seen in list(stale):
+        for row_id, heartbeat_at, last_seen, cancelled in list(stale):
             error = (
                 f"worker lost: no heartbeat since "
                 f"{last_seen.astimezone(UTC).isoformat(timespec='seconds')} "
                 f"(threshold {threshold_s} s)"
             )
+            # An operator asked a job to stop and nobody was left to: it ends as asked.
+            status, error = (
+                (JobStatus.CANCELLED, f"cancelled; {error}") if cancelled else (failed, error)
+            )
             # heartbeat_at=None filters IS NULL: a row that beat since the SELECT is not failed.
             if model.objects.filter(id=row_id, status=running, heartbeat_at=heartbeat_at).update(
-                status=failed, error=error, finished_at=now
+                status=status, error=error, finished_at=now
             ):
-                log.warning("%s %s failed: %s", model.__name__, row_id, error)
+                log.warning("%s %s %s: %s", model.__name__, row_id, status, error)
                 counts[label] += 1
     return counts

@@ -64,6 +64,20 @@ def test_it_fails_a_running_job_and_assessment_whose_heartbeat_is_stale() -> Non
 
 
 @pytest.mark.django_db
+def test_it_ends_a_job_an_operator_cancelled_after_its_worker_died_as_cancelled() -> None:
+    job = _job(cancel_requested=True)
+
+    assert lost_jobs_fail(now=NOW) == {"benchmark_jobs": 1, "assessments": 0}
+
+    job.refresh_from_db()
+    assert (job.status, job.error, job.finished_at) == (
+        "cancelled",
+        f"cancelled; {LOST_AT_T0}",
+        NOW,
+    )
+
+
+@pytest.mark.django_db
 def test_it_leaves_a_running_row_with_a_fresh_heartbeat_alone() -> None:
     fresh = NOW - timedelta(seconds=599)
     job, assessment = _job(beat=fresh), _assessment(beat=fresh)
