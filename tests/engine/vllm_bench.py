@@ -284,12 +284,20 @@ class FidelityReport:
 
 
 def fidelity(
-    base_url: str, *, rounds: int = 3, server_pid: int | None = None, pinned: bool = False
+    base_url: str,
+    *,
+    rounds: int = 3,
+    calibration_runs: int = 1,
+    server_pid: int | None = None,
+    pinned: bool = False,
 ) -> FidelityReport:
     """Measure, calibrate on two concurrencies, predict three others (see module docstring).
 
-    `rounds` interleaved rounds over all concurrencies, after a warm-up round. `pinned`: the
-    server runs in the measurement layout (`running_vllm(pinned=True)`).
+    `rounds` interleaved rounds over all concurrencies, after a warm-up round; each round
+    measures the calibration concurrencies `calibration_runs` times (the extra runs at the
+    round's end, on fresh prompts): their noise reaches every prediction, the error at 64
+    amplifying the slope between 1 and 16. `pinned`: the server runs in the measurement layout
+    (`running_vllm(pinned=True)`).
     """
     concurrencies = sorted({*CALIBRATE_AT, *PREDICT_AT})
     # warm-up: compile the shapes of every batch size the rounds will see
@@ -297,10 +305,13 @@ def fidelity(
     runs: dict[int, list[dict[str, float]]] = {c: [] for c in concurrencies}
     with boosted(server_pid):
         run_vllm_bench(base_url, warm, pinned=pinned)
+        passes = [(0, c) for c in concurrencies] + [
+            (repeat, c) for repeat in range(1, calibration_runs) for c in reversed(CALIBRATE_AT)
+        ]
         plan = [
-            BenchPoint(c, prompts_for(c), INPUT_LEN, OUTPUT_LEN, seed=round_no)
+            BenchPoint(c, prompts_for(c), INPUT_LEN, OUTPUT_LEN, seed=round_no + 1000 * repeat)
             for round_no in range(rounds)
-            for c in concurrencies
+            for repeat, c in passes
         ]
         for point, result in zip(plan, run_vllm_bench(base_url, plan, pinned=pinned), strict=True):
             runs[point.concurrency].append(result)
