@@ -57,7 +57,7 @@ from probes.services.bulk import bulk_insert_ignoring_conflicts
 DAYS = 7
 NODE_GPUS = 4
 RAW_SAMPLE_HOURS = 2  # the last hours also get raw 5-s samples (pages' short windows)
-NEW_NODE_HOURS = 2  # the L4 node's agent started this long ago
+NEW_NODE_HOURS = 2  # the L4 node's agent started this long before the last whole hour
 CHUNK_ROWS = 200_000  # rows per COPY (~25 MB staged)
 TRACES = Path(settings.BASE_DIR) / "probes" / "data" / "traces"
 H100 = ("NVIDIA H100 80GB HBM3", 81559 * 2**20, "H100-SXM")
@@ -169,7 +169,8 @@ def _build(now: datetime) -> str:
                 json_columns=frozenset({"histograms"}),
             )  # fmt: skip
     rows += _write(spare, grid, np.zeros(grid.size), H100[2], rng, end, reserved=False)
-    recent = grid[grid >= int((now - timedelta(hours=NEW_NODE_HOURS)).timestamp())]
+    # from a whole hour, so the assessment's window (to `end`) holds 2 h at any minute of `now`
+    recent = grid[grid >= int((end - timedelta(hours=NEW_NODE_HOURS)).timestamp())]
     rows += _write(l4s, recent, np.zeros(recent.size), L4[2], rng, end, reserved=True)
     imported = 0
     for d in DEPLOYMENTS:

@@ -4,6 +4,7 @@ derived from them, and a finished assessment whose numbers are the engine's."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import numpy as np
@@ -12,7 +13,9 @@ from django.core.management import call_command
 from django.test import Client
 
 from advisor.models import Assessment, AssessmentStatus
+from advisor.selectors.assessment_measured import gpu_telemetry_in_window
 from advisor.services.assessments import assessment_rerun
+from dashboard.demo_fleet import demo_fleet_ensure
 from dashboard.demo_notice import NOTICE
 from dashboard.demo_telemetry import SAMPLES_PER_MINUTE, gpu_minutes
 from probes.models import (
@@ -131,3 +134,18 @@ def test_a_demo_stored_by_an_earlier_version_is_rebuilt_and_nothing_else_is_touc
     assert said == "demo fleet: the stored 'demo' cluster predates this demo: rebuilt\nbuilt"
     assert not Cluster.objects.filter(pk=old.pk).exists()
     assert Cluster.objects.filter(pk=other.pk).exists()
+
+
+@pytest.mark.parametrize("minute", [0, 31, 59])
+def test_the_new_l4_node_has_two_hours_in_the_assessment_window_at_any_minute(
+    minute: int,
+) -> None:
+    now = datetime(2026, 11, 28, 13, minute, 30, tzinfo=UTC)
+    demo_fleet_ensure(now=now)
+    end = now.replace(minute=0, second=0, microsecond=0)  # where the demo's assessment ends
+    l4s = list(Gpu.objects.filter(model_name__contains="L4").values_list("id", flat=True))
+
+    seen = gpu_telemetry_in_window(gpu_ids=l4s, start=end - timedelta(days=7), end=end)
+
+    assert len(l4s) > 0
+    assert {gpu.hours_observed for gpu in seen.values()} == {2}
