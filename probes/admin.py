@@ -82,3 +82,18 @@ class IngestBatchAdmin(admin.ModelAdmin):
 @admin.register(models.PriceSheet)
 class PriceSheetAdmin(admin.ModelAdmin):
     list_display = ["gpu_kind", "usd_per_gpu_hour", "source", "as_of"]
+
+
+@admin.register(models.GpuMove)
+class GpuMoveAdmin(admin.ModelAdmin):
+    """Read-only: moves and refused claims are written by ingest; an admin moves a GPU by
+    changing its node on the GPU's own page."""
+
+    list_display = ["gpu", "from_node", "to_node", "outcome", "attempts", "last_at", "reason"]
+    list_filter = ["outcome"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False

@@ -14,7 +14,7 @@ from probes.ingest.docs import BatchDoc, ErrorDoc, IngestResultDoc
 from probes.ingest.payload import BodyError, decode_body
 from probes.ingest.schema import PayloadError, parse_batch
 from probes.models import Node
-from probes.services import batch_ingest
+from probes.services import BatchConflict, batch_ingest
 
 
 def _errors(status: int, errors: list[tuple[str, str]]) -> Response:
@@ -40,6 +40,9 @@ class IngestView(APIView):
             400: OpenApiResponse(ErrorDoc, description="invalid batch; nothing stored"),
             401: OpenApiResponse(description="missing or unknown agent token"),
             403: OpenApiResponse(description="not an agent token"),
+            409: OpenApiResponse(
+                ErrorDoc, description="batch id already stored with other rows; nothing stored"
+            ),
             413: OpenApiResponse(ErrorDoc, description="body over INGEST_MAX_BODY_BYTES"),
             415: OpenApiResponse(ErrorDoc, description="unsupported Content-Encoding"),
         },
@@ -66,6 +69,8 @@ class IngestView(APIView):
             return _errors(exc.status, [("(body)", str(exc))])
         except PayloadError as exc:
             return _errors(400, exc.errors)
+        except BatchConflict as exc:
+            return _errors(409, [("batch_id", str(exc))])
         body = {
             "batch_id": result.batch_id,
             "status": "duplicate" if result.duplicate else "stored",

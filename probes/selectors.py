@@ -10,12 +10,13 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from probes.agent.vllm_metrics import Histogram, VllmMetricsError
 from probes.models import (
     EngineRollup,
     EngineSample,
+    GpuMove,
     GpuRollup,
     GpuSample,
     IngestBatch,
@@ -151,3 +152,10 @@ def engine_window(*, deployment: ModelDeployment, start: datetime, end: datetime
 
 def ingest_batches_recent(*, node: Node, limit: int = 50) -> QuerySet[IngestBatch]:
     return IngestBatch.objects.filter(node=node).order_by("-received_at")[:limit]
+
+
+def gpu_moves_of(*, node: Node, limit: int = 20) -> QuerySet[GpuMove]:
+    """GPUs that moved to or from `node`, and claims it made or suffered that were refused."""
+    return GpuMove.objects.filter(Q(to_node=node) | Q(from_node=node)).select_related(
+        "gpu", "from_node", "to_node"
+    )[:limit]

@@ -14,6 +14,7 @@ from dashboard.views.common import window_context
 from dashboard.windows import window_from
 from probes.models import Gpu, ModelDeployment, Node
 from probes.roles import VIEWER
+from probes.selectors import gpu_moves_of
 
 
 def _gpu_context(request: HttpRequest, gpus: list[Gpu]) -> dict[str, object]:
@@ -41,7 +42,12 @@ def node(request: HttpRequest, node_id: int) -> HttpResponse:
     gpus = list(target.gpus.select_related("node").order_by("index"))
     context = _gpu_context(request, gpus)
     deployments = ModelDeployment.objects.filter(gpus__node=target).distinct()
-    context.update(node=target, deployments=deployments, engines=engine_now(node=target))
+    context.update(
+        node=target,
+        deployments=deployments,
+        engines=engine_now(node=target),
+        gpu_moves=gpu_moves_of(node=target),
+    )
     return render(request, "dashboard/node.html", context)
 
 

@@ -20,12 +20,15 @@ An empty list is `[]` in both layouts.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 from probes.agent.vllm_metrics import Histogram, VllmMetricsError
 
@@ -36,6 +39,13 @@ MAX_FUTURE_S = 3600.0
 MAX_ERRORS = 20
 MAX_HISTOGRAMS = 32
 MAX_BUCKETS = 128
+# The node's `host` object: what an agent reports about its machine (OS, CPUs, driver...).
+# Nesting and size are capped so that storing it can never fail after the batch is committed.
+MAX_HOST_DEPTH = 8
+MAX_HOST_VALUES = 4096
+# PostgreSQL's text and jsonb cannot hold U+0000; every string is checked before it is stored.
+NUL = "\x00"
+NUL_MESSAGE = "must not contain NUL (\\u0000) characters"
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -129,7 +139,12 @@ AGENT_FIELDS: tuple[Field, ...] = (
     Field("version", "string", max_length=32),
     Field("dropped_records", "integer", minimum=0, help="Cumulative, spool cap reached"),
     Field("dropped_batches", "integer", minimum=0),
-)
+    Field(
+        "dead_letter_batches", "integer", minimum=0,
+        help="Cumulative: batches the server refused for good, moved to the dead-letter file",
+    ),
+    Field("dead_letter_last_error", "string", max_length=500, help="The last refusal's reason"),
+)  # fmt: skip
 # Top-level lists: name -> (row fields, most rows accepted per batch).
 ROW_LISTS: Mapping[str, tuple[tuple[Field, ...], int]] = {
     "gpus": (GPU_FIELDS, 4096),
@@ -198,6 +213,17 @@ class Batch:
     gpu_samples: Columns
     engine_samples: list[tuple[Any, ...]]
     requests: list[tuple[Any, ...]]
+    # SHA-256 of the row lists as sent: a batch id re-sent with other rows is told apart.
+    rows_digest: str = ""
+
+
+def rows_digest(data: Mapping[str, Any]) -> str:
+    """SHA-256 of a decoded batch's row lists (not its `agent`, `host` or `sent_at`).
+
+    A retry of the same batch carries the same rows whatever else it re-stamps; orjson
+    serialises 100k samples in a few milliseconds, well under their validation.
+    """
+    return hashlib.sha256(orjson.dumps([data.get(name) for name in ROW_LISTS])).hexdigest()
 
 
 def parse_batch(data: object, *, now_s: float | None = None) -> Batch:
@@ -220,6 +246,10 @@ def parse_batch(data: object, *, now_s: float | None = None) -> Batch:
         host = data.get("host")
         if host is not None and not isinstance(host, dict):
             _add(errors, "host", "must be an object")
+        elif host is not None:
+            problem = _json_problem(host, "host")
+            if problem is not None:
+                _add(errors, *problem)
         lists: dict[str, Any] = {}
         for name, (fields, limit) in ROW_LISTS.items():
             raw = data.get(name)
@@ -238,7 +268,35 @@ def parse_batch(data: object, *, now_s: float | None = None) -> Batch:
         raise PayloadError(errors)
     names = (f.name for f in AGENT_FIELDS)
     agent = dict(zip(names, agent_rows[0], strict=True)) if agent_rows else {}
-    return Batch(batch_id=str(batch_id), agent=agent, host=host, **lists)
+    return Batch(
+        batch_id=str(batch_id), agent=agent, host=host, rows_digest=rows_digest(data), **lists
+    )
+
+
+def _json_problem(value: Any, path: str) -> tuple[str, str] | None:
+    """(path, message) of the first value of a free-form object PostgreSQL's jsonb could not
+    hold or that is too large to be telemetry metadata; None when it can be stored."""
+    todo: list[tuple[Any, str, int]] = [(value, path, 1)]
+    seen = 0
+    while todo:
+        item, where, depth = todo.pop()
+        seen += 1
+        if seen > MAX_HOST_VALUES:
+            return path, f"must hold at most {MAX_HOST_VALUES} values"
+        if isinstance(item, str):
+            if NUL in item:
+                return where, NUL_MESSAGE
+        elif isinstance(item, dict | list):
+            if depth > MAX_HOST_DEPTH:
+                return where, f"is nested more than {MAX_HOST_DEPTH} levels deep"
+            if isinstance(item, dict):
+                for key, child in item.items():
+                    if NUL in key:
+                        return f"{where}.{key.replace(NUL, '?')}", f"key {NUL_MESSAGE}"
+                    todo.append((child, f"{where}.{key}", depth + 1))
+            else:
+                todo.extend((child, f"{where}[{i}]", depth + 1) for i, child in enumerate(item))
+    return None
 
 
 def _transpose(rows: list[tuple[Any, ...]], fields: tuple[Field, ...], name: str) -> Columns:
@@ -365,13 +423,16 @@ def _column(
     elif kind == "integer":
         if types <= _INT_TYPES and lo <= min(present) and max(present) <= hi:
             return column
-    elif kind == "string" and (
-        types <= _STR_TYPES
-        and min(map(len, present)) > 0
-        and max(map(len, present)) <= spec.max_length
-        and (not spec.choices or set(present) <= set(spec.choices))
-    ):
-        return column
+    elif kind == "string" and types <= _STR_TYPES:
+        # A column of strings holds few distinct values (GPU uuids, served names): check those.
+        distinct = set(present)
+        if (
+            min(map(len, distinct)) > 0
+            and max(map(len, distinct)) <= spec.max_length
+            and (not spec.choices or distinct <= set(spec.choices))
+            and not any(NUL in v for v in distinct)
+        ):
+            return column
     # Something in the column is wrong or unusual (3.0 for an integer, a histogram): the
     # slow path checks value by value and names the index.
     return _column_slow(column, spec, name, lo, hi, errors)
@@ -411,7 +472,12 @@ def _check_value(spec: Field, v: Any, lo: float, hi: float) -> tuple[Any] | str:
         if t is float and v.is_integer() and lo <= v <= hi:
             return (int(v),)
     elif kind == "string":
-        if t is str and 0 < len(v) <= spec.max_length and (not spec.choices or v in spec.choices):
+        if (
+            t is str
+            and 0 < len(v) <= spec.max_length
+            and (not spec.choices or v in spec.choices)
+            and NUL not in v
+        ):
             return (v,)
     else:
         return _check_complex(kind, v, spec)
@@ -478,7 +544,7 @@ def _fast_validator(
     cached = _FAST_CACHE.get(fields)
     if cached is not None:
         return cached
-    namespace: dict[str, Any] = {"ALLOWED": frozenset(f.name for f in fields)}
+    namespace: dict[str, Any] = {"ALLOWED": frozenset(f.name for f in fields), "NUL": NUL}
     body = [
         "def fast(rows, max_ts):",
         "    out = []",
@@ -501,7 +567,7 @@ def _fast_validator(
         elif spec.kind == "integer":
             valid = f"type({v}) is int and LO{k} <= {v} <= {hi}"
         elif spec.kind == "string":
-            valid = f"type({v}) is str and 0 < len({v}) <= {spec.max_length}"
+            valid = f"type({v}) is str and 0 < len({v}) <= {spec.max_length} and NUL not in {v}"
             if spec.choices:
                 valid += f" and {v} in CH{k}"
         else:
@@ -530,6 +596,8 @@ def _check_complex(kind: str, value: Any, spec: Field) -> tuple[Any] | str:
         for item in value:
             if not isinstance(item, str) or not 0 < len(item) <= spec.max_length:
                 return f"every item must be a string of 1-{spec.max_length} characters"
+            if NUL in item:
+                return f"every item {NUL_MESSAGE}"
         return (value,)
     if kind == "histograms":
         if not isinstance(value, dict) or len(value) > MAX_HISTOGRAMS:
@@ -538,6 +606,8 @@ def _check_complex(kind: str, value: Any, spec: Field) -> tuple[Any] | str:
         for name, hist in value.items():
             if not isinstance(hist, dict) or not 0 < len(name) <= 128:
                 return f"{name!r}: must be an object {{buckets, sum, count}}"
+            if NUL in name:
+                return f"a histogram's name {NUL_MESSAGE}"
             buckets = hist.get("buckets")
             if isinstance(buckets, list) and len(buckets) > MAX_BUCKETS:
                 return f"{name!r}: at most {MAX_BUCKETS} buckets"
@@ -570,6 +640,8 @@ def _explain(spec: Field, value: Any, lo: float, hi: float) -> str:
         return f"must be a string, got {type(value).__name__}"
     if spec.choices and value not in spec.choices:
         return f"must be one of {', '.join(spec.choices)}"
+    if NUL in value:
+        return NUL_MESSAGE
     return f"must be 1-{spec.max_length} characters"
 
 

@@ -5,7 +5,16 @@ One module per concept; everything is re-exported here (`from probes.models impo
 """
 
 from probes.models.ingest import IngestBatch
-from probes.models.inventory import Cluster, ControllerKind, Gpu, ModelDeployment, Node, PriceSheet
+from probes.models.inventory import (
+    Cluster,
+    ControllerKind,
+    Gpu,
+    GpuMove,
+    GpuMoveOutcome,
+    ModelDeployment,
+    Node,
+    PriceSheet,
+)
 from probes.models.telemetry import (
     EngineRollup,
     EngineSample,
@@ -28,6 +37,8 @@ __all__ = [
     "EngineRollup",
     "EngineSample",
     "Gpu",
+    "GpuMove",
+    "GpuMoveOutcome",
     "GpuRollup",
     "GpuSample",
     "IngestBatch",

@@ -26,6 +26,9 @@ class IngestBatch(models.Model):
     min_ts = models.DateTimeField(null=True, blank=True)
     max_ts = models.DateTimeField(null=True, blank=True)
     rolled_up_at = models.DateTimeField(null=True, blank=True)
+    # SHA-256 of the batch's rows: the same id re-sent with other rows is a conflict, not a
+    # duplicate ("" for batches stored before it was recorded).
+    rows_digest = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         constraints = [

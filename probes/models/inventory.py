@@ -48,6 +48,9 @@ class Node(models.Model):
     # Records the agent had to drop because its on-disk spool reached its cap (cumulative).
     agent_dropped_records = models.BigIntegerField(default=0)
     agent_dropped_batches = models.BigIntegerField(default=0)
+    # Batches the server refused for good (400), which the agent moved to its dead-letter file.
+    agent_dead_letter_batches = models.BigIntegerField(default=0)
+    agent_dead_letter_last_error = models.CharField(max_length=500, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -98,6 +101,11 @@ class ModelDeployment(models.Model):
     # vLLM engine args as structured JSON, e.g. {"max_num_seqs": 256, "tensor_parallel_size": 1}.
     engine_args = models.JSONField(default=dict, blank=True)
     gpus = models.ManyToManyField(Gpu, related_name="deployments", blank=True)
+    # The node whose batch created it (None: created by an admin, a trace import, the demo);
+    # ingest caps how many deployments one node may create.
+    created_by_node = models.ForeignKey(
+        Node, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     replicas = models.PositiveIntegerField(default=1)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -127,3 +135,33 @@ class PriceSheet(models.Model):
 
     def __str__(self) -> str:
         return f"{self.gpu_kind}: ${self.usd_per_gpu_hour}/GPU-h ({self.source}, {self.as_of})"
+
+
+class GpuMoveOutcome(models.TextChoices):
+    MOVED = "moved", "Moved"
+    REFUSED = "refused", "Refused"
+
+
+class GpuMove(models.Model):
+    """A GPU reported by a node other than the one it is registered to: moved, or refused.
+
+    Ingest moves a GPU only within its cluster, and only once the old node has stopped
+    reporting it; any other claim is refused and kept here (one row per GPU and claimant,
+    counting the attempts) so that an admin sees it on both nodes' pages.
+    """
+
+    gpu = models.ForeignKey(Gpu, on_delete=models.CASCADE, related_name="moves")
+    from_node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="gpu_moves_out")
+    to_node = models.ForeignKey(Node, on_delete=models.CASCADE, related_name="gpu_moves_in")
+    outcome = models.CharField(max_length=16, choices=GpuMoveOutcome.choices)
+    reason = models.CharField(max_length=255)
+    first_at = models.DateTimeField()
+    last_at = models.DateTimeField()
+    attempts = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-last_at"]
+        indexes = [models.Index(fields=["gpu", "to_node", "outcome"], name="gpumove_claim")]
+
+    def __str__(self) -> str:
+        return f"{self.gpu_id}: {self.from_node_id} -> {self.to_node_id} {self.outcome}"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.db import connection, transaction
+from django.db.models import F
 from django.utils import timezone
 
 from probes.ingest.schema import (
@@ -23,6 +24,8 @@ from probes.ingest.schema import (
 from probes.models import (
     EngineSample,
     Gpu,
+    GpuMove,
+    GpuMoveOutcome,
     GpuSample,
     IngestBatch,
     ModelDeployment,
@@ -46,6 +49,32 @@ _GPU = {f.name: i for i, f in enumerate(GPU_FIELDS)}
 # How stale Node.last_seen may get before a batch refreshes it (agents push every 10 s).
 SEEN_EVERY = timedelta(seconds=5)
 _DEPLOYMENT = {f.name: i for i, f in enumerate(DEPLOYMENT_FIELDS)}
+# A GPU moves to another node of its cluster only once its old node has not reported it for
+# this long: two live nodes claiming one GPU is a misconfiguration or a stolen token.
+GPU_MOVE_QUIET = timedelta(minutes=5)
+# What ingest may create: a node serves a handful of models, and each deployment costs a row
+# on every cluster page and in every assessment. Admins can create more.
+MAX_NEW_DEPLOYMENTS_PER_BATCH = 16
+MAX_DEPLOYMENTS_PER_NODE = 64
+
+
+class BatchConflict(ValueError):
+    """The batch id was stored before with other rows (HTTP 409): a bug, never a retry."""
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    gpu_id: int
+    from_node_id: int
+    reason: str
+
+
+class GpuClaimRefused(PayloadError):
+    """The batch lists a GPU another node holds and may not take; nothing was stored."""
+
+    def __init__(self, errors: Sequence[tuple[str, str]], refusals: Sequence[_Refusal]) -> None:
+        super().__init__(errors)
+        self.refusals = list(refusals)
 
 
 @dataclass(frozen=True)
@@ -62,7 +91,10 @@ def batch_ingest(*, node: Node, batch: Batch, received_at: datetime | None = Non
     """Store a batch from `node` in one transaction; a repeated batch id stores nothing.
 
     Raises PayloadError (nothing stored) when a row names a GPU that is neither in the
-    batch's inventory nor registered to this node.
+    batch's inventory nor registered to this node, when the inventory claims a GPU this node
+    may not take (GpuClaimRefused: another cluster's, or one its node still reports; the
+    refusal is recorded as a GpuMove), or when the batch would create more deployments than
+    a node may. Raises BatchConflict when the batch id was stored with other rows.
 
     Round trips on PostgreSQL for a batch of GPU samples: begin, claim + inventory read (one
     statement), COPY, commit. The batch's bookkeeping row is written with its counts up
@@ -72,9 +104,14 @@ def batch_ingest(*, node: Node, batch: Batch, received_at: datetime | None = Non
     """
     now = received_at or timezone.now()
     try:
-        return _batch_store(node=node, batch=batch, now=now, skip_conflicts=False)
-    except RowsAlreadyStored:
-        return _batch_store(node=node, batch=batch, now=now, skip_conflicts=True)
+        try:
+            return _batch_store(node=node, batch=batch, now=now, skip_conflicts=False)
+        except RowsAlreadyStored:
+            return _batch_store(node=node, batch=batch, now=now, skip_conflicts=True)
+    except GpuClaimRefused as exc:
+        # The batch's transaction is rolled back; the refusal itself is kept for the admin.
+        _claims_refused_record(node=node, refusals=exc.refusals, now=now)
+        raise
 
 
 def _batch_store(*, node: Node, batch: Batch, now: datetime, skip_conflicts: bool) -> IngestResult:
@@ -85,8 +122,9 @@ def _batch_store(*, node: Node, batch: Batch, now: datetime, skip_conflicts: boo
             node=node, batch=batch, now=now, counts=expected, span=_time_span(batch)
         )
         if batch_pk is None:
+            _duplicate_check(node=node, batch=batch)
             return IngestResult(batch_id=batch.batch_id, duplicate=True)
-        gpu_ids = _gpus_upsert(node=node, rows=batch.gpus, known=known)
+        gpu_ids = _gpus_upsert(node=node, rows=batch.gpus, known=known, now=now)
         deployment_ids = _deployments_upsert(node=node, batch=batch, gpu_ids=gpu_ids)
 
         gpu_id_column = _resolve_gpu_samples(samples, gpu_ids)
@@ -163,12 +201,14 @@ def _batch_claim(
     gpu_table = Gpu._meta.db_table
     claim = (
         f'INSERT INTO "{table}" (node_id, batch_id, received_at, gpu_samples, engine_samples, '
-        "requests, duplicate_rows, min_ts, max_ts) VALUES (%s, %s, %s, %s, %s, %s, 0, %s, %s) "
+        "requests, duplicate_rows, min_ts, max_ts, rows_digest) "
+        "VALUES (%s, %s, %s, %s, %s, %s, 0, %s, %s, %s) "
         "ON CONFLICT (node_id, batch_id) DO NOTHING RETURNING id"
     )
     params = [
         node.pk, batch.batch_id, adapt(now), *counts,
         adapt(_dt(span[0])) if span else None, adapt(_dt(span[1])) if span else None,
+        batch.rows_digest,
     ]  # fmt: skip
     uuids = [row[_GPU["uuid"]] for row in batch.gpus]
     with connection.cursor() as cursor:
@@ -207,11 +247,34 @@ def _time_span(batch: Batch) -> tuple[float, float] | None:
     return (min(stamps), max(stamps)) if stamps else None
 
 
+def _duplicate_check(*, node: Node, batch: Batch) -> None:
+    """Raise BatchConflict when the stored batch of this id had other rows than this one."""
+    stored = (
+        IngestBatch.objects.filter(node=node, batch_id=batch.batch_id)
+        .values_list("rows_digest", flat=True)
+        .first()
+    )
+    if stored and batch.rows_digest and stored != batch.rows_digest:
+        raise BatchConflict(
+            f"batch id {batch.batch_id!r} was stored before with other rows; "
+            "a batch id names one batch: send new rows under a new id"
+        )
+
+
 def _gpus_upsert(
-    *, node: Node, rows: Sequence[tuple[Any, ...]], known: dict[str, _KnownGpu]
+    *, node: Node, rows: Sequence[tuple[Any, ...]], known: dict[str, _KnownGpu], now: datetime
 ) -> dict[str, int]:
-    """Create or update the reported GPUs on this node; uuid -> id of all the node's GPUs."""
+    """Create or update the reported GPUs on this node; uuid -> id of all the node's GPUs.
+
+    A GPU registered to another node moves here only when `_claims_check` allows it, and
+    the move is recorded; otherwise GpuClaimRefused (nothing is stored).
+    """
     reported = {row[_GPU["uuid"]]: row for row in rows}
+    claimed = {
+        uuid: known[uuid] for uuid in reported if uuid in known and known[uuid].node_id != node.pk
+    }
+    if claimed:
+        _claims_check(node=node, rows=rows, claimed=claimed, now=now)
     node_of = {uuid: gpu.node_id for uuid, gpu in known.items()}
     ids = {uuid: gpu.id for uuid, gpu in known.items()}
     is_mig = _GPU["mig_parent_uuid"]
@@ -230,10 +293,86 @@ def _gpus_upsert(
             ids[uuid] = Gpu.objects.create(uuid=uuid, **wanted).pk
             node_of[uuid] = node.pk
         elif any(getattr(current, name) != value for name, value in wanted.items()):
-            # Last reporter wins: a GPU that moved (node renamed, re-registered) follows it.
             Gpu.objects.filter(pk=current.id).update(**wanted)
             node_of[uuid] = node.pk
+    if claimed:
+        GpuMove.objects.bulk_create(
+            GpuMove(
+                gpu_id=gpu.id, from_node_id=gpu.node_id, to_node=node,
+                outcome=GpuMoveOutcome.MOVED, first_at=now, last_at=now,
+                reason=f"reported by {node.hostname}; its old node had been silent",
+            )
+            for gpu in claimed.values()
+        )  # fmt: skip
     return {uuid: gpu_id for uuid, gpu_id in ids.items() if node_of[uuid] == node.pk}
+
+
+def _claims_check(
+    *,
+    node: Node,
+    rows: Sequence[tuple[Any, ...]],
+    claimed: Mapping[str, _KnownGpu],
+    now: datetime,
+) -> None:
+    """Raise GpuClaimRefused unless every claimed GPU may move to `node`.
+
+    A GPU never leaves its cluster by ingest (a node's token must not reach another
+    cluster's inventory), and within the cluster it moves only once its node has not
+    reported it for GPU_MOVE_QUIET. Only runs when a batch names another node's GPU.
+    """
+    cluster_of = dict(
+        Node.objects.filter(pk__in={gpu.node_id for gpu in claimed.values()}).values_list(
+            "pk", "cluster_id"
+        )
+    )
+    position = {row[_GPU["uuid"]]: i for i, row in enumerate(rows)}
+    errors: list[tuple[str, str]] = []
+    refusals: list[_Refusal] = []
+    for uuid, gpu in claimed.items():
+        if cluster_of.get(gpu.node_id) != node.cluster_id:
+            reason = (
+                "registered to a node of another cluster; a GPU never moves between clusters "
+                "by ingest (an admin can move it)"
+            )
+        else:
+            last = (
+                GpuSample.objects.filter(gpu_id=gpu.id)
+                .order_by("-ts")
+                .values_list("ts", flat=True)
+                .first()
+            )
+            if last is None or now - last >= GPU_MOVE_QUIET:
+                continue
+            silent_s = max(0, int((now - last).total_seconds()))
+            reason = (
+                f"its node reported it {silent_s} s ago; a GPU moves to another node only "
+                f"after {int(GPU_MOVE_QUIET.total_seconds())} s without samples "
+                "(or an admin moves it)"
+            )
+        errors.append((f"gpus[{position[uuid]}].uuid", f"GPU {uuid!r} is {reason}"))
+        refusals.append(_Refusal(gpu.id, gpu.node_id, reason))
+    if refusals:
+        raise GpuClaimRefused(errors[:MAX_ERRORS], refusals)
+
+
+def _claims_refused_record(*, node: Node, refusals: Sequence[_Refusal], now: datetime) -> None:
+    """Keep each refused claim: one row per GPU and claimant, counting its attempts."""
+    with transaction.atomic():
+        for refusal in refusals:
+            updated = GpuMove.objects.filter(
+                gpu_id=refusal.gpu_id, to_node=node, outcome=GpuMoveOutcome.REFUSED
+            ).update(
+                last_at=now,
+                attempts=F("attempts") + 1,
+                reason=refusal.reason[:255],
+                from_node_id=refusal.from_node_id,
+            )
+            if not updated and Gpu.objects.filter(pk=refusal.gpu_id).exists():
+                GpuMove.objects.create(
+                    gpu_id=refusal.gpu_id, from_node_id=refusal.from_node_id, to_node=node,
+                    outcome=GpuMoveOutcome.REFUSED, reason=refusal.reason[:255],
+                    first_at=now, last_at=now,
+                )  # fmt: skip
 
 
 def _deployments_upsert(*, node: Node, batch: Batch, gpu_ids: Mapping[str, int]) -> dict[str, int]:
@@ -248,11 +387,16 @@ def _deployments_upsert(*, node: Node, batch: Batch, gpu_ids: Mapping[str, int])
         d.served_name: d
         for d in ModelDeployment.objects.filter(cluster_id=node.cluster_id, served_name__in=names)
     }
-    for name in sorted(names - set(found)):
+    new = sorted(names - set(found))
+    if new:
+        _deployments_bound(node=node, new=new)
+    for name in new:
         row = declared.get(name)
         model_id = (row[_DEPLOYMENT["model_id"]] if row else None) or name
         deployment, _created = ModelDeployment.objects.get_or_create(
-            cluster_id=node.cluster_id, served_name=name, defaults={"model_id": model_id}
+            cluster_id=node.cluster_id,
+            served_name=name,
+            defaults={"model_id": model_id, "created_by_node": node},
         )
         found[name] = deployment
     for name, row in declared.items():
@@ -261,6 +405,33 @@ def _deployments_upsert(*, node: Node, batch: Batch, gpu_ids: Mapping[str, int])
         if ids:
             found[name].gpus.add(*ids)
     return {name: deployment.pk for name, deployment in found.items()}
+
+
+def _deployments_bound(*, node: Node, new: Sequence[str]) -> None:
+    """PayloadError when creating `new` deployments passes what one batch or node may create."""
+    shown = ", ".join(repr(name) for name in new[:3]) + (", ..." if len(new) > 3 else "")
+    if len(new) > MAX_NEW_DEPLOYMENTS_PER_BATCH:
+        raise PayloadError(
+            [
+                (
+                    "deployments",
+                    f"{len(new)} served names the cluster has no deployment for ({shown}); "
+                    f"one batch may create at most {MAX_NEW_DEPLOYMENTS_PER_BATCH}",
+                )
+            ]
+        )
+    created = ModelDeployment.objects.filter(created_by_node=node).count()
+    if created + len(new) > MAX_DEPLOYMENTS_PER_NODE:
+        raise PayloadError(
+            [
+                (
+                    "deployments",
+                    f"this node's batches created {created} deployments already; {len(new)} "
+                    f"more ({shown}) would pass the limit of {MAX_DEPLOYMENTS_PER_NODE} per "
+                    "node (an admin can create more, or delete unused ones)",
+                )
+            ]
+        )
 
 
 def _resolve_gpu_samples(samples: Columns, gpu_ids: Mapping[str, int]) -> list[int]:
@@ -292,6 +463,8 @@ def _node_seen(*, node: Node, batch: Batch, now: datetime) -> None:
         "agent_version": agent.get("version") or None,
         "agent_dropped_records": agent.get("dropped_records"),
         "agent_dropped_batches": agent.get("dropped_batches"),
+        "agent_dead_letter_batches": agent.get("dead_letter_batches"),
+        "agent_dead_letter_last_error": agent.get("dead_letter_last_error"),
     }
     for name, value in reported.items():
         if value is not None and getattr(node, name) != value:

@@ -279,3 +279,91 @@ def test_it_moves_a_gpu_to_the_node_that_now_reports_it(client: Client) -> None:
     response = post(client, new_token, batch("a", gpus=[gpu()], gpu_samples=[gpu_sample()]))
     assert response.status_code == 201
     assert Gpu.objects.get(uuid="GPU-0").node == new
+
+
+def test_it_answers_a_batch_id_resent_with_other_rows_as_a_conflict(client: Client) -> None:
+    _node, token = registered_node()
+    first = batch("b-1", gpus=[gpu()], gpu_samples=[gpu_sample(ts=time.time() - 60)])
+    assert post(client, token, first).status_code == 201
+    # A retry re-stamping only its metadata is the same batch
+    retry = {**first, "sent_at": time.time(), "agent": {"version": "test", "dropped_records": 3}}
+    assert post(client, token, retry).status_code == 200
+    other = batch("b-1", gpus=[gpu()], gpu_samples=[gpu_sample(ts=time.time() - 30)])
+    response = post(client, token, other)
+    assert response.status_code == 409
+    assert response.json() == {
+        "errors": [
+            {
+                "field": "batch_id",
+                "message": "batch id 'b-1' was stored before with other rows; a batch id "
+                "names one batch: send new rows under a new id",
+            }
+        ]
+    }
+    assert GpuSample.objects.count() == 1
+
+
+NUL_CASES = [
+    ({"gpus": [gpu(name="H100\x00")]}, "gpus[0].name"),
+    ({"deployments": [{"served_name": "ll\x00ama"}]}, "deployments[0].served_name"),
+    (
+        {"gpus": [gpu()], "deployments": [{"served_name": "llama", "gpu_uuids": ["GPU-0\x00"]}]},
+        "deployments[0].gpu_uuids",
+    ),
+    ({"engine_samples": [engine_sample(instance="h:1\x00")]}, "engine_samples[0].instance"),
+    ({"requests": {"served_name": ["x\x00"], "arrival_ts": [time.time() - 60],
+                   "prompt_tokens": [1], "output_tokens": [1]}}, "requests.served_name[0]"),
+    ({"gpus": [gpu()], "gpu_samples": {"gpu_uuid": ["GPU-0\x00"], "ts": [time.time() - 60],
+                                       "util_pct": [1.0], "mem_used_bytes": [1]}},
+     "gpu_samples.gpu_uuid[0]"),
+    ({"engine_samples": [engine_sample(histograms={"h\x00": {"buckets": [["+Inf", 1]],
+                                                             "sum": 1, "count": 1}})]},
+     "engine_samples[0].histograms"),
+    ({"host": {"os": "Linux\x00"}}, "host.os"),
+    ({"host": {"drivers": [{"n\x00": 1}]}}, "host.drivers[0].n?"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("lists", "field"), NUL_CASES)
+def test_it_refuses_nul_characters_naming_the_field(
+    client: Client, lists: dict[str, object], field: str
+) -> None:
+    # PostgreSQL's text and jsonb cannot hold U+0000: such a batch was a 500 after the insert
+    node, token = registered_node()
+    response = post(client, token, batch("b-nul", **lists))
+    assert response.status_code == 400, response.content
+    errors = response.json()["errors"]
+    assert [e["field"] for e in errors] == [field]
+    assert "NUL" in errors[0]["message"]
+    assert _nothing_stored()
+    node.refresh_from_db()
+    assert node.host_info == {}
+
+
+def test_it_refuses_host_json_nested_too_deep_before_storing_anything(client: Client) -> None:
+    # The standard library's encoder cannot write this (recursion), so the JSON is built as text
+    node, token = registered_node()
+    rows = json.dumps(batch(gpus=[gpu()], gpu_samples=[gpu_sample()]))[:-1]
+    body = (rows + ', "host": ' + '{"k": ' * 1000 + '{"leaf": 1}' + "}" * 1001).encode()
+    response = post(client, token, body)
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error == {
+        "field": "host.k.k.k.k.k.k.k.k",
+        "message": "is nested more than 8 levels deep",
+    }
+    assert _nothing_stored()
+    node.refresh_from_db()
+    assert node.host_info == {}
+
+
+def test_it_keeps_the_agents_dead_letter_count_and_reason_on_the_node(client: Client) -> None:
+    node, token = registered_node()
+    payload = batch(gpus=[gpu()])
+    payload["agent"] = {"version": "test", "dead_letter_batches": 2,
+                        "dead_letter_last_error": "400 gpus[0].name: must be ..."}  # fmt: skip
+    assert post(client, token, payload).status_code == 201
+    node.refresh_from_db()
+    assert (node.agent_dead_letter_batches, node.agent_dead_letter_last_error) == (
+        2, "400 gpus[0].name: must be ...",
+    )  # fmt: skip
