@@ -96,3 +96,13 @@ def env_broker_url(name: str) -> str:
     if value and urlsplit(value).scheme not in _BROKER_SCHEMES:
         raise ConfigError(f"{name}: expected redis://host:port/db, got {value!r}")
     return value
+
+
+def env_cache(name: str) -> dict[str, Any]:
+    """The default cache: Redis at a redis:// URL, or this process's memory when empty."""
+    value = env_str(name).strip()
+    if not value:
+        return {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    if urlsplit(value).scheme not in ("redis", "rediss"):
+        raise ConfigError(f"{name}: expected redis://host:port/db or empty, got {value!r}")
+    return {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": value}

@@ -8,6 +8,7 @@ from config.env import (
     ConfigError,
     env_bool,
     env_broker_url,
+    env_cache,
     env_database,
     env_int,
     env_list,
@@ -52,6 +53,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # A log-in refused by the throttle (config/login_throttle.py) is answered 429.
+    "config.login_throttle.LoginThrottleMiddleware",
     # Every page needs a login unless its view is marked login_not_required (healthz, login);
     # DRF views authenticate themselves (agent tokens, sessions).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
@@ -79,12 +82,21 @@ TEMPLATES = [
 
 DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{VAR_DIR / 'advisor.sqlite3'}")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# Redis when CACHE_URL is set, so that every gunicorn worker sees the same log-in failures.
+CACHES = {"default": env_cache("CACHE_URL")}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+# Django's username/password check, behind the failure throttle (config/login_throttle.py):
+# after this many failures within the window from the first, a client is refused until the
+# window ends; per (username, client IP), and per client IP whatever the usernames.
+AUTHENTICATION_BACKENDS = ["config.login_throttle.ThrottledModelBackend"]
+LOGIN_THROTTLE_FAILURES_PER_USER_IP = env_int("LOGIN_THROTTLE_FAILURES_PER_USER_IP", 5, minimum=1)
+LOGIN_THROTTLE_FAILURES_PER_IP = env_int("LOGIN_THROTTLE_FAILURES_PER_IP", 20, minimum=1)
+LOGIN_THROTTLE_WINDOW_S = env_int("LOGIN_THROTTLE_WINDOW_S", 900, minimum=1)
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -112,7 +124,15 @@ CSRF_COOKIE_SECURE = SECURE_SSL
 SECURE_HSTS_SECONDS = 31536000 if SECURE_SSL else 0
 SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_SSL
 SECURE_HSTS_PRELOAD = SECURE_SSL
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Behind a reverse proxy that terminates TLS: believe its X-Forwarded-Proto (else every request
+# looks like plain HTTP and SECURE_SSL redirects forever). Off by default: without a proxy that
+# overwrites the header, any client could send it and pass for HTTPS.
+TRUST_X_FORWARDED_PROTO = env_bool("TRUST_X_FORWARDED_PROTO", False)
+if TRUST_X_FORWARDED_PROTO:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Likewise the client address the log-in throttle counts: the last X-Forwarded-For entry (the
+# one the proxy appended) instead of REMOTE_ADDR, which behind a proxy is the proxy's for all.
+TRUST_X_FORWARDED_FOR = env_bool("TRUST_X_FORWARDED_FOR", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"

@@ -4,7 +4,15 @@ from pathlib import Path
 
 import pytest
 
-from config.env import ConfigError, env_bool, env_broker_url, env_database, env_int, env_str
+from config.env import (
+    ConfigError,
+    env_bool,
+    env_broker_url,
+    env_cache,
+    env_database,
+    env_int,
+    env_str,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -93,3 +101,22 @@ def test_it_requires_a_secret_key_when_debug_is_off() -> None:
     result = _manage({"DEBUG": "False"}, "check")
     assert result.returncode == 1
     assert result.stderr.strip() == "configuration error: SECRET_KEY: required when DEBUG is False"
+
+
+def test_it_caches_in_process_memory_without_a_cache_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CACHE_URL", raising=False)
+    assert env_cache("CACHE_URL") == {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+
+
+def test_it_caches_in_redis_with_a_cache_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CACHE_URL", "redis://redis:6379/1")
+    assert env_cache("CACHE_URL") == {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://redis:6379/1",
+    }
+
+
+def test_it_rejects_a_non_redis_cache_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CACHE_URL", "memcached://127.0.0.1:11211")
+    with pytest.raises(ConfigError, match=r"^CACHE_URL: expected redis://host:port/db or empty"):
+        env_cache("CACHE_URL")

@@ -80,3 +80,42 @@ def test_the_login_page_and_healthz_need_no_login(client: Client) -> None:
     response = client.get("/traces/")
     assert response.status_code == 302
     assert response["Location"] == "/accounts/login/?next=/traces/"
+
+
+_IS_SECURE = """
+import django
+django.setup()
+from django.conf import settings
+from django.test import RequestFactory
+request = RequestFactory().get("/", HTTP_X_FORWARDED_PROTO="https")
+print(settings.SECURE_PROXY_SSL_HEADER, request.is_secure())
+"""
+
+
+def _is_secure_behind_proxy(tmp_path: Path, trust: str | None) -> str:
+    """What the production settings make of a plain-HTTP request saying X-Forwarded-Proto: https."""
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "config.settings",
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'proxy.sqlite3'}",
+        "GCA_VAR_DIR": str(tmp_path),
+    }
+    if trust is not None:
+        env["TRUST_X_FORWARDED_PROTO"] = trust
+    result = subprocess.run(
+        [sys.executable, "-c", _IS_SECURE],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_it_ignores_x_forwarded_proto_by_default(tmp_path: Path) -> None:
+    # Without a proxy that overwrites it, any client could send the header and pass for HTTPS.
+    assert _is_secure_behind_proxy(tmp_path, None) == "None False"
+    assert _is_secure_behind_proxy(tmp_path, "False") == "None False"
+
+
+def test_it_trusts_x_forwarded_proto_when_told_a_proxy_sets_it(tmp_path: Path) -> None:
+    assert _is_secure_behind_proxy(tmp_path, "True") == "('HTTP_X_FORWARDED_PROTO', 'https') True"
