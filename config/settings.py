@@ -56,6 +56,7 @@ MIDDLEWARE = [
     # DRF views authenticate themselves (agent tokens, sessions).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "dashboard.middleware.UnstorableTextMiddleware",  # 400 on a NUL in a query or form field
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
