@@ -59,6 +59,7 @@ MIDDLEWARE = [
     # DRF views authenticate themselves (agent tokens, sessions).
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "dashboard.middleware.UnstorableTextMiddleware",  # 400 on a NUL in a query or form field
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -222,6 +223,8 @@ JOB_HEARTBEAT_TIMEOUT_S = env_int("JOB_HEARTBEAT_TIMEOUT_S", 600, minimum=120)
 # Agents push at most this many bytes per request (gzip-decoded); bigger batches are refused.
 INGEST_MAX_BODY_BYTES = env_int("INGEST_MAX_BODY_BYTES", 8 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
+# Assessments one user may start per minute; beyond: 429 with Retry-After (schedules: no limit).
+ASSESSMENTS_PER_USER_PER_MINUTE = env_int("ASSESSMENTS_PER_USER_PER_MINUTE", 10, minimum=1)
 
 LOGGING = {
     "version": 1,

@@ -1,4 +1,7 @@
-"""Security headers Django does not set itself: Content-Security-Policy and Permissions-Policy.
+"""Security headers Django does not set itself (CSP, Permissions-Policy); text PostgreSQL refuses.
+
+`UnstorableTextMiddleware` answers 400 to a request whose query string or form body holds
+text PostgreSQL cannot store (see `advisor.text`), before any view reads it.
 
 The policy allows scripts only from this site (Plotly.js is served from /static/vendor/,
 figures travel as <script type="application/json">, drawn by /static/js/charts.js), so an
@@ -15,7 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+from advisor.text import text_problem
 
 PLOTLY_STYLE_HASHES = (
     "sha256-47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",  # "" (rules added via CSSOM)
@@ -57,3 +63,53 @@ class SecurityHeadersMiddleware:
             # shared machine after logout.
             response.headers.setdefault("Cache-Control", "private, no-store")
         return response
+
+
+FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+
+
+class UnstorableTextMiddleware:
+    """400 naming the field when a query parameter or form field holds a NUL (U+0000).
+
+    Every page and API view reads its query parameters and form fields through Django, so one
+    check here covers them all, including the ones a view passes straight to a filter
+    (`?cluster=`); PostgreSQL would refuse the value with a 500 (SQLite accepts it). JSON
+    bodies are checked field by field where the API reads them (`advisor.api.bodies`).
+    API paths get the API's error JSON, pages a 400 page.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        found = _unstorable(request)
+        if found is None:
+            return self.get_response(request)
+        field, problem = found
+        if request.path.startswith("/api/"):
+            return JsonResponse({"errors": [{"field": field, "message": problem}]}, status=400)
+        context = {"field": field, "problem": problem}
+        return render(request, "dashboard/bad_request.html", context, status=400)
+
+
+def _unstorable(request: HttpRequest) -> tuple[str, str] | None:
+    """The first (field, why) of the query string, then of a form body, or None."""
+    sources = [request.GET]
+    if request.method == "POST" and request.content_type in FORM_TYPES:
+        sources.append(request.POST)
+    for source in sources:
+        for name, values in source.lists():
+            problem = text_problem(name)
+            if problem is not None:
+                return repr(name), "the parameter name " + problem
+            for value in values:
+                problem = text_problem(value)
+                if problem is not None:
+                    return name, problem
+    if request.method == "POST" and request.content_type == "multipart/form-data":
+        for name, uploads in request.FILES.lists():
+            for upload in uploads:
+                problem = text_problem(upload.name or "")
+                if problem is not None:
+                    return name, "the file name " + problem
+    return None

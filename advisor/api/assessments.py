@@ -3,6 +3,8 @@
 Thin views: check the role, validate through the service (errors name the field), call one
 service or selector, respond. Any role may read; starting needs `advisor.run_assessment`
 (operators and admins). A started assessment runs on the `sim` queue; poll its `progress`.
+Starting one identical to one queued or running (same cluster and window) answers that one
+(200, `"existing": true`); a user past `ASSESSMENTS_PER_USER_PER_MINUTE` gets a 429.
 """
 
 from __future__ import annotations
@@ -19,7 +21,11 @@ from rest_framework.views import APIView
 from advisor.api.bodies import BodyError, json_object
 from advisor.api.permissions import HasRequiredRole
 from advisor.selectors.assessments import assessment_get, assessment_json, assessments_list
-from advisor.services.assessments import AssessmentInputError, assessment_create
+from advisor.services.assessments import (
+    AssessmentInputError,
+    AssessmentThrottled,
+    assessment_start,
+)
 from probes.roles import OPERATOR, VIEWER
 
 RUN_PERMISSION = "advisor.run_assessment"
@@ -53,7 +59,18 @@ class AssessmentListView(_AssessmentView):
     @extend_schema(
         operation_id="assessments_create",
         request=AssessmentCreateDoc,
-        responses={202: OpenApiResponse(), 400: OpenApiResponse(), 403: OpenApiResponse()},
+        responses={
+            202: OpenApiResponse(description='queued: a new assessment ("existing": false)'),
+            200: OpenApiResponse(
+                description="an identical one (same cluster and window) is queued or running: "
+                'that one, not a second ("existing": true)'
+            ),
+            400: OpenApiResponse(),
+            403: OpenApiResponse(),
+            429: OpenApiResponse(
+                description="ASSESSMENTS_PER_USER_PER_MINUTE reached; see Retry-After (s)"
+            ),
+        },
     )
     def post(self, request: Request) -> Response:
         try:
@@ -61,12 +78,17 @@ class AssessmentListView(_AssessmentView):
         except BodyError as exc:
             return _error(exc.field, exc.message)
         try:
-            assessment = assessment_create(
+            started = assessment_start(
                 cluster=data.get("cluster"), window=data.get("window", "7d"), user=request.user
             )
         except AssessmentInputError as exc:
             return _error(exc.field, exc.message)
-        return Response(assessment_json(assessment, brief=True), status=202)
+        except AssessmentThrottled as exc:
+            response = _error("(rate)", exc.message, status=429)
+            response["Retry-After"] = str(exc.retry_after_s)
+            return response
+        body = {**assessment_json(started.assessment, brief=True), "existing": not started.created}
+        return Response(body, status=202 if started.created else 200)
 
 
 class AssessmentDetailView(_AssessmentView):

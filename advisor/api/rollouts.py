@@ -47,6 +47,7 @@ from advisor.services.rollouts import (
     rollout_rollback,
     rollout_start,
 )
+from advisor.text import json_text_problem
 from probes.roles import ADMIN, OPERATOR, VIEWER
 
 LIST_LIMIT = 200
@@ -77,6 +78,9 @@ def _body(request: Request) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise RolloutError("(body)", "expected a JSON object")
+    unstorable = json_text_problem(data)
+    if unstorable is not None:
+        raise RolloutError(*unstorable)
     return data
 
 

@@ -1,25 +1,31 @@
 """Writes of assessments: create (queued on the `sim` queue), execute, re-run, schedules.
 
-`assessment_create` validates the cluster and window (errors name the field), stores a queued
-`Assessment` linked to the cluster's previous finished one, and queues its run when the
-caller's transaction commits. `assessment_execute` (the `sim` task, after claiming the row)
+`assessment_start` validates the cluster and window (errors name the field), returns the
+identical assessment already queued or running if there is one, refuses a user past the
+per-minute limit, else stores a queued `Assessment` and queues its run when the caller's
+transaction commits. `assessment_execute` (the `sim` task, after claiming the row)
 reads the fleet and its telemetry, measures today's utilization and cost, derives each
 deployment's workload (or records what is missing), builds the engine's `Scenario`, stores
 its JSON, runs the engine and stores each strategy's result, the plan, the simulated
-baseline beside the measured figures and the gap, the trend since the previous assessment,
-and timings; progress is written as it goes. Schedules are django-celery-beat PeriodicTasks,
+baseline beside the measured figures and the gap, and timings; on completion it links the
+cluster's previous completed one (completion order, under a lock) and the trend since it;
+progress is written as it goes. Schedules are django-celery-beat PeriodicTasks,
 one per cluster, weekly by default, editable in the admin.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import time
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import F
 from django.utils import timezone
 
 from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus
@@ -35,7 +41,19 @@ MAX_WINDOW = timedelta(days=90)
 DEFAULT_WINDOW = "7d"
 DEFAULT_CRONTAB = {"minute": "0", "hour": "6", "day_of_week": "1"}  # Mondays 06:00
 SCHEDULED_TASK = "advisor.tasks.sim.assessment_scheduled"
+RATE_PERIOD = timedelta(minutes=1)
 _WINDOW = re.compile(r"^\s*(\d+)\s*([dhw])\s*$")
+
+
+class AssessmentThrottled(Exception):
+    """The user started as many assessments as allowed in the last minute."""
+
+    def __init__(self, *, retry_after_s: int, limit: int) -> None:
+        self.retry_after_s = retry_after_s
+        self.message = (
+            f"too many started: at most {limit} per minute per user; try again in {retry_after_s} s"
+        )
+        super().__init__(self.message)
 
 
 class AssessmentInputError(ValueError):
@@ -60,6 +78,63 @@ def window_parse(text: Any) -> timedelta:
     return window
 
 
+@dataclass(frozen=True)
+class AssessmentStart:
+    """What a start request got: a new assessment, or the identical one already under way."""
+
+    assessment: Assessment
+    created: bool
+
+
+def assessment_start(
+    *,
+    cluster: Any,
+    window: Any = DEFAULT_WINDOW,
+    user: Any = None,
+    schedule: AssessmentSchedule | None = None,
+    end: datetime | None = None,
+) -> AssessmentStart:
+    """A queued assessment of `cluster` (a Cluster or its name) over the `window` ending at the
+    last whole hour (or `end`); its run is queued on the `sim` queue when the caller commits.
+
+    An identical one (same cluster, window start and end) already queued or running is
+    returned instead (`created` False). A user who started `ASSESSMENTS_PER_USER_PER_MINUTE`
+    in the last minute gets AssessmentThrottled; scheduled ones (no user) are not counted.
+    """
+    found = _cluster_of(cluster)
+    span = window_parse(window)
+    window_end = (end or timezone.now()).replace(minute=0, second=0, microsecond=0)
+    window_start = window_end - span
+    with transaction.atomic():
+        # Serializes starts per cluster: of two identical requests at once, the second waits
+        # here and then finds the first's row instead of queueing a second run.
+        Cluster.objects.select_for_update().get(pk=found.pk)
+        running = (
+            Assessment.objects.filter(
+                cluster=found,
+                window_start=window_start,
+                window_end=window_end,
+                status__in=(AssessmentStatus.QUEUED, AssessmentStatus.RUNNING),
+            )
+            .order_by("id")
+            .first()
+        )
+        if running is not None:
+            return AssessmentStart(running, created=False)
+        creator = user if getattr(user, "pk", None) else None
+        _throttle(creator)
+        assessment = Assessment.objects.create(
+            cluster=found,
+            window_start=window_start,
+            window_end=window_end,
+            schedule=schedule,
+            created_by=creator,
+            progress_message="queued",
+        )
+        transaction.on_commit(lambda: _queue_run(assessment.pk))
+    return AssessmentStart(assessment, created=True)
+
+
 def assessment_create(
     *,
     cluster: Any,
@@ -68,36 +143,41 @@ def assessment_create(
     schedule: AssessmentSchedule | None = None,
     end: datetime | None = None,
 ) -> Assessment:
-    """A queued assessment of `cluster` (a Cluster or its name) over the `window` ending at the
-    last whole hour (or `end`); its run is queued on the `sim` queue when the caller commits."""
+    """`assessment_start`'s assessment, for callers that need not tell new from existing."""
+    started = assessment_start(
+        cluster=cluster, window=window, user=user, schedule=schedule, end=end
+    )
+    return started.assessment
+
+
+def _cluster_of(cluster: Any) -> Cluster:
     if isinstance(cluster, Cluster):
-        found = cluster
-    elif isinstance(cluster, str) and cluster.strip():
-        named = Cluster.objects.filter(name=cluster.strip()).first()
-        if named is None:
-            known = ", ".join(Cluster.objects.values_list("name", flat=True)) or "none"
-            raise AssessmentInputError("cluster", f"no cluster {cluster!r} (known: {known})")
-        found = named
-    else:
+        return cluster
+    if not isinstance(cluster, str) or not cluster.strip():
         raise AssessmentInputError("cluster", "required: a cluster name")
-    span = window_parse(window)
-    window_end = (end or timezone.now()).replace(minute=0, second=0, microsecond=0)
-    previous = (
-        Assessment.objects.filter(cluster=found, status=AssessmentStatus.COMPLETED)
-        .order_by("-window_end", "-id")
-        .first()
+    found = Cluster.objects.filter(name=cluster.strip()).first()
+    if found is None:
+        # The unknown name only: listing the others would tell any caller every cluster's name.
+        raise AssessmentInputError("cluster", f"no cluster named {cluster.strip()!r}")
+    return found
+
+
+def _throttle(user: Any) -> None:
+    """AssessmentThrottled when `user` started the allowed number in the last minute."""
+    if user is None:
+        return
+    limit = settings.ASSESSMENTS_PER_USER_PER_MINUTE
+    since = timezone.now() - RATE_PERIOD
+    recent = list(
+        Assessment.objects.filter(created_by=user, created_at__gt=since)
+        .order_by("-created_at")
+        .values_list("created_at", flat=True)[:limit]
     )
-    assessment = Assessment.objects.create(
-        cluster=found,
-        window_start=window_end - span,
-        window_end=window_end,
-        previous=previous,
-        schedule=schedule,
-        created_by=user if getattr(user, "pk", None) else None,
-        progress_message="queued",
-    )
-    transaction.on_commit(lambda: _queue_run(assessment.pk))
-    return assessment
+    if len(recent) < limit:
+        return
+    # The oldest of the last `limit` leaves the minute first: one more may start then.
+    wait = recent[-1] + RATE_PERIOD - timezone.now()
+    raise AssessmentThrottled(retry_after_s=max(1, math.ceil(wait.total_seconds())), limit=limit)
 
 
 def _queue_run(assessment_id: int) -> None:
@@ -114,7 +194,7 @@ def _progress(assessment_id: int, fraction: float, message: str) -> None:
 
 def assessment_execute(*, assessment_id: int) -> Assessment:
     """Run a claimed (`running`) assessment to the end and store everything it found."""
-    assessment = Assessment.objects.select_related("cluster", "previous").get(id=assessment_id)
+    assessment = Assessment.objects.select_related("cluster").get(id=assessment_id)
     start, end = assessment.window_start, assessment.window_end
     timings: dict[str, float] = {}
     clock = time.perf_counter()
@@ -177,13 +257,13 @@ def assessment_execute(*, assessment_id: int) -> Assessment:
     calibration = {kind: c.to_json() for kind, c in fleet.calibrations.items()}
     if scenario is None:
         _finish(
-            assessment_id,
+            assessment,
+            outcome=None,
             inputs=inputs,
             calibration=calibration,
             measured=measured,
             data_gaps=[gap.to_json() for gap in gaps],
             timings=timings,
-            trend=_trend(assessment, measured, None),
             progress_message="no deployment has enough data to assess",
         )
         return Assessment.objects.get(id=assessment_id)
@@ -201,13 +281,13 @@ def assessment_execute(*, assessment_id: int) -> Assessment:
     gap = _gap(measured, outcome)
     timings["total_s"] = round(sum(timings.values()), 4)
     _finish(
-        assessment_id,
+        assessment,
+        outcome=outcome,
         inputs=inputs,
         calibration=calibration,
         measured=measured,
         data_gaps=[g.to_json() for g in gaps],
         timings=timings,
-        trend=_trend(assessment, measured, outcome),
         engine_version=outcome.engine_version,
         baseline=outcome.baseline,
         strategies=outcome.strategies,
@@ -218,14 +298,41 @@ def assessment_execute(*, assessment_id: int) -> Assessment:
     return Assessment.objects.get(id=assessment_id)
 
 
-def _finish(assessment_id: int, *, progress_message: str, **fields: Any) -> None:
-    Assessment.objects.filter(id=assessment_id, status=AssessmentStatus.RUNNING).update(
-        status=AssessmentStatus.COMPLETED,
-        progress=1.0,
-        progress_message=progress_message,
-        finished_at=timezone.now(),
-        **{name: _plain(value) for name, value in fields.items()},
-    )
+def _finish(
+    assessment: Assessment,
+    *,
+    outcome: EngineOutcome | None,
+    measured: dict[str, Any],
+    progress_message: str,
+    **fields: Any,
+) -> None:
+    """Store the results, link the cluster's last completed assessment and the trend since it.
+
+    The link is made here, not when the assessment is queued, and under a lock on the cluster
+    row: of two finishing at once the second waits and links to the first, so `previous`
+    stays one line in completion order however many runs overlap (linked at queue time, two
+    queued together both pointed at the same one).
+    """
+    with transaction.atomic():
+        Cluster.objects.select_for_update().get(pk=assessment.cluster_id)
+        previous = (
+            Assessment.objects.filter(
+                cluster_id=assessment.cluster_id, status=AssessmentStatus.COMPLETED
+            )
+            .exclude(id=assessment.pk)
+            .order_by(F("finished_at").desc(nulls_last=True), "-id")
+            .first()
+        )
+        Assessment.objects.filter(id=assessment.pk, status=AssessmentStatus.RUNNING).update(
+            status=AssessmentStatus.COMPLETED,
+            progress=1.0,
+            progress_message=progress_message,
+            finished_at=timezone.now(),
+            previous=previous,
+            measured=_plain(measured),
+            trend=_plain(_trend(previous, measured, outcome)),
+            **{name: _plain(value) for name, value in fields.items()},
+        )
 
 
 def _plain(value: Any) -> Any:
@@ -328,10 +435,9 @@ def _gap(measured: dict[str, Any], outcome: EngineOutcome) -> dict[str, Any]:
 
 
 def _trend(
-    assessment: Assessment, measured: dict[str, Any], outcome: EngineOutcome | None
+    previous: Assessment | None, measured: dict[str, Any], outcome: EngineOutcome | None
 ) -> dict[str, Any]:
     """Change since the cluster's previous finished assessment (none: an empty dict)."""
-    previous = assessment.previous
     if previous is None or not previous.measured:
         return {}
     now, before = measured["fleet"], previous.measured.get("fleet", {})

@@ -13,7 +13,11 @@ from django.shortcuts import redirect, render
 
 from advisor.models import Assessment, AssessmentStatus
 from advisor.selectors.assessments import assessment_get, assessments_list
-from advisor.services.assessments import AssessmentInputError, assessment_create
+from advisor.services.assessments import (
+    AssessmentInputError,
+    AssessmentThrottled,
+    assessment_start,
+)
 from dashboard.access import role_required
 from dashboard.demo_notice import demo_notice
 from dashboard.figures import assessments as figures
@@ -39,19 +43,30 @@ def assessment_list(request: HttpRequest) -> HttpResponse:
     form = AssessmentStartForm(request.POST or None)
     status = 200
     if request.method == "POST":
+        status = 400
         if form.is_valid():
             try:
-                assessment = assessment_create(
+                started = assessment_start(
                     cluster=form.cleaned_data["cluster"],
                     window=form.cleaned_data["window"],
                     user=request.user,
                 )
             except AssessmentInputError as exc:
                 form.add_error(None, f"{exc.field}: {exc.message}")
+            except AssessmentThrottled as exc:
+                form.add_error(None, exc.message)
+                status = 429
             else:
-                messages.success(request, f"Assessment #{assessment.pk} started.")
+                assessment = started.assessment
+                if started.created:
+                    messages.success(request, f"Assessment #{assessment.pk} started.")
+                else:
+                    messages.info(
+                        request,
+                        f"Assessment #{assessment.pk} of this cluster and window is already "
+                        f"{assessment.status}: showing it instead of starting another.",
+                    )
                 return redirect("dashboard:assessment", assessment_id=assessment.pk)
-        status = 400
     rows = list(assessments_list()[:LIST_LIMIT])
     clusters = list(Cluster.objects.all())
     trends = []

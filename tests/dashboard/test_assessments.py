@@ -205,6 +205,39 @@ def test_a_bad_start_names_the_field_and_stores_nothing(
     assert not Assessment.objects.exists()
 
 
+def test_a_second_identical_start_shows_the_one_under_way(
+    client: Client, bob, alice, small_fleet: SmallFleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("advisor.services.assessments._queue_run", lambda assessment_id: None)
+    client.force_login(bob)
+    first = client.post("/assessments/", {"cluster": "prod", "window": "7d"})
+    other = Client()
+    other.force_login(alice)
+    again = other.post("/assessments/", {"cluster": "prod", "window": "7d"}, follow=True)
+    queued = Assessment.objects.get()
+    assert first["Location"] == f"/assessments/{queued.pk}/"
+    assert again.redirect_chain == [(f"/assessments/{queued.pk}/", 302)]
+    assert [str(m) for m in again.context["messages"]] == [
+        f"Assessment #{queued.pk} of this cluster and window is already queued: "
+        "showing it instead of starting another."
+    ]
+
+
+def test_a_start_past_the_per_minute_limit_is_refused_on_the_form(
+    client: Client, bob, small_fleet: SmallFleet, monkeypatch: pytest.MonkeyPatch, settings: Any
+) -> None:
+    monkeypatch.setattr("advisor.services.assessments._queue_run", lambda assessment_id: None)
+    settings.ASSESSMENTS_PER_USER_PER_MINUTE = 1
+    client.force_login(bob)
+    assert client.post("/assessments/", {"cluster": "prod", "window": "7d"}).status_code == 302
+    refused = client.post("/assessments/", {"cluster": "prod", "window": "24h"})
+    assert refused.status_code == 429
+    assert refused.context["form"].non_field_errors() == [
+        "too many started: at most 1 per minute per user; try again in 60 s"
+    ]
+    assert Assessment.objects.count() == 1
+
+
 def test_progress_is_json_for_the_page_to_poll(
     client: Client, carol, small_fleet: SmallFleet
 ) -> None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django.utils import timezone
 
 from advisor.api.assessments import AssessmentListView
 from advisor.models import Assessment, AssessmentStatus
@@ -50,7 +52,7 @@ def test_it_lets_an_operator_start_an_assessment(bob: User, cluster: Cluster) ->
 @pytest.mark.parametrize(
     ("payload", "field", "message"),
     [
-        ({"cluster": "nope"}, "cluster", "no cluster 'nope' (known: prod)"),
+        ({"cluster": "nope"}, "cluster", "no cluster named 'nope'"),
         ({}, "cluster", "required: a cluster name"),
         ({"cluster": "prod", "window": "7 days"}, "window",
          "expected e.g. 7d, 24h or 2w, got '7 days'"),
@@ -100,3 +102,82 @@ def test_it_shows_assessments_to_viewers(carol: User, bob: User, cluster: Cluste
     missing = _client(carol).get(f"/api/v1/assessments/{assessment.pk}/scenario/")
     assert missing.status_code == 404
     assert missing.json()["errors"][0]["field"] == "scenario"
+
+
+def _start(user: User, **body: Any) -> Any:
+    return _client(user).post("/api/v1/assessments/", body, content_type="application/json")
+
+
+def test_it_names_only_the_unknown_cluster_not_the_others(bob: User, cluster: Cluster) -> None:
+    Cluster.objects.create(name="secret-lab")
+    response = _start(bob, cluster="nope")
+    assert response.json() == {
+        "errors": [{"field": "cluster", "message": "no cluster named 'nope'"}]
+    }
+    assert "secret-lab" not in response.content.decode()
+    assert "prod" not in response.content.decode()
+
+
+def test_it_answers_an_identical_request_with_the_one_under_way(
+    bob: User, alice: User, cluster: Cluster
+) -> None:
+    first = _start(bob, cluster="prod", window="24h")
+    again = _start(alice, cluster="prod", window="24h")
+    assert (first.status_code, first.json()["existing"]) == (202, False)
+    assert (again.status_code, again.json()["existing"]) == (200, True)
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["created_by"] == "bob"
+    assert Assessment.objects.count() == 1
+    # Another window is another assessment; so is the same one once the first has finished.
+    other = _start(bob, cluster="prod", window="48h")
+    assert (other.status_code, other.json()["existing"]) == (202, False)
+    Assessment.objects.filter(pk=first.json()["id"]).update(status=AssessmentStatus.RUNNING)
+    assert _start(bob, cluster="prod", window="24h").status_code == 200
+    Assessment.objects.filter(pk=first.json()["id"]).update(status=AssessmentStatus.FAILED)
+    assert _start(bob, cluster="prod", window="24h").status_code == 202
+    assert Assessment.objects.count() == 3
+
+
+def test_it_limits_how_many_one_user_starts_a_minute(
+    bob: User, alice: User, cluster: Cluster, settings: Any
+) -> None:
+    settings.ASSESSMENTS_PER_USER_PER_MINUTE = 2
+    assert _start(bob, cluster="prod", window="1h").status_code == 202
+    assert _start(bob, cluster="prod", window="2h").status_code == 202
+    refused = _start(bob, cluster="prod", window="3h")
+    assert refused.status_code == 429
+    assert refused.json() == {
+        "errors": [
+            {
+                "field": "(rate)",
+                "message": (
+                    "too many started: at most 2 per minute per user; "
+                    f"try again in {refused['Retry-After']} s"
+                ),
+            }
+        ]
+    }
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert Assessment.objects.count() == 2
+    # The one under way is still answered (it starts nothing), and others are not limited.
+    assert _start(bob, cluster="prod", window="1h").status_code == 200
+    assert _start(alice, cluster="prod", window="3h").status_code == 202
+    # Once the oldest is more than a minute old, one more may start.
+    oldest = Assessment.objects.filter(created_by=bob).order_by("id").first()
+    assert oldest is not None
+    Assessment.objects.filter(pk=oldest.pk).update(
+        created_at=oldest.created_at - timedelta(seconds=61)
+    )
+    assert _start(bob, cluster="prod", window="3h").status_code == 200  # alice's, under way
+    assert _start(bob, cluster="prod", window="4h").status_code == 202
+    assert _start(bob, cluster="prod", window="5h").status_code == 429
+
+
+def test_it_computes_retry_after_from_the_oldest_start_in_the_minute(
+    bob: User, cluster: Cluster, settings: Any
+) -> None:
+    settings.ASSESSMENTS_PER_USER_PER_MINUTE = 1
+    assert _start(bob, cluster="prod", window="1h").status_code == 202
+    Assessment.objects.update(created_at=timezone.now() - timedelta(seconds=45))
+    refused = _start(bob, cluster="prod", window="2h")
+    assert (refused.status_code, refused["Retry-After"]) == (429, "15")
