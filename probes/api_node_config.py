@@ -12,6 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from advisor.text import json_text_problem
 from probes.agent.desired import Observed, ProtocolError
 from probes.auth import IsNodeAgent, NodeTokenAuthentication
 from probes.models import Node
@@ -42,6 +43,11 @@ class NodeConfigView(APIView):
     def post(self, request: Request) -> Response:
         node = request.auth
         assert isinstance(node, Node)
+        bad_text = json_text_problem(request.data)
+        if bad_text is not None:
+            return Response(
+                {"errors": [{"field": bad_text[0], "message": bad_text[1]}]}, status=400
+            )
         try:
             observed = Observed.from_json(request.data)
         except ProtocolError as exc:

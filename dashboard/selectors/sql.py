@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from django.core.exceptions import EmptyResultSet
 from django.db import connection
 from django.db.models import FloatField, Func, QuerySet
 
@@ -49,7 +50,10 @@ def fetch_array(queryset: QuerySet[Any], fields: Sequence[str] | None) -> np.nda
     read.
     """
     query = queryset if fields is None else queryset.values_list(*fields)
-    sql, params = query.query.sql_with_params()
+    try:
+        sql, params = query.query.sql_with_params()
+    except EmptyResultSet:  # e.g. `gpu_id__in=[]`: nothing can match, so no SQL is written
+        return np.zeros((0, len(fields) if fields is not None else len(query.query.values_select)))
     if connection.vendor == "postgresql":
         import psycopg
 

@@ -125,3 +125,15 @@ def test_a_bad_window_is_named_and_the_default_used(client: Client, carol, small
     assert "window: unknown value &#x27;2y&#x27;" in text
     assert "end: &#x27;yesterday&#x27; is not an ISO 8601 date and time" in text
     assert "cluster: no cluster named &#x27;nope&#x27;" in text
+
+
+def test_a_cluster_without_gpus_shows_an_empty_fleet(client: Client, carol, small_fleet) -> None:
+    # `gpu_id IN ()` cannot be written as SQL: the rollup read raised EmptyResultSet (a 500)
+    from probes.models import Cluster
+
+    Cluster.objects.create(name="empty")
+    client.force_login(carol)
+    response = client.get("/", {"cluster": "empty", "window": "7d", "end": END.isoformat()})
+    assert response.status_code == 200
+    overview = fleet_overview(window=week(), cluster=Cluster.objects.get(name="empty"))
+    assert overview.gpus == ()

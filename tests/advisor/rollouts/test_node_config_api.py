@@ -71,3 +71,16 @@ def test_only_an_agent_token_gets_in(alice: User) -> None:
     session.force_login(alice)
     assert session.get(URL).status_code in (401, 403)
     assert session.post(URL, _report(1), format="json").status_code in (401, 403)
+
+
+def test_a_report_holding_a_nul_character_is_refused_naming_the_field() -> None:
+    # PostgreSQL's jsonb cannot hold U+0000: this was a 500 after the report was read
+    node, client = _agent()
+    report = _report(1, config={"engine_args": {"served_model_name": "llama\x00"}})
+    response = client.post(URL, report, format="json")
+    assert response.status_code == 400
+    [error] = response.json()["errors"]
+    assert error["field"] == "config.engine_args.served_model_name"
+    assert error["message"].startswith("contains a NUL character (U+0000)")
+    node.refresh_from_db()
+    assert node.observed_config == {}
