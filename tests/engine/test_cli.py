@@ -115,6 +115,26 @@ def test_it_validates_the_public_cases(capsys: pytest.CaptureFixture[str]) -> No
     assert "cases=11 unmodellable=1 (counted as failures)" in out
 
 
+def test_it_fits_the_public_profile_on_train_rows_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the test row repeats train row a at ten times its value: fitting it too could not
+    # reach a zero fit error, and its own error shows the held-out figure
+    cases = tmp_path / "cases.csv"
+    cases.write_text(
+        HEADER.rstrip("\n") + ",split\n"
+        + row(id="a", input_len="128", output_len="128", value="150") + ",train\n"
+        + row(id="b", input_len="1024", concurrency="8", value="900") + ",train\n"
+        + row(id="c", input_len="128", output_len="128", value="1500") + ",test\n"
+    )  # fmt: skip
+    assert main(["fit-public", str(cases)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("fitting on 2 of 3 cases (split=train)\n")
+    assert '"fit_points": 2' in out
+    assert "fit_median_ape=0.0000" in out
+    assert "test_cases=1 test_unmodellable=0 test_median_ape=0.9000" in out
+
+
 def test_it_counts_unmodellable_cases_as_failures(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
