@@ -259,3 +259,52 @@ def test_it_reports_the_median_error_per_split_and_metric() -> None:
     assert groups[("test", "median_ttft_ms")].median_ape == math.inf
     assert math.isnan(groups[("test", "median_ttft_ms")].median_ape_modelled)
 
+
+# --- the shipped corpus (advisor/engine/data/public_cases.csv) --------------------------------
+
+ORIGINAL_IDS = {
+    "qwen7b-bf16-a100-b1", "qwen7b-awq-a100-b1", "qwen7b-gptq8-a100-b1",
+    "qwen72b-bf16-a100x4-b1", "qwen72b-awq-a100x2-b1", "llama31-8b-h100-b1",
+    "llama31-8b-fp8-h100-128", "llama31-8b-fp8-h100-1k", "llama31-8b-fp8-h100-2k128",
+    "llama2-70b-h100x8-offline", "llama3-8b-h100-sharegpt",
+}  # fmt: skip
+
+
+def test_it_ships_a_public_corpus_of_the_required_breadth() -> None:
+    cases = [case for case in read_cases(PUBLIC) if case.engine == "vllm"]
+    publishers = {case.source.split(" ")[0] for case in cases}
+    assert len(cases) == 184
+    assert len({case.model for case in cases}) == 13
+    assert len({case.gpu for case in cases}) == 8
+    assert {"InferenceMAX", "dstack", "vLLM", "Qwen2.5"} <= publishers
+    moe = {case.model for case in cases if case.model_config and case_model(case).is_moe}
+    assert len(moe) == 6  # gpt-oss, DeepSeek-R1/V3.2, Qwen3-30B-A3B, Qwen3-235B, Nemotron-3-Nano
+
+
+def test_it_records_source_version_date_and_config_of_every_new_case() -> None:
+    for case in read_cases(PUBLIC):
+        if case.id in ORIGINAL_IDS:
+            continue
+        assert case.source_url.startswith("https://github.com/"), case.id
+        assert case.engine_version, case.id
+        assert len(case.date) == 10, case.id
+        assert case.num_prompts is not None, case.id
+        assert case.dataset in ("random", "sharegpt"), case.id
+        assert case.model_config is not None or "/" in case.model, case.id
+
+
+def test_it_splits_the_corpus_by_model_family_with_hard_regimes_in_both() -> None:
+    # rule (SOURCE.md): the DeepSeek-V3 (MLA) and Qwen3 families are test, the rest train
+    cases = read_cases(PUBLIC)
+    for case in cases:
+        family_test = any(name in case.model.lower() for name in ("deepseek", "qwen3"))
+        assert case.split == ("test" if family_test else "train"), case.id
+    for split in ("train", "test"):
+        mine = [case for case in cases if case.split == split]
+        assert any((case.input_len or 0) >= 30000 for case in mine), split
+        bursts = [
+            case for case in mine
+            if case.model_config and case_model(case).is_moe
+            and (case.concurrency or case.num_prompts or 0) >= 64
+        ]  # fmt: skip
+        assert bursts, split
