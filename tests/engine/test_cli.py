@@ -119,7 +119,7 @@ def test_it_validates_the_public_cases_per_split_and_metric(
     assert main(["validate", str(PUBLIC)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1].startswith("median_ape=")
-    assert out[-2].startswith("cases=189 unmodellable=")
+    assert out[-2].startswith("cases=204 unmodellable=")
     groups = [line for line in out if line.startswith("split=")]
     assert {line.split()[0] for line in groups} == {"split=train", "split=test"}
     assert "split=test metric=median_ttft_ms cases=23 " in "\n".join(groups)
