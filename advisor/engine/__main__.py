@@ -1,13 +1,17 @@
 """Command line: `python -m advisor.engine {predict,validate,calibrate,fit-public} ...`.
 
 - `predict`: one configuration and workload -> the serving metrics as JSON.
-- `validate CASES.csv`: per case predicted vs measured and the error, then `median_ape=<x>`;
-  unmodellable cases are listed with the reason and count as failures.
+- `validate CASES.csv [--split train|test]`: per case predicted vs measured and the error,
+  then per split and metric the case count, the unmodellable count and the median error
+  (`median_ape` counting unmodellable cases as failures, `median_ape_modelled` without
+  them), then `median_ape=<x>` over all; unmodellable cases are listed with the reason.
 - `calibrate POINTS.csv`: fit a profile to your own benchmark points (columns concurrency,
   input_len, output_len and any of output_tok_s, median_ttft_ms, median_tpot_ms), print the
   fit error and save the profile as JSON.
 - `fit-public [CASES.csv]`: refit the built-in GPU profile on published cases (how the shipped
-  default was made) and report the fit error and leave-one-out errors.
+  default was made): on the `split=train` rows when the file has a split column, else on all;
+  report the fit error, the per-split/metric errors of the refit profile (the test figures)
+  and optionally leave-one-out errors.
 
 Bad input (unknown GPU or model, a model that does not fit, TP above the GPU count,
 malformed rows) prints one line naming the field and exits with status 2.
@@ -28,7 +32,10 @@ import numpy as np
 
 from advisor.engine.calibration import MeasuredPoint, fit_cases, fit_points
 from advisor.engine.cases import (
+    SPLITS,
+    Case,
     CaseError,
+    ValidationReport,
     engine_scheduler,
     read_cases,
     validate_cases,
@@ -215,8 +222,25 @@ def _profiles(path: Path | None) -> ProfileSet:
     return DEFAULT_PROFILES.with_profiles(load_profiles(path)) if path else DEFAULT_PROFILES
 
 
+def _select_split(cases: list[Case], split: str | None) -> list[Case]:
+    if split is None:
+        return cases
+    chosen = [case for case in cases if case.split == split]
+    if not chosen:
+        raise CaseError(f"--split {split}: no case has split {split}")
+    return chosen
+
+
+def _print_groups(report: ValidationReport, label: str = "") -> None:
+    """One line per split and metric: counts and median error (all / modelled only)."""
+    for group in report.groups():
+        print(f"{label}split={group.split} metric={group.metric} cases={group.cases} "
+              f"unmodellable={group.unmodellable} median_ape={group.median_ape:.4f} "
+              f"median_ape_modelled={group.median_ape_modelled:.4f}")  # fmt: skip
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    cases = read_cases(args.cases)
+    cases = _select_split(read_cases(args.cases), args.split)
     report = validate_cases(cases, _profiles(args.profile))
     print(f"{'case':30} {'metric':15} {'measured':>12} {'predicted':>12} {'error':>8}")
     for prediction in report.predictions:
@@ -229,6 +253,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         note = f"  ({'; '.join(prediction.assumptions)})" if prediction.assumptions else ""
         print(f"{case.id:30} {case.metric:15} {case.value:12.6g} {prediction.predicted:12.6g} "
               f"{signed:+8.1%}{note}")  # fmt: skip
+    _print_groups(report)
     print(
         f"cases={len(report.predictions)} unmodellable={len(report.failures)} (counted as failures)"
     )
@@ -340,25 +365,38 @@ def public_fit_starts(start: CalibrationProfile) -> tuple[CalibrationProfile, ..
 
 def cmd_fit_public(args: argparse.Namespace) -> int:
     cases = read_cases(args.cases)
+    # a file with a split fits on its train rows only; one without (the original format) on all
+    split = any(case.split is not None for case in cases)
+    train = [case for case in cases if case.split == "train"] if split else cases
+    if not train:
+        raise CaseError(f"{args.cases}: no case has split train")
+    print(f"fitting on {len(train)} of {len(cases)} cases" + (" (split=train)" if split else ""))
     result = fit_cases(
-        cases,
+        train,
         start=PUBLIC_START,
         fit=PUBLIC_FIT,
         starts=public_fit_starts(PUBLIC_START),
-        source=f"fit-public {Path(args.cases).name}",
+        source=f"fit-public {Path(args.cases).name}" + (" (train split)" if split else ""),
     )
     for error in result.errors:
         print(f"{error.label:30} measured {error.measured:12.6g} fitted {error.predicted:12.6g} "
               f"error {error.ape:7.2%}")  # fmt: skip
     print(json.dumps(result.profile.to_dict(), indent=2))
     print(f"fit_median_ape={result.median_ape:.4f} fit_mean_ape={result.mean_ape:.4f}")
+    fitted = ProfileSet((result.profile,))
+    if split:
+        _print_groups(validate_cases(cases, fitted), label="fitted ")
+        test = validate_cases([case for case in cases if case.split == "test"], fitted)
+        if test.predictions:
+            print(f"test_cases={len(test.predictions)} test_unmodellable={len(test.failures)} "
+                  f"test_median_ape={test.median_ape:.4f}")  # fmt: skip
     if args.leave_one_out:
         apes = []
         for held in result.errors:
-            rest = [case for case in cases if case.id != held.label]
+            rest = [case for case in train if case.id != held.label]
             refit = fit_cases(rest, start=result.profile, fit=PUBLIC_FIT,
                               starts=public_fit_starts(PUBLIC_START))  # fmt: skip
-            alone = [case for case in cases if case.id == held.label]
+            alone = [case for case in train if case.id == held.label]
             apes.append(validate_cases(alone, ProfileSet((refit.profile,))).predictions[0].ape)
             print(f"leave-one-out {held.label:30} error {apes[-1]:7.2%}")
         print(
@@ -395,6 +433,8 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--profile", type=Path, default=None)
     validate.add_argument("--fail-above", type=float, default=None,
                           help="exit 1 when median_ape exceeds this")  # fmt: skip
+    validate.add_argument("--split", choices=SPLITS, default=None,
+                          help="only the cases of this split")  # fmt: skip
     validate.set_defaults(handler=cmd_validate)
 
     calibrate = commands.add_parser("calibrate", help="fit a profile to benchmark points")

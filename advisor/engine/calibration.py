@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from advisor.engine.cases import Case, case_setup, metric_value
+from advisor.engine.cases import Case, case_setup, setup_metric_value
 from advisor.engine.perf import FITTABLE, CalibrationProfile, ConfigError, Deployment
 from advisor.engine.profiles import ProfileSet
 from advisor.engine.sim import Replica, SchedulerConfig, simulate
@@ -295,7 +295,7 @@ def fit_cases(
         for case, setup in usable:
             replica = Replica(setup.replica.deployment, setup.replica.scheduler, profile)
             metrics = simulate(replica, setup.workload).metrics()
-            values.append(metric_value(metrics, case.metric, setup.replicas))
+            values.append(setup_metric_value(metrics, case.metric, setup))
         return values
 
     measured = [case.value for case, _ in usable]

@@ -6,15 +6,33 @@ the deployment, scheduler and workload the case describes, simulates it and retu
 predicted value of the case's metric; a case the engine cannot model (unknown hardware or
 model, a model that does not fit, lengths missing where they matter) raises `Unmodellable`
 with the reason. `validate_cases` runs all of them and reports the absolute percentage error
-per case and the median over all cases, where unmodellable cases count as failures
-(infinite error).
+per case, the median over all cases and, per split and metric, the median of each group;
+unmodellable cases count as failures (infinite error).
+
+Required columns are `CASE_COLUMNS`; the optional `OPTIONAL_COLUMNS` describe the run more
+closely (a file may carry any subset, rows may leave them blank):
+- `source_url`, `engine_version`, `date`: where the number was published, the engine
+  version it ran and when (free text, kept for the record);
+- `split`: `train` or `test` (`fit-public` fits on train rows only);
+- `num_prompts`: requests in the run; `request_rate`: requests per second (Poisson, as
+  `vllm bench serve --request-rate`), blank = all sent at once (up to the concurrency);
+- `dataset`: e.g. `random`, `sharegpt` (lengths of a dataset run are its mean lengths);
+- `input_len_min`/`input_len_max`, `output_len_min`/`output_len_max`: the length spread,
+  uniform integers between the bounds (a bound left blank is the nominal length), e.g.
+  InferenceMAX's `--random-range-ratio 0.8` with its client gives [0.8 L, L];
+- `ep`, `dp`: expert- and data-parallel sizes as published (recorded; the engine models TP).
+The `model` column takes a catalog name or a config.json path (ending in `.json`, relative to
+the CSV file), read with `model_from_hf_dict`.
 
 Conventions for what a case leaves open, stated once here and printed as assumptions:
-- concurrency `max` means offline throughput: `OFFLINE_REQUESTS` requests sent at once;
-  concurrency N means N closed-loop clients sending `max(8 N, 16)` requests in all;
+- concurrency `max` means all requests at once: `num_prompts` of them, or `OFFLINE_REQUESTS`
+  when blank; concurrency N means N closed-loop clients sending `num_prompts` requests, or
+  `max(8 N, 16)` when blank; with a `request_rate` the requests arrive as a Poisson process
+  and concurrency N caps the requests in flight (`max`: no cap);
 - a blank `tp` takes the smallest power of two that divides the GPUs and the heads and keeps
   the weights under half of each device's usable memory; `num_gpus / tp` replicas serve in
-  parallel and throughput metrics are per system (all replicas);
+  parallel and throughput metrics are per system (all replicas), `*_per_gpu` ones divided
+  by `num_gpus`;
 - blank lengths at concurrency 1 (a decode-speed case) assume 128 prompt and 256 output
   tokens; at higher concurrency the case is unmodellable;
 - the scheduler is the engine's default for the hardware (`engine_scheduler`).
@@ -23,19 +41,29 @@ Conventions for what a case leaves open, stated once here and printed as assumpt
 from __future__ import annotations
 
 import csv
+import dataclasses
+import functools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
-from advisor.engine.catalog import DEFAULT_CATALOG, Catalog, CatalogError, HardwareSpec
+from advisor.engine.catalog import (
+    DEFAULT_CATALOG,
+    Catalog,
+    CatalogError,
+    HardwareSpec,
+    ModelSpec,
+    model_from_hf_config,
+)
 from advisor.engine.perf import ConfigError, Deployment
 from advisor.engine.profiles import ProfileSet
 from advisor.engine.results import ServingMetrics
 from advisor.engine.sim import Replica, SchedulerConfig, simulate, vllm_default_scheduler
-from advisor.engine.workload import Workload, closed_loop_workload
+from advisor.engine.workload import Workload, gamma_arrivals_s
 
 CASE_COLUMNS = (
     "id",
@@ -54,20 +82,48 @@ CASE_COLUMNS = (
     "value",
     "notes",
 )
+OPTIONAL_COLUMNS = (
+    "source_url",
+    "engine_version",
+    "date",
+    "split",
+    "num_prompts",
+    "request_rate",
+    "dataset",
+    "input_len_min",
+    "input_len_max",
+    "output_len_min",
+    "output_len_max",
+    "ep",
+    "dp",
+)
 METRICS = (
     "output_tok_s",
     "req_s",
     "total_tok_s",
+    "output_tok_s_per_gpu",
+    "total_tok_s_per_gpu",
     "median_ttft_ms",
     "median_tpot_ms",
     "median_itl_ms",
     "median_e2e_ms",
+    "mean_ttft_ms",
+    "mean_tpot_ms",
+    "mean_e2e_ms",
 )
-THROUGHPUT_METRICS = ("output_tok_s", "req_s", "total_tok_s")
+THROUGHPUT_METRICS = (
+    "output_tok_s",
+    "req_s",
+    "total_tok_s",
+    "output_tok_s_per_gpu",
+    "total_tok_s_per_gpu",
+)
+SPLITS = ("train", "test")
 ENGINES = ("vllm", "sglang", "trtllm")
 OFFLINE_REQUESTS = 2000
 DECODE_SPEED_INPUT = 128
 DECODE_SPEED_OUTPUT = 256
+WORKLOAD_SEED = 0  # lengths and arrivals drawn for a case are the same on every run
 
 
 class CaseError(ValueError):
@@ -93,11 +149,25 @@ class Case:
     kv_dtype: str
     input_len: int | None
     output_len: int | None
-    concurrency: int | None  # None: "max" (offline throughput)
+    concurrency: int | None  # None: "max" (all requests at once)
     metric: str
     value: float
     notes: str = ""
     line: int = 0
+    source_url: str = ""
+    engine_version: str = ""
+    date: str = ""
+    split: str | None = None  # None: not assigned
+    num_prompts: int | None = None
+    request_rate_rps: float | None = None  # None: all at once
+    dataset: str = ""
+    input_len_min: int | None = None
+    input_len_max: int | None = None
+    output_len_min: int | None = None
+    output_len_max: int | None = None
+    ep: int | None = None
+    dp: int | None = None
+    model_config: Path | None = None  # the model column as a config.json path, resolved
 
 
 def _int(raw: str, name: str, where: str, *, blank_ok: bool = False) -> int | None:
@@ -115,9 +185,41 @@ def _int(raw: str, name: str, where: str, *, blank_ok: bool = False) -> int | No
     return value
 
 
-def parse_case(row: Mapping[str, str | None], line: int) -> Case:
-    """Check one CSV row; `line` is its line number in the file (for messages)."""
-    values = {name: (row.get(name) or "").strip() for name in CASE_COLUMNS}
+def _positive_float(raw: str, name: str, where: str) -> float | None:
+    text = raw.strip()
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise CaseError(f"{where}: field {name} must be a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise CaseError(f"{where}: field {name} must be a positive number, got {text!r}")
+    return value
+
+
+def _length_bounds(
+    values: Mapping[str, str], prefix: str, nominal: int | None, where: str
+) -> tuple[int | None, int | None]:
+    low = _int(values[f"{prefix}_min"], f"{prefix}_min", where, blank_ok=True)
+    high = _int(values[f"{prefix}_max"], f"{prefix}_max", where, blank_ok=True)
+    if (low is not None or high is not None) and nominal is None:
+        raise CaseError(f"{where}: field {prefix}_min/{prefix}_max need {prefix}")
+    lowest = low if low is not None else nominal
+    highest = high if high is not None else nominal
+    if lowest is not None and highest is not None and lowest > highest:
+        raise CaseError(f"{where}: field {prefix}_min ({lowest}) exceeds {prefix}_max ({highest})")
+    return low, high
+
+
+def parse_case(row: Mapping[str, str | None], line: int, base_dir: Path | None = None) -> Case:
+    """Check one CSV row; `line` is its line number in the file (for messages).
+
+    `base_dir` is the CSV's directory: a `model` ending in `.json` is a config.json path
+    relative to it and must exist.
+    """
+    names = (*CASE_COLUMNS, *OPTIONAL_COLUMNS)
+    values = {name: (row.get(name) or "").strip() for name in names}
     case_id = values["id"]
     where = f"line {line}" + (f" (case {case_id})" if case_id else "")
     for name in ("id", "engine", "gpu", "model", "weight_dtype", "metric"):
@@ -145,6 +247,18 @@ def parse_case(row: Mapping[str, str | None], line: int) -> Case:
         raise CaseError(f"{where}: field value must be a number, got {values['value']!r}") from None
     if not (value > 0 and math.isfinite(value)):
         raise CaseError(f"{where}: field value must be a positive number, got {value}")
+    split = values["split"].lower() or None
+    if split is not None and split not in SPLITS:
+        raise CaseError(f"{where}: field split must be one of {list(SPLITS)}, got {split!r}")
+    input_len = _int(values["input_len"], "input_len", where, blank_ok=True)
+    output_len = _int(values["output_len"], "output_len", where, blank_ok=True)
+    input_min, input_max = _length_bounds(values, "input_len", input_len, where)
+    output_min, output_max = _length_bounds(values, "output_len", output_len, where)
+    model_config = None
+    if values["model"].lower().endswith(".json"):
+        model_config = (base_dir or Path.cwd()) / values["model"]
+        if not model_config.is_file():
+            raise CaseError(f"{where}: field model: no config.json at {model_config}")
     return Case(
         id=case_id,
         source=values["source"],
@@ -155,18 +269,36 @@ def parse_case(row: Mapping[str, str | None], line: int) -> Case:
         model=values["model"],
         weight_dtype=values["weight_dtype"],
         kv_dtype=values["kv_dtype"] or "auto",
-        input_len=_int(values["input_len"], "input_len", where, blank_ok=True),
-        output_len=_int(values["output_len"], "output_len", where, blank_ok=True),
+        input_len=input_len,
+        output_len=output_len,
         concurrency=concurrency,
         metric=metric,
         value=value,
         notes=values["notes"],
         line=line,
+        source_url=values["source_url"],
+        engine_version=values["engine_version"],
+        date=values["date"],
+        split=split,
+        num_prompts=_int(values["num_prompts"], "num_prompts", where, blank_ok=True),
+        request_rate_rps=_positive_float(values["request_rate"], "request_rate", where),
+        dataset=values["dataset"],
+        input_len_min=input_min,
+        input_len_max=input_max,
+        output_len_min=output_min,
+        output_len_max=output_max,
+        ep=_int(values["ep"], "ep", where, blank_ok=True),
+        dp=_int(values["dp"], "dp", where, blank_ok=True),
+        model_config=model_config,
     )
 
 
 def read_cases(path: str | Path) -> list[Case]:
-    """Read a case CSV; `CaseError` on a missing column, a malformed row or a repeated id."""
+    """Read a case CSV; `CaseError` on a missing column, a malformed row or a repeated id.
+
+    Files with only the `CASE_COLUMNS` (the original format) and files that add any of
+    `OPTIONAL_COLUMNS` are both accepted.
+    """
     source = Path(path)
     try:
         text = source.read_text(encoding="utf-8-sig")
@@ -188,7 +320,7 @@ def read_cases(path: str | Path) -> list[Case]:
             continue
         if None in row:
             raise CaseError(f"line {line}: more fields than the header has columns")
-        case = parse_case(row, line)
+        case = parse_case(row, line, source.parent)
         if case.id in seen:
             raise CaseError(f"line {line}: field id {case.id!r} repeats line {seen[case.id]}")
         seen[case.id] = line
@@ -223,10 +355,27 @@ class CaseSetup:
     workload: Workload
     assumptions: tuple[str, ...] = field(default=())
 
+    @property
+    def num_gpus(self) -> int:
+        return self.replicas * self.replica.deployment.tensor_parallel
+
+
+@functools.lru_cache(maxsize=64)
+def _config_model(path: Path) -> ModelSpec:
+    # named after the file (`org--name.json` -> `org--name`), not its folder
+    return dataclasses.replace(model_from_hf_config(path), name=path.stem)
+
+
+def case_model(case: Case, catalog: Catalog = DEFAULT_CATALOG) -> ModelSpec:
+    """The case's model: its config.json when the column is a path, else the catalog entry."""
+    if case.model_config is not None:
+        return _config_model(case.model_config)
+    return catalog.model(case.model)
+
 
 def _auto_tp(case: Case, catalog: Catalog) -> int:
     hardware = catalog.gpu(case.gpu)
-    model = catalog.model(case.model)
+    model = case_model(case, catalog)
     quant = catalog.quant(case.weight_dtype)
     tp = 1
     while tp <= case.num_gpus:
@@ -244,12 +393,51 @@ def _auto_tp(case: Case, catalog: Catalog) -> int:
     raise Unmodellable(f"tp: no tensor-parallel size up to {case.num_gpus} fits {model.name}")
 
 
+def _lengths(
+    rng: np.random.Generator, count: int, nominal: int, low: int | None, high: int | None
+) -> npt.NDArray[np.int64]:
+    lowest = nominal if low is None else low
+    highest = nominal if high is None else high
+    if lowest == highest:
+        return np.full(count, nominal, dtype=np.int64)
+    return rng.integers(lowest, highest + 1, size=count, dtype=np.int64)
+
+
+def case_workload(case: Case, input_len: int, output_len: int) -> tuple[Workload, str]:
+    """The requests a case sends, and a one-line description for the assumptions."""
+    rng = np.random.default_rng(WORKLOAD_SEED)
+    if case.num_prompts is not None:
+        count = case.num_prompts
+    elif case.concurrency is None:
+        count = OFFLINE_REQUESTS
+    else:
+        count = max(8 * case.concurrency, 16)
+    prompt = _lengths(rng, count, input_len, case.input_len_min, case.input_len_max)
+    output = _lengths(rng, count, output_len, case.output_len_min, case.output_len_max)
+    cap: int | None
+    if case.request_rate_rps is None:
+        arrival = np.zeros(count)
+        cap = case.concurrency if case.concurrency is not None else count
+        how = "at once" if case.concurrency is None else f"by {case.concurrency} clients"
+    else:
+        arrival = gamma_arrivals_s(rng, num_requests=count, rate_rps=case.request_rate_rps)
+        cap = case.concurrency  # None: no client-side cap
+        how = f"Poisson at {case.request_rate_rps:g} req/s" + (
+            f", at most {cap} in flight" if cap is not None else ""
+        )
+    name = f"{count} requests {how}, {input_len}/{output_len} tok"
+    workload = Workload(arrival, prompt, output, cap, name)
+    default = case.num_prompts is None and case.request_rate_rps is None
+    note = f"{count} requests {how}" + (" (default count)" if default else "")
+    return workload, note
+
+
 def case_setup(case: Case, profiles: ProfileSet, catalog: Catalog = DEFAULT_CATALOG) -> CaseSetup:
     """Translate a case into what the simulator runs (see the module docstring)."""
     assumptions: list[str] = []
     try:
         hardware = catalog.gpu(case.gpu)
-        model = catalog.model(case.model)
+        model = case_model(case, catalog)
         quant = catalog.quant(case.weight_dtype)
         tp = case.tp
         if tp is None:
@@ -272,41 +460,48 @@ def case_setup(case: Case, profiles: ProfileSet, catalog: Catalog = DEFAULT_CATA
         assumptions.append(
             f"lengths {input_len}/{output_len} (decode speed barely depends on them)"
         )
-    if input_len + output_len > deployment.effective_max_model_len:
+    longest = (case.input_len_max or input_len) + (case.output_len_max or output_len)
+    if longest > deployment.effective_max_model_len:
         raise Unmodellable(
-            f"input_len + output_len = {input_len + output_len} exceeds max_model_len "
+            f"input_len + output_len = {longest} exceeds max_model_len "
             f"{deployment.effective_max_model_len} of {model.name}"
         )
-    if case.concurrency is None:
-        workload = closed_loop_workload(
-            num_requests=OFFLINE_REQUESTS,
-            concurrency=OFFLINE_REQUESTS,
-            prompt_tokens=input_len,
-            output_tokens=output_len,
-        )
-        assumptions.append(f"offline: {OFFLINE_REQUESTS} requests at once")
-    else:
-        workload = closed_loop_workload(
-            num_requests=max(8 * case.concurrency, 16),
-            concurrency=case.concurrency,
-            prompt_tokens=input_len,
-            output_tokens=output_len,
-        )
+    workload, note = case_workload(case, input_len, output_len)
+    if case.concurrency is None or case.num_prompts is not None or case.request_rate_rps:
+        assumptions.append(note)
+    if case.dataset and case.dataset.lower() != "random":
+        assumptions.append(f"{case.dataset} lengths taken as their means")
     return CaseSetup(replica, case.num_gpus // tp, workload, tuple(assumptions))
 
 
-def metric_value(metrics: ServingMetrics, metric: str, replicas: int) -> float:
-    """The case metric from simulated metrics (throughputs scaled to all replicas)."""
+def metric_value(
+    metrics: ServingMetrics, metric: str, replicas: int, gpus_per_replica: int = 1
+) -> float:
+    """The case metric from simulated metrics (throughputs scaled to all replicas).
+
+    `*_per_gpu` throughputs divide the system throughput by `replicas * gpus_per_replica`.
+    """
+    gpus = replicas * gpus_per_replica
     values = {
         "output_tok_s": metrics.output_throughput_tok_s * replicas,
         "req_s": metrics.request_throughput_rps * replicas,
         "total_tok_s": metrics.total_throughput_tok_s * replicas,
+        "output_tok_s_per_gpu": metrics.output_throughput_tok_s * replicas / gpus,
+        "total_tok_s_per_gpu": metrics.total_throughput_tok_s * replicas / gpus,
         "median_ttft_ms": metrics.ttft_s.p50 * 1000,
         "median_tpot_ms": metrics.tpot_s.p50 * 1000,
         "median_itl_ms": metrics.itl_s.p50 * 1000,
         "median_e2e_ms": metrics.e2e_s.p50 * 1000,
+        "mean_ttft_ms": metrics.ttft_s.mean * 1000,
+        "mean_tpot_ms": metrics.tpot_s.mean * 1000,
+        "mean_e2e_ms": metrics.e2e_s.mean * 1000,
     }
     return values[metric]
+
+
+def setup_metric_value(metrics: ServingMetrics, metric: str, setup: CaseSetup) -> float:
+    """`metric_value` for a modelled case (replicas and GPUs from its setup)."""
+    return metric_value(metrics, metric, setup.replicas, setup.replica.deployment.tensor_parallel)
 
 
 @dataclass(frozen=True)
@@ -332,10 +527,22 @@ def predict_case(
     except Unmodellable as exc:
         return CasePrediction(case, None, str(exc))
     metrics = simulate(setup.replica, setup.workload).metrics()
-    value = metric_value(metrics, case.metric, setup.replicas)
+    value = setup_metric_value(metrics, case.metric, setup)
     if not math.isfinite(value):
         return CasePrediction(case, None, f"metric: {case.metric} undefined for this case")
     return CasePrediction(case, value, assumptions=setup.assumptions)
+
+
+@dataclass(frozen=True)
+class GroupSummary:
+    """Errors of one group of cases (a split and a metric)."""
+
+    split: str  # "train", "test" or "none" (rows without a split)
+    metric: str
+    cases: int
+    unmodellable: int
+    median_ape: float  # unmodellable cases count as infinite error
+    median_ape_modelled: float  # over the modelled cases only; nan when none
 
 
 @dataclass(frozen=True)
@@ -349,6 +556,30 @@ class ValidationReport:
     @property
     def failures(self) -> tuple[CasePrediction, ...]:
         return tuple(p for p in self.predictions if p.predicted is None)
+
+    def groups(self) -> tuple[GroupSummary, ...]:
+        """Median error per split and metric, in split then `METRICS` order."""
+        order = {name: index for index, name in enumerate((*SPLITS, "none"))}
+        grouped: dict[tuple[str, str], list[CasePrediction]] = {}
+        for prediction in self.predictions:
+            key = (prediction.case.split or "none", prediction.case.metric)
+            grouped.setdefault(key, []).append(prediction)
+        summaries = []
+        for (split, metric), members in sorted(
+            grouped.items(), key=lambda item: (order[item[0][0]], METRICS.index(item[0][1]))
+        ):
+            modelled = [p.ape for p in members if p.predicted is not None]
+            summaries.append(
+                GroupSummary(
+                    split=split,
+                    metric=metric,
+                    cases=len(members),
+                    unmodellable=len(members) - len(modelled),
+                    median_ape=float(np.median([p.ape for p in members])),
+                    median_ape_modelled=float(np.median(modelled)) if modelled else math.nan,
+                )
+            )
+        return tuple(summaries)
 
 
 def validate_cases(
