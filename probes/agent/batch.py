@@ -123,14 +123,25 @@ def rows_to_columns(rows: list[Row]) -> dict[str, list[Any]] | list[Row]:
 
 def columns_to_rows(body_gz: bytes) -> bytes:
     """The same sealed batch with its rows as one object per row (for an older server)."""
+    return reencode(body_gz, rows=True)
+
+
+def reencode(
+    body_gz: bytes, *, rows: bool = False, agent_extra: dict[str, Any] | None = None
+) -> bytes:
+    """The same sealed batch, its rows as one object per row if `rows`, with `agent_extra`
+    added to its `agent` metadata (what the pusher learnt after the batch was sealed)."""
     payload = json.loads(gzip.decompress(body_gz))
-    for name in COLUMN_LISTS:
-        columns = payload.get(name)
-        if isinstance(columns, dict):
-            names = list(columns)
-            payload[name] = [
-                {k: v for k, v in zip(names, values, strict=True) if v is not None}
-                for values in zip(*columns.values(), strict=True)
-            ]
+    if rows:
+        for name in COLUMN_LISTS:
+            columns = payload.get(name)
+            if isinstance(columns, dict):
+                names = list(columns)
+                payload[name] = [
+                    {k: v for k, v in zip(names, values, strict=True) if v is not None}
+                    for values in zip(*columns.values(), strict=True)
+                ]
+    if agent_extra:
+        payload["agent"] = {**(payload.get("agent") or {}), **agent_extra}
     body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
     return gzip.compress(body, 6)
