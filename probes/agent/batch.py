@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from probes.agent import VERSION
+from probes.agent.journal import Journal
 from probes.agent.samplers import Observations, Row
 
 # A batch is sealed early when it holds this many rows, so no batch nears the server's
@@ -38,7 +39,13 @@ class SealedBatch:
 
 
 class BatchBuilder:
-    def __init__(self) -> None:
+    """With a `journal`, every addition is also written to the open batch's journal file."""
+
+    def __init__(self, journal: Journal | None = None) -> None:
+        self._journal = journal
+        # The open batch's id, known before it is sealed: its journal file is named by it.
+        self._batch_id = uuid.uuid4().hex
+        self._journaled: str | None = None  # the batch id whose journal has the inventory
         self._lock = threading.Lock()
         self._gpus: dict[str, Row] = {}
         self._deployments: dict[str, Row] = {}
@@ -49,6 +56,7 @@ class BatchBuilder:
 
     def add(self, observations: Observations) -> None:
         with self._lock:
+            self._write_journal("o", observations_json(observations))
             for gpu in observations.gpus:
                 self._gpus[gpu["uuid"]] = gpu
             for deployment in observations.deployments:
@@ -60,7 +68,35 @@ class BatchBuilder:
 
     def add_request(self, row: Row) -> None:
         with self._lock:
+            self._write_journal("r", row)
             self._requests.append(row)
+
+    def _write_journal(self, kind: str, data: object) -> None:
+        if self._journal is None:
+            return
+        if self._journaled != self._batch_id:
+            # A new batch's journal starts with the inventory, so it can be sealed alone.
+            inventory = {
+                "gpus": list(self._gpus.values()),
+                "deployments": list(self._deployments.values()),
+                "host": self._host,
+            }
+            self._journal.append(self._batch_id, {"o": inventory})
+            self._journaled = self._batch_id
+        self._journal.append(self._batch_id, {kind: data})
+
+    def replay(self, entries: list[dict[str, Any]]) -> None:
+        """Add what a journal holds (see `probes.agent.journal`)."""
+        for entry in entries:
+            if isinstance(entry.get("o"), dict):
+                o = entry["o"]
+                self.add(Observations(gpus=o.get("gpus") or [],
+                                      deployments=o.get("deployments") or [],
+                                      gpu_samples=o.get("gpu_samples") or [],
+                                      engine_samples=o.get("engine_samples") or [],
+                                      host=o.get("host")))  # fmt: skip
+            elif isinstance(entry.get("r"), dict):
+                self.add_request(entry["r"])
 
     def full(self) -> bool:
         with self._lock:
@@ -70,9 +106,12 @@ class BatchBuilder:
                 or len(self._engine_samples) >= MAX_ENGINE_SAMPLES_PER_BATCH
             )
 
-    def seal(self, agent: dict[str, Any]) -> SealedBatch:
-        """Take everything collected so far into one batch (possibly only inventory + host)."""
+    def seal(self, agent: dict[str, Any], batch_id: str | None = None) -> SealedBatch:
+        """Take everything collected so far into one batch (possibly only inventory + host);
+        its id is the open batch's unless `batch_id` is given."""
         with self._lock:
+            batch_id = batch_id or self._batch_id
+            self._batch_id = uuid.uuid4().hex
             gpu_samples, self._gpu_samples = self._gpu_samples, []
             engine_samples, self._engine_samples = self._engine_samples, []
             requests, self._requests = self._requests, []
@@ -85,7 +124,6 @@ class BatchBuilder:
             if row["served_name"] not in named:
                 named.add(row["served_name"])
                 deployments.append({"served_name": row["served_name"]})
-        batch_id = uuid.uuid4().hex
         payload: dict[str, Any] = {
             "batch_id": batch_id,
             "sent_at": time.time(),
@@ -105,6 +143,17 @@ class BatchBuilder:
             "requests": len(requests),
         }
         return SealedBatch(batch_id, sum(counts.values()), gzip.compress(body, 6), counts)
+
+
+def observations_json(observations: Observations) -> dict[str, Any]:
+    """What `BatchBuilder.add` keeps of observations (not the notes), as JSON."""
+    return {
+        "gpus": observations.gpus,
+        "deployments": observations.deployments,
+        "gpu_samples": observations.gpu_samples,
+        "engine_samples": observations.engine_samples,
+        "host": observations.host,
+    }
 
 
 # The payload's row lists that may be sent column-wise.

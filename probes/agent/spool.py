@@ -131,6 +131,13 @@ class Spool:
                 path.unlink(missing_ok=True)
                 path.with_name(path.name.removesuffix(SUFFIX) + ".reason").unlink(missing_ok=True)
 
+    def holds(self, batch_id: str) -> bool:
+        """Is this batch waiting here, or among the dead letters?"""
+        with self._lock:
+            if any(entry.batch_id == batch_id for entry in self._entries()):
+                return True
+        return any(self.dead_letter_directory.glob(f"*-{batch_id}-*{SUFFIX}"))
+
     def pending(self) -> tuple[int, int]:
         """(batches, bytes) waiting to be sent."""
         with self._lock:
