@@ -7,7 +7,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ from probes.agent.runner import Agent
 from probes.agent.samplers import Observations
 from probes.agent.samplers.host import HostSampler
 from probes.agent.spool import Spool
+from tests.probes.agent.numbered_metrics import NumberedScrapes
 from tests.probes.agent.stub_http import serving
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -96,36 +96,6 @@ def test_it_skips_a_torn_last_line(tmp_path: Path) -> None:
     assert payload["batch_id"] == path.name.removesuffix(".jsonl")
 
 
-class Scrapes:
-    """A vLLM /metrics whose `request_success_total` counts the scrapes answered, so each
-    engine sample says which scrape it came from; `serving = False` answers 503."""
-
-    def __init__(self) -> None:
-        self.answered = 0
-        self.serving = True
-        self._lock = threading.Lock()
-
-    def __call__(self, request: BaseHTTPRequestHandler) -> None:
-        with self._lock:
-            if self.serving:
-                self.answered += 1
-            status, body = (200, _metrics(self.answered)) if self.serving else (503, "")
-        data = body.encode()
-        request.send_response(status)
-        request.send_header("Content-Length", str(len(data)))
-        request.end_headers()
-        request.wfile.write(data)
-
-
-def _metrics(n: int) -> str:
-    return (
-        '# TYPE vllm:num_requests_running gauge\nvllm:num_requests_running{model_name="m"} 0\n'
-        '# TYPE vllm:num_requests_waiting gauge\nvllm:num_requests_waiting{model_name="m"} 0\n'
-        "# TYPE vllm:request_success_total counter\n"
-        f'vllm:request_success_total{{finished_reason="stop",model_name="m"}} {n}\n'
-    )
-
-
 class Ingest:
     """The ingest endpoint, storing each batch id once (200 "already stored" after that)."""
 
@@ -174,7 +144,7 @@ def test_a_sigkilled_agent_loses_no_sample(tmp_path: Path) -> None:
     """The real agent samples at 5 Hz and would seal a batch only each minute; it is killed
     (SIGKILL) after 10 scrapes, started again and stopped cleanly: every scrape answered
     is stored, once."""
-    scrapes, ingest = Scrapes(), Ingest()
+    scrapes, ingest = NumberedScrapes(), Ingest()
     token = tmp_path / "token"
     token.write_text("secret")
     with (
