@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,19 +29,25 @@ SUFFIX = ".jsonl"
 
 
 class Journal:
-    """Append-only files, one per open batch; used under the batch builder's lock."""
+    """Append-only files, one per open batch. Thread-safe: the builder appends (from the
+    sampling and proxy threads) while the agent loop discards sealed batches."""
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._lock = threading.Lock()
         self._fd: int | None = None
         self._batch_id: str | None = None
         self._failed = False
 
     def append(self, batch_id: str, entry: dict[str, Any]) -> None:
         """Write one line for `batch_id`'s file (opened on its first line)."""
+        with self._lock:
+            self._append(batch_id, entry)
+
+    def _append(self, batch_id: str, entry: dict[str, Any]) -> None:
         try:
             if batch_id != self._batch_id:
-                self.close()
+                self._close()
                 self.directory.mkdir(parents=True, exist_ok=True)
                 path = self.directory / f"{batch_id}{SUFFIX}"
                 flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -59,11 +66,16 @@ class Journal:
 
     def discard(self, batch_id: str) -> None:
         """The batch is sealed into the spool: its journal is no longer needed."""
-        if batch_id == self._batch_id:
-            self.close()
-        (self.directory / f"{batch_id}{SUFFIX}").unlink(missing_ok=True)
+        with self._lock:
+            if batch_id == self._batch_id:
+                self._close()
+            (self.directory / f"{batch_id}{SUFFIX}").unlink(missing_ok=True)
 
     def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
         self._fd = None
