@@ -194,3 +194,49 @@ def reencode(
         payload["agent"] = {**(payload.get("agent") or {}), **agent_extra}
     body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
     return gzip.compress(body, 6)
+
+
+# The server's batch id limit (`probes.ingest.schema.BATCH_ID_RE`): 1-64 characters.
+MAX_BATCH_ID_CHARS = 64
+
+
+def split_sealed(batch_id: str, body_gz: bytes) -> list[SealedBatch]:
+    """A sealed batch as two halves (rows in the same order, inventory in both), with ids
+    `<id>.1` and `<id>.2` so a retried half is still "already stored"; [] when it holds
+    fewer than two rows or the ids would be too long."""
+    if len(batch_id) + 2 > MAX_BATCH_ID_CHARS:
+        return []
+    payload = json.loads(gzip.decompress(body_gz))
+    lengths = {name: _length(payload.get(name)) for name in COLUMN_LISTS}
+    total = sum(lengths.values())
+    if total < 2:
+        return []
+    cut = total // 2  # the first half takes the first `cut` rows of the lists in order
+    halves: list[SealedBatch] = []
+    for part, (start, stop) in enumerate(((0, cut), (cut, total)), 1):
+        half = {**payload, "batch_id": f"{batch_id}.{part}"}
+        offset = 0
+        counts = {}
+        for name in COLUMN_LISTS:
+            lo = min(max(start - offset, 0), lengths[name])
+            hi = min(max(stop - offset, 0), lengths[name])
+            offset += lengths[name]
+            half[name] = _slice(payload.get(name), lo, hi)
+            counts[name] = hi - lo
+        body = json.dumps(half, separators=(",", ":"), allow_nan=False).encode()
+        halves.append(SealedBatch(half["batch_id"], stop - start, gzip.compress(body, 6), counts))
+    return halves
+
+
+def _length(rows: object) -> int:
+    if isinstance(rows, dict):
+        return len(next(iter(rows.values()), []))
+    return len(rows) if isinstance(rows, list) else 0
+
+
+def _slice(rows: object, lo: int, hi: int) -> object:
+    if isinstance(rows, dict):
+        if lo == hi:
+            return []
+        return {name: values[lo:hi] for name, values in rows.items()}
+    return rows[lo:hi] if isinstance(rows, list) else rows

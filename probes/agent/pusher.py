@@ -1,10 +1,12 @@
 """Deliver spooled batches to the server, oldest first, with retries and backoff.
 
 Answers: 201 stored or 200 already stored (a retry of a batch whose first answer was lost)
--> the batch leaves the spool. 400/422 (invalid) and 413 (too large) -> this batch is
-refused for good: it moves to the dead letters (`Spool.dead_letter`, with the server's
-answer) so one bad batch cannot block the node's telemetry, and every later batch reports
-`dead_letter_batches` / `dead_letter_last_error` in its `agent` metadata. 401/403 -> the
+-> the batch leaves the spool. 413 (too large: the server's or a proxy's body limit) -> the
+batch is split in two halves that take its place (ids `<id>.1`, `<id>.2`), down to single
+rows. 400/422 (invalid), or 413 for a single row -> this batch is refused for good: it moves
+to the dead letters (`Spool.dead_letter`, with the server's answer) so one bad batch cannot
+block the node's telemetry, and every later batch reports `dead_letter_batches` /
+`dead_letter_last_error` in its `agent` metadata. 401/403 -> the
 token is wrong: keep the batch, re-read the token file, retry with backoff. Anything else
 (5xx, 404/405/415 from a wrong URL or a proxy in between, 408, 429, connection refused,
 timeouts) -> retry with exponential backoff and jitter (Retry-After is honoured), keeping
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import httpx
 
-from probes.agent.batch import COLUMN_LISTS, reencode
+from probes.agent.batch import COLUMN_LISTS, reencode, split_sealed
 from probes.agent.spool import Spool, SpoolEntry
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,7 @@ class PushStats:
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
+    split: int = 0  # batches the server found too large (413), sent as two halves
     failures: int = 0
     records_delivered: int = 0
     last_error: str | None = None
@@ -164,6 +167,8 @@ class Pusher:
                 log.warning("server reachable again; delivering the spool")
                 self._said_down = False
             return True
+        if status == 413 and self._split(entry, body):
+            return True
         if status in PERMANENT:
             reason = f"HTTP {status}: {response.text[:2000]}"
             log.error("server refused batch %s for good; moved to the dead letters (%s)",
@@ -177,6 +182,21 @@ class Pusher:
         if retry_after.isdigit():
             self._backoff_s = min(BACKOFF_MAX_S, float(retry_after)) / 2
         return self._failed(f"HTTP {status}: {response.text[:300]}")
+
+    def _split(self, entry: SpoolEntry, body: bytes) -> bool:
+        """Too large for the server (or a proxy in front of it): send it as two halves."""
+        try:
+            halves = split_sealed(entry.batch_id, body)
+        except (OSError, EOFError, ValueError) as exc:
+            log.error("cannot split spooled batch %s: %s", entry.batch_id, exc)
+            return False
+        if not halves:
+            return False
+        self.spool.split(entry, [(h.batch_id, h.records, h.body_gz) for h in halves])
+        self.stats.split += 1
+        log.warning("server refused batch %s (%d records, %d bytes) as too large: sent as two "
+                    "halves", entry.batch_id, entry.records, len(body))  # fmt: skip
+        return True
 
     def _predates_layout(self, response: httpx.Response) -> bool:
         """Is this 400 a server older than the columns or the dead-letter keys? Then fall

@@ -101,6 +101,14 @@ class Spool:
         with self._lock:
             entry.path.unlink(missing_ok=True)
 
+    def split(self, entry: SpoolEntry, parts: list[tuple[str, int, bytes]]) -> None:
+        """Put `parts` (batch id, records, body) in the entry's place in the queue."""
+        with self._lock:
+            for batch_id, records, body_gz in parts:
+                name = f"{entry.sequence:012d}-{batch_id}-{records}{SUFFIX}"
+                _write_atomically(self.directory / name, body_gz)
+            entry.path.unlink(missing_ok=True)
+
     def dead_letter(self, entry: SpoolEntry, reason: str) -> None:
         """The server refused the batch for good: move it to the dead letters, count it."""
         with self._lock:
@@ -157,7 +165,8 @@ class Spool:
             except FileNotFoundError:
                 continue
             entries.append(SpoolEntry(path, int(sequence), batch_id, int(records), size))
-        entries.sort(key=lambda entry: entry.sequence)
+        # The halves of a split batch share its sequence: `<id>.1` goes before `<id>.2`.
+        entries.sort(key=lambda entry: (entry.sequence, entry.batch_id))
         return entries
 
     def _read_state(self) -> dict[str, Any]:

@@ -178,3 +178,38 @@ def test_it_stops_reporting_dead_letters_to_a_server_that_predates_them(
     with_keys = ["dead_letter_batches", "dead_letter_last_error", "dropped_batches",
                  "dropped_records", "version"]  # fmt: skip
     assert sent == [with_keys, with_keys[2:], with_keys[2:]]
+
+
+def test_it_splits_a_batch_the_server_finds_too_large_until_each_part_goes(
+    tmp_path: Path,
+) -> None:
+    """Given a body limit of 2 rows (a proxy's, say), a 5-row batch goes as 2 + (1 + 2)...
+    halves, every row once, in order, under ids derived from the batch's; a single row
+    still too large is dead-lettered."""
+
+    def at_most_two_rows(request: httpx.Request) -> httpx.Response:
+        payload = json.loads(gzip.decompress(request.content))
+        rows = len(payload["gpu_samples"].get("ts", [])) if payload["gpu_samples"] else 0
+        if rows > 2 or payload["batch_id"].startswith("huge"):
+            return httpx.Response(413, json={"errors": [{"field": "(body)", "message": "big"}]})
+        return httpx.Response(201)
+
+    pusher, spool, seen = _pusher(tmp_path, at_most_two_rows)
+    stamps = [10.0, 11.0, 12.0, 13.0, 14.0]
+    payload = {"batch_id": "b1", "agent": {"version": "1"}, "gpus": [{"uuid": "GPU-0"}],
+               "gpu_samples": {"gpu_uuid": ["GPU-0"] * 5, "ts": stamps, "util_pct": [1] * 5},
+               "engine_samples": [], "requests": []}  # fmt: skip
+    spool.put("b1", 5, gzip.compress(json.dumps(payload).encode()))
+    spool.put("huge", 1, _sealed("huge", 1.0))
+    spool.put("b2", 1, _sealed("b2", 2.0))
+    while (entry := spool.oldest()) is not None:
+        assert pusher.push_one(entry) is True
+    stored = [json.loads(gzip.decompress(r.content)) for r in seen]
+    stored = [p for p in stored if p["batch_id"] not in ("b1", "b1.2", "huge")]
+    assert [p["batch_id"] for p in stored] == ["b1.1", "b1.2.1", "b1.2.2", "b2"]
+    assert [p["gpu_samples"]["ts"] for p in stored] == [[10.0, 11.0], [12.0], [13.0, 14.0],
+                                                        [10.0]]  # fmt: skip
+    assert all(p["gpus"] == [{"uuid": "GPU-0"}] for p in stored[:3])
+    assert (pusher.stats.split, pusher.stats.stored, pusher.stats.rejected) == (2, 4, 1)
+    dead = [p.name for p in (tmp_path / "spool" / "dead-letter").glob("*.json.gz")]
+    assert dead == ["000000000002-huge-1.json.gz"]
