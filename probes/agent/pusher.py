@@ -6,12 +6,12 @@ batch is split in two halves that take its place (ids `<id>.1`, `<id>.2`), down 
 rows. 400/422 (invalid), or 413 for a single row -> this batch is refused for good: it moves
 to the dead letters (`Spool.dead_letter`, with the server's answer) so one bad batch cannot
 block the node's telemetry, and every later batch reports `dead_letter_batches` /
-`dead_letter_last_error` in its `agent` metadata. 401/403 -> the
-token is wrong: keep the batch, re-read the token file, retry with backoff. Anything else
-(5xx, 404/405/415 from a wrong URL or a proxy in between, 408, 429, connection refused,
-timeouts) -> retry with exponential backoff and jitter (Retry-After is honoured), keeping
-the batch: those say nothing against the batch, and dead-lettering them would throw away
-every batch of a misconfigured node. The backoff holds during the shutdown drain too.
+`dead_letter_last_error` in its `agent` metadata. 401/403 -> the token is wrong: keep the
+batch, re-read the token file, retry with backoff. Anything else (5xx, 404/405/415 from a
+wrong URL or a proxy in between, 408, 429, connection refused, timeouts) -> retry with
+exponential backoff and jitter (Retry-After is honoured), keeping the batch: those say
+nothing against the batch, and dead-lettering them would throw away every batch of a
+misconfigured node. The backoff holds during the shutdown drain too.
 
 A server older than the column layout answers a columnar batch 400 "`gpu_samples`: must be
 a list": the batch is sent again as rows at once, and so is every later one (until the

@@ -116,11 +116,9 @@ class Spool:
             try:
                 os.replace(entry.path, target)
             except FileNotFoundError:
-                pass  # dropped meanwhile to stay under the cap (and counted there)
-            else:
-                target.with_name(target.name.removesuffix(SUFFIX) + ".reason").write_text(
-                    reason + "\n"
-                )
+                return  # dropped meanwhile to stay under the cap, and counted there
+            reason_path = target.with_name(target.name.removesuffix(SUFFIX) + ".reason")
+            reason_path.write_text(reason + "\n")
             self.dead_letter_batches += 1
             self.dead_letter_records += entry.records
             self.dead_letter_last_error = reason

@@ -75,3 +75,14 @@ def _drain(spool: Spool) -> list:
         entries.append(entry)
         spool.remove(entry)
     return entries
+
+
+def test_it_does_not_count_a_batch_dropped_before_it_could_be_dead_lettered(
+    tmp_path: Path,
+) -> None:
+    spool = Spool(tmp_path, max_bytes=2**20)
+    entry = spool.put("bad", 3, b"body")
+    entry.path.unlink()  # the cap dropped it (and counted it) while it was being sent
+    spool.dead_letter(entry, "HTTP 400: bad")
+    assert (spool.dead_letter_batches, spool.dead_letter_records) == (0, 0)
+    assert list((tmp_path / "dead-letter").iterdir()) == []
