@@ -58,7 +58,7 @@ class Journal:
             while data:  # a regular file takes it all at once, short of a full disk
                 data = data[os.write(self._fd, data) :]
             self._failed = False
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             # The rows are still in memory: only their crash-safety is lost, so keep going.
             if not self._failed:
                 log.error("cannot write the journal in %s: %s", self.directory, exc)
@@ -69,7 +69,10 @@ class Journal:
         with self._lock:
             if batch_id == self._batch_id:
                 self._close()
-            (self.directory / f"{batch_id}{SUFFIX}").unlink(missing_ok=True)
+            try:
+                (self.directory / f"{batch_id}{SUFFIX}").unlink(missing_ok=True)
+            except OSError as exc:  # left behind, it is found in the spool at the next start
+                log.warning("cannot delete the journal of batch %s: %s", batch_id, exc)
 
     def close(self) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import signal
 import subprocess
 import sys
@@ -13,6 +14,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from probes.agent.config import AgentConfig
 from probes.agent.journal import Journal
@@ -171,3 +174,17 @@ def test_a_sigkilled_agent_loses_no_sample(tmp_path: Path) -> None:
     assert stats["agent"]["records_replayed"] == 9  # scrapes 2 to 10
     assert ingest.scrapes_stored() == list(range(1, scrapes.answered + 1))
     assert stats["spool"]["pending_batches"] == 0
+
+
+def test_records_the_journal_cannot_write_are_still_collected(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "journal").write_text("not a directory")  # as a full disk or bad mode would
+    agent = _agent(tmp_path)
+    with caplog.at_level(logging.ERROR):
+        agent.builder.add(_sample(1.0))
+        agent.builder.add(_sample(2.0))
+        agent.seal(2.5)
+    (payload,) = _payloads(agent.spool)
+    assert payload["gpu_samples"]["ts"] == [1.0, 2.0]
+    assert [r.getMessage()[:27] for r in caplog.records] == ["cannot write the journal in"]
