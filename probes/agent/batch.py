@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from probes.agent import VERSION
+from probes.agent.journal import Journal
 from probes.agent.samplers import Observations, Row
 
 # A batch is sealed early when it holds this many rows, so no batch nears the server's
@@ -38,7 +39,13 @@ class SealedBatch:
 
 
 class BatchBuilder:
-    def __init__(self) -> None:
+    """With a `journal`, every addition is also written to the open batch's journal file."""
+
+    def __init__(self, journal: Journal | None = None) -> None:
+        self._journal = journal
+        # The open batch's id, known before it is sealed: its journal file is named by it.
+        self._batch_id = uuid.uuid4().hex
+        self._journaled: str | None = None  # the batch id whose journal has the inventory
         self._lock = threading.Lock()
         self._gpus: dict[str, Row] = {}
         self._deployments: dict[str, Row] = {}
@@ -49,6 +56,7 @@ class BatchBuilder:
 
     def add(self, observations: Observations) -> None:
         with self._lock:
+            self._write_journal("o", observations_json(observations))
             for gpu in observations.gpus:
                 self._gpus[gpu["uuid"]] = gpu
             for deployment in observations.deployments:
@@ -60,7 +68,35 @@ class BatchBuilder:
 
     def add_request(self, row: Row) -> None:
         with self._lock:
+            self._write_journal("r", row)
             self._requests.append(row)
+
+    def _write_journal(self, kind: str, data: object) -> None:
+        if self._journal is None:
+            return
+        if self._journaled != self._batch_id:
+            # A new batch's journal starts with the inventory, so it can be sealed alone.
+            inventory = {
+                "gpus": list(self._gpus.values()),
+                "deployments": list(self._deployments.values()),
+                "host": self._host,
+            }
+            self._journal.append(self._batch_id, {"o": inventory})
+            self._journaled = self._batch_id
+        self._journal.append(self._batch_id, {kind: data})
+
+    def replay(self, entries: list[dict[str, Any]]) -> None:
+        """Add what a journal holds (see `probes.agent.journal`)."""
+        for entry in entries:
+            if isinstance(entry.get("o"), dict):
+                o = entry["o"]
+                self.add(Observations(gpus=o.get("gpus") or [],
+                                      deployments=o.get("deployments") or [],
+                                      gpu_samples=o.get("gpu_samples") or [],
+                                      engine_samples=o.get("engine_samples") or [],
+                                      host=o.get("host")))  # fmt: skip
+            elif isinstance(entry.get("r"), dict):
+                self.add_request(entry["r"])
 
     def full(self) -> bool:
         with self._lock:
@@ -70,9 +106,12 @@ class BatchBuilder:
                 or len(self._engine_samples) >= MAX_ENGINE_SAMPLES_PER_BATCH
             )
 
-    def seal(self, agent: dict[str, Any]) -> SealedBatch:
-        """Take everything collected so far into one batch (possibly only inventory + host)."""
+    def seal(self, agent: dict[str, Any], batch_id: str | None = None) -> SealedBatch:
+        """Take everything collected so far into one batch (possibly only inventory + host);
+        its id is the open batch's unless `batch_id` is given."""
         with self._lock:
+            batch_id = batch_id or self._batch_id
+            self._batch_id = uuid.uuid4().hex
             gpu_samples, self._gpu_samples = self._gpu_samples, []
             engine_samples, self._engine_samples = self._engine_samples, []
             requests, self._requests = self._requests, []
@@ -85,7 +124,6 @@ class BatchBuilder:
             if row["served_name"] not in named:
                 named.add(row["served_name"])
                 deployments.append({"served_name": row["served_name"]})
-        batch_id = uuid.uuid4().hex
         payload: dict[str, Any] = {
             "batch_id": batch_id,
             "sent_at": time.time(),
@@ -107,6 +145,17 @@ class BatchBuilder:
         return SealedBatch(batch_id, sum(counts.values()), gzip.compress(body, 6), counts)
 
 
+def observations_json(observations: Observations) -> dict[str, Any]:
+    """What `BatchBuilder.add` keeps of observations (not the notes), as JSON."""
+    return {
+        "gpus": observations.gpus,
+        "deployments": observations.deployments,
+        "gpu_samples": observations.gpu_samples,
+        "engine_samples": observations.engine_samples,
+        "host": observations.host,
+    }
+
+
 # The payload's row lists that may be sent column-wise.
 COLUMN_LISTS = ("gpu_samples", "engine_samples", "requests")
 
@@ -123,14 +172,71 @@ def rows_to_columns(rows: list[Row]) -> dict[str, list[Any]] | list[Row]:
 
 def columns_to_rows(body_gz: bytes) -> bytes:
     """The same sealed batch with its rows as one object per row (for an older server)."""
+    return reencode(body_gz, rows=True)
+
+
+def reencode(
+    body_gz: bytes, *, rows: bool = False, agent_extra: dict[str, Any] | None = None
+) -> bytes:
+    """The same sealed batch, its rows as one object per row if `rows`, with `agent_extra`
+    added to its `agent` metadata (what the pusher learnt after the batch was sealed)."""
     payload = json.loads(gzip.decompress(body_gz))
-    for name in COLUMN_LISTS:
-        columns = payload.get(name)
-        if isinstance(columns, dict):
-            names = list(columns)
-            payload[name] = [
-                {k: v for k, v in zip(names, values, strict=True) if v is not None}
-                for values in zip(*columns.values(), strict=True)
-            ]
+    if rows:
+        for name in COLUMN_LISTS:
+            columns = payload.get(name)
+            if isinstance(columns, dict):
+                names = list(columns)
+                payload[name] = [
+                    {k: v for k, v in zip(names, values, strict=True) if v is not None}
+                    for values in zip(*columns.values(), strict=True)
+                ]
+    if agent_extra:
+        payload["agent"] = {**(payload.get("agent") or {}), **agent_extra}
     body = json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
     return gzip.compress(body, 6)
+
+
+# The server's batch id limit (`probes.ingest.schema.BATCH_ID_RE`): 1-64 characters.
+MAX_BATCH_ID_CHARS = 64
+
+
+def split_sealed(batch_id: str, body_gz: bytes) -> list[SealedBatch]:
+    """A sealed batch as two halves (rows in the same order, inventory in both), with ids
+    `<id>.1` and `<id>.2` so a retried half is still "already stored"; [] when it holds
+    fewer than two rows or the ids would be too long."""
+    if len(batch_id) + 2 > MAX_BATCH_ID_CHARS:
+        return []
+    payload = json.loads(gzip.decompress(body_gz))
+    lengths = {name: _length(payload.get(name)) for name in COLUMN_LISTS}
+    total = sum(lengths.values())
+    if total < 2:
+        return []
+    cut = total // 2  # the first half takes the first `cut` rows of the lists in order
+    halves: list[SealedBatch] = []
+    for part, (start, stop) in enumerate(((0, cut), (cut, total)), 1):
+        half = {**payload, "batch_id": f"{batch_id}.{part}"}
+        offset = 0
+        counts = {}
+        for name in COLUMN_LISTS:
+            lo = min(max(start - offset, 0), lengths[name])
+            hi = min(max(stop - offset, 0), lengths[name])
+            offset += lengths[name]
+            half[name] = _slice(payload.get(name), lo, hi)
+            counts[name] = hi - lo
+        body = json.dumps(half, separators=(",", ":"), allow_nan=False).encode()
+        halves.append(SealedBatch(half["batch_id"], stop - start, gzip.compress(body, 6), counts))
+    return halves
+
+
+def _length(rows: object) -> int:
+    if isinstance(rows, dict):
+        return len(next(iter(rows.values()), []))
+    return len(rows) if isinstance(rows, list) else 0
+
+
+def _slice(rows: object, lo: int, hi: int) -> object:
+    if isinstance(rows, dict):
+        if lo == hi:
+            return []
+        return {name: values[lo:hi] for name, values in rows.items()}
+    return rows[lo:hi] if isinstance(rows, list) else rows

@@ -23,6 +23,7 @@ import httpx
 from probes.agent import VERSION
 from probes.agent.config import AgentConfig, ConfigError, load_config, parse_proxy, vllm_target
 from probes.agent.controller_config import build_task, load_controller_settings
+from probes.agent.journal import Journal
 from probes.agent.pusher import Pusher
 from probes.agent.runner import Agent, PeriodicTask
 from probes.agent.samplers import Observations, Sampler
@@ -149,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     spool = Spool(config.spool_dir, config.spool_max_bytes)
     pusher = Pusher(spool, config.server, config.token_file, client)
     agent = Agent(config, build_samplers(config, client), HostSampler(config.hostname), spool,
-                  pusher)  # fmt: skip
+                  pusher, Journal(config.spool_dir / "journal"))  # fmt: skip
     if config.proxy is not None:
         agent.start_proxy()
     controller = None

@@ -1,15 +1,23 @@
 """Deliver spooled batches to the server, oldest first, with retries and backoff.
 
 Answers: 201 stored or 200 already stored (a retry of a batch whose first answer was lost)
--> the batch leaves the spool. 400/413/415/422 -> refused for good: set aside in
-`spool/rejected/` with the reason, so one bad batch cannot block the queue. 401/403 -> the
-token is wrong: keep the batch, re-read the token file, retry with backoff. Anything else
-(5xx, 408, 429, connection refused, timeouts) -> retry with exponential backoff and jitter
-(Retry-After is honoured), keeping the batch.
+-> the batch leaves the spool. 413 (too large: the server's or a proxy's body limit) -> the
+batch is split in two halves that take its place (ids `<id>.1`, `<id>.2`), down to single
+rows. 400/422 (invalid), or 413 for a single row -> this batch is refused for good: it moves
+to the dead letters (`Spool.dead_letter`, with the server's answer) so one bad batch cannot
+block the node's telemetry, and every later batch reports `dead_letter_batches` /
+`dead_letter_last_error` in its `agent` metadata. 401/403 -> the token is wrong: keep the
+batch, re-read the token file, retry with backoff. Anything else (5xx, 404/405/415 from a
+wrong URL or a proxy in between, 408, 429, connection refused, timeouts) -> retry with
+exponential backoff and jitter (Retry-After is honoured), keeping the batch: those say
+nothing against the batch, and dead-lettering them would throw away every batch of a
+misconfigured node. The backoff holds during the shutdown drain too.
 
 A server older than the column layout answers a columnar batch 400 "`gpu_samples`: must be
 a list": the batch is sent again as rows at once, and so is every later one (until the
-agent restarts), so an agent upgraded before its server loses nothing.
+agent restarts), so an agent upgraded before its server loses nothing. Likewise a server
+older than the dead-letter report answers "`agent.dead_letter_batches`: unknown field": the
+batch goes again without those keys, and so does every later one.
 """
 
 from __future__ import annotations
@@ -24,14 +32,18 @@ from pathlib import Path
 
 import httpx
 
-from probes.agent.batch import COLUMN_LISTS, columns_to_rows
+from probes.agent.batch import COLUMN_LISTS, reencode, split_sealed
 from probes.agent.spool import Spool, SpoolEntry
 
 log = logging.getLogger(__name__)
 INGEST_PATH = "/api/v1/ingest/"
 BACKOFF_START_S = 1.0
 BACKOFF_MAX_S = 60.0
-PERMANENT = frozenset({400, 404, 405, 413, 415, 422})
+# The longest dead-letter reason sent in `agent.dead_letter_last_error`.
+MAX_ERROR_CHARS = 500
+# Answers that refuse this batch's body for good (any other batch may still go through).
+PERMANENT = frozenset({400, 413, 422})
+DEAD_LETTER_KEYS = ("dead_letter_batches", "dead_letter_last_error")
 
 
 class TokenError(RuntimeError):
@@ -56,6 +68,7 @@ class PushStats:
     stored: int = 0
     duplicates: int = 0
     rejected: int = 0
+    split: int = 0  # batches the server found too large (413), sent as two halves
     failures: int = 0
     records_delivered: int = 0
     last_error: str | None = None
@@ -80,6 +93,7 @@ class Pusher:
         self._client = client
         self._token: str | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._drain_deadline: float | None = None
         self._backoff_s = 0.0
         self._sleep = sleep
@@ -88,6 +102,8 @@ class Pusher:
         self._said_down = False
         # Set once the server has refused the column layout (it predates it).
         self.rows_only = False
+        # Set once the server has refused the dead-letter keys in `agent` (it predates them).
+        self.no_dead_letter_keys = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="gca-pusher", daemon=True)
@@ -97,6 +113,8 @@ class Pusher:
         """Ask the thread to finish what is spooled within `drain_timeout_s`, then stop."""
         self._drain_deadline = time.monotonic() + drain_timeout_s
         self._stop.set()
+        # Cut the current backoff short once, for a last try; later waits are full ones.
+        self._wake.set()
         self.spool.has_items.set()
         if self._thread is not None:
             self._thread.join(timeout=drain_timeout_s + 15.0)
@@ -130,9 +148,8 @@ class Pusher:
             return True  # removed meanwhile (the spool dropped it to stay under its cap)
         try:
             response = self._post(body, token)
-            if response.status_code == 400 and not self.rows_only and _refuses_columns(response):
-                log.warning("the server predates the column layout; sending rows from now on")
-                self.rows_only = True
+            # At most twice: each fallback is taken once, for good.
+            while response.status_code == 400 and self._predates_layout(response):
                 response = self._post(body, token)
         except httpx.HTTPError as exc:
             return self._failed(f"{type(exc).__name__}: {exc}")
@@ -150,10 +167,13 @@ class Pusher:
                 log.warning("server reachable again; delivering the spool")
                 self._said_down = False
             return True
+        if status == 413 and self._split(entry, body):
+            return True
         if status in PERMANENT:
-            reason = f"{status}: {response.text[:2000]}"
-            log.error("server refused batch %s for good (%s)", entry.batch_id, reason)
-            self.spool.reject(entry, reason)
+            reason = f"HTTP {status}: {response.text[:2000]}"
+            log.error("server refused batch %s for good; moved to the dead letters (%s)",
+                      entry.batch_id, reason)  # fmt: skip
+            self.spool.dead_letter(entry, reason)
             self.stats.rejected += 1
             return True
         if status in (401, 403):
@@ -163,12 +183,60 @@ class Pusher:
             self._backoff_s = min(BACKOFF_MAX_S, float(retry_after)) / 2
         return self._failed(f"HTTP {status}: {response.text[:300]}")
 
+    def _split(self, entry: SpoolEntry, body: bytes) -> bool:
+        """Too large for the server (or a proxy in front of it): send it as two halves."""
+        try:
+            halves = split_sealed(entry.batch_id, body)
+        except (OSError, EOFError, ValueError) as exc:
+            log.error("cannot split spooled batch %s: %s", entry.batch_id, exc)
+            return False
+        if not halves:
+            return False
+        self.spool.split(entry, [(h.batch_id, h.records, h.body_gz) for h in halves])
+        self.stats.split += 1
+        log.warning("server refused batch %s (%d records, %d bytes) as too large: sent as two "
+                    "halves", entry.batch_id, entry.records, len(body))  # fmt: skip
+        return True
+
+    def _predates_layout(self, response: httpx.Response) -> bool:
+        """Is this 400 a server older than the columns or the dead-letter keys? Then fall
+        back for good (True: send the batch again)."""
+        errors = _errors(response)
+        if not self.rows_only and any(
+            e.get("field") in COLUMN_LISTS and e.get("message") == "must be a list" for e in errors
+        ):
+            log.warning("the server predates the column layout; sending rows from now on")
+            self.rows_only = True
+            return True
+        unknown = {f"agent.{key}" for key in DEAD_LETTER_KEYS}
+        if (
+            not self.no_dead_letter_keys
+            and errors
+            and all(
+                e.get("field") in unknown and e.get("message") == "unknown field" for e in errors
+            )
+        ):
+            log.warning("the server predates the dead-letter report; no longer sending it")
+            self.no_dead_letter_keys = True
+            return True
+        return False
+
+    def _agent_extra(self) -> dict[str, object]:
+        """What the spooled batch's `agent` metadata lacks: the dead letters so far."""
+        if self.no_dead_letter_keys or not self.spool.dead_letter_batches:
+            return {}
+        return {
+            "dead_letter_batches": self.spool.dead_letter_batches,
+            "dead_letter_last_error": self.spool.dead_letter_last_error[:MAX_ERROR_CHARS],
+        }
+
     def _post(self, body: bytes, token: str) -> httpx.Response:
-        if self.rows_only:
+        agent_extra = self._agent_extra()
+        if self.rows_only or agent_extra:
             try:
-                body = columns_to_rows(body)
+                body = reencode(body, rows=self.rows_only, agent_extra=agent_extra)
             except (OSError, EOFError, ValueError) as exc:  # unreadable: let the server say
-                log.error("cannot re-encode a spooled batch as rows: %s", exc)
+                log.error("cannot re-encode a spooled batch: %s", exc)
         return self._client.post(
             self.url,
             content=body,
@@ -199,16 +267,18 @@ class Pusher:
         # While draining on shutdown, do not sleep past the deadline.
         if self._drain_deadline is not None:
             deadline = min(deadline, self._drain_deadline)
-        self._stop.wait(timeout=max(0.0, deadline - time.monotonic()))
+        # Not `_stop`: once set it would end every wait of the drain at once (a hot loop of
+        # connection attempts to a server that is down).
+        if self._wake.wait(timeout=max(0.0, deadline - time.monotonic())):
+            self._wake.clear()
 
 
-def _refuses_columns(response: httpx.Response) -> bool:
-    """Is this 400 the answer of a server that takes rows only (one object per row)?"""
+def _errors(response: httpx.Response) -> list[dict[str, object]]:
+    """The `errors` of a 400 answer (`[{"field": ..., "message": ...}]`), or []."""
     try:
         errors = response.json()["errors"]
-        return any(
-            error["field"] in COLUMN_LISTS and error["message"] == "must be a list"
-            for error in errors
-        )
     except (ValueError, KeyError, TypeError):
-        return False
+        return []
+    if not isinstance(errors, list):
+        return []
+    return [error for error in errors if isinstance(error, dict)]

@@ -5,7 +5,9 @@ node controller that pulls the desired config and reconciles the local vLLM) add
 instead of changing the loop. Built-in tasks: `sample` (every sampler, each
 `sample_interval_s`), `host` (host facts, each `host_interval_s`) and `seal` (close the
 current batch into the spool, each `push_interval_s`). A task that raises is logged and
-retried at its next tick; it never stops the others.
+retried at its next tick; it never stops the others. With a journal, each record is written
+to disk as it is collected and a killed run's open batch is sealed at the next start
+(`probes.agent.journal`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import Any
 
 from probes.agent.batch import BatchBuilder
 from probes.agent.config import AgentConfig
+from probes.agent.journal import Journal
 from probes.agent.proxy import RecordingProxy
 from probes.agent.pusher import Pusher
 from probes.agent.samplers import Observations, Sampler
@@ -46,6 +49,7 @@ class AgentStats:
     requests: int = 0
     batches_sealed: int = 0
     records_sealed: int = 0
+    records_replayed: int = 0  # from the journal of a run that did not stop cleanly
     task_errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -57,13 +61,15 @@ class Agent:
         host_sampler: Sampler,
         spool: Spool,
         pusher: Pusher | None,
+        journal: Journal | None = None,
     ) -> None:
         self.config = config
+        self.journal = journal
         self.samplers = list(samplers)
         self.host_sampler = host_sampler
         self.spool = spool
         self.pusher = pusher
-        self.builder = BatchBuilder()
+        self.builder = BatchBuilder(journal)
         self.stats = AgentStats()
         self.proxy: RecordingProxy | None = None
         self._stop = threading.Event()
@@ -124,20 +130,42 @@ class Agent:
         self.builder.add(self.host_sampler.sample(now_s))
 
     def seal(self, now_s: float) -> None:
-        sealed = self.builder.seal(
-            {
-                "dropped_records": self.spool.dropped_records,
-                "dropped_batches": self.spool.dropped_batches,
-            }
-        )
+        sealed = self.builder.seal(self._agent_metadata())
         self.spool.put(sealed.batch_id, sealed.records, sealed.body_gz)
+        if self.journal is not None:
+            self.journal.discard(sealed.batch_id)
         self.stats.batches_sealed += 1
         self.stats.records_sealed += sealed.records
+
+    def replay_journal(self) -> None:
+        """Seal into the spool the open batches a killed run left in its journal."""
+        if self.journal is None:
+            return
+        for batch_id, entries in self.journal.left_behind():
+            if not self.spool.holds(batch_id):  # else it was sealed just before the kill
+                builder = BatchBuilder()
+                builder.replay(entries)
+                sealed = builder.seal(self._agent_metadata(), batch_id=batch_id)
+                if sealed.records:
+                    self.spool.put(sealed.batch_id, sealed.records, sealed.body_gz)
+                    self.stats.records_replayed += sealed.records
+                    log.warning(
+                        "%d records of batch %s were left in the journal by a run that did "
+                        "not stop cleanly: sealed now", sealed.records, batch_id,
+                    )  # fmt: skip
+            self.journal.discard(batch_id)
+
+    def _agent_metadata(self) -> dict[str, Any]:
+        return {
+            "dropped_records": self.spool.dropped_records,
+            "dropped_batches": self.spool.dropped_batches,
+        }
 
     # -- loop ------------------------------------------------------------------------------
 
     def run(self) -> None:
         """Run until `stop()`; then seal what is left and let the pusher drain the spool."""
+        self.replay_journal()
         if self.pusher is not None:
             self.pusher.start()
         started = time.monotonic()
@@ -165,6 +193,8 @@ class Agent:
         if self.proxy is not None:
             self.proxy.stop()
         self._run_task(PeriodicTask("seal", 0.0, self.seal))
+        if self.journal is not None:
+            self.journal.close()
         if self.pusher is not None:
             self.pusher.stop(self.config.drain_timeout_s)
         for sampler in [*self.samplers, self.host_sampler]:

@@ -2,9 +2,12 @@
 
 Every batch is written to disk before it is sent, so neither a server outage nor an agent
 restart loses data: a batch leaves the spool only when the server acknowledged it (or
-refused it for good, see `reject`). Files are written atomically (temp file, fsync, rename).
+refused it for good, see `dead_letter`). Files are written atomically (temp file, fsync, rename).
 When adding a batch would exceed `max_bytes`, the oldest batches are dropped and counted
 (batches and records, kept across restarts in `state.json`) so the loss is reported.
+Batches the server refused for good go to `dead-letter/` beside them (the newest
+`KEEP_DEAD_LETTERS`, at most `DEAD_LETTER_MAX_BYTES`, each with a `.reason` file holding the
+server's answer); they are counted in `state.json` too.
 
 File names: `<sequence>-<batch id>-<records>.json.gz`; the record count is in the name so a
 dropped batch can be counted without reading it.
@@ -18,10 +21,15 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 SUFFIX = ".json.gz"
-KEEP_REJECTED = 20
+DEAD_LETTER_DIR = "dead-letter"
+KEEP_DEAD_LETTERS = 20
+# A batch is at most a few MiB gzipped (batch.MAX_RECORDS_PER_BATCH): this keeps the last few
+# refused ones for a person to look at without letting them fill the disk.
+DEAD_LETTER_MAX_BYTES = 32 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -40,7 +48,8 @@ class Spool:
         self.directory = directory
         self.max_bytes = max_bytes
         self.directory.mkdir(parents=True, exist_ok=True)
-        (self.directory / "rejected").mkdir(exist_ok=True)
+        self.dead_letter_directory = self.directory / DEAD_LETTER_DIR
+        self.dead_letter_directory.mkdir(exist_ok=True)
         self._lock = threading.Lock()
         self.has_items = threading.Event()
         for stale in self.directory.glob("*.tmp"):
@@ -48,6 +57,9 @@ class Spool:
         state = self._read_state()
         self.dropped_batches = int(state.get("dropped_batches", 0))
         self.dropped_records = int(state.get("dropped_records", 0))
+        self.dead_letter_batches = int(state.get("dead_letter_batches", 0))
+        self.dead_letter_records = int(state.get("dead_letter_records", 0))
+        self.dead_letter_last_error = str(state.get("dead_letter_last_error", ""))
         entries = self._entries()
         self._next_sequence = entries[-1].sequence + 1 if entries else 1
         if entries:
@@ -89,16 +101,48 @@ class Spool:
         with self._lock:
             entry.path.unlink(missing_ok=True)
 
-    def reject(self, entry: SpoolEntry, reason: str) -> None:
-        """The server refused the batch for good (4xx): keep a copy aside, move on."""
+    def split(self, entry: SpoolEntry, parts: list[tuple[str, int, bytes]]) -> None:
+        """Put `parts` (batch id, records, body) in the entry's place in the queue."""
         with self._lock:
-            target = self.directory / "rejected" / entry.path.name
-            os.replace(entry.path, target)
-            target.with_suffix(".reason").write_text(reason)
-            rejected = sorted((self.directory / "rejected").glob(f"*{SUFFIX}"))
-            for old in rejected[:-KEEP_REJECTED]:
-                old.unlink(missing_ok=True)
-                old.with_suffix(".reason").unlink(missing_ok=True)
+            for batch_id, records, body_gz in parts:
+                name = f"{entry.sequence:012d}-{batch_id}-{records}{SUFFIX}"
+                _write_atomically(self.directory / name, body_gz)
+            entry.path.unlink(missing_ok=True)
+
+    def dead_letter(self, entry: SpoolEntry, reason: str) -> None:
+        """The server refused the batch for good: move it to the dead letters, count it."""
+        with self._lock:
+            target = self.dead_letter_directory / entry.path.name
+            try:
+                os.replace(entry.path, target)
+            except FileNotFoundError:
+                return  # dropped meanwhile to stay under the cap, and counted there
+            reason_path = target.with_name(target.name.removesuffix(SUFFIX) + ".reason")
+            reason_path.write_text(reason + "\n")
+            self.dead_letter_batches += 1
+            self.dead_letter_records += entry.records
+            self.dead_letter_last_error = reason
+            self._write_state()
+            self._prune_dead_letters()
+
+    def _prune_dead_letters(self) -> None:
+        kept = sorted(self.dead_letter_directory.glob(f"*{SUFFIX}"), reverse=True)
+        used = 0
+        for i, path in enumerate(kept):
+            try:
+                used += path.stat().st_size
+            except FileNotFoundError:
+                continue
+            if i >= KEEP_DEAD_LETTERS or (i > 0 and used > DEAD_LETTER_MAX_BYTES):
+                path.unlink(missing_ok=True)
+                path.with_name(path.name.removesuffix(SUFFIX) + ".reason").unlink(missing_ok=True)
+
+    def holds(self, batch_id: str) -> bool:
+        """Is this batch waiting here, or among the dead letters?"""
+        with self._lock:
+            if any(entry.batch_id == batch_id for entry in self._entries()):
+                return True
+        return any(self.dead_letter_directory.glob(f"*-{batch_id}-*{SUFFIX}"))
 
     def pending(self) -> tuple[int, int]:
         """(batches, bytes) waiting to be sent."""
@@ -119,10 +163,11 @@ class Spool:
             except FileNotFoundError:
                 continue
             entries.append(SpoolEntry(path, int(sequence), batch_id, int(records), size))
-        entries.sort(key=lambda entry: entry.sequence)
+        # The halves of a split batch share its sequence: `<id>.1` goes before `<id>.2`.
+        entries.sort(key=lambda entry: (entry.sequence, entry.batch_id))
         return entries
 
-    def _read_state(self) -> dict[str, int]:
+    def _read_state(self) -> dict[str, Any]:
         try:
             data = json.loads((self.directory / "state.json").read_text())
         except (OSError, ValueError):
@@ -130,7 +175,13 @@ class Spool:
         return data if isinstance(data, dict) else {}
 
     def _write_state(self) -> None:
-        state = {"dropped_batches": self.dropped_batches, "dropped_records": self.dropped_records}
+        state = {
+            "dropped_batches": self.dropped_batches,
+            "dropped_records": self.dropped_records,
+            "dead_letter_batches": self.dead_letter_batches,
+            "dead_letter_records": self.dead_letter_records,
+            "dead_letter_last_error": self.dead_letter_last_error,
+        }
         _write_atomically(self.directory / "state.json", json.dumps(state).encode())
 
 

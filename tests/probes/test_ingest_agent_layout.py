@@ -98,4 +98,4 @@ def test_a_columnar_batch_refused_for_another_reason_is_set_aside_as_before(
     assert pusher.stats.rejected == 1
     assert not pusher.rows_only
     assert len(seen) == 1
-    assert list((tmp_path / "spool" / "rejected").glob("*.json.gz"))
+    assert list((tmp_path / "spool" / "dead-letter").glob("*.json.gz"))
