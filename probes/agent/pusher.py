@@ -3,9 +3,10 @@
 Answers: 201 stored or 200 already stored (a retry of a batch whose first answer was lost)
 -> the batch leaves the spool. 413 (too large: the server's or a proxy's body limit) -> the
 batch is split in two halves that take its place (ids `<id>.1`, `<id>.2`), down to single
-rows. 400/422 (invalid), or 413 for a single row -> this batch is refused for good: it moves
-to the dead letters (`Spool.dead_letter`, with the server's answer) so one bad batch cannot
-block the node's telemetry, and every later batch reports `dead_letter_batches` /
+rows. 400/422 (invalid), 409 (its id stored before with other rows), or 413 for a single row
+-> this batch is refused for good: it moves to the dead letters (`Spool.dead_letter`, with
+the server's answer) so one bad batch cannot block the node's telemetry, and every later
+batch reports `dead_letter_batches` /
 `dead_letter_last_error` in its `agent` metadata. 401/403 -> the token is wrong: keep the
 batch, re-read the token file, retry with backoff. Anything else (5xx, 404/405/415 from a
 wrong URL or a proxy in between, 408, 429, connection refused, timeouts) -> retry with
@@ -42,7 +43,8 @@ BACKOFF_MAX_S = 60.0
 # The longest dead-letter reason sent in `agent.dead_letter_last_error`.
 MAX_ERROR_CHARS = 500
 # Answers that refuse this batch's body for good (any other batch may still go through).
-PERMANENT = frozenset({400, 413, 422})
+# 409: the batch id was stored with other rows; the server will never take this batch.
+PERMANENT = frozenset({400, 409, 413, 422})
 DEAD_LETTER_KEYS = ("dead_letter_batches", "dead_letter_last_error")
 
 

@@ -28,9 +28,9 @@ def _pusher(tmp_path: Path, handler) -> tuple[Pusher, Spool, list[httpx.Request]
 
 
 @pytest.mark.parametrize(("status", "leaves"), [(201, True), (200, True), (400, True),
-                                                 (413, True), (422, True), (500, False),
-                                                 (503, False), (429, False), (401, False),
-                                                 (404, False), (405, False),
+                                                 (409, True), (413, True), (422, True),
+                                                 (500, False), (503, False), (429, False),
+                                                 (401, False), (404, False), (405, False),
                                                  (415, False)])  # fmt: skip
 def test_it_keeps_a_batch_until_the_server_has_it_or_refuses_it_for_good(
     tmp_path: Path, status: int, leaves: bool
@@ -45,7 +45,7 @@ def test_it_keeps_a_batch_until_the_server_has_it_or_refuses_it_for_good(
     assert request.headers["Content-Encoding"] == "gzip"
     assert request.content == b"\x1f\x8bbody"
     dead_letters = list((tmp_path / "spool" / "dead-letter").glob("*.json.gz"))
-    assert len(dead_letters) == (1 if status in (400, 413, 422) else 0)
+    assert len(dead_letters) == (1 if status in (400, 409, 413, 422) else 0)
 
 
 def test_it_rereads_the_token_file_after_a_401(tmp_path: Path) -> None:
