@@ -20,7 +20,8 @@ class NodeAdmin(admin.ModelAdmin):
     exclude = ["agent_token_hash"]
     readonly_fields = [
         "last_seen", "agent_version", "host_info", "agent_dropped_records",
-        "agent_dropped_batches", "observed_config",
+        "agent_dropped_batches", "agent_dead_letter_batches", "agent_dead_letter_last_error",
+        "observed_config",
     ]  # fmt: skip
     actions = ["issue_agent_token"]
 
