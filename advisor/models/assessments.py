@@ -9,7 +9,8 @@ enough data is an answer, not a crash), timings and progress. Scheduled assessme
 the previous one of their cluster for a trend.
 
 `DeploymentSlo` holds a deployment's objectives; a field left empty means the default
-(`SLO_DEFAULTS`), and assessments say which values were defaults.
+(`SLO_DEFAULTS`), and assessments say which values were defaults. Values lie in
+`advisor.engine.bounds` (checked by the admin and the database, as the engine checks them).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from advisor.engine.bounds import MAX_QUALITY_LOSS_POINTS, SLO_BOUNDS, TPOT_P95_S, TTFT_P95_S
+from probes.bounds import InBound, in_bound_constraint
 from probes.models import Cluster, ModelDeployment
 
 # Objectives used when a deployment has none set: interactive chat serving (TTFT p95 2 s,
@@ -32,15 +35,27 @@ class DeploymentSlo(models.Model):
     """A deployment's service-level objectives; empty fields fall back to `SLO_DEFAULTS`."""
 
     deployment = models.OneToOneField(ModelDeployment, on_delete=models.CASCADE, related_name="slo")
-    ttft_p95_s = models.FloatField(null=True, blank=True, help_text="time to first token, p95")
-    tpot_p95_s = models.FloatField(null=True, blank=True, help_text="time per output token, p95")
+    ttft_p95_s = models.FloatField(
+        null=True, blank=True, validators=[InBound("ttft_p95_s")],
+        help_text=f"time to first token, p95; {TTFT_P95_S.text}",
+    )  # fmt: skip
+    tpot_p95_s = models.FloatField(
+        null=True, blank=True, validators=[InBound("tpot_p95_s")],
+        help_text=f"time per output token, p95; {TPOT_P95_S.text}",
+    )  # fmt: skip
     max_quality_loss_points = models.FloatField(
-        null=True, blank=True, help_text="largest accuracy loss (points) a quantization may cost"
-    )
+        null=True, blank=True, validators=[InBound("max_quality_loss_points")],
+        help_text="largest accuracy loss (points) a quantization may cost; "
+        f"{MAX_QUALITY_LOSS_POINTS.text}",
+    )  # fmt: skip
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name = "deployment SLO"
+        constraints = [
+            in_bound_constraint(model="deploymentslo", field=name, bound=bound, null=True)
+            for name, bound in SLO_BOUNDS.items()
+        ]
 
     def __str__(self) -> str:
         return f"SLO of {self.deployment}"
