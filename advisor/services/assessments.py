@@ -285,6 +285,8 @@ def _inputs_json(fleet: Fleet, workloads: list[DerivedWorkload]) -> dict[str, An
         "gpus_per_node_and_kind": fleet.gpus_per_node_and_kind(),
         "unknown_gpu_names": list(fleet.unknown_gpu_names),
         "prices": {kind: price.to_json() for kind, price in fleet.prices.items()},
+        # Stored values out of their bounds, skipped by name (see `fleet_of`).
+        "refused_rows": [refusal.to_json() for refusal in fleet.refused],
         "deployments": {
             d.served_name: {
                 "id": d.id,
