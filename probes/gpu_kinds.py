@@ -4,8 +4,10 @@ A `PriceSheet.gpu_kind` is a catalog name ("H100-SXM"); agents report NVML names
 H100 80GB HBM3"). A row whose `gpu_kind` equals the NVML name itself also counts, so an
 organisation can price a GPU the catalog does not know. A GPU with no matching row has no
 price here: the dashboard shows "no price" and leaves it out of dollar totals; assessments
-say which list price they fell back to. Shared by the dashboard and the advisor (nobody may
-import the dashboard).
+say which list price they fell back to. A row holding a value out of `advisor.engine.bounds`
+(stored before the checks existed) counts as no row, and is named in `GpuPrice.refused`.
+The admin's checks of a row's kind live here too (`price_kind_problem`). Shared by the
+dashboard and the advisor (nobody may import the dashboard).
 """
 
 from __future__ import annotations

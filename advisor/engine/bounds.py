@@ -30,17 +30,15 @@ class Bound:
     whole: bool = False
 
     def contains(self, value: object) -> bool:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            try:
-                value = float(value)  # type: ignore[arg-type]  # Decimal from a DecimalField
-            except (TypeError, ValueError):
-                return False
-        if isinstance(value, float) and not math.isfinite(value):
+        """Whether `value` is a number in range (a Decimal, as a DecimalField gives, counts;
+        a bool, a string, NaN or an infinity does not)."""
+        if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
             return False
-        if self.whole and value != int(value):
+        number = float(value)
+        if not math.isfinite(number) or (self.whole and not number.is_integer()):
             return False
-        above = value > self.low if self.low_open else value >= self.low
-        return above and value <= self.high
+        above = number > self.low if self.low_open else number >= self.low
+        return above and number <= self.high
 
     @property
     def text(self) -> str:
@@ -99,13 +97,16 @@ SLO_BOUNDS: dict[str, Bound] = {
 # Replicas a deployment runs today or in a what-if (0: scaled to zero; what-ifs ask for >= 1).
 REPLICAS = Bound("replicas", 0, 512, whole=True)
 
+# Days of telemetry a scheduled assessment looks back over (an ad-hoc one: 1 h .. 90 d).
+WINDOW_DAYS = Bound("window_days", 1, 90, "days", whole=True)
+
 # A price "as of" a date: GPUs priced per hour did not exist before 2000, and a date past
 # 2100 is a typo. (A fixed range, so the database can check it too.)
 PRICE_AS_OF = DateBound("as_of", date(2000, 1, 1), date(2100, 12, 31))
 
 # By the field name that stores each value (the models' validators look them up here).
 _ALL: tuple[Bound | DateBound, ...] = (
-    PRICE_USD_PER_GPU_HOUR, *SLO_BOUNDS.values(), REPLICAS, PRICE_AS_OF,
+    PRICE_USD_PER_GPU_HOUR, *SLO_BOUNDS.values(), REPLICAS, WINDOW_DAYS, PRICE_AS_OF,
 )  # fmt: skip
 BOUNDS: dict[str, Bound | DateBound] = {bound.name: bound for bound in _ALL}
 

@@ -1,7 +1,8 @@
-# SLOs get the bounds of `advisor.engine.bounds` (validators and check constraints with the
-# same numbers; empty still means the default) and a benchmark endpoint's hardware must be a
-# catalog GPU kind. A database already holding an SLO out of bounds stops here with the rows
-# listed and nothing changed (`probes.bounds.bad_rows_refuse` says why).
+# SLOs and a scheduled assessment's window get the bounds of `advisor.engine.bounds`
+# (validators and check constraints with the same numbers; an empty SLO still means the
+# default) and a benchmark endpoint's hardware must be a catalog GPU kind. A database already
+# holding a row out of bounds stops here with the rows listed and nothing changed
+# (`probes.bounds.bad_rows_refuse` says why).
 
 from django.db import migrations, models
 
@@ -26,6 +27,12 @@ QUALITY = _slo_check(
     ">= 0 and <= 100 points",
 )
 
+WINDOW_DAYS = models.CheckConstraint(
+    condition=models.Q(("window_days__gte", 1), ("window_days__lte", 90)),
+    name="assessmentschedule_window_days_in_bounds",
+    violation_error_message="window_days: must be a whole number >= 1 and <= 90 days",
+)
+
 
 class Migration(migrations.Migration):
     dependencies = [
@@ -37,6 +44,18 @@ class Migration(migrations.Migration):
             "advisor",
             "DeploymentSlo",
             {"ttft_p95_s": TTFT, "tpot_p95_s": TPOT, "max_quality_loss_points": QUALITY},
+        ),
+        probes.bounds.bad_rows_refuse(
+            "advisor", "AssessmentSchedule", {"window_days": WINDOW_DAYS}
+        ),
+        migrations.AlterField(
+            model_name="assessmentschedule",
+            name="window_days",
+            field=models.PositiveSmallIntegerField(
+                default=7,
+                help_text="a whole number >= 1 and <= 90 days",
+                validators=[probes.bounds.InBound("window_days")],
+            ),
         ),
         migrations.AlterField(
             model_name="benchmarkendpoint",
@@ -82,4 +101,5 @@ class Migration(migrations.Migration):
         migrations.AddConstraint(model_name="deploymentslo", constraint=TTFT),
         migrations.AddConstraint(model_name="deploymentslo", constraint=TPOT),
         migrations.AddConstraint(model_name="deploymentslo", constraint=QUALITY),
+        migrations.AddConstraint(model_name="assessmentschedule", constraint=WINDOW_DAYS),
     ]

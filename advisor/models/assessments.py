@@ -18,7 +18,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
-from advisor.engine.bounds import MAX_QUALITY_LOSS_POINTS, SLO_BOUNDS, TPOT_P95_S, TTFT_P95_S
+from advisor.engine.bounds import (
+    MAX_QUALITY_LOSS_POINTS,
+    SLO_BOUNDS,
+    TPOT_P95_S,
+    TTFT_P95_S,
+    WINDOW_DAYS,
+)
 from probes.bounds import InBound, in_bound_constraint
 from probes.models import Cluster, ModelDeployment
 
@@ -74,7 +80,9 @@ class AssessmentSchedule(models.Model):
     cluster = models.OneToOneField(
         Cluster, on_delete=models.CASCADE, related_name="assessment_schedule"
     )
-    window_days = models.PositiveSmallIntegerField(default=7)
+    window_days = models.PositiveSmallIntegerField(
+        default=7, validators=[InBound("window_days")], help_text=WINDOW_DAYS.text
+    )
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask",
         on_delete=models.SET_NULL,
@@ -82,6 +90,11 @@ class AssessmentSchedule(models.Model):
         blank=True,
         related_name="assessment_schedule",
     )
+
+    class Meta:
+        constraints = [
+            in_bound_constraint(model="assessmentschedule", field="window_days", bound=WINDOW_DAYS)
+        ]
 
     def __str__(self) -> str:
         return f"assessment schedule of {self.cluster} ({self.window_days} d)"

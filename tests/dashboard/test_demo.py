@@ -15,7 +15,7 @@ from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 
-from advisor.models import Assessment, AssessmentStatus, DeploymentSlo
+from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus, DeploymentSlo
 from advisor.selectors.assessment_measured import gpu_telemetry_in_window
 from advisor.services.assessments import assessment_rerun
 from dashboard.demo_fleet import demo_fleet_ensure
@@ -51,7 +51,7 @@ def test_the_demo_lands_on_a_coherent_fleet_and_an_engine_assessment(
     assert price.source.startswith("catalog default: AWS EC2 Capacity Blocks")
     # every stored value the admin bounds is in bounds: the value-bounds migration's check of
     # existing rows passes on a demo database, and the admin would save each row as it is
-    for model in (PriceSheet, ModelDeployment, DeploymentSlo):
+    for model in (PriceSheet, ModelDeployment, DeploymentSlo, AssessmentSchedule):
         checks = bound_checks(model)
         bad_rows_refuse(model._meta.app_label, model.__name__, checks).code(
             apps, SimpleNamespace(connection=connection)

@@ -15,7 +15,8 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
 
-from advisor.models import BenchmarkEndpoint, DeploymentSlo
+from advisor.models import AssessmentSchedule, BenchmarkEndpoint, DeploymentSlo
+from advisor.services.assessments import AssessmentInputError, schedule_save
 from probes.bounds import bad_rows_refuse, stored_refusal
 from probes.models import Cluster, Gpu, ModelDeployment, Node, PriceSheet
 from tests.support.bounds import bound_checks, store_out_of_bounds
@@ -102,6 +103,21 @@ def test_it_refuses_a_bad_slo_in_the_admin_naming_the_field(
     assert DeploymentSlo.objects.count() == 0
 
 
+@pytest.mark.parametrize(("value", "error"), [
+    ("0", "must be a whole number >= 1 and <= 90 days, got 0"),
+    ("91", "must be a whole number >= 1 and <= 90 days, got 91"),
+])  # fmt: skip
+def test_it_refuses_a_schedule_window_the_service_refuses(
+    admin_client: Client, deployment: ModelDeployment, value: str, error: str
+) -> None:
+    form = {"cluster": deployment.cluster.pk, "window_days": value}
+    response = admin_client.post("/admin/advisor/assessmentschedule/add/", form)
+    assert _errors(response) == {"window_days": [error]}
+    with pytest.raises(AssessmentInputError) as caught:
+        schedule_save(cluster=deployment.cluster, window_days=int(value))
+    assert (caught.value.field, caught.value.message) == ("window_days", error)
+
+
 def test_an_empty_slo_is_still_the_default(
     admin_client: Client, deployment: ModelDeployment
 ) -> None:
@@ -139,6 +155,7 @@ def test_it_refuses_replicas_and_an_endpoint_gpu_kind_beyond_the_bounds(
         (DeploymentSlo, "tpot_p95_s", -0.1),
         (DeploymentSlo, "max_quality_loss_points", 101.0),
         (ModelDeployment, "replicas", 513),
+        (AssessmentSchedule, "window_days", 0),
     ],
 )
 def test_the_database_refuses_a_bad_value_written_past_validation(
@@ -153,6 +170,7 @@ def test_the_database_refuses_a_bad_value_written_past_validation(
         ),
         DeploymentSlo: lambda: DeploymentSlo.objects.create(deployment=deployment),
         ModelDeployment: lambda: deployment,
+        AssessmentSchedule: lambda: AssessmentSchedule.objects.create(cluster=deployment.cluster),
     }
     row = rows[model]()
     before = getattr(row, field)
