@@ -198,4 +198,5 @@ def test_a_migration_lists_the_rows_already_out_of_bounds_and_changes_nothing(
         f"  probes.PriceSheet #{bad.pk} as_of=datetime.date(1900, 1, 1): "
         "pricesheet_as_of_in_bounds"
     )
+    good.refresh_from_db()
     assert stored_refusal(good, "usd_per_gpu_hour", "skipped") is None

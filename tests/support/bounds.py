@@ -21,10 +21,15 @@ def _checks_off(model: type[models.Model]) -> Iterator[None]:
                 cursor.execute("PRAGMA ignore_check_constraints = 0")
     else:
         # PostgreSQL: DDL is transactional, so the test's transaction brings the checks back.
+        # ALTER TABLE waits for no deferred foreign key check: run those now.
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
         with connection.schema_editor(atomic=False) as editor:
             for constraint in model._meta.constraints:
                 if isinstance(constraint, models.CheckConstraint):
                     editor.remove_constraint(model, constraint)
+        with connection.cursor() as cursor:
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         yield
 
 
