@@ -8,6 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.test import Client
 
 from advisor.engine.catalog import DEFAULT_CATALOG
 from advisor.models import AssessmentStatus, DeploymentSlo
@@ -43,7 +44,7 @@ def _assess(capture: Any) -> Any:
 
 
 def test_it_names_a_bad_price_and_slo_row_and_assesses_the_rest(
-    lab: LabFleet, django_capture_on_commit_callbacks: Any
+    lab: LabFleet, django_capture_on_commit_callbacks: Any, client: Client, carol: Any
 ) -> None:
     price = PriceSheet.objects.get(gpu_kind="H100-SXM")
     store_out_of_bounds(price, usd_per_gpu_hour=Decimal("-2"))
@@ -89,6 +90,11 @@ def test_it_names_a_bad_price_and_slo_row_and_assesses_the_rest(
     measured = assessment.measured["fleet"]
     assert measured["cost_usd"] == pytest.approx(measured["gpu_hours"] * CATALOG_H100_USD)
     assert (measured["gpu_hours"], measured["unpriced_gpu_hours"]) == (146.0, 0.0)
+    # the assessment's page names both rows (assumptions, data gaps)
+    client.force_login(carol)
+    page = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    assert f"probes.PriceSheet #{price.pk} usd_per_gpu_hour=-2.0000" in page
+    assert f"advisor.DeploymentSlo #{slo.pk} ttft_p95_s=1e+308" in page
 
 
 def test_a_fleet_with_no_bad_row_refuses_nothing(lab: LabFleet) -> None:
