@@ -105,3 +105,15 @@ def test_a_fleet_with_no_bad_row_refuses_nothing(lab: LabFleet) -> None:
     chat = next(d for d in fleet.deployments if d.served_name == "chat")
     assert chat.problems == ()
     assert chat.slo["ttft_p95_s"].value == 3600.0
+
+
+def test_a_replica_count_out_of_bounds_leaves_its_deployment_out_by_name(lab: LabFleet) -> None:
+    store_out_of_bounds(lab.chat, replicas=100_000)
+    fleet = fleet_of(cluster=lab.cluster)
+    [refused] = fleet.refused
+    assert refused.text == (
+        f"probes.ModelDeployment #{lab.chat.pk} replicas=100000: must be a whole number >= 0 "
+        "and <= 512, got 100000; deployment not assessed (fix its replicas in the admin)"
+    )
+    problems = {d.served_name: d.problems for d in fleet.deployments}
+    assert problems == {"chat": (f"stored value out of bounds: {refused.text}",), "llama-8b": ()}
