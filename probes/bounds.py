@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from django.db import migrations, models
 from django.utils.deconstruct import deconstructible
 
-from advisor.engine.bounds import BOUNDS, Bound, DateBound, RefusedValue
+from advisor.engine.bounds import BOUNDS, Bound, DateBound, RefusedValue, shown
 
 
 @deconstructible
@@ -87,7 +87,10 @@ def bad_rows_refuse(
         for field, check in checks.items():
             rows = model.objects.using(schema_editor.connection.alias).exclude(check.condition)
             for pk, value in rows.order_by("pk").values_list("pk", field)[:20]:
-                found.append(f"{app_label}.{model_name} #{pk} {field}={value!r}: {check.name}")
+                found.append(
+                    f"{app_label}.{model_name} #{pk} {field}={shown(value)}: {check.name} "
+                    f"({check.violation_error_message})"
+                )
         if found:
             raise RuntimeError(
                 "rows out of bounds; fix them and migrate again (nothing was changed):\n  "

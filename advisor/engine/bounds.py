@@ -2,8 +2,8 @@
 
 One definition, used by the engine (`scenario.SloSpec`, `scenario.PriceEntry`), the what-if
 input (`advisor.services.whatif`), the models' field validators and database check
-constraints (`probes.bounds` turns a `Bound` into both), and the assessment, which refuses a
-stored row that is out of range by name (`refusal`) instead of failing as a whole.
+constraints (`probes.bounds` turns a `Bound` into both), and the assessment, which skips a
+stored value out of range by name (a `RefusedValue`) instead of failing as a whole.
 
 Changing a number here changes the check constraints: `makemigrations --check` then asks for
 a migration, so the database and the forms cannot drift apart.
@@ -80,8 +80,8 @@ def shown(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-# What one GPU-hour may cost. 0 is allowed (hardware already paid for); the dearest
-# on-demand GPU-hour in the catalog is ~$15, so $1000 only stops typos and sign errors.
+# What one GPU-hour may cost. 0 is allowed (hardware already paid for); the catalog's list
+# prices run $0.68 (L4) to $5.41 (H200-SXM), so $1000 only stops typos and sign errors.
 PRICE_USD_PER_GPU_HOUR = Bound("usd_per_gpu_hour", 0.0, 1000.0, "USD per GPU-hour")
 
 # Objectives: latencies must be positive (0 is unmeetable); an hour to the first token or a

@@ -193,10 +193,11 @@ def test_a_migration_lists_the_rows_already_out_of_bounds_and_changes_nothing(
         step.code(apps, SimpleNamespace(connection=connection))
     assert str(caught.value) == (
         "rows out of bounds; fix them and migrate again (nothing was changed):\n"
-        f"  probes.PriceSheet #{bad.pk} usd_per_gpu_hour=Decimal('-2.0000'): "
-        "pricesheet_usd_per_gpu_hour_in_bounds\n"
-        f"  probes.PriceSheet #{bad.pk} as_of=datetime.date(1900, 1, 1): "
-        "pricesheet_as_of_in_bounds"
+        f"  probes.PriceSheet #{bad.pk} usd_per_gpu_hour=-2.0000: "
+        "pricesheet_usd_per_gpu_hour_in_bounds "
+        "(usd_per_gpu_hour: must be >= 0 and <= 1000 USD per GPU-hour)\n"
+        f"  probes.PriceSheet #{bad.pk} as_of=1900-01-01: pricesheet_as_of_in_bounds "
+        "(as_of: must be between 2000-01-01 and 2100-12-31)"
     )
     good.refresh_from_db()
     assert stored_refusal(good, "usd_per_gpu_hour", "skipped") is None
