@@ -21,14 +21,15 @@ Structure (JSON field names are the dataclass field names; see
 - `prices`: USD per GPU-hour per hardware kind with its source; kinds not listed take the
   catalog's price, flagged as a default.
 - `slo` per deployment: TTFT p95, TPOT p95 (seconds), maximum quality loss (benchmark points,
-  e.g. MMLU); fields not given take product defaults and are listed in `defaulted`.
+  e.g. MMLU); fields not given take product defaults and are listed in `defaulted`. Prices and
+  SLOs must lie in `advisor.engine.bounds` (the same ranges the admin and what-ifs check).
 - `profiles`: calibration profiles (from the user's benchmarks) added to the built-ins.
 - `models`: Hugging Face `config.json` dicts by name, for models outside the catalog.
 - `options`: strategies to run, seed, hours per month, simulation window, search limits.
 
 Malformed input raises `ScenarioError` whose `field` is the path of the bad value, e.g.
-`deployments[2].slo.ttft_p95_s: must be > 0`. Names the catalog does not know (an unknown
-model or GPU) are not malformed input: the planner answers them per deployment.
+`deployments[2].slo.ttft_p95_s: must be > 0 and <= 3600 s, got 0`. Names the catalog does not
+know (an unknown model or GPU) are not malformed input: the planner answers them per deployment.
 
 `load_scenario(path)` reads a scenario file and may resolve conveniences that `from_json`
 does not accept: a `sample` given as a trace file reference, and a generated load shape
@@ -48,6 +49,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from advisor.engine.bounds import PRICE_USD_PER_GPU_HOUR, SLO_BOUNDS
 from advisor.engine.perf import CalibrationProfile
 from advisor.engine.workload import Workload
 
@@ -127,9 +129,10 @@ class SloSpec:
     defaulted: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        check_positive("ttft_p95_s", self.ttft_p95_s)
-        check_positive("tpot_p95_s", self.tpot_p95_s)
-        check_positive("max_quality_loss_points", self.max_quality_loss_points, strict=False)
+        for name, bound in SLO_BOUNDS.items():
+            problem = bound.problem(getattr(self, name))
+            if problem:
+                fail(name, problem)
         known = {"ttft_p95_s", "tpot_p95_s", "max_quality_loss_points"}
         for name in self.defaulted:
             if name not in known:
@@ -451,7 +454,9 @@ class PriceEntry:
     defaulted: bool = False
 
     def __post_init__(self) -> None:
-        check_positive("usd_per_gpu_hour", self.usd_per_gpu_hour, strict=False)
+        problem = PRICE_USD_PER_GPU_HOUR.problem(self.usd_per_gpu_hour)
+        if problem:
+            fail("usd_per_gpu_hour", problem)
         if not isinstance(self.source, str) or not self.source.strip():
             fail("source", "say where the price comes from (e.g. 'price sheet 2026-01')")
 

@@ -9,7 +9,8 @@ enough data is an answer, not a crash), timings and progress. Scheduled assessme
 the previous one of their cluster for a trend.
 
 `DeploymentSlo` holds a deployment's objectives; a field left empty means the default
-(`SLO_DEFAULTS`), and assessments say which values were defaults.
+(`SLO_DEFAULTS`), and assessments say which values were defaults. Values lie in
+`advisor.engine.bounds` (checked by the admin and the database, as the engine checks them).
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from advisor.engine.bounds import (
+    MAX_QUALITY_LOSS_POINTS,
+    SLO_BOUNDS,
+    TPOT_P95_S,
+    TTFT_P95_S,
+    WINDOW_DAYS,
+)
+from probes.bounds import InBound, in_bound_constraint
 from probes.models import Cluster, ModelDeployment
 
 # Objectives used when a deployment has none set: interactive chat serving (TTFT p95 2 s,
@@ -32,15 +41,27 @@ class DeploymentSlo(models.Model):
     """A deployment's service-level objectives; empty fields fall back to `SLO_DEFAULTS`."""
 
     deployment = models.OneToOneField(ModelDeployment, on_delete=models.CASCADE, related_name="slo")
-    ttft_p95_s = models.FloatField(null=True, blank=True, help_text="time to first token, p95")
-    tpot_p95_s = models.FloatField(null=True, blank=True, help_text="time per output token, p95")
+    ttft_p95_s = models.FloatField(
+        null=True, blank=True, validators=[InBound("ttft_p95_s")],
+        help_text=f"time to first token, p95; {TTFT_P95_S.text}",
+    )  # fmt: skip
+    tpot_p95_s = models.FloatField(
+        null=True, blank=True, validators=[InBound("tpot_p95_s")],
+        help_text=f"time per output token, p95; {TPOT_P95_S.text}",
+    )  # fmt: skip
     max_quality_loss_points = models.FloatField(
-        null=True, blank=True, help_text="largest accuracy loss (points) a quantization may cost"
-    )
+        null=True, blank=True, validators=[InBound("max_quality_loss_points")],
+        help_text="largest accuracy loss (points) a quantization may cost; "
+        f"{MAX_QUALITY_LOSS_POINTS.text}",
+    )  # fmt: skip
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name = "deployment SLO"
+        constraints = [
+            in_bound_constraint(model="deploymentslo", field=name, bound=bound, null=True)
+            for name, bound in SLO_BOUNDS.items()
+        ]
 
     def __str__(self) -> str:
         return f"SLO of {self.deployment}"
@@ -59,7 +80,9 @@ class AssessmentSchedule(models.Model):
     cluster = models.OneToOneField(
         Cluster, on_delete=models.CASCADE, related_name="assessment_schedule"
     )
-    window_days = models.PositiveSmallIntegerField(default=7)
+    window_days = models.PositiveSmallIntegerField(
+        default=7, validators=[InBound("window_days")], help_text=WINDOW_DAYS.text
+    )
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask",
         on_delete=models.SET_NULL,
@@ -67,6 +90,11 @@ class AssessmentSchedule(models.Model):
         blank=True,
         related_name="assessment_schedule",
     )
+
+    class Meta:
+        constraints = [
+            in_bound_constraint(model="assessmentschedule", field="window_days", bound=WINDOW_DAYS)
+        ]
 
     def __str__(self) -> str:
         return f"assessment schedule of {self.cluster} ({self.window_days} d)"

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
+from probes.gpu_kinds import validate_catalog_gpu_kind
 from probes.models import ModelDeployment, Node
 
 
@@ -42,7 +43,10 @@ class BenchmarkEndpoint(models.Model):
     max_concurrency = models.PositiveIntegerField(default=256)
     max_duration_s = models.PositiveIntegerField(default=1800)
     max_requests = models.PositiveIntegerField(default=100_000)
-    hardware = models.CharField(max_length=64, blank=True, help_text="catalog GPU name")
+    hardware = models.CharField(
+        max_length=64, blank=True, validators=[validate_catalog_gpu_kind],
+        help_text="catalog GPU name",
+    )  # fmt: skip
     model_ref = models.CharField(max_length=255, blank=True, help_text="default: model_id")
     quant = models.CharField(max_length=32, default="bf16")
     kv_cache_bytes = models.BigIntegerField(null=True, blank=True)

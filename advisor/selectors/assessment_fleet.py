@@ -6,6 +6,11 @@ user-editable `PriceSheet` with their source and date (a kind without a row fall
 catalog's list price, and says so), SLOs per deployment (fields left empty are the defaults,
 marked as such), and per GPU kind the calibration profile to use (a fitted record from this
 fleet's benchmarks with its fit error, else the engine's built-in profile).
+
+A stored value out of `advisor.engine.bounds` (a row written before the checks existed) never
+reaches the engine: it is listed in `Fleet.refused` by model, id, field and value; a refused
+price falls back to the catalog's, a refused SLO or replica count leaves its deployment out
+(a data gap), and everything else is assessed.
 """
 
 from __future__ import annotations
@@ -14,10 +19,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from advisor.engine.bounds import RefusedValue
 from advisor.engine.catalog import DEFAULT_CATALOG, CatalogError, ModelSpec, resolve_model
 from advisor.engine.perf import CalibrationProfile
 from advisor.models import SLO_DEFAULTS, DeploymentSlo
 from advisor.selectors.benchmarks import calibration_profile_for
+from probes.bounds import stored_refusal
 from probes.gpu_kinds import gpu_kind_of, prices_for
 from probes.models import Cluster, Gpu, ModelDeployment
 
@@ -119,6 +126,10 @@ class Fleet:
     prices: dict[str, Price]
     calibrations: dict[str, Calibration]
     unknown_gpu_names: tuple[str, ...] = field(default=())
+    # Stored values out of their bounds (rows written before the checks existed), each
+    # skipped by name: a refused price falls back to the catalog's, a refused SLO or replica
+    # count leaves its deployment out (a data gap); the rest is assessed.
+    refused: tuple[RefusedValue, ...] = field(default=())
 
     def price_of_gpu(self) -> dict[int, float | None]:
         """USD per GPU-hour of every GPU id (None: a kind the catalog does not know)."""
@@ -153,26 +164,44 @@ def model_spec_for(deployment: ModelDeployment) -> ModelSpec | None:
     return None
 
 
-def slo_of(deployment: ModelDeployment) -> dict[str, SloValue]:
+SLO_REFUSED = "deployment not assessed (fix its SLO in the admin)"
+REPLICAS_REFUSED = "deployment not assessed (fix its replicas in the admin)"
+
+
+def slo_of(deployment: ModelDeployment) -> tuple[dict[str, SloValue], tuple[RefusedValue, ...]]:
+    """The deployment's SLOs (defaults marked), and its stored values out of their bounds."""
     stored = DeploymentSlo.objects.filter(deployment=deployment).first()
     values: dict[str, SloValue] = {}
+    refused: list[RefusedValue] = []
     for name, default in SLO_DEFAULTS.items():
         value = getattr(stored, name, None) if stored is not None else None
+        bad = stored_refusal(stored, name, SLO_REFUSED) if stored and value is not None else None
+        if bad:
+            refused.append(bad)
+            value = None  # never reaches the engine; the deployment becomes a data gap
         values[name] = SloValue(default, True) if value is None else SloValue(float(value), False)
-    return values
+    return values, tuple(refused)
 
 
-def _price(kind: str, sheet_price: float | None, source: str, as_of: str | None) -> Price:
+def _price(
+    kind: str,
+    sheet_price: float | None,
+    source: str,
+    as_of: str | None,
+    refused: tuple[RefusedValue, ...] = (),
+) -> Price:
     if sheet_price is not None:
         return Price(kind, sheet_price, source, as_of, True)
     spec = DEFAULT_CATALOG.gpu(kind)
-    return Price(
-        kind,
-        spec.price_usd_per_hour,
-        f"catalog list price (no price sheet row for {kind}): {spec.price_source}",
-        None,
-        False,
+    why = (
+        "price sheet row refused: " + "; ".join(r.text for r in refused)
+        if refused
+        else f"no price sheet row for {kind}"
     )
+    return Price(
+        kind, spec.price_usd_per_hour, f"catalog list price ({why}): {spec.price_source}",
+        None, False,
+    )  # fmt: skip
 
 
 def fleet_of(*, cluster: Cluster) -> Fleet:
@@ -186,12 +215,17 @@ def fleet_of(*, cluster: Cluster) -> Fleet:
     by_id = {gpu.id: gpu for gpu in gpus}
     sheet = prices_for({gpu.model_name for gpu in gpus})
     prices: dict[str, Price] = {}
+    refused: dict[tuple[str, int | None, str], RefusedValue] = {}
     for sheet_price in sheet.values():
+        for bad in sheet_price.refused:
+            refused[(bad.model, bad.row_id, bad.field)] = bad
         kind = sheet_price.kind
         if kind is None or kind in prices:
             continue
         as_of = sheet_price.as_of.isoformat() if sheet_price.as_of else None
-        prices[kind] = _price(kind, sheet_price.usd_per_gpu_hour, sheet_price.source, as_of)
+        prices[kind] = _price(
+            kind, sheet_price.usd_per_gpu_hour, sheet_price.source, as_of, sheet_price.refused
+        )
     calibrations: dict[str, Calibration] = {}
     for kind in sorted(prices):
         profile, record = calibration_profile_for(hardware=kind)
@@ -223,6 +257,11 @@ def fleet_of(*, cluster: Cluster) -> Fleet:
                 f"model {deployment.model_id!r} is not in the engine's catalog "
                 "(add it, or give a config.json path as the model id)"
             )
+        slo, slo_refused = slo_of(deployment)
+        replicas_refused = stored_refusal(deployment, "replicas", REPLICAS_REFUSED)
+        for bad in (*slo_refused, *([replicas_refused] if replicas_refused else [])):
+            refused[(bad.model, bad.row_id, bad.field)] = bad
+            problems.append(f"stored value out of bounds: {bad.text}")
         deployments.append(
             DeploymentFleet(
                 id=deployment.id,
@@ -233,9 +272,11 @@ def fleet_of(*, cluster: Cluster) -> Fleet:
                 replicas=deployment.replicas,
                 gpus=mine,
                 kind=kinds[0] if len(kinds) == 1 and mine[0].kind else None,
-                slo=slo_of(deployment),
+                slo=slo,
                 problems=tuple(problems),
             )
         )
     unknown = tuple(sorted({gpu.model_name for gpu in gpus if gpu.kind is None}))
-    return Fleet(cluster, gpus, tuple(deployments), prices, calibrations, unknown)
+    return Fleet(
+        cluster, gpus, tuple(deployments), prices, calibrations, unknown, tuple(refused.values())
+    )

@@ -28,6 +28,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from advisor.engine.bounds import WINDOW_DAYS
 from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus
 from advisor.selectors.assessment_fleet import Fleet, fleet_of
 from advisor.selectors.assessment_measured import gpu_telemetry_in_window, usage_measured
@@ -37,7 +38,7 @@ from advisor.services.beat import beat_task_save
 from probes.models import Cluster, ModelDeployment
 
 MIN_WINDOW = timedelta(hours=1)
-MAX_WINDOW = timedelta(days=90)
+MAX_WINDOW = timedelta(days=WINDOW_DAYS.high)
 DEFAULT_WINDOW = "7d"
 DEFAULT_CRONTAB = {"minute": "0", "hour": "6", "day_of_week": "1"}  # Mondays 06:00
 SCHEDULED_TASK = "advisor.tasks.sim.assessment_scheduled"
@@ -392,6 +393,8 @@ def _inputs_json(fleet: Fleet, workloads: list[DerivedWorkload]) -> dict[str, An
         "gpus_per_node_and_kind": fleet.gpus_per_node_and_kind(),
         "unknown_gpu_names": list(fleet.unknown_gpu_names),
         "prices": {kind: price.to_json() for kind, price in fleet.prices.items()},
+        # Stored values out of their bounds, skipped by name (see `fleet_of`).
+        "refused_rows": [refusal.to_json() for refusal in fleet.refused],
         "deployments": {
             d.served_name: {
                 "id": d.id,
@@ -492,8 +495,9 @@ def schedule_save(
     crontab: dict[str, str] | None = None,
 ) -> AssessmentSchedule:
     """Create or update a cluster's recurring assessment and its beat task (all or nothing)."""
-    if not 1 <= window_days <= 90:
-        raise AssessmentInputError("window_days", f"must be 1..90, got {window_days}")
+    problem = WINDOW_DAYS.problem(window_days)
+    if problem:
+        raise AssessmentInputError("window_days", problem)
     with transaction.atomic():
         schedule, _ = AssessmentSchedule.objects.get_or_create(cluster=cluster)
         schedule.window_days = window_days

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from advisor.engine.bounds import PRICE_USD_PER_GPU_HOUR, REPLICAS, SLO_BOUNDS, Bound
 from advisor.engine.catalog import DEFAULT_CATALOG, CatalogError
 from advisor.engine.scenario import PriceEntry, Scenario, ScenarioError, SloSpec
 from advisor.engine.strategies.registry import names as strategy_names
@@ -34,8 +35,9 @@ from advisor.services.assessment_engine import EngineOutcome, scenario_from_json
 
 DEPLOYMENT_KEYS = frozenset({"hardware", "tensor_parallel", "replicas", "slo"})
 SLO_KEYS = ("ttft_p95_s", "tpot_p95_s", "max_quality_loss_points")
-MAX_REPLICAS = 512
-MAX_PRICE_USD_PER_GPU_HOUR = 1000.0
+# A what-if keeps at least one replica (the bound's 0, scaled to zero, is for stored rows).
+MIN_REPLICAS = 1
+MAX_REPLICAS = int(REPLICAS.high)
 
 Progress = Callable[[float, str], None]
 
@@ -95,13 +97,10 @@ def _mapping(value: Any, field: str) -> Mapping[str, Any]:
     return value
 
 
-def _number(value: Any, field: str, *, low: float, high: float, strict: bool = True) -> float:
-    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value > high or (value <= low if strict else value < low):
-        bound = ">" if strict else ">="
-        raise WhatIfInputError(
-            field, f"expected a number {bound} {low:g} and <= {high:g}, got {value!r}"
-        )
+def _number(value: Any, field: str, bound: Bound) -> float:
+    # Strings are not numbers here, though `Bound` would read "2" as one (a form's Decimal).
+    if isinstance(value, bool) or not isinstance(value, int | float) or not bound.contains(value):
+        raise WhatIfInputError(field, f"expected a number {bound.text}, got {value!r}")
     return float(value)
 
 
@@ -130,8 +129,7 @@ def _slo(current: SloSpec, raw: Any, field: str, said: list[str], name: str) -> 
     for key in SLO_KEYS:
         if key not in data or data[key] is None:
             continue
-        new = _number(data[key], f"{field}.{key}", low=0.0, high=3600.0,
-                      strict=key != "max_quality_loss_points")  # fmt: skip
+        new = _number(data[key], f"{field}.{key}", SLO_BOUNDS[key])
         if new != values[key]:
             said.append(f"{name}: SLO {key} {values[key]:g} -> {new:g}")
             values[key] = new
@@ -167,7 +165,9 @@ def whatif_scenario(*, scenario: Scenario, changes: Any) -> WhatIf:
                 said.append(f"{name}: GPUs per replica {deployment.tensor_parallel} -> {tp}")
                 updated = replace(updated, tensor_parallel=tp)
         if raw.get("replicas") is not None:
-            count = _whole(raw["replicas"], f"{field}.replicas", low=1, high=MAX_REPLICAS)
+            count = _whole(
+                raw["replicas"], f"{field}.replicas", low=MIN_REPLICAS, high=MAX_REPLICAS
+            )
             if count != deployment.replicas:
                 said.append(f"{name}: replicas today {deployment.replicas} -> {count}")
                 updated = replace(updated, replicas=count)
@@ -186,8 +186,7 @@ def whatif_scenario(*, scenario: Scenario, changes: Any) -> WhatIf:
         kind = _hardware(kind_given, f"prices.{kind_given}")
         if raw_price is None:
             continue
-        value = _number(raw_price, f"prices.{kind_given}", low=0.0,
-                        high=MAX_PRICE_USD_PER_GPU_HOUR, strict=False)  # fmt: skip
+        value = _number(raw_price, f"prices.{kind_given}", PRICE_USD_PER_GPU_HOUR)
         before = prices.get(kind)
         old = before.usd_per_gpu_hour if before else DEFAULT_CATALOG.gpu(kind).price_usd_per_hour
         if value != old:

@@ -5,7 +5,11 @@ from __future__ import annotations
 import hashlib
 import secrets
 
+from django.core.exceptions import ValidationError
 from django.db import models
+
+from advisor.engine.bounds import PRICE_AS_OF, PRICE_USD_PER_GPU_HOUR, REPLICAS
+from probes.bounds import InBound, in_bound_constraint
 
 
 class Cluster(models.Model):
@@ -106,7 +110,7 @@ class ModelDeployment(models.Model):
     created_by_node = models.ForeignKey(
         Node, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
-    replicas = models.PositiveIntegerField(default=1)
+    replicas = models.PositiveIntegerField(default=1, validators=[InBound("replicas")])
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -115,6 +119,7 @@ class ModelDeployment(models.Model):
             models.UniqueConstraint(
                 fields=["cluster", "served_name"], name="deployment_unique_served_name"
             ),
+            in_bound_constraint(model="deployment", field="replicas", bound=REPLICAS),
         ]
         permissions = [("import_trace", "Can import request traces")]
 
@@ -123,18 +128,48 @@ class ModelDeployment(models.Model):
 
 
 class PriceSheet(models.Model):
-    """What one GPU-hour of a GPU kind costs this organisation, with where the figure came from."""
+    """What one GPU-hour of a GPU kind costs this organisation, with where the figure came from.
 
-    gpu_kind = models.CharField(max_length=64, unique=True, help_text="Catalog name, e.g. H100-SXM")
-    usd_per_gpu_hour = models.DecimalField(max_digits=10, decimal_places=4)
+    `gpu_kind` is a catalog name (an alias is saved as the catalog's name) or the NVML name of
+    a GPU in the inventory that the catalog does not know (`probes.gpu_kinds`); the price and
+    the date lie in `advisor.engine.bounds`, checked here and by the database.
+    """
+
+    gpu_kind = models.CharField(
+        max_length=64,
+        unique=True,
+        help_text="Catalog name, e.g. H100-SXM, or the NVML name of a GPU the catalog lacks",
+    )
+    usd_per_gpu_hour = models.DecimalField(
+        max_digits=10,
+        decimal_places=4,
+        validators=[InBound("usd_per_gpu_hour")],
+        help_text=f"Must be {PRICE_USD_PER_GPU_HOUR.text}",
+    )
     source = models.CharField(max_length=255)
-    as_of = models.DateField()
+    as_of = models.DateField(validators=[InBound("as_of")], help_text=f"Must be {PRICE_AS_OF.text}")
 
     class Meta:
         ordering = ["gpu_kind"]
+        constraints = [
+            in_bound_constraint(
+                model="pricesheet", field="usd_per_gpu_hour", bound=PRICE_USD_PER_GPU_HOUR
+            ),
+            in_bound_constraint(model="pricesheet", field="as_of", bound=PRICE_AS_OF),
+        ]
 
     def __str__(self) -> str:
         return f"{self.gpu_kind}: ${self.usd_per_gpu_hour}/GPU-h ({self.source}, {self.as_of})"
+
+    def clean(self) -> None:
+        """A kind nobody can match is refused: its price would never apply to any GPU."""
+        from probes.gpu_kinds import price_kind_problem, price_kind_resolve
+
+        kind = (self.gpu_kind or "").strip()
+        problem = price_kind_problem(kind)
+        if problem:
+            raise ValidationError({"gpu_kind": problem})
+        self.gpu_kind = price_kind_resolve(kind)
 
 
 class GpuMoveOutcome(models.TextChoices):

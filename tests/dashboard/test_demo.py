@@ -6,18 +6,22 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from io import StringIO
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from django.apps import apps
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
 
-from advisor.models import Assessment, AssessmentStatus
+from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus, DeploymentSlo
 from advisor.selectors.assessment_measured import gpu_telemetry_in_window
 from advisor.services.assessments import assessment_rerun
 from dashboard.demo_fleet import demo_fleet_ensure
 from dashboard.demo_notice import NOTICE
 from dashboard.demo_telemetry import SAMPLES_PER_MINUTE, gpu_minutes
+from probes.bounds import bad_rows_refuse
 from probes.models import (
     Cluster,
     EngineRollup,
@@ -27,6 +31,7 @@ from probes.models import (
     RequestRecord,
     TraceImport,
 )
+from tests.support.bounds import bound_checks
 
 pytestmark = pytest.mark.django_db
 
@@ -44,6 +49,16 @@ def test_the_demo_lands_on_a_coherent_fleet_and_an_engine_assessment(
     assert TraceImport.objects.count() == 2
     price = PriceSheet.objects.get(gpu_kind="H100-SXM")
     assert price.source.startswith("catalog default: AWS EC2 Capacity Blocks")
+    # every stored value the admin bounds is in bounds: the value-bounds migration's check of
+    # existing rows passes on a demo database, and the admin would save each row as it is
+    for model in (PriceSheet, ModelDeployment, DeploymentSlo, AssessmentSchedule):
+        checks = bound_checks(model)
+        bad_rows_refuse(model._meta.app_label, model.__name__, checks).code(
+            apps, SimpleNamespace(connection=connection)
+        )
+        for row in model.objects.all():
+            row.full_clean()
+    assert ModelDeployment.objects.count() == 3
     # deployments use catalog models and run the engine's count plus one spare replica
     sized = dict(re.findall(r"  (\S+): .* needs (\d+) replica", text))
     chat = ModelDeployment.objects.get(served_name="llama-3-70b-chat")

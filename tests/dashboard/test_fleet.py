@@ -10,7 +10,9 @@ from django.utils.http import urlencode
 
 from dashboard.selectors.fleet import fleet_overview, resolution_for_fleet
 from dashboard.windows import Window
+from probes.models import PriceSheet
 from tests.dashboard.conftest import END, SmallFleet
+from tests.support.bounds import store_out_of_bounds
 
 pytestmark = pytest.mark.django_db
 
@@ -54,6 +56,27 @@ def test_it_computes_utilization_idle_hours_and_cost_from_hour_rollups(
     assert overview.util_mean_pct == pytest.approx((24 * 60 + 10 * 2 + 14 * 40 + 24 * 0) / 72)
     # Coverage: 72 observed GPU-hours of 3 GPUs x 168 h.
     assert overview.coverage == pytest.approx(72 / (3 * 168))
+
+
+def test_a_price_row_out_of_bounds_is_no_price_never_a_negative_cost(
+    small_fleet: SmallFleet,
+) -> None:
+    # a row stored before the check constraints existed (the admin and database refuse it now)
+    store_out_of_bounds(PriceSheet.objects.get(gpu_kind="H100-SXM"), usd_per_gpu_hour=-4)
+    overview = fleet_overview(window=week(), cluster=small_fleet.cluster)
+    idle = next(gpu for gpu in overview.gpus if gpu.gpu_id == small_fleet.idle.pk)
+    assert (idle.price.usd_per_gpu_hour, idle.idle_cost_usd) == (None, None)
+    [refused] = idle.price.refused
+    assert refused.text.startswith("probes.PriceSheet #")
+    assert refused.text.endswith(
+        " usd_per_gpu_hour=-4.0000: must be >= 0 and <= 1000 USD per GPU-hour, got -4.0000; "
+        "row skipped, as if the kind had no price"
+    )
+    assert [(u.label, u.gpus, u.idle_hours) for u in overview.unpriced] == [
+        ("H100-SXM", 2, 10.0),
+        ("L4", 1, 24.0),
+    ]
+    assert (overview.idle_cost_usd, overview.cost_usd) == (None, None)
 
 
 def test_it_takes_p95_over_gpu_buckets(small_fleet: SmallFleet) -> None:

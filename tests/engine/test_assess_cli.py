@@ -36,7 +36,7 @@ def test_it_names_the_bad_field_and_exits_2(
     path.write_text(json.dumps(data))
     assert main(["assess", str(path)]) == 2
     _, err = capsys.readouterr()
-    assert err.strip() == "error: deployments[0].slo.ttft_p95_s: must be > 0, got -1.0"
+    assert err.strip() == "error: deployments[0].slo.ttft_p95_s: must be > 0 and <= 3600 s, got -1"
 
 
 def test_it_loads_the_example_scenario() -> None:

@@ -103,6 +103,25 @@ DROP = object()
 BAD_VALUES = [
     # (where to put the bad value, the value, the field the error names, part of its message)
     ("deployments.1.slo.ttft_p95_s", 0, "deployments[1].slo.ttft_p95_s", "must be > 0"),
+    # the shared bounds (advisor.engine.bounds): the admin and what-ifs refuse the same values
+    (
+        "deployments.1.slo.ttft_p95_s",
+        1e308,
+        "deployments[1].slo.ttft_p95_s",
+        "must be > 0 and <= 3600 s, got 1e+308",
+    ),
+    (
+        "deployments.0.slo.max_quality_loss_points",
+        100.5,
+        "deployments[0].slo.max_quality_loss_points",
+        "must be >= 0 and <= 100 points, got 100.5",
+    ),
+    (
+        "prices.H100-SXM.usd_per_gpu_hour",
+        -2.0,
+        "prices.H100-SXM.usd_per_gpu_hour",
+        "must be >= 0 and <= 1000 USD per GPU-hour, got -2",
+    ),
     ("deployments.0.replicas", "3", "deployments[0].replicas", "must be an integer"),
     (
         "deployments.0.engine_args.max_num_seq",

@@ -97,6 +97,51 @@ def test_bad_changes_name_the_field(
     assert message in caught.value.message
 
 
+# Each what-if value at its shared bound (advisor.engine.bounds) and just beyond it: the same
+# numbers the admin's validators and the database's checks use.
+AT_AND_BEYOND = [
+    ("slo", "ttft_p95_s", 3600.0, 3600.0000001, "expected a number > 0 and <= 3600 s"),
+    ("slo", "ttft_p95_s", 1e-9, 0.0, "expected a number > 0 and <= 3600 s"),
+    ("slo", "tpot_p95_s", 60.0, 60.001, "expected a number > 0 and <= 60 s"),
+    ("slo", "max_quality_loss_points", 0.0, -0.001,
+     "expected a number >= 0 and <= 100 points"),
+    ("slo", "max_quality_loss_points", 100.0, 100.001,
+     "expected a number >= 0 and <= 100 points"),
+    ("price", "H100-SXM", 0.0, -0.01, "expected a number >= 0 and <= 1000 USD per GPU-hour"),
+    ("price", "H100-SXM", 1000.0, 1000.01,
+     "expected a number >= 0 and <= 1000 USD per GPU-hour"),
+    ("replicas", "replicas", 512, 513, "expected a whole number in [1, 512]"),
+]  # fmt: skip
+
+
+def _change(kind: str, key: str, value: float) -> dict[str, object]:
+    if kind == "price":
+        return {"prices": {key: value}}
+    if kind == "replicas":
+        return {"deployments": {"llama": {"replicas": value}}}
+    return {"deployments": {"llama": {"slo": {key: value}}}}
+
+
+@pytest.mark.parametrize(("kind", "key", "at", "beyond", "message"), AT_AND_BEYOND)
+def test_it_accepts_a_value_at_the_shared_bound_and_refuses_one_beyond(
+    scenario: Scenario, kind: str, key: str, at: float, beyond: float, message: str
+) -> None:
+    accepted = whatif_scenario(scenario=scenario, changes=_change(kind, key, at))
+    if kind == "price":
+        assert accepted.scenario.prices[key].usd_per_gpu_hour == at
+    elif kind == "replicas":
+        assert accepted.scenario.deployment("llama").replicas == at
+    else:
+        assert getattr(accepted.scenario.deployment("llama").slo, key) == at
+    with pytest.raises(WhatIfInputError) as caught:
+        whatif_scenario(scenario=scenario, changes=_change(kind, key, beyond))
+    field = f"prices.{key}" if kind == "price" else (
+        "deployments.llama.replicas" if kind == "replicas" else f"deployments.llama.slo.{key}"
+    )  # fmt: skip
+    assert caught.value.field == field
+    assert caught.value.message == f"{message}, got {beyond!r}"
+
+
 @pytest.mark.django_db
 def test_the_engine_answers_the_changed_scenario() -> None:
     assessment = assessment_completed(cluster=Cluster.objects.create(name="prod"), end=START)
