@@ -78,6 +78,7 @@ class CheckFailure:
 @dataclass
 class FuzzResult:
     cases: Counter[str] = field(default_factory=Counter)  # "POST /api/v1/..." -> requests sent
+    statuses: Counter[tuple[str, int]] = field(default_factory=Counter)  # (operation, status)
     server_errors: list[ServerError] = field(default_factory=list)
     check_failures: list[CheckFailure] = field(default_factory=list)
 
@@ -448,6 +449,7 @@ class _Sender:
         self.tracebacks.clear()
         response = case.call(**credentials)
         self.result.cases[label] += 1
+        self.result.statuses[label, response.status_code] += 1
         if response.status_code >= 500:
             curl = case.as_curl_command(headers=dict(response.request.headers))
             error = ServerError(label, response.status_code, curl, "".join(self.tracebacks))
