@@ -20,7 +20,8 @@ bearer token. The harness's copy of the schema adds what the views read but the 
 leaves out (`_schema`: the bodies of the agent report, the rollout proposal and the rollout
 actions; the `cluster` and `as` query parameters), and lets positive cases name the seeded
 cluster, endpoint and rows (half the cases of an operation with ids in its path), so they
-reach past "not found". The seeded rollout is another admin's, so this one may approve it.
+reach past "not found". Each rollout action has a seeded rollout of its own, another
+admin's, put back before each case in a state the action applies to (`ROLLOUT_STATES`).
 
 Queueing is replaced by a no-op (`Task.apply_async`): a POST creates its rows and returns; no
 assessment, benchmark or rollout step runs (an eager one per case would take the run hours).
@@ -30,13 +31,14 @@ Figures: `fuzz_cases` (requests sent; target >= 1000) and `fuzz_5xx` (answers >=
 reproduction, the innermost frame of our code in its traceback and the exception) and the
 failures of the schemathesis checks worth reading (`default_checks`; they do not count
 toward fuzz_5xx), one example of each kind per operation. The database is dropped at the end.
-On 2 shared cores: about 1,440 cases in 30 s (40 s with the migrations).
+On 2 shared cores: 1,435 cases in 30-45 s (plus about 6 s of migrations).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import os
 import re
 import sys
@@ -44,7 +46,7 @@ import time
 import traceback
 import warnings
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -120,8 +122,29 @@ class Seeds:
     deployment_id: int
     node_id: int
     ids: dict[str, int]  # path parameter name -> the id of an existing row
+    rollout_ids: dict[str, int]  # action -> a rollout in a state that action applies to
     session_id: str
     agent_token: str
+
+    def path_parameters(self, path: str) -> dict[str, int]:
+        """Ids of seeded rows for the parameters in `path` (a rollout action: its own rollout)."""
+        found = {name: self.ids[name] for name in re.findall(r"{(\w+)}", path) if name in self.ids}
+        action = path.rstrip("/").rsplit("/", 1)[-1]
+        if "rollout_id" in found and action in self.rollout_ids:
+            found["rollout_id"] = self.rollout_ids[action]
+        return found
+
+
+# The (status, paused) each rollout action's seeded rollout is put in, so that the action
+# applies; each is proposed by another admin, on a node of its own (a node serves one rollout).
+ROLLOUT_STATES = {
+    "approve": ("pending", False),
+    "start": ("pending", False),
+    "abort": ("pending", False),
+    "pause": ("progressing", False),
+    "resume": ("progressing", True),
+    "rollback": ("progressing", False),
+}
 
 
 def _seed() -> Seeds:
@@ -131,7 +154,12 @@ def _seed() -> Seeds:
     from django.test import Client
     from django.utils import timezone
 
-    from advisor.models import Assessment, BenchmarkEndpoint, BenchmarkJob, BenchmarkRun
+    from advisor.models import (
+        Assessment,
+        BenchmarkEndpoint,
+        BenchmarkJob,
+        BenchmarkRun,
+    )
     from advisor.services.rollouts import rollout_propose
     from probes.models import Gpu, ModelDeployment
     from probes.roles import ensure_roles
@@ -164,9 +192,14 @@ def _seed() -> Seeds:
         cluster=node.cluster, window_start=now - timedelta(days=7), window_end=now,
         status="done", scenario='{"fuzz": true}',
     )  # fmt: skip
-    rollout = rollout_propose(
-        user=proposer, nodes=[node.id], change={"title": "fuzz", "engine_args": {"max_num_seqs": 8}}
-    )
+    rollout_ids = {}
+    for action in ROLLOUT_STATES:
+        target, _token = node_register(cluster_name="fuzz", hostname=f"fuzz-{action}")
+        rollout = rollout_propose(
+            user=proposer, nodes=[target.id], change={"title": action, "engine_args": {"seed": 1}}
+        )
+        rollout_ids[action] = rollout.id
+    _reset_rollouts(rollout_ids)
     client = Client()
     client.force_login(admin)
     return Seeds(
@@ -178,11 +211,30 @@ def _seed() -> Seeds:
             "assessment_id": assessment.id,
             "job_id": job.id,
             "run_id": run.id,
-            "rollout_id": rollout.id,
+            "rollout_id": rollout_ids["approve"],
         },
+        rollout_ids=rollout_ids,
         session_id=client.cookies["sessionid"].value,
         agent_token=token,
     )
+
+
+def _reset_rollouts(rollout_ids: dict[str, int]) -> None:
+    """Put each action's rollout back in its `ROLLOUT_STATES` state, unapproved.
+
+    Run before each case of a rollout operation: the first case that pauses (or aborts...)
+    would leave the rest of that operation's cases a 409, and cases naming random ids move
+    other actions' rollouts too.
+    """
+    from advisor.models import Rollout
+
+    states: dict[tuple[str, bool], list[int]] = {}
+    for action, state in ROLLOUT_STATES.items():
+        states.setdefault(state, []).append(rollout_ids[action])
+    for (status, paused), ids in states.items():
+        Rollout.objects.filter(id__in=ids).update(
+            status=status, paused=paused, approved_by=None, approved_at=None
+        )
 
 
 def _json_body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -385,11 +437,11 @@ def fuzz(*, cases_per_mode: int = CASES_PER_MODE, checks: list[Any] | None = Non
             if isinstance(found, Err):
                 raise found.err()  # an operation the schema describes wrongly: fix the schema
             operation = found.ok()
-            seeded = {
-                name: seeds.ids[name]
-                for name in re.findall(r"{(\w+)}", operation.path)
-                if name in seeds.ids
-            }
+            seeded = seeds.path_parameters(operation.path)
+            if "{rollout_id}" in operation.path:
+                sender.before_each = functools.partial(_reset_rollouts, seeds.rollout_ids)
+            else:
+                sender.before_each = None
             for mode in schemathesis.GenerationMode:
                 sender.fuzz_operation(
                     operation, mode, credentials=_credentials(operation, seeds), seeded=seeded,
@@ -403,6 +455,7 @@ class _Sender:
     result: FuzzResult
     tracebacks: list[str]  # filled by the got_request_exception receiver
     checks: list[Any]
+    before_each: Callable[[], None] | None = None  # run before each request
 
     def fuzz_operation(
         self,
@@ -433,11 +486,12 @@ class _Sender:
             suppress_health_check=list(HealthCheck),
         )  # fmt: skip
         def fuzz_case(case: Any) -> None:
-            self.send(label, case, credentials, validate=True)
             if mode is GenerationMode.POSITIVE:
+                # First: when the case changes a row's state, its copy meets the row unchanged.
                 variant = _nul_variant(case)
                 if variant is not None:
                     self.send(label, variant, credentials, validate=False)
+            self.send(label, case, credentials, validate=True)
 
         with contextlib.suppress(Unsatisfiable):  # nothing to negate: no parameters, no body
             fuzz_case()
@@ -446,6 +500,8 @@ class _Sender:
         """Send one case; record a 5xx, or (`validate`) the checks that fail on the answer."""
         from schemathesis.core.failures import FailureGroup
 
+        if self.before_each is not None:
+            self.before_each()
         self.tracebacks.clear()
         response = case.call(**credentials)
         self.result.cases[label] += 1
@@ -505,7 +561,10 @@ def report(result: FuzzResult, *, out: Any = None) -> None:
     out = out or sys.stderr
     errors = Counter(error.operation for error in result.server_errors)
     for label, count in sorted(result.cases.items(), key=lambda item: item[0].split()[::-1]):
-        print(f"# {count:5d} cases {errors[label]:4d} 5xx  {label}", file=out)
+        statuses = " ".join(
+            f"{status}:{n}" for (op, status), n in sorted(result.statuses.items()) if op == label
+        )
+        print(f"# {count:5d} cases {errors[label]:4d} 5xx  {label}  ({statuses})", file=out)
     for error in result.server_errors:
         print(f"# 5xx: {error.operation} -> {error.status}: {error.curl}", file=out)
         print(f"#      {traceback_gist(error.traceback)}", file=out)

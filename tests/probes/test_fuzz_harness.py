@@ -70,7 +70,7 @@ def test_it_reports_each_server_error_with_a_reproduction(
         f'File "{__file__}", line {raised_at}, in broken: raise RuntimeError("ledger unreadable")'
         " -> RuntimeError: ledger unreadable"
     )
-    assert "#     1 cases    1 5xx  GET /api/v1/rollout-ledger/" in out.getvalue()
+    assert "#     1 cases    1 5xx  GET /api/v1/rollout-ledger/  (500:1)" in out.getvalue()
     assert "# 5xx: GET /api/v1/rollout-ledger/ -> 500: curl -X GET" in out.getvalue()
     # The copy of a positive case with NUL-suffixed text reached the list's `cluster` filter.
     listing = [e for e in result.server_errors if e.operation == "GET /api/v1/assessments/"]
