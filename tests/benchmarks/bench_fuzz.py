@@ -403,8 +403,6 @@ def _quiet_server() -> Iterator[list[str]]:
     def record(**_: Any) -> None:
         tracebacks.append(traceback.format_exc())
 
-    # WhiteNoise's note that `collectstatic` has not run: the API serves no static files.
-    warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
     request_log = logging.getLogger("django.request")
     level = request_log.level
     request_log.setLevel(logging.CRITICAL)
@@ -412,7 +410,9 @@ def _quiet_server() -> Iterator[list[str]]:
     # As Django's test client does: a request's end must not close the test's connection.
     signals.request_finished.disconnect(close_old_connections)
     try:
-        with mock.patch.object(Task, "apply_async", _no_queue):
+        with mock.patch.object(Task, "apply_async", _no_queue), warnings.catch_warnings():
+            # WhiteNoise's note that `collectstatic` has not run: the API serves no static files.
+            warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
             yield tracebacks
     finally:
         signals.request_finished.connect(close_old_connections)
