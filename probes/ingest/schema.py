@@ -82,7 +82,8 @@ def _n(name: str, lo: float | None = 0.0, hi: float | None = None, help: str = "
 
 GPU_FIELDS: tuple[Field, ...] = (
     Field("uuid", "string", required=True, max_length=96, help="NVML UUID, e.g. GPU-… or MIG-…"),
-    Field("index", "integer", required=True, minimum=0, maximum=65535),
+    # Stored in a smallint column (PostgreSQL: at most 32767).
+    Field("index", "integer", required=True, minimum=0, maximum=32767),
     Field("name", "string", required=True, max_length=128, help="As NVML reports it"),
     Field("memory_bytes", "integer", required=True, minimum=0),
     Field("mig_parent_uuid", "string", max_length=96, help="Set on a MIG instance"),

@@ -367,3 +367,14 @@ def test_it_keeps_the_agents_dead_letter_count_and_reason_on_the_node(client: Cl
     assert (node.agent_dead_letter_batches, node.agent_dead_letter_last_error) == (
         2, "400 gpus[0].name: must be ...",
     )  # fmt: skip
+
+
+def test_it_refuses_a_gpu_index_its_column_cannot_hold(client: Client) -> None:
+    # Gpu.index is a smallint: 64198 passed validation and failed the insert (a 500)
+    _node, token = registered_node()
+    response = post(client, token, batch(gpus=[gpu(index=32768)]))
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"field": "gpus[0].index", "message": "must be between 0 and 32767, got 32768"}
+    ]
+    assert post(client, token, batch("b-2", gpus=[gpu(index=32767)])).status_code == 201
