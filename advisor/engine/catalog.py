@@ -663,6 +663,7 @@ def _noted_keys(top: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
         "num_kv_shared_layers",
         "global_head_dim",
         "dual_chunk_attention_config",
+        "linear_attn_config",
     ):
         if config.get(key):
             notes.append(f"{key} not modelled: layers counted as plain attention + MLP")

@@ -189,7 +189,8 @@ class Deployment:
 
     @property
     def kv_bytes_per_token(self) -> float:
-        """Whole-model KV bytes per token (all devices together)."""
+        """Whole-model KV bytes each token adds at long context (all devices together): the
+        layers that keep every token; see `memory_plan` for windowed and linear layers."""
         return self.model.kv_bytes_per_token(kv_dtype_bytes(self.kv_dtype))
 
     @property

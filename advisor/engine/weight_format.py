@@ -60,17 +60,29 @@ class WeightFormat:
 
     def bits(self, group: str, modules: tuple[str, ...]) -> float:
         """Bits per weight of `group`'s matrices in a layer, given the module's names
-        (aliases across families, e.g. `model.layers.3.mlp.shared_expert(s)`)."""
+        (aliases across families, e.g. `model.layers.3.mlp.shared_expert(s)`).
+
+        A module is ignored when its name, or every projection in it, matches an ignore
+        entry (an entry naming one projection of several leaves the group quantized); a
+        compressed-tensors rule applies when it targets the module or any projection in it
+        (targets such as `re:...experts\\.\\d+\\.(gate|up|down)_proj$`).
+        """
         if group == "lm_head" and self.lm_head_bits is not None:
             return self.lm_head_bits
         if group not in self.groups:
             return 16.0
-        if any(_matches(p, m) for p in self.ignore for m in modules):
-            return 16.0
+        for module in modules:
+            names = _projections(module)
+            if any(_matches(p, module) for p in self.ignore) or all(
+                any(_matches(p, name) for p in self.ignore) for name in names
+            ):
+                return 16.0
         if self.rules:
             for rule in self.rules:
-                if any(t == "Linear" or _matches(t, m) for t in rule.targets for m in modules):
-                    return rule.bits
+                for module in modules:
+                    for name in (module, *_projections(module)):
+                        if any(t == "Linear" or _matches(t, name) for t in rule.targets):
+                            return rule.bits
             return 16.0
         return self.bits_per_weight
 
@@ -85,6 +97,20 @@ MODULE_NAMES: Mapping[str, tuple[str, ...]] = {
     "router": ("mlp.gate", "mlp.router", "block_sparse_moe.gate", "feed_forward.router"),
     "norms": ("input_layernorm",),
 }
+# Projections inside each module (by the module's last name), for per-projection patterns.
+_PROJECTIONS: Mapping[str, tuple[str, ...]] = {
+    "self_attn": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "linear_attn": ("in_proj_qkvz", "in_proj_ba", "out_proj"),
+    "experts": ("0.gate_proj", "0.up_proj", "0.down_proj"),
+    "mlp": ("gate_proj", "up_proj", "down_proj"),
+    "feed_forward": ("gate_proj", "up_proj", "down_proj"),
+    "shared_experts": ("gate_proj", "up_proj", "down_proj"),
+    "shared_expert": ("gate_proj", "up_proj", "down_proj"),
+}
+
+
+def _projections(module: str) -> tuple[str, ...]:
+    return tuple(f"{module}.{name}" for name in _PROJECTIONS.get(module.rsplit(".", 1)[-1], ()))
 
 
 def layer_modules(index: int, group: str) -> tuple[str, ...]:

@@ -323,6 +323,41 @@ def test_it_reads_compressed_tensors_w4a16_with_its_ignore_list() -> None:
     assert by_group["lm_head"] == 128256 * 4096 * 2.0
 
 
+def test_it_applies_per_projection_targets_of_a_mixed_checkpoint() -> None:
+    # int8 (group 64) attention and int4 (group 32) experts, named projection by projection
+    # with regexes as in compressed-tensors mixed releases; layer 0's dense MLP untargeted
+    model = model_from_hf_dict(
+        {**LLAMA_BODY, "num_hidden_layers": 2, "num_local_experts": 4, "num_experts_per_tok": 2,
+         "first_k_dense_replace": 1,
+         "quantization_config": {
+             "quant_method": "compressed-tensors",
+             "config_groups": {
+                 "group_0": {
+                     "targets": ["re:model\\.layers\\.\\d+\\.self_attn\\.(q|k|v|o)_proj$"],
+                     "weights": {"num_bits": 8, "type": "int", "strategy": "group",
+                                 "group_size": 64},
+                 },
+                 "group_1": {
+                     "targets": [
+                         "re:model\\.layers\\.\\d+\\.mlp\\.experts\\.\\d+\\.(gate|up|down)_proj$"
+                     ],
+                     "weights": {"num_bits": 4, "type": "int", "strategy": "group",
+                                 "group_size": 32},
+                 },
+             },
+             # one projection of layer 1's attention only: the group stays quantized
+             "ignore": ["lm_head", "model.layers.1.self_attn.o_proj"],
+         }},
+        name="mixed",
+    )  # fmt: skip
+    by_group = weights(model)
+    # attention: 2 layers x 41,943,040 at 8 + 16/64 = 8.25 bits
+    assert by_group["attention"] == 2 * 41_943_040 * 8.25 / 8
+    # experts: 1 MoE layer x 4 x 3 x 4096 x 14336 at 4 + 16/32 = 4.5 bits
+    assert by_group["experts"] == 4 * 3 * 4096 * 14336 * 4.5 / 8
+    assert by_group["dense_mlp"] == 3 * 4096 * 14336 * 2.0  # no rule targets it
+
+
 def test_it_reads_compressed_tensors_fp8_w8a8_as_fp8_compute() -> None:
     model = with_quant(
         {
