@@ -412,19 +412,8 @@ def _moe_layer_flags(
 _QK_NORM_TYPES = ("qwen3", "qwen3_moe", "qwen3_next", "gemma3", "gemma3_text", "olmo2")
 
 
-def read_layers(
-    config: Mapping[str, Any],
-    *,
-    layers: int,
-    hidden: int,
-    heads: int,
-    kv_heads: int,
-    head_dim: int,
-    source: str,
-    assumptions: MutableSequence[str],
-) -> tuple[LayerSpec, ...]:
-    """The layers of a text config (a multimodal wrapper's `text_config` merged in first)."""
-    model_type = str(config.get("model_type", ""))
+def _mlps(config: Mapping[str, Any], layers: int, model_type: str, source: str) -> list[MlpSpec]:
+    """Every layer's MLP: dense, or routed experts (top-k) plus shared experts."""
     experts = (
         _int(config, "num_local_experts", source)
         or _int(config, "num_experts", source)
@@ -450,70 +439,110 @@ def read_layers(
     )
     if not all(moe_flags) and not dense_size:
         raise ArchitectureError(f"{source}: missing intermediate_size")
-    if any(moe_flags) and not expert_size:
+    if not any(moe_flags):
+        assert dense_size
+        return [MlpSpec("dense", dense_size)] * layers
+    if not expert_size:
         raise ArchitectureError(f"{source}: missing moe_intermediate_size")
+    assert top_k
+    # Shared experts: Qwen2-MoE / Qwen3-Next give their width (and gate them), DeepSeek their
+    # count of expert-wide MLPs, Llama 4 always has one of the expert's width.
     shared = _int(config, "shared_expert_intermediate_size", source) or 0
     n_shared = _int(config, "n_shared_experts", source) or 0
     if n_shared:
-        shared = n_shared * (expert_size or 0)
-    if model_type == "llama4_text" or model_type == "llama4":
-        shared = expert_size or 0  # Llama 4: one shared expert of the expert's width
+        shared = n_shared * expert_size
+    if model_type in ("llama4", "llama4_text"):
+        shared = expert_size
     router_vector = 0
     if model_type == "gpt_oss":
         router_vector = experts  # the router has a bias
     elif config.get("topk_method") == "noaux_tc":
         router_vector = experts  # DeepSeek-V3: e_score_correction_bias
+    moe = MlpSpec(
+        "moe",
+        expert_size,
+        num_experts=experts,
+        experts_per_token=top_k,
+        shared_intermediate_size=shared,
+        expert_bias=model_type == "gpt_oss",
+        router_vector_params=router_vector,
+        shared_gate=bool(config.get("shared_expert_intermediate_size")),
+    )
+    dense = MlpSpec("dense", dense_size) if dense_size else moe
+    return [moe if flag else dense for flag in moe_flags]
 
+
+def _attentions(
+    config: Mapping[str, Any],
+    *,
+    layers: int,
+    hidden: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    model_type: str,
+    source: str,
+    assumptions: MutableSequence[str],
+) -> list[AttentionSpec]:
+    """Every layer's attention: MLA for all layers of an MLA model, else by layer kind."""
     kinds = _attention_kinds(config, layers, model_type, source, assumptions)
-    bias = bool(config.get("attention_bias", model_type in ("qwen2", "qwen2_moe")))
-    # Qwen2 puts a bias on q, k, v only; Llama and gpt-oss with attention_bias on o too.
-    o_bias = bias and model_type not in ("qwen2", "qwen2_moe")
-    qk_norm = model_type in _QK_NORM_TYPES
-    sinks = model_type == "gpt_oss"
     if config.get("kv_lora_rank"):
-        mla = _mla_attention(config, hidden, heads, source)
+        return [_mla_attention(config, hidden, heads, source)] * layers
     linear = None
     if any(kind == "linear" for kind, _ in kinds):
         linear = _linear_attention(config, hidden, source, assumptions)
-    norms = (4 if model_type in ("gemma2", "gemma3", "gemma3_text") else 2) * hidden
-
-    result: list[LayerSpec] = []
-    for index, (kind, window) in enumerate(kinds):
-        if config.get("kv_lora_rank"):
-            attention = mla
-        elif kind == "linear":
+    bias = bool(config.get("attention_bias", model_type in ("qwen2", "qwen2_moe")))
+    result: list[AttentionSpec] = []
+    for kind, window in kinds:
+        if kind == "linear":
             assert linear is not None
-            attention = linear
-        else:
-            attention = standard_attention(
+            result.append(linear)
+            continue
+        result.append(
+            standard_attention(
                 kind=kind,
                 hidden=hidden,
                 heads=heads,
                 kv_heads=kv_heads,
                 head_dim=head_dim,
                 qkv_bias=bias,
-                o_bias=o_bias,
-                qk_norm=qk_norm,
-                output_gate=model_type == "qwen3_next"
-                or bool(config.get("attn_output_gate", False)),
-                sinks=sinks,
+                # Qwen2 biases q, k, v only; Llama and gpt-oss with attention_bias o as well.
+                o_bias=bias and model_type not in ("qwen2", "qwen2_moe"),
+                qk_norm=model_type in _QK_NORM_TYPES,
+                output_gate=model_type == "qwen3_next" or bool(config.get("attn_output_gate")),
+                sinks=model_type == "gpt_oss",
                 window_tokens=window,
             )
-        if moe_flags[index]:
-            assert expert_size
-            assert top_k
-            mlp = MlpSpec(
-                "moe",
-                expert_size,
-                num_experts=experts,
-                experts_per_token=top_k,
-                shared_intermediate_size=shared,
-                expert_bias=model_type == "gpt_oss",
-                router_vector_params=router_vector,
-                shared_gate=bool(config.get("shared_expert_intermediate_size")),
-            )
-        else:
-            assert dense_size
-            mlp = MlpSpec("dense", dense_size)
-        result.append(LayerSpec(attention, mlp, norms))
-    return tuple(result)
+        )
+    return result
+
+
+def read_layers(
+    config: Mapping[str, Any],
+    *,
+    layers: int,
+    hidden: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    source: str,
+    assumptions: MutableSequence[str],
+) -> tuple[LayerSpec, ...]:
+    """The layers of a text config (a multimodal wrapper's `text_config` merged in first)."""
+    model_type = str(config.get("model_type", ""))
+    mlps = _mlps(config, layers, model_type, source)
+    attentions = _attentions(
+        config,
+        layers=layers,
+        hidden=hidden,
+        heads=heads,
+        kv_heads=kv_heads,
+        head_dim=head_dim,
+        model_type=model_type,
+        source=source,
+        assumptions=assumptions,
+    )
+    norms = (4 if model_type in ("gemma2", "gemma3", "gemma3_text") else 2) * hidden
+    return tuple(
+        LayerSpec(attention, mlp, norms) for attention, mlp in zip(attentions, mlps, strict=True)
+    )

@@ -205,14 +205,23 @@ class ModelSpec:
         return sum(params.total for params in self.group_params.values())
 
     @cached_property
-    def active_params(self) -> int:
-        """Parameters a token passes through (MoE: its top-k routed experts and the shared ones)."""
-        total = self.total_params
+    def active_group_params(self) -> Mapping[str, GroupParams]:
+        """Parameters per tensor group that one token passes through (MoE: its top-k routed
+        experts; shared experts, dense-first layers and routers always)."""
+        groups = dict(self.group_params)
+        routed = GroupParams()
         for layer in self.layers:
             if layer.mlp.kind == "moe":
-                experts = layer.mlp.params(self.hidden_size)["experts"].total
-                total -= experts - experts * layer.mlp.experts_per_token // layer.mlp.num_experts
-        return total
+                experts = layer.mlp.params(self.hidden_size)["experts"]
+                k, e = layer.mlp.experts_per_token, layer.mlp.num_experts
+                routed += GroupParams(experts.matrix * k // e, experts.vector * k // e)
+        groups["experts"] = routed
+        return MappingProxyType(groups)
+
+    @property
+    def active_params(self) -> int:
+        """Parameters a token passes through (MoE: its top-k routed experts and the shared ones)."""
+        return sum(params.total for params in self.active_group_params.values())
 
     @property
     def matmul_params_per_token(self) -> int:

@@ -94,6 +94,8 @@ def test_it_reads_qwen3_30b_a3b() -> None:
     assert model.total_params == 30_532_122_624
     # active: 8 of 128 experts: 56,889,600 per layer x 48 + 622,329,856 + 2,048
     assert model.active_params == 3_353_032_704
+    assert model.active_group_params["experts"].matrix == 48 * 8 * 3 * 2048 * 768
+    assert model.active_group_params["attention"] == model.group_params["attention"]
     assert model.total_params == pytest.approx(30.5e9, rel=0.005)  # card: 30.5B total
     assert model.active_params == pytest.approx(3.3e9, rel=0.02)  # card: 3.3B activated
 
