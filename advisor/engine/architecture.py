@@ -1,7 +1,8 @@
 """Per-layer architecture of a decoder: what each layer attends with and what MLP it runs.
 
-A `LayerSpec` pairs an `AttentionSpec` (full, sliding window, chunked local, MLA latent, or
-linear attention with a constant state per sequence) with an `MlpSpec` (dense, or MoE with
+A `LayerSpec` pairs an `AttentionSpec` (full, sliding window, chunked local, MLA latent (dense
+or DeepSeek-V3.2 sparse: top-k keys picked by an indexer), or linear attention with a constant
+state per sequence) with an `MlpSpec` (dense, or MoE with
 routed and shared experts). From the tuple of layers a model derives KV bytes per sequence at
 a context length (a sliding or chunked layer stops growing at its window, a linear layer holds
 a fixed state), attention FLOPs per (query, key) pair, and parameters per tensor group.
@@ -78,6 +79,11 @@ class AttentionSpec:
     flops_per_token: int = 0  # linear attention's recurrent update (no pairs)
     sinks: bool = False
     kv_shards_over_tp: bool = True  # False: MLA's latent is replicated on every TP rank
+    # DeepSeek sparse attention (V3.2): an indexer scores every cached token with its own
+    # small key cache and the layer attends to the top `sparse_topk` of them only.
+    sparse_topk: int = 0
+    index_bytes_per_token: int = 0  # the indexer's key cache (fp8 key + scale), any kv_dtype
+    index_flops_per_pair: int = 0
 
     def cached_tokens(self, context_tokens: int) -> int:
         """Tokens whose KV this layer holds for a sequence of `context_tokens` tokens.
@@ -95,6 +101,8 @@ class AttentionSpec:
         """Keys the newest token of a `context_tokens`-token sequence attends to."""
         if context_tokens <= 0:
             return 0
+        if self.sparse_topk:
+            return min(context_tokens, self.sparse_topk)
         if self.kind in ("full", "mla"):
             return context_tokens
         if self.kind == "sliding":
@@ -108,10 +116,10 @@ class AttentionSpec:
         n = prompt_tokens
         if n <= 0 or self.kind == "linear":
             return 0
-        if self.kind in ("full", "mla"):
+        if self.kind in ("full", "mla") and not self.sparse_topk:
             return n * (n + 1) // 2
-        w = self.window_tokens
-        if self.kind == "sliding":
+        w = self.sparse_topk or self.window_tokens
+        if self.kind in ("sliding", "mla"):  # each query sees its last w keys (sparse: top w)
             if n <= w:
                 return n * (n + 1) // 2
             return w * (w + 1) // 2 + (n - w) * w
@@ -119,8 +127,10 @@ class AttentionSpec:
         return chunks * (w * (w + 1) // 2) + rest * (rest + 1) // 2
 
     def kv_bytes(self, context_tokens: int, kv_bytes_per_element: float) -> float:
-        return (
-            self.cached_tokens(context_tokens) * self.kv_elements_per_token * kv_bytes_per_element
+        """KV bytes held for a sequence (with the indexer's key cache of a sparse layer)."""
+        tokens = self.cached_tokens(context_tokens)
+        return tokens * (self.kv_elements_per_token * kv_bytes_per_element) + (
+            tokens * self.index_bytes_per_token
         )
 
 
@@ -254,6 +264,19 @@ def _mla_attention(
         + kv_lora * heads * (nope + v_dim)  # kv_b_proj
         + heads * v_dim * hidden  # o_proj
     )
+    vector = q_vector + kv_lora  # + kv_a_layernorm
+    topk = _int(config, "index_topk", source) or 0
+    index_bytes = index_flops = 0
+    if topk:
+        # DeepSeek-V3.2 indexer: wq_b (q_lora -> index heads x dim), wk, weights_proj, k_norm
+        index_heads = _need(config, "index_n_heads", source)
+        index_dim = _need(config, "index_head_dim", source)
+        matrix += (q_lora or hidden) * index_heads * index_dim + hidden * index_dim
+        matrix += hidden * index_heads
+        vector += 2 * index_dim
+        # vLLM's indexer key cache: an fp8 key plus an fp32 scale per 128 elements
+        index_bytes = index_dim + index_dim // 128 * 4
+        index_flops = 2 * index_heads * index_dim
     return AttentionSpec(
         kind="mla",
         num_heads=heads,
@@ -261,12 +284,15 @@ def _mla_attention(
         qk_head_dim=qk_dim,
         v_head_dim=v_dim,
         kv_elements_per_token=kv_lora + rope,
-        params=GroupParams(matrix, q_vector + kv_lora),  # + kv_a_layernorm
+        params=GroupParams(matrix, vector),
         # decode (absorbed): scores over the latent + rope dims, values over the latent
         decode_flops_per_pair=2 * heads * ((kv_lora + rope) + kv_lora),
         # prefill (expanded K and V): scores over qk dims, values over v_head_dim
         prefill_flops_per_pair=2 * heads * (qk_dim + v_dim),
         kv_shards_over_tp=False,
+        sparse_topk=topk,
+        index_bytes_per_token=index_bytes,
+        index_flops_per_pair=index_flops,
     )
 
 

@@ -20,8 +20,10 @@ Per-layer attention (sliding windows, chunks, MLA latents, linear-attention stat
 simulator's per-context-token coefficients at the deployment's reference context c_ref: KV
 bytes per context token = KV bytes a sequence holds at c_ref / c_ref (full and MLA layers grow
 with the context, a sliding layer holds min(c, window), a linear layer its constant state),
-and attention FLOPs per pair likewise. This is exact at c_ref and for models whose layers all
-keep every token (then c_ref plays no role); it keeps the simulator's inner loop unchanged.
+KV bytes read and attention FLOPs per pair likewise (a DeepSeek-V3.2 sparse layer holds every
+token but reads its index keys and only the top-k latents). This is exact at c_ref and for
+models whose layers all keep every token (then c_ref plays no role); it keeps the simulator's
+inner loop unchanged.
 
 The efficiencies and overheads live in a `CalibrationProfile` per (hardware, engine); they are
 fitted from measurements (`advisor.engine.calibration`), never guessed per case.
@@ -231,7 +233,8 @@ def weight_bytes(model: ModelSpec, quant: QuantScheme) -> float:
 class AttentionCosts:
     """Per-device attention figures of a deployment, folded at its reference context."""
 
-    kv_bytes_per_token: float  # KV bytes per context token (capacity, KV reads)
+    kv_bytes_per_token: float  # KV bytes held per context token (capacity)
+    kv_read_bytes_per_token: float  # KV bytes a decode step reads per context token
     decode_flops_per_pair: float  # per (query, context token) in decode
     prefill_flops_per_pair: float  # per causal (query, key) pair in prefill
     flops_per_token: float  # linear attention's recurrent update, per token
@@ -242,18 +245,21 @@ def attention_costs(
 ) -> AttentionCosts:
     """Fold each layer's KV and attention FLOPs into per-token / per-pair figures at `reference`.
 
-    Layers that keep every token contribute exactly; a sliding/chunked layer contributes
-    what it holds (attends to) at `reference` divided by `reference`, a linear layer its
-    state. KV heads below one per device are replicated; an MLA latent is on every device.
+    Layers that keep and attend to every token contribute exactly (per token); a
+    sliding/chunked layer what it holds (attends to) at `reference` divided by `reference`; a
+    linear layer its state; a sparse (DeepSeek-V3.2) layer holds its latents and index keys
+    for every token but reads the index keys and only its top-k latents. KV heads below one
+    per device are replicated; an MLA latent and index are on every device.
     """
     tp = tensor_parallel
-    growing = held = 0.0
+    held_growing = read_growing = held_part = read_part = 0.0
     dec_full = dec_part = pre_full = pre_part = per_token = 0.0
     full_pairs = reference * (reference + 1) / 2
     for layer in model.layers:
         attention = layer.attention
         if attention.kind == "linear":
-            held += attention.state_bytes_per_sequence / tp
+            held_part += attention.state_bytes_per_sequence / tp
+            read_part += attention.state_bytes_per_sequence / tp
             per_token += attention.flops_per_token / tp
             continue
         share = 1.0
@@ -261,18 +267,28 @@ def attention_costs(
             per_device = max(attention.num_kv_heads / tp, 1.0)
             share = per_device / attention.num_kv_heads
         element_bytes = attention.kv_elements_per_token * share * kv_bytes
-        if attention.kind in ("full", "mla"):
-            growing += element_bytes
+        keys = attention.attended_keys(reference)
+        if attention.kind in ("full", "mla") and not attention.sparse_topk:
+            held_growing += element_bytes
+            read_growing += element_bytes
             dec_full += attention.decode_flops_per_pair
             pre_full += attention.prefill_flops_per_pair
+            continue
+        if attention.sparse_topk:
+            held_growing += element_bytes + attention.index_bytes_per_token
+            read_growing += attention.index_bytes_per_token
+            dec_full += attention.index_flops_per_pair
+            pre_full += attention.index_flops_per_pair
         else:
-            held += element_bytes * attention.cached_tokens(reference)
-            dec_part += attention.decode_flops_per_pair * attention.attended_keys(reference)
-            pre_part += attention.prefill_flops_per_pair * attention.causal_pairs(reference)
-    kv = growing + held / reference if held else growing
+            held_part += element_bytes * attention.cached_tokens(reference)
+        read_part += element_bytes * keys
+        dec_part += attention.decode_flops_per_pair * keys
+        pre_part += attention.prefill_flops_per_pair * attention.causal_pairs(reference)
+    held = held_growing + held_part / reference if held_part else held_growing
+    read = read_growing + read_part / reference if read_part else read_growing
     decode = (dec_full + (dec_part / reference if dec_part else 0.0)) / tp
     prefill = (pre_full + (pre_part / full_pairs if pre_part else 0.0)) / tp
-    return AttentionCosts(kv, decode, prefill, per_token)
+    return AttentionCosts(held, read, decode, prefill, per_token)
 
 
 def memory_plan(
@@ -397,7 +413,7 @@ def coefficients(deployment: Deployment, profile: CalibrationProfile) -> npt.NDA
     costs = attention_costs(
         model, tp, kv_dtype_bytes(deployment.kv_dtype), deployment.reference_context
     )
-    kv_bytes_per_ctx = costs.kv_bytes_per_token
+    kv_bytes_per_ctx = costs.kv_read_bytes_per_token
     attn_flops_per_pair = costs.decode_flops_per_pair
     lin_flops_per_token = 2.0 * model.matmul_params_per_token / tp + costs.flops_per_token
     coef = np.zeros(NUM_COEFFICIENTS)

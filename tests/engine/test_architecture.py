@@ -144,6 +144,27 @@ def test_it_sizes_deepseek_v3_fp8_block_weights() -> None:
     assert by_group["embeddings"] == by_group["lm_head"] == 129280 * 7168 * 2.0
 
 
+def test_it_reads_deepseek_v3_2_sparse_attention() -> None:
+    model = load("deepseek-ai--DeepSeek-V3.2")
+    mla = model.layers[0].attention
+    assert (mla.sparse_topk, mla.index_bytes_per_token) == (2048, 132)
+    # every token keeps its latent and its index key (128 fp8 + one fp32 scale = 132 B):
+    # 61 x (576 x 1 B + 132 B) = 43,188 B per token with fp8 KV
+    assert model.kv_bytes_per_token(1.0) == 61 * (576 + 132) == 43_188
+    # a query attends to the top 2,048 tokens only
+    assert mla.attended_keys(100_000) == 2048
+    assert mla.attended_keys(1000) == 1000
+    # indexer per layer: wq_b 1536 x 64 x 128 + wk 7168 x 128 + weights_proj 7168 x 64,
+    # k_norm 2 x 128, on top of V3's 671,026,419,200
+    assert model.total_params == 671_026_419_200 + 61 * (13_959_168 + 256)
+    assert model.assumptions == (
+        "index_topk: the indexer's key cache taken as vLLM's (fp8 key + fp32 scale per 128); "
+        "picking the top-k costs nothing beyond the index scores",
+        "1 multi-token-prediction layer(s) not counted (vLLM loads them only for speculative "
+        "decoding)",
+    )
+
+
 def test_it_reads_qwen3_next_hybrid_linear_attention() -> None:
     model = load("Qwen--Qwen3-Next-80B-A3B-Thinking")
     # full_attention_interval 4: layers 3, 7, ..., 47 full, the other 36 gated DeltaNet
@@ -405,10 +426,6 @@ def test_it_reads_modelopt_nvfp4_and_gptq() -> None:
 
 
 def test_it_lists_what_it_does_not_model_as_assumptions() -> None:
-    v32 = load("deepseek-ai--DeepSeek-V3.2")
-    assert v32.assumptions[0].startswith(
-        "index_topk=2048 (DeepSeek sparse attention) not modelled: MLA attends over the whole"
-    )
     odd = model_from_hf_dict(
         {**LLAMA_BODY, "num_hidden_layers": 2, "sliding_window": 64,
          "layer_types": ["full_attention", "hash_attention"],

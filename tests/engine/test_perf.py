@@ -320,6 +320,20 @@ def test_it_streams_dense_first_layers_and_shared_experts_every_step() -> None:
     assert coef[C_ATTN_FLOPS_PER_PAIR] == 61 * 278_528 / 8
 
 
+def test_it_reads_only_the_top_k_latents_of_a_sparse_attention_layer() -> None:
+    v32 = Deployment(H200, DEFAULT_CATALOG.model("DeepSeek-V3.2"), BF16, "fp8", 8)
+    # held: 61 x (576 + 132) B per token, on every device
+    assert (
+        memory_plan(v32, max_num_batched_tokens=2048, max_num_seqs=1).kv_bytes_per_token_per_gpu
+        == 43_188
+    )
+    coef = coefficients(v32, IDEAL)
+    # read per context token at 4,096: every index key (61 x 132) + 2,048 of 4,096 latents
+    assert coef[C_KV_BYTES_PER_CTX] == 61 * 132 + 61 * 576 * 2048 / 4096 == 25_620
+    # index scores 2 x 64 x 128 per pair over all tokens + absorbed MLA over the top 2,048
+    assert coef[C_ATTN_FLOPS_PER_PAIR] == (61 * 16_384 + 61 * 278_528 * 2048 / 4096) / 8
+
+
 def test_it_folds_sliding_attention_flops_at_the_reference_context() -> None:
     coef = coefficients(Deployment(H100, GPT_OSS, BF16), IDEAL)
     # per layer 2 x 64 heads x (64 + 64) = 16,384 FLOPs per pair; 18 full layers attend to
