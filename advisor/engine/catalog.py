@@ -6,9 +6,14 @@ catalog with `with_gpu()`, `with_model()`, `with_price()`. `DEFAULT_CATALOG` hol
 built-in tables. Unknown names raise `CatalogError` naming the field and the known names.
 
 Models come from a Hugging Face `config.json` (`model_from_hf_config(path)` does the file read,
-`model_from_hf_dict` is pure) or from the built-in table (every model in PERF_MODEL.md).
-Parameter counts are computed from the architecture (the same arithmetic for both) and match
-the published totals to within 0.5%.
+`model_from_hf_dict` is pure), from the built-in table (every model in PERF_MODEL.md), or from
+the config.json files vendored in `data/configs/` (`model()` finds them by name when no built-in
+model matches). A config is read layer by layer (`advisor.engine.architecture`) with its
+checkpoint's `quantization_config` (`advisor.engine.weight_format`); what the reader does not
+understand is listed in `ModelSpec.assumptions`. Parameter counts are computed from the
+architecture (the same arithmetic for all) and match the published totals to within 0.5% for
+the built-in models and the text models of the vendored configs (2% where the published figure
+includes a vision encoder).
 """
 
 from __future__ import annotations
