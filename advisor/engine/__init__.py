@@ -13,12 +13,17 @@ Modules and their main API (stable; engine II's strategies and planner build on 
   `synthetic_workload`, `closed_loop_workload`, `load_azure_trace(path)`,
   `resample_workload(w, rng, num_requests=, rate_rps=)`, `Workload.with_rate/time_scaled`.
   Errors: `WorkloadError` naming the field, or the file line and column.
-- `catalog`: `DEFAULT_CATALOG.gpu(name) -> HardwareSpec`, `.model(name) -> ModelSpec`,
-  `.quant(name) -> QuantScheme`; `resolve_model(name_or_config_json_path)`,
-  `model_from_hf_config(path)`, `Catalog.with_gpu/with_model/with_price`. Errors:
-  `CatalogError`.
+- `catalog`: `DEFAULT_CATALOG.gpu(name) -> HardwareSpec`, `.model(name) -> ModelSpec` (built-in,
+  else a vendored config.json in `data/configs/`), `.quant(name) -> QuantScheme`;
+  `resolve_model(name_or_config_json_path)`, `model_from_hf_config(path)`,
+  `Catalog.with_gpu/with_model/with_price`. A `ModelSpec` read from a config.json carries its
+  per-layer structure (`architecture`: full / sliding / chunked / MLA / linear attention, dense
+  or MoE MLP), its checkpoint's `weight_format` (`weight_format`: mxfp4, fp8, compressed-tensors,
+  awq, gptq, modelopt) and `assumptions` (what the reader did not understand). Errors:
+  `CatalogError` naming the field.
 - `perf`: `Deployment(hardware, model, quant, kv_dtype="auto", tensor_parallel=1,
-  gpu_memory_utilization=0.9, max_model_len=None, kv_cache_bytes=None)` (raises `ConfigError`
+  gpu_memory_utilization=0.9, max_model_len=None, kv_cache_bytes=None,
+  reference_context_tokens=None)` (raises `ConfigError`
   when the model does not fit or TP does not divide the heads), `memory_plan(...)`,
   `CalibrationProfile` (efficiencies, overheads, TP all-reduce latency, host/device overlap,
   API latency), `StepModel(deployment, profile).step_time_s(...)`.

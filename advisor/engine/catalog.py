@@ -6,9 +6,14 @@ catalog with `with_gpu()`, `with_model()`, `with_price()`. `DEFAULT_CATALOG` hol
 built-in tables. Unknown names raise `CatalogError` naming the field and the known names.
 
 Models come from a Hugging Face `config.json` (`model_from_hf_config(path)` does the file read,
-`model_from_hf_dict` is pure) or from the built-in table (every model in PERF_MODEL.md).
-Parameter counts are computed from the architecture (the same arithmetic for both) and match
-the published totals to within 0.5%.
+`model_from_hf_dict` is pure), from the built-in table (every model in PERF_MODEL.md), or from
+the config.json files vendored in `data/configs/` (`model()` finds them by name when no built-in
+model matches). A config is read layer by layer (`advisor.engine.architecture`) with its
+checkpoint's `quantization_config` (`advisor.engine.weight_format`); what the reader does not
+understand is listed in `ModelSpec.assumptions`. Parameter counts are computed from the
+architecture (the same arithmetic for all) and match the published totals to within 0.5% for
+the built-in models and the text models of the vendored configs (2% where the published figure
+includes a vision encoder).
 """
 
 from __future__ import annotations
@@ -17,15 +22,31 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from functools import cached_property, lru_cache
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
+
+from advisor.engine.architecture import (
+    GROUPS,
+    ArchitectureError,
+    GroupParams,
+    LayerSpec,
+    MlpSpec,
+    read_layers,
+    standard_attention,
+)
+from advisor.engine.weight_format import (
+    ComputeKind,
+    WeightFormat,
+    layer_modules,
+    read_weight_format,
+)
 
 GIB = 1024**3
 MIB = 1024**2
 TERA = 1e12
 
-ComputeKind = Literal["bf16", "fp8", "int8"]
 HardwareKind = Literal["gpu", "cpu"]
 
 
@@ -61,7 +82,16 @@ class HardwareSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A decoder-only transformer architecture (from its Hugging Face config.json)."""
+    """A decoder-only transformer architecture (from its Hugging Face config.json).
+
+    The scalar fields describe a uniform model (every layer full attention, the same MLP);
+    a model read from a config.json also carries `layer_structure` (each layer's attention
+    and MLP kind, see `advisor.engine.architecture`), its own `weight_format` when the
+    checkpoint is quantized, and `assumptions`: what the reader did not understand. Parameter
+    counts, KV bytes and attention FLOPs are derived from `layers` either way. A replaced
+    scalar field (e.g. `num_layers=1` for a draft head) that no longer matches the structure
+    falls back to the uniform layers the scalars describe.
+    """
 
     name: str
     num_layers: int
@@ -78,6 +108,9 @@ class ModelSpec:
     max_position_embeddings: int = 8192
     source: str = ""
     aliases: tuple[str, ...] = ()
+    layer_structure: tuple[LayerSpec, ...] | None = None
+    weight_format: WeightFormat | None = None
+    assumptions: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in (
@@ -99,9 +132,40 @@ class ModelSpec:
         if self.experts_per_token > self.num_experts:
             raise CatalogError(f"model {self.name}: experts_per_token > num_experts")
 
+    @cached_property
+    def layers(self) -> tuple[LayerSpec, ...]:
+        """Every layer's attention and MLP (the config's structure, or uniform from the scalars)."""
+        structure = self.layer_structure
+        if structure is not None and len(structure) == self.num_layers:
+            moe = [layer.mlp for layer in structure if layer.mlp.kind == "moe"]
+            if (moe[0].num_experts if moe else 1) == self.num_experts:
+                return structure
+        attention = standard_attention(
+            kind="full",
+            hidden=self.hidden_size,
+            heads=self.num_heads,
+            kv_heads=self.num_kv_heads,
+            head_dim=self.head_dim,
+            qkv_bias=self.attention_bias,
+        )
+        if self.is_moe_scalar:
+            mlp = MlpSpec(
+                "moe",
+                self.intermediate_size,
+                num_experts=self.num_experts,
+                experts_per_token=self.experts_per_token,
+            )
+        else:
+            mlp = MlpSpec("dense", self.intermediate_size)
+        return (LayerSpec(attention, mlp, 2 * self.hidden_size),) * self.num_layers
+
+    @property
+    def is_moe_scalar(self) -> bool:
+        return self.num_experts > 1
+
     @property
     def is_moe(self) -> bool:
-        return self.num_experts > 1
+        return any(layer.mlp.kind == "moe" for layer in self.layers)
 
     @property
     def embedding_params(self) -> int:
@@ -114,42 +178,55 @@ class ModelSpec:
 
     @property
     def attention_params_per_layer(self) -> int:
-        q_out = self.num_heads * self.head_dim
-        kv_out = self.num_kv_heads * self.head_dim
-        params = self.hidden_size * (q_out + 2 * kv_out) + q_out * self.hidden_size
-        if self.attention_bias:
-            params += q_out + 2 * kv_out
-        return params + 2 * self.hidden_size  # two RMSNorm weights per layer
+        """Attention and norm parameters of the first layer (all layers of a uniform model)."""
+        first = self.layers[0]
+        return first.attention.params.total + first.norm_params
 
     @property
     def expert_params(self) -> int:
-        """One gated MLP (gate, up, down)."""
+        """One gated MLP (gate, up, down) of the scalar width."""
         return 3 * self.hidden_size * self.intermediate_size
 
     @property
     def router_params_per_layer(self) -> int:
-        return self.hidden_size * self.num_experts if self.is_moe else 0
+        return self.hidden_size * self.num_experts if self.is_moe_scalar else 0
+
+    @cached_property
+    def group_params(self) -> Mapping[str, GroupParams]:
+        """Parameters per tensor group (attention, dense_mlp, experts, ..., embeddings, lm_head)."""
+        groups = {name: GroupParams() for name in GROUPS}
+        for layer in self.layers:
+            groups["attention"] += layer.attention.params
+            groups["norms"] += GroupParams(0, layer.norm_params)
+            for name, params in layer.mlp.params(self.hidden_size).items():
+                groups[name] += params
+        groups["norms"] += GroupParams(0, self.hidden_size)  # final norm
+        groups["embeddings"] = GroupParams(self.embedding_params)
+        groups["lm_head"] = GroupParams(0 if self.tie_word_embeddings else self.lm_head_params)
+        return MappingProxyType(groups)
 
     @property
     def total_params(self) -> int:
-        per_layer = (
-            self.attention_params_per_layer
-            + self.num_experts * self.expert_params
-            + self.router_params_per_layer
-        )
-        head = 0 if self.tie_word_embeddings else self.lm_head_params
-        return self.num_layers * per_layer + self.embedding_params + head + self.hidden_size
+        return sum(params.total for params in self.group_params.values())
+
+    @cached_property
+    def active_group_params(self) -> Mapping[str, GroupParams]:
+        """Parameters per tensor group that one token passes through (MoE: its top-k routed
+        experts; shared experts, dense-first layers and routers always)."""
+        groups = dict(self.group_params)
+        routed = GroupParams()
+        for layer in self.layers:
+            if layer.mlp.kind == "moe":
+                experts = layer.mlp.params(self.hidden_size)["experts"]
+                k, e = layer.mlp.experts_per_token, layer.mlp.num_experts
+                routed += GroupParams(experts.matrix * k // e, experts.vector * k // e)
+        groups["experts"] = routed
+        return MappingProxyType(groups)
 
     @property
     def active_params(self) -> int:
-        """Parameters a token passes through (MoE: only its top-k experts)."""
-        per_layer = (
-            self.attention_params_per_layer
-            + self.experts_per_token * self.expert_params
-            + self.router_params_per_layer
-        )
-        head = 0 if self.tie_word_embeddings else self.lm_head_params
-        return self.num_layers * per_layer + self.embedding_params + head + self.hidden_size
+        """Parameters a token passes through (MoE: its top-k routed experts and the shared ones)."""
+        return sum(params.total for params in self.active_group_params.values())
 
     @property
     def matmul_params_per_token(self) -> int:
@@ -161,8 +238,82 @@ class ModelSpec:
         )
 
     def kv_bytes_per_token(self, kv_bytes_per_element: float) -> float:
-        """2 (K and V) x layers x kv heads x head_dim x bytes per element."""
-        return 2 * self.num_layers * self.num_kv_heads * self.head_dim * kv_bytes_per_element
+        """KV bytes each further token adds once the context is long: layers that keep every
+        token (full attention, MLA, with a sparse layer's index cache). Uniform models:
+        2 x layers x kv heads x head_dim x bytes."""
+        growing = [
+            layer.attention for layer in self.layers if layer.attention.kind in ("full", "mla")
+        ]
+        elements = sum(attention.kv_elements_per_token for attention in growing)
+        index = sum(attention.index_bytes_per_token for attention in growing)
+        return elements * kv_bytes_per_element + index
+
+    def kv_bytes_by_kind(
+        self, context_tokens: int, kv_bytes_per_element: float
+    ) -> dict[str, float]:
+        """KV bytes a sequence of `context_tokens` tokens holds, per attention kind (linear:
+        its constant state, which does not depend on kv_dtype)."""
+        by_kind: dict[str, float] = {}
+        for layer in self.layers:
+            attention = layer.attention
+            held = (
+                float(attention.state_bytes_per_sequence)
+                if attention.kind == "linear"
+                else attention.kv_bytes(context_tokens, kv_bytes_per_element)
+            )
+            by_kind[attention.kind] = by_kind.get(attention.kind, 0.0) + held
+        return by_kind
+
+    def kv_bytes_per_sequence(self, context_tokens: int, kv_bytes_per_element: float) -> float:
+        """KV bytes plus linear-attention state one sequence holds at `context_tokens` tokens."""
+        return sum(self.kv_bytes_by_kind(context_tokens, kv_bytes_per_element).values())
+
+    @property
+    def state_bytes_per_sequence(self) -> int:
+        """Linear-attention state one sequence holds, whatever its length."""
+        return sum(layer.attention.state_bytes_per_sequence for layer in self.layers)
+
+    def weight_bytes_by_group(self, quant: QuantScheme) -> dict[str, float]:
+        """Bytes per tensor group: the checkpoint's own format if it has one, else `quant`.
+
+        With `quant` (no own format) every matrix and vector outside the embeddings is at the
+        scheme's bits and the embeddings/LM head at 16 bits unless the scheme quantizes them.
+        With the model's own format each layer's groups take the format's bits and vectors,
+        embeddings and router stay 16-bit.
+        """
+        fmt = self.weight_format
+        out: dict[str, float] = dict.fromkeys(GROUPS, 0.0)
+        if fmt is None:
+            body = quant.weight_bytes_per_param
+            embed = body if quant.quantizes_embeddings else 2.0
+            for name, counted in self.group_params.items():
+                per = embed if name in ("embeddings", "lm_head") else body
+                out[name] = counted.total * per
+            return out
+        for index, layer in enumerate(self.layers):
+            params = {
+                "attention": layer.attention.params,
+                "norms": GroupParams(0, layer.norm_params),
+            }
+            params.update(layer.mlp.params(self.hidden_size))
+            for name, group in params.items():
+                kind = (
+                    "linear_attention"
+                    if name == "attention" and layer.attention.kind == "linear"
+                    else name
+                )
+                bits = fmt.bits(name, layer_modules(index, kind))
+                out[name] += group.matrix * bits / 8 + group.vector * 2.0
+        out["norms"] += self.hidden_size * 2.0
+        out["embeddings"] = self.embedding_params * 2.0
+        lm_head = self.group_params["lm_head"].matrix
+        out["lm_head"] = lm_head * fmt.bits("lm_head", ("lm_head",)) / 8
+        return out
+
+    @property
+    def compute(self) -> ComputeKind | None:
+        """The compute kind of the checkpoint's own format (None: the deployment's scheme)."""
+        return self.weight_format.compute if self.weight_format else None
 
 
 @dataclass(frozen=True)
@@ -335,6 +486,35 @@ SCHEMES: tuple[QuantScheme, ...] = (
         "gptq-int8", 8.0 + 16 / 128 + 8 / 128, "bf16", False, "gptq_marlin", -1.0,
         _QWEN_MMLU + " (GPTQ-Int8 81.3 vs 82.3)", ("gptq-8bit", "int8-gptq"),
     ),
+    # Formats checkpoints ship in today (bits per weight with scales, MODEL_ARCH.md).
+    QuantScheme(
+        "fp8-block", 8 + 32 / (128 * 128), "fp8", False, "fp8", 0.0,
+        _BF16_OR_DEATH + ": FP8 W8A8 essentially lossless (128x128 blocks, FP32 scale each)",
+        ("fp8-blockwise", "fp8-block-128"),
+    ),
+    QuantScheme(
+        "fp8-per-channel", 8.0, "fp8", False, "compressed-tensors", 0.0,
+        _BF16_OR_DEATH + ": FP8 W8A8 essentially lossless (one scale per output channel)",
+        ("fp8-channel", "fp8-dynamic"),
+    ),
+    QuantScheme(
+        "w4a16", 4 + 16 / 128, "bf16", False, "compressed-tensors", 0.0,
+        "no published figure vs BF16 in PERF_MODEL.md (int4 weights, BF16 scale per 128, "
+        "symmetric; for AWQ int4 see awq-int4)",
+        ("int4-w4a16", "w4a16-int4", "compressed-tensors-w4a16"),
+    ),
+    QuantScheme(
+        "mxfp4", 4 + 8 / 32, "bf16", False, "mxfp4", 0.0,
+        "no published figure vs BF16 (gpt-oss is released only with MXFP4 experts); "
+        "compute at the BF16 peak: Hopper runs MXFP4 as W4A16, the catalog has no FP4 peak",
+        ("mx-fp4", "mxfp4-moe"),
+    ),
+    QuantScheme(
+        "nvfp4", 4 + 8 / 16, "bf16", False, "modelopt_fp4", 0.0,
+        "no published figure vs BF16 in PERF_MODEL.md; compute at the BF16 peak (the catalog "
+        "has no FP4 peak)",
+        ("nv-fp4", "modelopt-fp4", "fp4"),
+    ),
     QuantScheme(
         "gguf-q4_k_m", 4.85, "bf16", True, None, -1.8,
         "llama.cpp quantize table (Q4_K_M ~4.85 bits/weight); quality as AWQ int4 (assumption)",
@@ -387,8 +567,13 @@ class Catalog:
         return found
 
     def model(self, name: str) -> ModelSpec:
-        """A built-in model by name (an org prefix such as `meta-llama/` is ignored)."""
+        """A built-in model by name (an org prefix such as `meta-llama/` is ignored), else
+        a vendored config.json in `data/configs/` (`org--name.json`, found by name)."""
         found = self._model_index.get(_key(name.split("/")[-1]))
+        if found is None:
+            path = _vendored_configs().get(_key(name.split("/")[-1]))
+            if path is not None:
+                return _vendored_model(path)
         if found is None:
             known = ", ".join(spec.name for spec in self.models)
             raise CatalogError(
@@ -423,6 +608,23 @@ class Catalog:
 
 DEFAULT_CATALOG = Catalog()
 
+CONFIG_DIR = Path(__file__).parent / "data" / "configs"
+
+
+@lru_cache(maxsize=1)
+def _vendored_configs() -> Mapping[str, Path]:
+    """Name key -> path of each vendored config.json (`org--name.json`)."""
+    return MappingProxyType(
+        {_key(path.stem.split("--")[-1]): path for path in sorted(CONFIG_DIR.glob("*.json"))}
+    )
+
+
+@lru_cache(maxsize=64)
+def _vendored_model(path: Path) -> ModelSpec:
+    model = model_from_hf_config(path)
+    org_name = path.stem.replace("--", "/", 1)
+    return replace(model, name=org_name, source=f"advisor/engine/data/configs/{path.name}")
+
 
 def _int_field(config: Mapping[str, Any], names: tuple[str, ...], source: str) -> int | None:
     for name in names:
@@ -434,16 +636,75 @@ def _int_field(config: Mapping[str, Any], names: tuple[str, ...], source: str) -
     return None
 
 
-def model_from_hf_dict(config: Mapping[str, Any], *, name: str) -> ModelSpec:
-    """A `ModelSpec` from a parsed Hugging Face config (Llama, Qwen2, Mistral, Mixtral, Qwen MoE).
+# Values a family's transformers config class supplies when config.json leaves them out.
+_FAMILY_DEFAULTS: Mapping[str, Mapping[str, Any]] = {
+    "gemma3_text": {  # transformers Gemma3TextConfig
+        "vocab_size": 262_208,
+        "max_position_embeddings": 131_072,
+        "tie_word_embeddings": True,
+        "head_dim": 256,
+    },
+    "gemma2": {"tie_word_embeddings": True},
+}
+# Families whose config class unties the LM head by default.
+_UNTIED_BY_DEFAULT = frozenset(
+    {
+        "llama", "mistral", "mixtral", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen3_next",
+        "deepseek_v2", "deepseek_v3", "deepseek_v32", "kimi_k2", "gpt_oss", "llama4_text",
+    }
+)  # fmt: skip
 
-    Multimodal wrappers with a `text_config` are read from it. Missing required fields raise
-    `CatalogError` naming the field.
+
+def _noted_keys(top: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
+    """Fields that change the cost but are not modelled: each becomes an assumption."""
+    notes: list[str] = []
+    if config.get("index_topk"):
+        notes.append(
+            "index_topk: the indexer's key cache taken as vLLM's (fp8 key + fp32 scale per 128); "
+            "picking the top-k costs nothing beyond the index scores"
+        )
+    mtp = config.get("num_nextn_predict_layers") or config.get("mtp_num_hidden_layers")
+    if mtp:
+        notes.append(
+            f"{mtp} multi-token-prediction layer(s) not counted (vLLM loads them only for "
+            "speculative decoding)"
+        )
+    for key in ("vision_config", "audio_config"):
+        if isinstance(top.get(key), Mapping):
+            notes.append(f"{key}: the encoder's weights are not counted (text model only)")
+    for key in (
+        "hybrid_override_pattern",
+        "num_kv_shared_layers",
+        "global_head_dim",
+        "dual_chunk_attention_config",
+        "linear_attn_config",
+    ):
+        if config.get(key):
+            notes.append(f"{key} not modelled: layers counted as plain attention + MLP")
+    return notes
+
+
+def model_from_hf_dict(config: Mapping[str, Any], *, name: str) -> ModelSpec:
+    """A `ModelSpec` from a parsed Hugging Face config (see `advisor.engine.architecture`).
+
+    Multimodal wrappers are read through their `text_config`. What the reader does not
+    understand is listed in `ModelSpec.assumptions`; a missing or malformed field raises
+    `CatalogError` naming it.
     """
     source = f"config.json of {name}"
+    top = config
     text = config.get("text_config")
     if isinstance(text, Mapping):
         config = {**config, **text}
+    assumptions: list[str] = []
+    model_type = str(config.get("model_type", ""))
+    defaults = _FAMILY_DEFAULTS.get(model_type, {})
+    filled = dict(config)
+    for key, value in defaults.items():
+        if config.get(key) is None:
+            filled[key] = value
+            assumptions.append(f"{key}: absent; took {model_type}'s default {value!r}")
+    config = filled
 
     def need(*names: str) -> int:
         value = _int_field(config, names, source)
@@ -455,27 +716,49 @@ def model_from_hf_dict(config: Mapping[str, Any], *, name: str) -> ModelSpec:
     heads = need("num_attention_heads", "n_head")
     kv_heads = _int_field(config, ("num_key_value_heads",), source) or heads
     head_dim = _int_field(config, ("head_dim",), source) or hidden // heads
-    experts = _int_field(config, ("num_local_experts", "num_experts", "n_routed_experts"), source)
-    top_k = _int_field(config, ("num_experts_per_tok", "moe_topk"), source)
-    moe_size = _int_field(config, ("moe_intermediate_size",), source)
-    intermediate = moe_size if experts and moe_size else need("intermediate_size", "n_inner")
+    layers = need("num_hidden_layers", "n_layer", "num_layers")
+    if "tie_word_embeddings" not in config and model_type not in _UNTIED_BY_DEFAULT:
+        assumptions.append("tie_word_embeddings: absent; counted an untied LM head")
+    max_len = _int_field(config, ("max_position_embeddings",), source)
+    if max_len is None:
+        assumptions.append("max_position_embeddings: absent; took 8192")
+    assumptions.extend(_noted_keys(top, config))
+    try:
+        structure = read_layers(
+            config,
+            layers=layers,
+            hidden=hidden,
+            heads=heads,
+            kv_heads=kv_heads,
+            head_dim=head_dim,
+            source=source,
+            assumptions=assumptions,
+        )
+        weight_format = read_weight_format(
+            config.get("quantization_config"), source=source, assumptions=assumptions
+        )
+    except (ArchitectureError, ValueError) as exc:
+        raise CatalogError(str(exc)) from None
+    moe = [layer.mlp for layer in structure if layer.mlp.kind == "moe"]
+    dense = [layer.mlp for layer in structure if layer.mlp.kind == "dense"]
     return ModelSpec(
         name=name,
-        num_layers=need("num_hidden_layers", "n_layer", "num_layers"),
+        num_layers=layers,
         hidden_size=hidden,
         num_heads=heads,
         num_kv_heads=kv_heads,
         head_dim=head_dim,
-        intermediate_size=intermediate,
+        intermediate_size=(moe[0] if moe else dense[0]).intermediate_size,
         vocab_size=need("vocab_size"),
         tie_word_embeddings=bool(config.get("tie_word_embeddings", False)),
-        num_experts=experts or 1,
-        experts_per_token=top_k or 1 if experts else 1,
-        attention_bias=bool(
-            config.get("attention_bias", config.get("model_type") in ("qwen2", "qwen2_moe"))
-        ),
-        max_position_embeddings=_int_field(config, ("max_position_embeddings",), source) or 8192,
+        num_experts=moe[0].num_experts if moe else 1,
+        experts_per_token=moe[0].experts_per_token if moe else 1,
+        attention_bias=bool(config.get("attention_bias", model_type in ("qwen2", "qwen2_moe"))),
+        max_position_embeddings=max_len or 8192,
         source=source,
+        layer_structure=structure,
+        weight_format=weight_format,
+        assumptions=tuple(assumptions),
     )
 
 
@@ -492,8 +775,8 @@ def model_from_hf_config(path: str | Path) -> ModelSpec:
         raise CatalogError(f"model: {config_path} is not valid JSON: {exc}") from exc
     if not isinstance(parsed, dict):
         raise CatalogError(f"model: {config_path} must hold a JSON object")
-    name = config_path.parent.name or config_path.stem
-    return model_from_hf_dict(parsed, name=name)
+    name = config_path.stem if config_path.name != "config.json" else config_path.parent.name
+    return model_from_hf_dict(parsed, name=name or config_path.stem)
 
 
 def resolve_model(name_or_path: str, catalog: Catalog = DEFAULT_CATALOG) -> ModelSpec:

@@ -13,7 +13,17 @@ contexts) and prefill chunks of `prefill_tokens` tokens. Its time is
 
 Linear layers and attention run one after the other, so each gets its own roofline (a single
 max over the whole step would let memory-bound attention hide behind compute-bound matmuls).
-MoE layers read only the experts the batch routes to: E (1 - (1 - k/E)^tokens) of them.
+MoE layers read only the experts the batch routes to: E (1 - (1 - k/E)^tokens) of them; dense
+layers, shared experts and routers are read every step.
+
+Per-layer attention (sliding windows, chunks, MLA latents, linear-attention state) enters the
+simulator's per-context-token coefficients at the deployment's reference context c_ref: KV
+bytes per context token = KV bytes a sequence holds at c_ref / c_ref (full and MLA layers grow
+with the context, a sliding layer holds min(c, window), a linear layer its constant state),
+KV bytes read and attention FLOPs per pair likewise (a DeepSeek-V3.2 sparse layer holds every
+token but reads its index keys and only the top-k latents). This is exact at c_ref and for
+models whose layers all keep every token (then c_ref plays no role); it keeps the simulator's
+inner loop unchanged.
 
 The efficiencies and overheads live in a `CalibrationProfile` per (hardware, engine); they are
 fitted from measurements (`advisor.engine.calibration`), never guessed per case.
@@ -28,9 +38,14 @@ import numpy as np
 import numpy.typing as npt
 
 from advisor.engine.catalog import GIB, HardwareSpec, ModelSpec, QuantScheme, kv_dtype_bytes
+from advisor.engine.weight_format import ComputeKind
 
 ACTIVATION_BYTES = 2  # BF16 activations on the wire for all-reduce and in the workspace
 DEFAULT_WORKSPACE_FIXED_BYTES = GIB  # CUDA context, graphs, allocator slack (order of 1 GiB)
+# Context at which windowed and linear-attention layers are folded into per-token KV figures
+# when the caller does not give the workload's own (a typical chat context; capped by
+# max_model_len). It does not matter for models whose layers all keep every token.
+DEFAULT_REFERENCE_CONTEXT_TOKENS = 4096
 
 
 class ConfigError(ValueError):
@@ -109,8 +124,9 @@ class MemoryPlan:
     weight_bytes_per_gpu: float
     workspace_bytes_per_gpu: float
     usable_bytes_per_gpu: float
-    kv_bytes_per_token_per_gpu: float
+    kv_bytes_per_token_per_gpu: float  # at the reference context (see the module docstring)
     kv_capacity_tokens: int
+    reference_context_tokens: int = 0
 
     @property
     def fits(self) -> bool:
@@ -122,8 +138,12 @@ class Deployment:
     """One replica: a model at a precision on `tensor_parallel` devices of one hardware kind.
 
     `kv_cache_bytes` fixes the KV space per device (vLLM CPU: VLLM_CPU_KVCACHE_SPACE) instead of
-    deriving it from gpu_memory_utilization. Raises `ConfigError` if the model cannot be served
-    (TP does not divide the heads, or weights leave no room for KV).
+    deriving it from gpu_memory_utilization. `reference_context_tokens`: the workload's typical
+    context, at which sliding-window and linear-attention layers are folded into per-token KV
+    (default `DEFAULT_REFERENCE_CONTEXT_TOKENS`, capped by max_model_len). A model that
+    carries its own weight format (a quantized checkpoint's config.json) is sized and computes
+    by it; `quant` applies to models without one. Raises `ConfigError` if the model cannot be
+    served (TP does not divide the heads, or weights leave no room for KV).
     """
 
     hardware: HardwareSpec
@@ -134,6 +154,7 @@ class Deployment:
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
     kv_cache_bytes: int | None = None
+    reference_context_tokens: int | None = None
 
     def __post_init__(self) -> None:
         tp = self.tensor_parallel
@@ -151,6 +172,13 @@ class Deployment:
         kv_dtype_bytes(self.kv_dtype)
         if self.max_model_len is not None and self.max_model_len < 1:
             raise ConfigError(f"max_model_len: must be >= 1, got {self.max_model_len}")
+        reference = self.reference_context_tokens
+        if reference is not None and (
+            isinstance(reference, bool) or not isinstance(reference, int) or reference < 1
+        ):
+            raise ConfigError(
+                f"reference_context_tokens: must be an integer >= 1, got {reference!r}"
+            )
         plan = memory_plan(self, max_num_batched_tokens=2048, max_num_seqs=1)
         if not plan.fits:
             need = plan.weight_bytes_per_gpu + plan.workspace_bytes_per_gpu
@@ -163,7 +191,8 @@ class Deployment:
 
     @property
     def kv_bytes_per_token(self) -> float:
-        """Whole-model KV bytes per token (all devices together)."""
+        """Whole-model KV bytes each token adds at long context (all devices together): the
+        layers that keep every token; see `memory_plan` for windowed and linear layers."""
         return self.model.kv_bytes_per_token(kv_dtype_bytes(self.kv_dtype))
 
     @property
@@ -175,14 +204,91 @@ class Deployment:
     def effective_max_model_len(self) -> int:
         return self.max_model_len or self.model.max_position_embeddings
 
+    @property
+    def reference_context(self) -> int:
+        """Context at which windowed/linear layers are folded into per-token figures."""
+        wanted = self.reference_context_tokens or DEFAULT_REFERENCE_CONTEXT_TOKENS
+        return max(min(wanted, self.effective_max_model_len), 1)
+
+    @property
+    def compute(self) -> ComputeKind:
+        """The matmul compute kind: the checkpoint's own format's, else the scheme's."""
+        return self.model.compute or self.quant.compute
+
 
 def weight_bytes(model: ModelSpec, quant: QuantScheme) -> float:
+    """Bytes of all weights: per tensor group by the model's own format when it has one,
+    else every non-embedding parameter at `quant` (embeddings BF16 unless quantized)."""
+    if model.weight_format is not None:
+        return sum(model.weight_bytes_by_group(quant).values())
     embed_params = model.embedding_params + (
         0 if model.tie_word_embeddings else model.lm_head_params
     )
     body = model.total_params - embed_params
     embed_bytes = quant.weight_bytes_per_param if quant.quantizes_embeddings else 2.0
     return body * quant.weight_bytes_per_param + embed_params * embed_bytes
+
+
+@dataclass(frozen=True)
+class AttentionCosts:
+    """Per-device attention figures of a deployment, folded at its reference context."""
+
+    kv_bytes_per_token: float  # KV bytes held per context token (capacity)
+    kv_read_bytes_per_token: float  # KV bytes a decode step reads per context token
+    decode_flops_per_pair: float  # per (query, context token) in decode
+    prefill_flops_per_pair: float  # per causal (query, key) pair in prefill
+    flops_per_token: float  # linear attention's recurrent update, per token
+
+
+def attention_costs(
+    model: ModelSpec, tensor_parallel: int, kv_bytes: float, reference: int
+) -> AttentionCosts:
+    """Fold each layer's KV and attention FLOPs into per-token / per-pair figures at `reference`.
+
+    Layers that keep and attend to every token contribute exactly (per token); a
+    sliding/chunked layer what it holds (attends to) at `reference` divided by `reference`; a
+    linear layer its state; a sparse (DeepSeek-V3.2) layer holds its latents and index keys
+    for every token but reads the index keys and only its top-k latents. KV heads below one
+    per device are replicated; an MLA latent and index are on every device.
+    """
+    tp = tensor_parallel
+    held_growing = read_growing = held_part = read_part = 0.0
+    dec_full = dec_part = pre_full = pre_part = per_token = 0.0
+    full_pairs = reference * (reference + 1) / 2
+    for layer in model.layers:
+        attention = layer.attention
+        if attention.kind == "linear":
+            held_part += attention.state_bytes_per_sequence / tp
+            read_part += attention.state_bytes_per_sequence / tp
+            per_token += attention.flops_per_token / tp
+            continue
+        share = 1.0
+        if attention.kv_shards_over_tp:
+            per_device = max(attention.num_kv_heads / tp, 1.0)
+            share = per_device / attention.num_kv_heads
+        element_bytes = attention.kv_elements_per_token * share * kv_bytes
+        keys = attention.attended_keys(reference)
+        if attention.kind in ("full", "mla") and not attention.sparse_topk:
+            held_growing += element_bytes
+            read_growing += element_bytes
+            dec_full += attention.decode_flops_per_pair
+            pre_full += attention.prefill_flops_per_pair
+            continue
+        if attention.sparse_topk:
+            held_growing += element_bytes + attention.index_bytes_per_token
+            read_growing += attention.index_bytes_per_token
+            dec_full += attention.index_flops_per_pair
+            pre_full += attention.index_flops_per_pair
+        else:
+            held_part += element_bytes * attention.cached_tokens(reference)
+        read_part += element_bytes * keys
+        dec_part += attention.decode_flops_per_pair * keys
+        pre_part += attention.prefill_flops_per_pair * attention.causal_pairs(reference)
+    held = held_growing + held_part / reference if held_part else held_growing
+    read = read_growing + read_part / reference if read_part else read_growing
+    decode = (dec_full + (dec_part / reference if dec_part else 0.0)) / tp
+    prefill = (pre_full + (pre_part / full_pairs if pre_part else 0.0)) / tp
+    return AttentionCosts(held, read, decode, prefill, per_token)
 
 
 def memory_plan(
@@ -196,14 +302,10 @@ def memory_plan(
     """
     model, tp = deployment.model, deployment.tensor_parallel
     weights = weight_bytes(model, deployment.quant) / tp
-    kv_heads_per_gpu = max(model.num_kv_heads / tp, 1.0)  # KV heads are replicated below 1
-    kv_per_token = (
-        2
-        * model.num_layers
-        * kv_heads_per_gpu
-        * model.head_dim
-        * kv_dtype_bytes(deployment.kv_dtype)
-    )
+    reference = deployment.reference_context
+    kv_per_token = attention_costs(
+        model, tp, kv_dtype_bytes(deployment.kv_dtype), reference
+    ).kv_bytes_per_token
     # Peak activations of one forward at max_num_batched_tokens, plus FP32 logits for sampling.
     activations = (
         max_num_batched_tokens
@@ -220,7 +322,7 @@ def memory_plan(
         usable = deployment.hardware.memory_bytes * deployment.gpu_memory_utilization
         kv_space = usable - weights - workspace
     capacity = int(kv_space // kv_per_token) if kv_space > 0 else 0
-    return MemoryPlan(weights, workspace, usable, kv_per_token, capacity)
+    return MemoryPlan(weights, workspace, usable, kv_per_token, capacity, reference)
 
 
 # Indices into the coefficient vector the simulators read (keep in sync with `coefficients`).
@@ -264,7 +366,7 @@ class StepModel:
 
     @property
     def peak_flops_per_s(self) -> float:
-        return self.deployment.hardware.peak_flops_per_s(self.deployment.quant.compute)
+        return self.deployment.hardware.peak_flops_per_s(self.deployment.compute)
 
     def step_time_s(
         self,
@@ -297,26 +399,23 @@ def coefficients(deployment: Deployment, profile: CalibrationProfile) -> npt.NDA
     model, hw, tp = deployment.model, deployment.hardware, deployment.tensor_parallel
     quant = deployment.quant
     bw = hw.bandwidth_bytes_per_s * profile.bw_efficiency
-    flops = hw.peak_flops_per_s(quant.compute) * profile.compute_efficiency
+    flops = hw.peak_flops_per_s(deployment.compute) * profile.compute_efficiency
     attn_flops = hw.bf16_flops_per_s * profile.compute_efficiency
     all_weights = weight_bytes(model, quant)
-    experts = (
-        model.num_layers * model.num_experts * model.expert_params * quant.weight_bytes_per_param
-        if model.is_moe
-        else 0.0
-    )
+    by_group = model.weight_bytes_by_group(quant)
+    # Routed experts only (dense-first layers, shared experts and routers are read every step).
+    experts = by_group["experts"] if model.is_moe else 0.0
     # The embedding table is only gathered from (a few rows), never streamed.
-    embed_bytes = model.embedding_params * (
-        quant.weight_bytes_per_param if quant.quantizes_embeddings else 2.0
-    )
+    embed_bytes = by_group["embeddings"]
     streamed = all_weights - (0.0 if model.tie_word_embeddings else embed_bytes)
     dense = (streamed - experts) / tp
     experts /= tp
-    kv_bytes_per_ctx = memory_plan(
-        deployment, max_num_batched_tokens=1, max_num_seqs=1
-    ).kv_bytes_per_token_per_gpu
-    attn_flops_per_pair = 4.0 * model.num_layers * model.num_heads * model.head_dim / tp
-    lin_flops_per_token = 2.0 * model.matmul_params_per_token / tp
+    costs = attention_costs(
+        model, tp, kv_dtype_bytes(deployment.kv_dtype), deployment.reference_context
+    )
+    kv_bytes_per_ctx = costs.kv_read_bytes_per_token
+    attn_flops_per_pair = costs.decode_flops_per_pair
+    lin_flops_per_token = 2.0 * model.matmul_params_per_token / tp + costs.flops_per_token
     coef = np.zeros(NUM_COEFFICIENTS)
     coef[C_WEIGHT_DENSE_S] = dense / bw
     coef[C_WEIGHT_EXPERTS_S] = experts / bw
@@ -325,7 +424,7 @@ def coefficients(deployment: Deployment, profile: CalibrationProfile) -> npt.NDA
     coef[C_LIN_S_PER_TOKEN] = lin_flops_per_token / flops
     coef[C_DEC_ATTN_S_PER_CTX] = max(kv_bytes_per_ctx / bw, attn_flops_per_pair / attn_flops)
     coef[C_PRE_ATTN_MEM_S_PER_TOKEN] = kv_bytes_per_ctx / bw
-    coef[C_PRE_ATTN_FLOP_S_PER_PAIR] = attn_flops_per_pair / attn_flops
+    coef[C_PRE_ATTN_FLOP_S_PER_PAIR] = costs.prefill_flops_per_pair / attn_flops
     if tp > 1:
         coef[C_COMM_FIXED_S] = 2 * model.num_layers * profile.allreduce_latency_s
         coef[C_COMM_S_PER_TOKEN] = (

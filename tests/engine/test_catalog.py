@@ -200,3 +200,28 @@ def test_it_overrides_prices_without_touching_the_default() -> None:
 def test_it_gives_real_memory_sizes() -> None:
     assert DEFAULT_CATALOG.gpu("A100-80GB").memory_bytes == 80 * GIB
     assert DEFAULT_CATALOG.gpu("H200-SXM").memory_bytes / GIB == pytest.approx(140.4, abs=0.1)
+
+
+@pytest.mark.parametrize(
+    ("name", "bits", "compute", "vllm"),
+    [
+        ("mxfp4", 4 + 8 / 32, "bf16", "mxfp4"),  # E2M1 + an E8M0 scale per 32
+        ("nvfp4", 4 + 8 / 16, "bf16", "modelopt_fp4"),  # E2M1 + an E4M3 scale per 16
+        ("w4a16", 4 + 16 / 128, "bf16", "compressed-tensors"),  # int4 + BF16 scale per 128
+        ("fp8-block", 8 + 32 / (128 * 128), "fp8", "fp8"),  # FP32 scale per 128 x 128
+        ("fp8-per-channel", 8.0, "fp8", "compressed-tensors"),
+    ],
+)
+def test_it_describes_the_formats_checkpoints_ship_in(
+    name: str, bits: float, compute: str, vllm: str
+) -> None:
+    scheme = DEFAULT_CATALOG.quant(name)
+    assert (scheme.weight_bits, scheme.compute, scheme.vllm_quantization) == (bits, compute, vllm)
+    assert not scheme.quantizes_embeddings
+    assert scheme.quality_source
+
+
+def test_it_takes_mxfp4_as_a_weight_dtype() -> None:
+    # "weight_dtype: unknown 'mxfp4'" made gpt-oss cases unmodellable
+    assert DEFAULT_CATALOG.quant("MXFP4").name == "mxfp4"
+    assert DEFAULT_CATALOG.quant("fp8_block").name == "fp8-block"

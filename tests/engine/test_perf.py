@@ -10,10 +10,16 @@ from hypothesis import strategies as st
 from advisor.engine import _simcore
 from advisor.engine.catalog import DEFAULT_CATALOG, MIB
 from advisor.engine.perf import (
+    C_ATTN_FLOPS_PER_PAIR,
+    C_BYTES_DENSE,
+    C_BYTES_EXPERTS,
+    C_KV_BYTES_PER_CTX,
+    C_PRE_ATTN_FLOP_S_PER_PAIR,
     CalibrationProfile,
     ConfigError,
     Deployment,
     StepModel,
+    coefficients,
     memory_plan,
     routed_fraction,
     step_time,
@@ -168,6 +174,7 @@ def test_it_routes_moe_tokens_to_a_growing_share_of_experts() -> None:
         ({"gpu_memory_utilization": 1.5}, "gpu_memory_utilization"),
         ({"kv_dtype": "int3"}, "kv_dtype: unknown"),
         ({"max_model_len": 0}, "max_model_len"),
+        ({"reference_context_tokens": 0}, "reference_context_tokens: must be an integer >= 1"),
     ],
 )
 def test_it_rejects_impossible_deployments(changes: dict[str, object], message: str) -> None:
@@ -247,3 +254,93 @@ def test_it_sums_decode_runs_in_closed_form(
     # the smallest number of steps whose total reaches the horizon
     assert sum(steps[:reached]) >= horizon * (1 - 1e-12)
     assert reached == 1 or sum(steps[: reached - 1]) < horizon * (1 + 1e-12)
+
+
+# --- models read from config.json: own weight format, per-layer KV ------------------------------
+
+GPT_OSS = DEFAULT_CATALOG.model("openai/gpt-oss-120b")
+DEEPSEEK_V3 = DEFAULT_CATALOG.model("deepseek-ai/DeepSeek-V3")
+QWEN3_NEXT = DEFAULT_CATALOG.model("Qwen3-Next-80B-A3B-Thinking")
+H200 = DEFAULT_CATALOG.gpu("H200-SXM")
+
+
+def test_it_sizes_a_quantized_checkpoint_by_its_own_format() -> None:
+    mxfp4 = DEFAULT_CATALOG.quant("mxfp4")
+    # MXFP4 experts + BF16 rest (see test_architecture): the checkpoint's 65.2 GB, whatever
+    # scheme the deployment names
+    assert weight_bytes(GPT_OSS, mxfp4) == weight_bytes(GPT_OSS, BF16) == 65_248_815_744
+    assert Deployment(H100, GPT_OSS, mxfp4).compute == "bf16"
+    # DeepSeek-V3 ships FP8 blocks: its matmuls run at the FP8 peak
+    v3 = Deployment(H200, DEEPSEEK_V3, BF16, "fp8", 8)
+    assert v3.compute == "fp8"
+    assert StepModel(v3, IDEAL).peak_flops_per_s == 1979e12
+
+
+def test_it_plans_kv_per_layer_kind_at_the_reference_context() -> None:
+    plan = memory_plan(Deployment(H100, GPT_OSS, BF16), max_num_batched_tokens=2048, max_num_seqs=1)
+    # 18 full layers x 2,048 B per token, + 18 sliding layers holding 128 tokens of 2,048 B
+    # spread over the 4,096-token reference context: 36,864 + 18 x 2,048 x 128 / 4,096
+    assert plan.reference_context_tokens == 4096
+    assert plan.kv_bytes_per_token_per_gpu == 36_864 + 1_152 == 38_016
+    kv_space = plan.usable_bytes_per_gpu - plan.weight_bytes_per_gpu - plan.workspace_bytes_per_gpu
+    assert plan.kv_capacity_tokens == int(kv_space // 38_016)
+    # at a 128-token context the sliding layers hold every token: twice the full layers' KV
+    short = Deployment(H100, GPT_OSS, BF16, reference_context_tokens=128)
+    assert (
+        memory_plan(short, max_num_batched_tokens=2048, max_num_seqs=1).kv_bytes_per_token_per_gpu
+        == 73_728
+    )
+
+
+def test_it_counts_linear_attention_state_and_replicated_mla_latents() -> None:
+    hybrid = Deployment(H100, QWEN3_NEXT, BF16, tensor_parallel=4)
+    plan = memory_plan(hybrid, max_num_batched_tokens=2048, max_num_seqs=1)
+    # 12 full layers x 2 x 1 KV head per device (2 heads over 4, replicated) x 256 x 2 B
+    # = 12,288; the 39,518,208 B of linear state split over 4 devices, per 4,096 tokens: 2,412
+    assert plan.kv_bytes_per_token_per_gpu == 12_288 + 2_412
+    v3 = Deployment(H200, DEEPSEEK_V3, BF16, "fp8", 8)
+    # the MLA latent is not split over TP: 61 x (512 + 64) x 1 B on every device
+    assert (
+        memory_plan(v3, max_num_batched_tokens=2048, max_num_seqs=1).kv_bytes_per_token_per_gpu
+        == 35_136
+    )
+
+
+def test_it_streams_dense_first_layers_and_shared_experts_every_step() -> None:
+    v3 = Deployment(H200, DEEPSEEK_V3, BF16, "fp8", 8)
+    coef = coefficients(v3, IDEAL)
+    by_group = DEEPSEEK_V3.weight_bytes_by_group(BF16)
+    # only the routed experts scale with the routed fraction
+    assert coef[C_BYTES_EXPERTS] == by_group["experts"] / 8
+    # dense MLPs of the first 3 layers, shared experts, attention, routers, norms, LM head
+    streamed = sum(by_group.values()) - by_group["embeddings"] - by_group["experts"]
+    assert coef[C_BYTES_DENSE] == pytest.approx(streamed / 8, rel=1e-12)
+    assert coef[C_KV_BYTES_PER_CTX] == 35_136
+    # absorbed MLA decode: 61 x 278,528 FLOPs per pair, heads split over 8 devices
+    assert coef[C_ATTN_FLOPS_PER_PAIR] == 61 * 278_528 / 8
+
+
+def test_it_reads_only_the_top_k_latents_of_a_sparse_attention_layer() -> None:
+    v32 = Deployment(H200, DEFAULT_CATALOG.model("DeepSeek-V3.2"), BF16, "fp8", 8)
+    # held: 61 x (576 + 132) B per token, on every device
+    assert (
+        memory_plan(v32, max_num_batched_tokens=2048, max_num_seqs=1).kv_bytes_per_token_per_gpu
+        == 43_188
+    )
+    coef = coefficients(v32, IDEAL)
+    # read per context token at 4,096: every index key (61 x 132) + 2,048 of 4,096 latents
+    assert coef[C_KV_BYTES_PER_CTX] == 61 * 132 + 61 * 576 * 2048 / 4096 == 25_620
+    # index scores 2 x 64 x 128 per pair over all tokens + absorbed MLA over the top 2,048
+    assert coef[C_ATTN_FLOPS_PER_PAIR] == (61 * 16_384 + 61 * 278_528 * 2048 / 4096) / 8
+
+
+def test_it_folds_sliding_attention_flops_at_the_reference_context() -> None:
+    coef = coefficients(Deployment(H100, GPT_OSS, BF16), IDEAL)
+    # per layer 2 x 64 heads x (64 + 64) = 16,384 FLOPs per pair; 18 full layers attend to
+    # the whole context, 18 sliding ones to 128 of the 4,096 reference tokens
+    assert coef[C_ATTN_FLOPS_PER_PAIR] == 18 * 16_384 + 18 * 16_384 * 128 / 4096 == 304_128
+    # prefill: a sliding layer's causal pairs of a 4,096-token prompt, 128 x 129 / 2
+    # + 3,968 x 128, over the full layer's 4,096 x 4,097 / 2
+    sliding_share = (128 * 129 / 2 + 3968 * 128) / (4096 * 4097 / 2)
+    expected = (18 * 16_384 + 18 * 16_384 * sliding_share) / 989e12
+    assert coef[C_PRE_ATTN_FLOP_S_PER_PAIR] == pytest.approx(expected, rel=1e-12)
