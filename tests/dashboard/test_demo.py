@@ -6,13 +6,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from io import StringIO
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from django.apps import apps
 from django.core.management import call_command
-from django.db import connection
 from django.test import Client
 
 from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus, DeploymentSlo
@@ -31,7 +28,7 @@ from probes.models import (
     RequestRecord,
     TraceImport,
 )
-from tests.support.bounds import bound_checks
+from tests.support.bounds import bound_checks, run_python_step
 
 pytestmark = pytest.mark.django_db
 
@@ -53,9 +50,7 @@ def test_the_demo_lands_on_a_coherent_fleet_and_an_engine_assessment(
     # existing rows passes on a demo database, and the admin would save each row as it is
     for model in (PriceSheet, ModelDeployment, DeploymentSlo, AssessmentSchedule):
         checks = bound_checks(model)
-        bad_rows_refuse(model._meta.app_label, model.__name__, checks).code(
-            apps, SimpleNamespace(connection=connection)
-        )
+        run_python_step(bad_rows_refuse(model._meta.app_label, model.__name__, checks))
         for row in model.objects.all():
             row.full_clean()
     assert ModelDeployment.objects.count() == 3

@@ -3,23 +3,23 @@ write that skips validation, a migration lists the rows already out of bounds.""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from django.apps import apps
 from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, transaction
+from django.db.models import Model
 from django.test import Client
 
 from advisor.models import AssessmentSchedule, BenchmarkEndpoint, DeploymentSlo
 from advisor.services.assessments import AssessmentInputError, schedule_save
 from probes.bounds import bad_rows_refuse, stored_refusal
 from probes.models import Cluster, Gpu, ModelDeployment, Node, PriceSheet
-from tests.support.bounds import bound_checks, store_out_of_bounds
+from tests.support.bounds import bound_checks, run_python_step, store_out_of_bounds
 
 pytestmark = pytest.mark.django_db
 
@@ -159,9 +159,9 @@ def test_it_refuses_replicas_and_an_endpoint_gpu_kind_beyond_the_bounds(
     ],
 )
 def test_the_database_refuses_a_bad_value_written_past_validation(
-    deployment: ModelDeployment, model: type, field: str, value: object
+    deployment: ModelDeployment, model: type[Model], field: str, value: object
 ) -> None:
-    rows = {
+    rows: dict[type[Model], Callable[[], Model]] = {
         PriceSheet: lambda: PriceSheet.objects.create(
             gpu_kind="H100-SXM",
             usd_per_gpu_hour=Decimal("3.5000"),
@@ -175,7 +175,7 @@ def test_the_database_refuses_a_bad_value_written_past_validation(
     row = rows[model]()
     before = getattr(row, field)
     with pytest.raises(IntegrityError), transaction.atomic():
-        model.objects.filter(pk=row.pk).update(**{field: value})
+        model._default_manager.filter(pk=row.pk).update(**{field: value})
     row.refresh_from_db()
     assert getattr(row, field) == before
 
@@ -190,7 +190,7 @@ def test_a_migration_lists_the_rows_already_out_of_bounds_and_changes_nothing(
     store_out_of_bounds(bad, usd_per_gpu_hour=Decimal("-2"), as_of=date(1900, 1, 1))
     step = bad_rows_refuse("probes", "PriceSheet", bound_checks(PriceSheet))
     with pytest.raises(RuntimeError) as caught:
-        step.code(apps, SimpleNamespace(connection=connection))
+        run_python_step(step)
     assert str(caught.value) == (
         "rows out of bounds; fix them and migrate again (nothing was changed):\n"
         f"  probes.PriceSheet #{bad.pk} usd_per_gpu_hour=-2.0000: "

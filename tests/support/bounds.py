@@ -49,3 +49,14 @@ def bound_checks(model: type[models.Model]) -> dict[str, models.CheckConstraint]
         for c in model._meta.constraints
         if isinstance(c, models.CheckConstraint) and c.name.endswith("_in_bounds")
     }
+
+
+def run_python_step(step: Any) -> None:
+    """Run a migration's RunPython step against the current models and connection, as
+    `migrate` would (the step only reads rows, so the live registry serves as its state)."""
+    from types import SimpleNamespace
+
+    from django.apps import apps
+
+    code: Any = step.code
+    code(apps, SimpleNamespace(connection=connection))
