@@ -359,6 +359,23 @@ _NV = "NVIDIA datasheet (dense tensor-core peaks), as summarised in PERF_MODEL.m
 _AWS_CB = "AWS EC2 Capacity Blocks rate per GPU-hour, 2025-01-01 (PERF_MODEL.md)"
 _RUNPOD = "RunPod serverless per GPU-hour, 2025 (PERF_MODEL.md)"
 _UNVERIFIED = "public on-demand list price recalled for 2025, not checked here: edit the sheet"
+# The GPUs fleets buy now (issue 15). Memory is what the device reports (nvidia-smi / rocm-smi
+# total), as for the rows above; AMD's ROCm spec table gives the same sizes in GiB.
+_ROCM_SPECS = "https://rocm.docs.amd.com/en/latest/reference/gpu-specs.html (VRAM in GiB)"
+_MI300_PEAKS = (
+    "AMD ROCm docs, MI300 microarchitecture, table 'Peak-performance capabilities of the MI300X' "
+    "(dense matrix FP16/BF16 1307.4, FP8 2614.9, INT8 2614.9 T), "
+    "https://rocm.docs.amd.com/en/latest/conceptual/gpu-arch/mi300.html#mi300x-perf-table, 2025"
+)
+# AMD data sheets list 7 Infinity Fabric links at 128 GB/s peak each (MI300X/MI325X, 32 GT/s
+# x16) and 153.6 GB/s (MI355X, 38.4 GT/s x16), both directions together: 64 and 76.8 GB/s one
+# way. A fully connected 8-GPU node reaches all 7 links only when all 8 GPUs share the group;
+# TP=2 gets one link (64 GB/s), which this per-device figure does not capture.
+_XGMI = (
+    "7 Infinity Fabric links x {per_link} GB/s one direction "
+    "(AMD data sheet: {peak} GB/s peak per link)"
+)
+_NV_DC = "https://www.nvidia.com/en-us/data-center"
 
 GPUS: tuple[HardwareSpec, ...] = (
     HardwareSpec(
@@ -403,6 +420,93 @@ GPUS: tuple[HardwareSpec, ...] = (
     HardwareSpec(
         "B200", "gpu", 183359 * MIB, 7.7e12, 2250 * TERA, 4500 * TERA, 4500 * TERA, 900e9,
         4.99, _NV + "; NVLink5 1.8 TB/s bidirectional", _UNVERIFIED, ("b200-180gb",),
+    ),
+    HardwareSpec(
+        "MI300X", "gpu", 192 * GIB, 5.3e12, 1307.4 * TERA, 2614.9 * TERA, 2614.9 * TERA,
+        7 * 64e9,
+        1.85,
+        _MI300_PEAKS + "; 192 GiB HBM3 (rocm-smi 206158430208 B; " + _ROCM_SPECS + "), 5.3 TB/s; "
+        + _XGMI.format(per_link=64, peak=128)
+        + "; https://www.amd.com/en/products/accelerators/instinct/mi300/mi300x.html",
+        _UNVERIFIED + " (Vultr MI300X on-demand $1.85/GPU-h as listed by gpu.blog, 2025)",
+        ("mi300x-192gb", "amd instinct mi300x", "mi300x-oam"),
+    ),
+    HardwareSpec(
+        "MI325X", "gpu", 256 * GIB, 6.0e12, 1307.4 * TERA, 2614.9 * TERA, 2614.9 * TERA,
+        7 * 64e9,
+        2.25,
+        "AMD Instinct MI325X product page, 2024-10 "
+        "(https://www.amd.com/en/products/accelerators/instinct/mi300/mi325x.html): "
+        "256 GB HBM3E (" + _ROCM_SPECS + ": 256), 6 TB/s, the MI300X's CDNA 3 compute "
+        "(FP16/BF16 1307.4, FP8 2614.9, INT8 2614.9 T dense); "
+        + _XGMI.format(per_link=64, peak=128),
+        _UNVERIFIED + " (MI325X cloud rental quoted at $2.00-2.25/GPU-h, 2025)",
+        ("mi325x-256gb", "amd instinct mi325x"),
+    ),
+    HardwareSpec(
+        "MI355X", "gpu", 288 * GIB, 8.0e12, 2516.6 * TERA, 5033.2 * TERA, 5033.2 * TERA,
+        7 * 76.8e9,
+        3.50,
+        "AMD Instinct MI355X product page and data sheet, 2025-06 "
+        "(https://www.amd.com/en/products/accelerators/instinct/mi350/mi355x.html): 288 GB HBM3E ("
+        + _ROCM_SPECS + ": 288), 8 TB/s; dense FP16/BF16 2.5 PF, FP8 5.0 PF, INT8 5.0 POPS "
+        "(256 CUs x 4096/8192 FLOP/clk x 2.4 GHz = 2516.6/5033.2 T; MXFP4 10066.3 T, "
+        "no FP4 field); "
+        + _XGMI.format(per_link=76.8, peak=153.6),
+        _UNVERIFIED + " (placeholder between MI325X and B200 rates; no list price checked)",
+        ("mi355x-288gb", "amd instinct mi355x"),
+    ),
+    HardwareSpec(
+        "H20", "gpu", 97871 * MIB, 4.0e12, 148 * TERA, 296 * TERA, 296 * TERA, 450e9,
+        1.50,
+        "NVIDIA H20 product brief (China-market Hopper, 2024; no public nvidia.com datasheet): "
+        "96 GB HBM3 (nvidia-smi 97871 MiB), 4.0 TB/s, dense BF16 148, FP8 296, INT8 296 T; "
+        "NVLink4 900 GB/s bidirectional",
+        _UNVERIFIED + " (China-region cloud rates; no list price checked)",
+        ("h20-96gb", "h20-sxm"),
+    ),
+    HardwareSpec(
+        "H20-3e", "gpu", 143771 * MIB, 4.8e12, 148 * TERA, 296 * TERA, 296 * TERA, 450e9,
+        1.80,
+        "NVIDIA H20-3e: the H20's compute (dense BF16 148, FP8 296, INT8 296 T) with 141 GB "
+        "HBM3e (nvidia-smi 143771 MiB, as H200); 4.8 TB/s taken from the H200's HBM3e, not from "
+        "a published NVIDIA figure; NVLink4 900 GB/s bidirectional",
+        _UNVERIFIED + " (no list price checked)",
+        ("h20-141gb", "h20-3e-141gb"),
+    ),
+    HardwareSpec(
+        "RTX-PRO-6000-SE", "gpu", 97887 * MIB, 1.597e12, 480 * TERA, 960 * TERA, 960 * TERA,
+        64e9,
+        1.79,
+        "NVIDIA RTX PRO 6000 Blackwell Server Edition, " + _NV_DC
+        + "/rtx-pro-6000-blackwell-server-edition/ and data sheet 2025-12: 96 GB GDDR7 "
+        "(nvidia-smi 97887 MiB), 1597 GB/s, 120 FP32 TFLOPS, 600 W; dense BF16/FP8/INT8 derived "
+        "from the FP32 figure with GB202's tensor ratios (4x/8x/8x FP32 = 480/960/960 T; FP4 "
+        "1920 T, no FP4 field); PCIe Gen5 x16, no NVLink",
+        _UNVERIFIED + " (RTX PRO 6000 on-demand around $1.79/GPU-h, 2025)",
+        ("rtx pro 6000 blackwell server edition", "rtx-pro-6000-blackwell-server"),
+    ),
+    HardwareSpec(
+        "B300", "gpu", 275040 * MIB, 8.0e12, 2250 * TERA, 4500 * TERA, None, 900e9,
+        6.00,
+        "NVIDIA HGX B300 (" + _NV_DC + "/hgx/) and DGX B300 (" + _NV_DC + "/dgx-b300/), 2025: "
+        "288 GB HBM3e (nvidia-smi 'NVIDIA B300 SXM6 AC' 275040 MiB), 8 TB/s (64 TB/s per 8 GPUs), "
+        "dense BF16 2.25 PF and FP8 4.5 PF (36 and 72 PF sparse per 8 GPUs; NVFP4 13.5 PF dense, "
+        "no FP4 field); INT8 tensor rate cut on Blackwell Ultra (0.15-0.32 POPS across NVIDIA "
+        "material): left None, so INT8 W8A8 is costed at the BF16 peak, an overestimate; "
+        "NVLink5 1.8 TB/s bidirectional",
+        _UNVERIFIED + " (no list price checked)",
+        ("b300-288gb", "b300-sxm6", "blackwell ultra b300"),
+    ),
+    HardwareSpec(
+        "GB200", "gpu", 189471 * MIB, 8.0e12, 2500 * TERA, 5000 * TERA, 5000 * TERA, 900e9,
+        10.50,
+        "NVIDIA GB200 NVL72, " + _NV_DC + "/gb200-nvl72/, 2024-2025, per GPU (half a superchip): "
+        "186 GB HBM3e (nvidia-smi 189471 MiB), 8 TB/s, dense BF16 2.5 PF, FP8 5 PF, INT8 5 POPS "
+        "(10/20/20 sparse per superchip; FP4 10 PF dense, no FP4 field); NVLink5 1.8 TB/s "
+        "bidirectional across the 72-GPU domain",
+        _UNVERIFIED + " (CoreWeave GB200 NVL72 $42.00 per 4-GPU instance-hour, 2025)",
+        ("gb200-186gb", "gb200-nvl72", "gb200 nvl72"),
     ),
     # The project's real vLLM CPU node (2 vCPU Sapphire Rapids VM, AMX): peaks are nominal
     # (2 cores x 1024 BF16 FLOP/cycle x 2.0 GHz); the calibration profile carries the truth.

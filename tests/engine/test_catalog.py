@@ -7,15 +7,19 @@ from pathlib import Path
 
 import pytest
 
+from advisor.engine.cases import read_cases
 from advisor.engine.catalog import (
     DEFAULT_CATALOG,
     GIB,
+    MIB,
     CatalogError,
     kv_dtype_bytes,
     model_from_hf_config,
     model_from_hf_dict,
     resolve_model,
 )
+
+PUBLIC_CASES = Path(__file__).parents[2] / "advisor" / "engine" / "data" / "public_cases.csv"
 
 LLAMA3_8B_CONFIG = {
     "architectures": ["LlamaForCausalLM"],
@@ -225,3 +229,78 @@ def test_it_takes_mxfp4_as_a_weight_dtype() -> None:
     # "weight_dtype: unknown 'mxfp4'" made gpt-oss cases unmodellable
     assert DEFAULT_CATALOG.quant("MXFP4").name == "mxfp4"
     assert DEFAULT_CATALOG.quant("fp8_block").name == "fp8-block"
+
+
+@pytest.mark.parametrize(
+    ("name", "memory_bytes", "bandwidth", "bf16", "fp8", "int8", "link"),
+    [
+        # memory as the device reports it (rocm-smi / nvidia-smi); dense peaks; link one way
+        ("MI300X", 192 * GIB, 5.3e12, 1307.4e12, 2614.9e12, 2614.9e12, 448e9),
+        ("MI325X", 256 * GIB, 6.0e12, 1307.4e12, 2614.9e12, 2614.9e12, 448e9),
+        ("MI355X", 288 * GIB, 8.0e12, 2516.6e12, 5033.2e12, 5033.2e12, 537.6e9),
+        ("H20", 97871 * MIB, 4.0e12, 148e12, 296e12, 296e12, 450e9),
+        ("H20-3e", 143771 * MIB, 4.8e12, 148e12, 296e12, 296e12, 450e9),
+        ("RTX-PRO-6000-SE", 97887 * MIB, 1.597e12, 480e12, 960e12, 960e12, 64e9),
+        ("B300", 275040 * MIB, 8.0e12, 2250e12, 4500e12, None, 900e9),
+        ("GB200", 189471 * MIB, 8.0e12, 2500e12, 5000e12, 5000e12, 900e9),
+    ],
+)
+def test_it_knows_the_gpus_fleets_buy_now(
+    name: str,
+    memory_bytes: int,
+    bandwidth: float,
+    bf16: float,
+    fp8: float,
+    int8: float | None,
+    link: float,
+) -> None:
+    gpu = DEFAULT_CATALOG.gpu(name)
+    assert gpu.kind == "gpu"
+    assert gpu.memory_bytes == memory_bytes
+    assert gpu.bandwidth_bytes_per_s == bandwidth
+    assert gpu.bf16_flops_per_s == pytest.approx(bf16, rel=1e-12)
+    assert gpu.fp8_flops_per_s == pytest.approx(fp8, rel=1e-12)
+    assert gpu.int8_ops_per_s == (None if int8 is None else pytest.approx(int8, rel=1e-12))
+    assert gpu.link_bytes_per_s == pytest.approx(link, rel=1e-12)
+    assert gpu.price_usd_per_hour > 0
+    assert "http" in gpu.spec_source or name.startswith("H20")
+    assert gpu.price_source
+
+
+def test_it_costs_b300_int8_at_the_bf16_peak() -> None:
+    # Blackwell Ultra cut its INT8 tensor rate and NVIDIA's figures disagree: no INT8 peak
+    b300 = DEFAULT_CATALOG.gpu("B300")
+    assert b300.peak_flops_per_s("int8") == b300.peak_flops_per_s("bf16") == 2250e12
+
+
+@pytest.mark.parametrize(
+    ("reported", "name"),
+    [
+        # NVML / amd-smi names with the vendor word gpu_kind_of drops ("NVIDIA") removed
+        ("AMD Instinct MI300X", "MI300X"),
+        ("AMD Instinct MI325X", "MI325X"),
+        ("AMD Instinct MI355X", "MI355X"),
+        ("H20", "H20"),
+        ("H20-3e", "H20-3e"),
+        ("RTX PRO 6000 Blackwell Server Edition", "RTX-PRO-6000-SE"),
+        ("B300", "B300"),  # "B300 SXM6 AC" by gpu_kind_of's shorter prefixes
+        ("GB200", "GB200"),
+    ],
+)
+def test_it_finds_new_gpus_by_their_reported_names(reported: str, name: str) -> None:
+    assert DEFAULT_CATALOG.gpu(reported).name == name
+
+
+def test_it_does_not_take_the_workstation_rtx_pro_6000_for_the_server_edition() -> None:
+    # the Workstation Edition has 1792 GB/s, not the Server Edition's 1597
+    with pytest.raises(CatalogError, match="unknown 'RTX PRO 6000 Blackwell Workstation"):
+        DEFAULT_CATALOG.gpu("RTX PRO 6000 Blackwell Workstation Edition")
+
+
+def test_it_resolves_every_gpu_of_the_public_cases() -> None:
+    # MI300X, H20 and H20-3e rows were unmodellable ("gpu: unknown") before issue 15
+    kinds = {case.gpu for case in read_cases(PUBLIC_CASES)}
+    assert {"MI300X", "H20", "H20-3e"} <= kinds
+    assert {kind: DEFAULT_CATALOG.gpu(kind).name for kind in kinds} == {
+        kind: kind for kind in kinds
+    }

@@ -169,14 +169,14 @@ def test_it_counts_unmodellable_cases_as_failures(
     cases.write_text(
         HEADER
         + GOOD_ROW
-        + row(id="b", gpu="MI300X")
+        + row(id="b", gpu="TPU-v5e")
         + "\n"
         + row(id="c", gpu="L4", model="Llama-3-70B", value="10")
         + "\n"
     )
     assert main(["validate", str(cases)]) == 0
     out = capsys.readouterr().out
-    assert "unmodellable: gpu: unknown 'MI300X'" in out
+    assert "unmodellable: gpu: unknown 'TPU-v5e'" in out
     assert "does not fit" in out
     # two of three cases fail (infinite error), so the median is infinite
     assert out.strip().endswith("median_ape=inf")
