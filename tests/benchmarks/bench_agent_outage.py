@@ -37,7 +37,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -49,14 +48,19 @@ import httpx
 import psycopg
 
 from tests.benchmarks import Figure
+from tests.benchmarks.support import (
+    BIN,
+    ROOT,
+    register_node,
+    server_env,
+    throwaway_database,
+    wait_ready,
+)
 from tests.probes.agent.fake_vllm import MODEL, fake_vllm
 from tests.probes.agent.numbered_metrics import NumberedScrapes
 from tests.probes.agent.stub_http import serving
 from tests.support.components import free_port
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-PG = "postgresql://postgres@127.0.0.1:5432"
 BENCH_DB = "gca_bench_agent_outage"
 HOSTNAME = "outage-node"
 OUTAGE_S = 30.0
@@ -65,8 +69,8 @@ DRAIN_TIMEOUT_S = 10.0
 
 
 def run() -> Iterator[Figure]:
-    with _bench_database() as database_url:
-        token = _register_node(database_url)
+    with throwaway_database(BENCH_DB) as database_url:
+        token = register_node(database_url, HOSTNAME)
         server = Server(free_port(), database_url)
         server.start()
         try:
@@ -202,7 +206,7 @@ def _stored(database_url: str) -> tuple[list[int], list[int], int, int]:
 
 def _agent(args: list[str], proxy_url: str) -> subprocess.Popen[bytes]:
     process = subprocess.Popen([str(BIN / "python"), "-m", "probes.agent", *args], cwd=ROOT)
-    _wait(lambda: httpx.get(proxy_url + "/metrics", timeout=1).status_code == 200, process)
+    wait_ready(lambda: httpx.get(proxy_url + "/metrics", timeout=1).status_code == 200, process)
     return process
 
 
@@ -249,58 +253,13 @@ class Server:
         self._process = subprocess.Popen(
             [str(BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{self.port}",
              "--workers", "2", "--log-level", "warning"],
-            cwd=ROOT, env=_env(self.database_url), start_new_session=True,
+            cwd=ROOT, env=server_env(self.database_url), start_new_session=True,
         )  # fmt: skip
-        _wait(lambda: httpx.get(self.url + "/healthz", timeout=1).status_code in (200, 503),
-              self._process)  # fmt: skip
+        wait_ready(lambda: httpx.get(self.url + "/healthz", timeout=1).status_code in (200, 503),
+                   self._process)  # fmt: skip
 
     def kill(self) -> None:
         """SIGKILL to the whole process group, as a crash would."""
         if self._process is not None and self._process.poll() is None:
             os.killpg(self._process.pid, signal.SIGKILL)
             self._process.wait(timeout=10)
-
-
-@contextmanager
-def _bench_database() -> Iterator[str]:
-    with psycopg.connect(PG + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    url = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
-    try:
-        subprocess.run([str(BIN / "python"), "manage.py", "migrate", "-v0"], cwd=ROOT,
-                       env=_env(url), check=True)  # fmt: skip
-        yield url
-    finally:
-        with psycopg.connect(PG + "/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-
-
-def _env(database_url: str) -> dict[str, str]:
-    return {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "False",
-        "SECURE_SSL": "False", "SECRET_KEY": "bench-only-" + "x" * 40,
-        "DATABASE_URL": database_url, "CELERY_BROKER_URL": "", "LOG_LEVEL": "WARNING",
-    }  # fmt: skip
-
-
-def _register_node(database_url: str) -> str:
-    done = subprocess.run(
-        [str(BIN / "python"), "manage.py", "register_node", "--cluster", "bench", HOSTNAME],
-        cwd=ROOT, env=_env(database_url), check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return done.stdout.strip()
-
-
-def _wait(ready: object, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            if ready():  # type: ignore[operator]
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{process.args!r} not ready in {timeout_s} s")

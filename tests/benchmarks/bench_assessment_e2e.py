@@ -31,31 +31,11 @@ import time
 from collections.abc import Iterator
 
 from tests.benchmarks import Figure
-from tests.support.components import port_open
+from tests.benchmarks.support import django_test_database
 
 CLUSTER = "bench-e2e"
 NODES, GPUS_PER_NODE, DAYS, INTERVAL_S = 5, 4, 7, 10
 TARGET_S = 120
-DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/gca"
-
-
-def _bench_database() -> None:
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.test_settings")
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres") and port_open("127.0.0.1", 5432):
-        os.environ["DATABASE_URL"] = DEFAULT_POSTGRES
-    django.setup()
-    from django.db import connection
-    from django.test.utils import setup_test_environment
-
-    if connection.vendor != "postgresql":
-        raise RuntimeError(f"bench_assessment_e2e needs PostgreSQL (got {connection.vendor})")
-    name = connection.settings_dict["NAME"]
-    connection.settings_dict["TEST"]["NAME"] = f"{name}_bench_assessment"
-    setup_test_environment()
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=True, serialize=False)
 
 
 def _seed() -> bool:
@@ -83,7 +63,7 @@ def _seed() -> bool:
 
 
 def run() -> Iterator[Figure]:
-    _bench_database()
+    django_test_database(bench="bench_assessment_e2e", suffix="bench_assessment", keepdb=True)
     from django.core.management import call_command
     from django.db import connection
 

@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 from tests.benchmarks import Figure
-from tests.support.components import port_open
+from tests.benchmarks.support import django_test_database
 
 GPUS = 100
 GPUS_PER_NODE = 4
@@ -39,32 +39,6 @@ END = datetime(2025, 1, 31, tzinfo=UTC)
 WARMUP = 3
 RUNS = 30
 TARGET_MS = 300
-DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/gca"
-
-
-def _bench_database() -> None:
-    """Point Django at `<name>_bench_dashboard` (created and migrated if missing)."""
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.test_settings")
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres") and port_open("127.0.0.1", 5432):
-        # `make bench` outside CI has no DATABASE_URL: use the local PostgreSQL.
-        os.environ["DATABASE_URL"] = DEFAULT_POSTGRES
-    django.setup()
-    from django.db import connection
-    from django.test.utils import setup_test_environment
-
-    if connection.vendor != "postgresql":
-        raise RuntimeError(
-            "bench_dashboard needs PostgreSQL: set DATABASE_URL=postgres://... "
-            f"(got {connection.vendor})"
-        )
-    name = connection.settings_dict["NAME"]
-    connection.settings_dict["TEST"]["NAME"] = f"{name}_bench_dashboard"
-    setup_test_environment()
-    # serialize=False: the default would read every row into a string (4M rollups).
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=True, serialize=False)
 
 
 def _seed() -> int:
@@ -117,7 +91,7 @@ def _p95_ms(client: object, url: str) -> tuple[float, float]:
 
 
 def run() -> Iterator[Figure]:
-    _bench_database()
+    django_test_database(bench="bench_dashboard", suffix="bench_dashboard", keepdb=True)
     from django.db import connection
     from django.test import Client
 

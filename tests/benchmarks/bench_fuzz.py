@@ -41,7 +41,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
-import os
 import re
 import sys
 import time
@@ -54,10 +53,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tests.benchmarks import Figure
-from tests.support.components import port_open
+from tests.benchmarks.support import django_test_database
 
 CASES_PER_MODE = 30
-DEFAULT_POSTGRES = "postgres://postgres@127.0.0.1:5432/gca"
 CSRF_TOKEN = "fuzzfuzzfuzzfuzzfuzzfuzzfuzzfuzz"  # 32 characters: an unmasked secret
 AGENT_SCHEME = "agentToken"  # probes.auth.NodeTokenScheme.name
 
@@ -89,30 +87,6 @@ class FuzzResult:
     @property
     def total(self) -> int:
         return sum(self.cases.values())
-
-
-def _bench_database() -> None:
-    """Point Django at `<name>_bench_fuzz`, dropped, created and migrated afresh."""
-    import django
-
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.test_settings")
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith("postgres") and port_open("127.0.0.1", 5432):
-        # `make bench` outside CI has no DATABASE_URL: use the local PostgreSQL.
-        os.environ["DATABASE_URL"] = DEFAULT_POSTGRES
-    django.setup()
-    from django.db import connection
-    from django.test.utils import setup_test_environment
-
-    if connection.vendor != "postgresql":
-        raise RuntimeError(
-            "bench_fuzz needs PostgreSQL: set DATABASE_URL=postgres://... "
-            f"(got {connection.vendor})"
-        )
-    name = connection.settings_dict["NAME"]
-    connection.settings_dict["TEST"]["NAME"] = f"{name}_bench_fuzz"
-    setup_test_environment()
-    connection.creation.create_test_db(verbosity=0, autoclobber=True, keepdb=False, serialize=False)
 
 
 @dataclass(frozen=True)
@@ -629,7 +603,7 @@ def report(result: FuzzResult, *, out: Any = None) -> None:
 
 
 def run() -> Iterator[Figure]:
-    _bench_database()
+    django_test_database(bench="bench_fuzz", suffix="bench_fuzz", keepdb=False)
     from django.db import connection
 
     started = time.perf_counter()

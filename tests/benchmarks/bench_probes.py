@@ -43,7 +43,6 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -55,13 +54,19 @@ import psycopg
 
 from probes.agent.batch import rows_to_columns
 from tests.benchmarks import Figure
+from tests.benchmarks.support import (
+    BIN,
+    ROOT,
+    register_node,
+    server_env,
+    throwaway_database,
+    wait_ready,
+)
 from tests.support.components import free_port
 from tests.support.vllm_node import SERVED_NAME, running_vllm
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-PG = "postgresql://postgres@127.0.0.1:5432"
 BENCH_DB = "gca_bench_probes"
+HOSTNAME = "bench-node"
 BATCHES, WARMUP, SAMPLES_PER_BATCH, GPUS = 200, 12, 1000, 8
 WORKERS = CLIENTS = 3
 AGENT_WINDOW_S = 60.0
@@ -69,8 +74,8 @@ PAIRS_FAKE, PAIRS_VLLM = 300, 100
 
 
 def run() -> Iterator[Figure]:
-    with _bench_database() as database_url, _server(database_url) as server:
-        token = _register_node(database_url)
+    with throwaway_database(BENCH_DB) as database_url, _server(database_url) as server:
+        token = register_node(database_url, HOSTNAME)
         yield _ingest_figure(server, token, database_url, columnar=True)
         yield _ingest_figure(server, token, database_url, columnar=False)
         with running_vllm(name="bench-probes-vllm") as vllm:
@@ -254,47 +259,16 @@ def _proxy_figure(
 
 
 @contextmanager
-def _bench_database() -> Iterator[str]:
-    with psycopg.connect(PG + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{BENCH_DB}"')
-    url = f"postgres://postgres@127.0.0.1:5432/{BENCH_DB}"
-    try:
-        subprocess.run([str(BIN / "python"), "manage.py", "migrate", "-v0"], cwd=ROOT,
-                       env=_env(url), check=True)  # fmt: skip
-        yield url
-    finally:
-        with psycopg.connect(PG + "/postgres", autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DB}" WITH (FORCE)')
-
-
-def _env(database_url: str) -> dict[str, str]:
-    return {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "False",
-        "SECURE_SSL": "False", "SECRET_KEY": "bench-only-" + "x" * 40,
-        "DATABASE_URL": database_url, "CELERY_BROKER_URL": "", "LOG_LEVEL": "WARNING",
-    }  # fmt: skip
-
-
-def _register_node(database_url: str) -> str:
-    done = subprocess.run(
-        [str(BIN / "python"), "manage.py", "register_node", "--cluster", "bench", "bench-node"],
-        cwd=ROOT, env=_env(database_url), check=True, capture_output=True, text=True,
-    )  # fmt: skip
-    return done.stdout.strip()
-
-
-@contextmanager
 def _server(database_url: str) -> Iterator[str]:
     port = free_port()
     process = subprocess.Popen(
         [str(BIN / "gunicorn"), "config.wsgi", "--bind", f"127.0.0.1:{port}",
          "--workers", str(WORKERS), "--log-level", "warning"],
-        cwd=ROOT, env=_env(database_url), start_new_session=True,
+        cwd=ROOT, env=server_env(database_url), start_new_session=True,
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: httpx.get(url + "/healthz", timeout=1).status_code == 200, process)
+        wait_ready(lambda: httpx.get(url + "/healthz", timeout=1).status_code == 200, process)
         yield url
     finally:
         os.killpg(process.pid, signal.SIGTERM)
@@ -308,7 +282,7 @@ def _fake_upstream() -> Iterator[str]:
     process = subprocess.Popen([str(BIN / "python"), *command], cwd=ROOT)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(lambda: httpx.get(url + "/metrics", timeout=1).status_code == 200, process)
+        wait_ready(lambda: httpx.get(url + "/metrics", timeout=1).status_code == 200, process)
         yield url
     finally:
         process.terminate()
@@ -325,30 +299,16 @@ def _agent(
         proxy_port = free_port()
         process = subprocess.Popen(
             [str(BIN / "python"), "-m", "probes.agent", "--server", server, "--token-file",
-             str(token_file), "--hostname", "bench-node", "--vllm", vllm_url,
+             str(token_file), "--hostname", HOSTNAME, "--vllm", vllm_url,
              "--proxy-listen", f"127.0.0.1:{proxy_port}", "--proxy-upstream", upstream,
              "--spool-dir", str(Path(tmp) / "spool"), "--log-level", "WARNING"],
             cwd=ROOT,
         )  # fmt: skip
         proxy_url = f"http://127.0.0.1:{proxy_port}"
         try:
-            _wait(lambda: httpx.get(proxy_url + "/metrics", timeout=1).status_code == 200,
-                  process)  # fmt: skip
+            wait_ready(lambda: httpx.get(proxy_url + "/metrics", timeout=1).status_code == 200,
+                       process)  # fmt: skip
             yield process, proxy_url
         finally:
             process.send_signal(signal.SIGTERM)
             process.wait(timeout=60)
-
-
-def _wait(ready: object, process: subprocess.Popen[bytes], timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{process.args!r} exited with {process.returncode}")
-        try:
-            if ready():  # type: ignore[operator]
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{process.args!r} not ready in {timeout_s} s")

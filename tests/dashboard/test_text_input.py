@@ -16,9 +16,9 @@ from advisor.models import Assessment
 from dashboard.models import ReportSchedule
 from probes.models import Cluster
 from tests.dashboard.conftest import SmallFleet
+from tests.support.text import NUL
 
 pytestmark = pytest.mark.django_db
-NUL = "contains a NUL character (U+0000) at position {}, which cannot be stored"
 
 
 def _as(user: User) -> Client:

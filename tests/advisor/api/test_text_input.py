@@ -17,9 +17,9 @@ from advisor.models import Assessment, BenchmarkJob, Rollout
 from advisor.text import json_text_problem, text_problem
 from probes.models import Cluster
 from tests.advisor.rollouts.helpers import Agent, fleet
+from tests.support.text import NUL
 
 pytestmark = pytest.mark.django_db
-NUL = "contains a NUL character (U+0000) at position {}, which cannot be stored"
 
 
 def _as(user: User) -> APIClient:
