@@ -40,6 +40,14 @@ class ConfigReading:
         return self.model.active_params if self.model else 0
 
     @property
+    def total_params_b(self) -> float:
+        return self.total_params / 1e9
+
+    @property
+    def active_params_b(self) -> float:
+        return self.active_params / 1e9
+
+    @property
     def kv_bytes_per_token_16bit(self) -> float:
         """KV bytes each token adds at a 16-bit KV cache (layers that keep every token)."""
         return self.model.kv_bytes_per_token(KV_BYTES_PER_ELEMENT_16BIT) if self.model else 0.0
