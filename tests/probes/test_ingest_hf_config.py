@@ -1,15 +1,24 @@
 """A deployment's config.json in an agent's batch: stored once, refused naming the value."""
 
 import json
+import time
+from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from django.test import Client
 
 from advisor.engine.catalog import CONFIG_DIR
+from probes.agent.batch import BatchBuilder
+from probes.agent.config import VllmTarget
+from probes.agent.samplers.vllm import VllmSampler
 from probes.hf_config import config_reading
 from probes.models import ModelDeployment
+from tests.probes.agent.stub_http import serving, text
 from tests.probes.helpers import batch, post, registered_node
+
+AGENT_DATA = Path(__file__).parent / "agent" / "data"
 
 pytestmark = pytest.mark.django_db
 
@@ -93,3 +102,34 @@ def test_it_documents_the_field_in_the_openapi_schema(client: Client, carol) -> 
     field = schema["components"]["schemas"]["IngestDeployment"]["properties"]["hf_config"]
     assert field["type"] == "object"
     assert "256 KiB" in field["description"]
+
+
+def test_an_agents_batch_carries_the_model_dirs_config_to_the_deployment(
+    client: Client, tmp_path: Path
+) -> None:
+    """The agent's sampler and batch builder against the real ingest API, in-process."""
+    model_dir = tmp_path / "models" / "qwen3-moe"
+    model_dir.mkdir(parents=True)
+    config_text = (CONFIG_DIR / "Qwen--Qwen3-30B-A3B.json").read_text()
+    (model_dir / "config.json").write_text(config_text)
+    metrics = (AGENT_DATA / "vllm-0.32-idle.txt").read_text().replace("tiny-llama", "moe")
+    models = json.dumps({"data": [{"id": "moe", "root": str(model_dir)}]})
+    routes = {("GET", "/metrics"): text(metrics),
+              ("GET", "/v1/models"): text(models, content_type="application/json")}  # fmt: skip
+    builder = BatchBuilder()
+    with serving(routes) as url:
+        sampler = VllmSampler(VllmTarget(url=url), httpx.Client(), "gpu-7", 10.0, model_env={})
+        builder.add(sampler.sample(time.time() - 60))
+        builder.add(sampler.sample(time.time() - 59))
+    sealed = builder.seal({})
+    _node, token = registered_node("gpu-7")
+    response = post(client, token, sealed.body_gz, compress=False, HTTP_CONTENT_ENCODING="gzip")
+    assert response.status_code == 201, response.content
+    deployment = ModelDeployment.objects.get(served_name="moe")
+    assert (deployment.model_id, deployment.hf_config_source) == (str(model_dir), "agent gpu-7")
+    assert deployment.hf_config == json.loads(config_text)
+    reading = config_reading(deployment.hf_config, name=deployment.model_id)
+    assert reading.description == (
+        "MoE, 128 routed experts top-8, 48 layers, full attention (GQA 32/4 heads x 128), "
+        "16-bit weights (or the deployment's quantization)"
+    )
