@@ -9,6 +9,7 @@ from django import forms
 
 from advisor.models import BenchmarkEndpoint, JobKind
 from advisor.services.benchmarks import BenchmarkJobError
+from probes.ingest.schema import MAX_HF_CONFIG_BYTES
 from probes.models import Cluster, ModelDeployment, TraceFormat
 
 TRACE_UPLOAD_MAX_BYTES = 512 * 1024 * 1024
@@ -213,3 +214,22 @@ class BenchmarkStartForm(forms.Form):
         if slo:
             args["slo"] = slo
         return args
+
+
+class HfConfigUploadForm(forms.Form):
+    """A deployment's config.json, for when its agent cannot read the model's files."""
+
+    file = forms.FileField(
+        label="config.json",
+        help_text=f"The model's Hugging Face config.json, at most "
+        f"{MAX_HF_CONFIG_BYTES // 1024} KiB.",
+    )
+
+    def clean_file(self) -> Any:
+        upload = self.cleaned_data["file"]
+        if upload.size > MAX_HF_CONFIG_BYTES:
+            # Refused before it is read: the limit the ingest API holds an agent to.
+            raise forms.ValidationError(
+                f"{upload.size} bytes; at most {MAX_HF_CONFIG_BYTES // 1024} KiB"
+            )
+        return upload

@@ -15,6 +15,11 @@ urlpatterns: list[URLPattern | URLResolver] = [
     path("nodes/<int:node_id>/", gpus.node, name="node"),
     path("gpus/<int:gpu_id>/", gpus.gpu, name="gpu"),
     path("deployments/<int:deployment_id>/", gpus.deployment, name="deployment"),
+    path(
+        "deployments/<int:deployment_id>/config/",
+        gpus.deployment_config,
+        name="deployment-config",
+    ),
     path("traces/", traces.traces, name="traces"),
     path("traces/import/", traces.trace_upload, name="trace-upload"),
     path("assessments/", assessments.assessment_list, name="assessments"),

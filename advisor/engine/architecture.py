@@ -17,7 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableSequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:  # catalog imports this module; the type is only named here
+    from advisor.engine.catalog import ModelSpec
 
 AttentionKind = Literal["full", "sliding", "chunked", "mla", "linear"]
 MlpKind = Literal["dense", "moe"]
@@ -572,3 +575,85 @@ def read_layers(
     return tuple(
         LayerSpec(attention, mlp, norms) for attention, mlp in zip(attentions, mlps, strict=True)
     )
+
+
+# --- a one-line description ---------------------------------------------------------------------
+
+
+def describe(model: ModelSpec) -> str:
+    """What the engine read, in one line: MLP, layers, attention and weight format, e.g.
+    "MoE, 256 routed experts top-8 + 1 shared, 61 layers (3 dense first), MLA (kv_lora_rank
+    512 + rope 64), fp8 block weights" (shown on a deployment's page next to its assumptions).
+    """
+    layers = model.layers
+    moe = [layer.mlp for layer in layers if layer.mlp.kind == "moe"]
+    parts: list[str] = []
+    if moe:
+        mlp = moe[0]
+        text = f"MoE, {mlp.num_experts} routed experts top-{mlp.experts_per_token}"
+        shared = mlp.shared_intermediate_size
+        if shared and shared % mlp.intermediate_size == 0:
+            text += f" + {shared // mlp.intermediate_size} shared"
+        elif shared:
+            text += f" + a shared expert ({shared} wide)"
+        parts.append(text)
+    else:
+        parts.append("dense")
+    dense = [i for i, layer in enumerate(layers) if layer.mlp.kind == "dense"]
+    count = f"{len(layers)} layers"
+    if moe and dense:
+        first = dense == list(range(len(dense)))
+        count += f" ({len(dense)} dense{' first' if first else ''})"
+    parts.append(count)
+    parts.append(_describe_attention(layers))
+    parts.append(_describe_weights(model))
+    return ", ".join(parts)
+
+
+def _describe_attention(layers: tuple[LayerSpec, ...]) -> str:
+    kinds: dict[str, int] = {}
+    for layer in layers:
+        kinds[layer.attention.kind] = kinds.get(layer.attention.kind, 0) + 1
+    first = {layer.attention.kind: layer.attention for layer in reversed(layers)}
+    if "mla" in first:
+        mla = first["mla"]
+        # The latent's split is not kept apart: absorbed decode scores over latent + rope and
+        # sums values over the latent, so decode FLOPs per pair / (2 heads) = 2 latent + rope.
+        latent = mla.decode_flops_per_pair // (2 * mla.num_heads) - mla.kv_elements_per_token
+        rope = mla.kv_elements_per_token - latent
+        text = f"MLA (kv_lora_rank {latent} + rope {rope})"
+        return text + (f", sparse top-{mla.sparse_topk}" if mla.sparse_topk else "")
+    shown: list[str] = []
+    for kind in ("full", "sliding", "chunked", "linear"):
+        if kind not in first:
+            continue
+        attention = first[kind]
+        where = "" if len(kinds) == 1 else f" on {kinds[kind]} layers"
+        if kind == "linear":
+            shown.append(f"linear{where}")
+            continue
+        label = {"full": "full", "sliding": "sliding window", "chunked": "chunked local"}[kind]
+        if kind != "full":
+            label += f" {attention.window_tokens}"
+        shown.append(f"{label}{where}")
+    head = next((layer.attention for layer in layers if layer.attention.kind != "linear"), None)
+    text = " + ".join(shown)
+    text = f"{text} attention" if len(kinds) == 1 else f"attention: {text}"
+    if head is None:
+        return text
+    grouping = (
+        f"{head.num_heads} heads"
+        if head.num_heads == head.num_kv_heads
+        else f"GQA {head.num_heads}/{head.num_kv_heads} heads"
+    )
+    return f"{text} ({grouping} x {head.qk_head_dim})"
+
+
+def _describe_weights(model: ModelSpec) -> str:
+    fmt = model.weight_format
+    if fmt is None:
+        return "16-bit weights (or the deployment's quantization)"
+    scheme = fmt.scheme.replace("-", " ")
+    if fmt.groups == {"attention", "dense_mlp", "experts", "shared_experts"}:
+        return f"{scheme} weights"
+    return f"{scheme} {' and '.join(sorted(fmt.groups))} (rest 16-bit)"

@@ -1,11 +1,12 @@
 """A cluster's fleet as an assessment needs it: GPUs, engine args, prices, SLOs, calibration.
 
 Everything comes from the database: GPUs per node and catalog kind (NVML names mapped by
-`probes.gpu_kinds`), each deployment's current vLLM engine args and model, prices from the
-user-editable `PriceSheet` with their source and date (a kind without a row falls back to the
-catalog's list price, and says so), SLOs per deployment (fields left empty are the defaults,
-marked as such), and per GPU kind the calibration profile to use (a fitted record from this
-fleet's benchmarks with its fit error, else the engine's built-in profile).
+`probes.gpu_kinds`), each deployment's current vLLM engine args and model (its stored
+config.json, else the catalog), prices from the user-editable `PriceSheet` with their source
+and date (a kind without a row falls back to the catalog's list price, and says so), SLOs
+per deployment (fields left empty are the defaults, marked as such), and per GPU kind the
+calibration profile to use (a fitted record from this fleet's benchmarks with its fit error,
+else the engine's built-in profile).
 
 A stored value out of `advisor.engine.bounds` (a row written before the checks existed) never
 reaches the engine: it is listed in `Fleet.refused` by model, id, field and value; a refused
@@ -26,6 +27,7 @@ from advisor.models import SLO_DEFAULTS, DeploymentSlo
 from advisor.selectors.benchmarks import calibration_profile_for
 from probes.bounds import stored_refusal
 from probes.gpu_kinds import gpu_kind_of, prices_for
+from probes.hf_config import config_reading
 from probes.models import Cluster, Gpu, ModelDeployment
 
 
@@ -99,6 +101,9 @@ class DeploymentFleet:
     kind: str | None
     slo: dict[str, SloValue]
     problems: tuple[str, ...] = ()
+    # The stored config.json `model` was read from (None: a catalog model); the scenario
+    # carries it so the engine reads the same model (`Scenario.models`).
+    model_config: dict[str, Any] | None = None
 
     @property
     def gpu_ids(self) -> list[int]:
@@ -144,6 +149,45 @@ class Fleet:
             {"node": node, "kind": kind, "gpus": count}
             for (node, kind), count in sorted(counts.items())
         ]
+
+
+def config_model_name(deployment: ModelDeployment) -> str:
+    """The name a deployment's stored config.json model goes by in a scenario's `models`.
+
+    Its own per deployment (served names are unique in a cluster, and no catalog name holds
+    "@"), so it can neither replace a catalog model another deployment uses nor clash with
+    another deployment's config; no "/" because the catalog looks a name up by its last path
+    part: "acme/chat-9000" served as "chat" is "acme--chat-9000@chat".
+    """
+    return f"{deployment.model_id}@{deployment.served_name}".replace("/", "--")
+
+
+def model_resolve(deployment: ModelDeployment) -> tuple[ModelSpec | None, str | None]:
+    """The model a deployment serves, and the problem when there is none (a named data gap).
+
+    Its stored config.json first (from its agent, or uploaded on its page): the engine reads
+    any supported architecture from it. Else the catalog by model id or served name
+    (`model_spec_for`). A stored config the engine cannot read falls back to the catalog too,
+    and the problem names both.
+    """
+    config_error = None
+    if deployment.hf_config:
+        reading = config_reading(deployment.hf_config, name=config_model_name(deployment))
+        if reading.model is not None:
+            return reading.model, None
+        config_error = reading.error
+    model = model_spec_for(deployment)
+    if model is not None:
+        return model, None
+    if config_error is not None:
+        return None, (
+            f"model {deployment.model_id!r} is not in the engine's catalog and its config.json "
+            f"cannot be read: {config_error} (upload a corrected one on its page)"
+        )
+    return None, (
+        f"model {deployment.model_id!r} is not in the engine's catalog and no config.json "
+        "was reported: upload one on its page"
+    )
 
 
 def model_spec_for(deployment: ModelDeployment) -> ModelSpec | None:
@@ -251,12 +295,9 @@ def fleet_of(*, cluster: Cluster) -> Fleet:
             problems.append(f"GPUs of several kinds ({', '.join(kinds)}); assess them apart")
         elif any(gpu.kind is None for gpu in mine):
             problems.append(f"GPU {mine[0].model_name!r} is not in the engine's catalog")
-        model = model_spec_for(deployment)
-        if model is None:
-            problems.append(
-                f"model {deployment.model_id!r} is not in the engine's catalog "
-                "(add it, or give a config.json path as the model id)"
-            )
+        model, model_problem = model_resolve(deployment)
+        if model_problem is not None:
+            problems.append(model_problem)
         slo, slo_refused = slo_of(deployment)
         replicas_refused = stored_refusal(deployment, "replicas", REPLICAS_REFUSED)
         for bad in (*slo_refused, *([replicas_refused] if replicas_refused else [])):
@@ -268,6 +309,11 @@ def fleet_of(*, cluster: Cluster) -> Fleet:
                 served_name=deployment.served_name,
                 model_id=deployment.model_id,
                 model=model,
+                model_config=(
+                    deployment.hf_config
+                    if model is not None and model.name == config_model_name(deployment)
+                    else None
+                ),
                 engine_args=dict(deployment.engine_args or {}),
                 replicas=deployment.replicas,
                 gpus=mine,

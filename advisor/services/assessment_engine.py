@@ -196,8 +196,17 @@ def scenario_build(
         for kind, calibration in fleet.calibrations.items()
         if kind in kinds and calibration.record_id is not None
     )
+    # Models read from a deployment's stored config.json travel in the scenario, so the
+    # engine (and a later what-if on the stored scenario) reads the same model.
+    assessed = {spec.name for spec in specs}
+    models = {
+        d.model.name: d.model_config
+        for d in fleet.deployments
+        if d.served_name in assessed and d.model is not None and d.model_config is not None
+    }
     scenario = Scenario(
         deployments=tuple(specs),
+        models=models,
         prices=prices,
         profiles=profiles,
         options=Options(seed=seed),

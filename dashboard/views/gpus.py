@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 
 from dashboard.access import role_required
 from dashboard.figures import engine as engine_figures
 from dashboard.figures import gpus as gpu_figures
+from dashboard.forms import HfConfigUploadForm
 from dashboard.selectors.engine import engine_now, engine_series
 from dashboard.selectors.gpus import gpu_series, latest_samples
 from dashboard.views.common import window_context
 from dashboard.windows import window_from
+from probes.hf_config import config_reading
 from probes.models import Gpu, ModelDeployment, Node
-from probes.roles import VIEWER
+from probes.roles import OPERATOR, VIEWER
 from probes.selectors import gpu_moves_of
+from probes.services.hf_config import HfConfigError, deployment_hf_config_upload
 
 
 def _gpu_context(request: HttpRequest, gpus: list[Gpu]) -> dict[str, object]:
@@ -62,6 +67,35 @@ def gpu(request: HttpRequest, gpu_id: int) -> HttpResponse:
 @role_required(VIEWER)
 def deployment(request: HttpRequest, deployment_id: int) -> HttpResponse:
     target = get_object_or_404(ModelDeployment.objects.select_related("cluster"), pk=deployment_id)
+    return _deployment_page(request, target, HfConfigUploadForm())
+
+
+@role_required(OPERATOR)
+def deployment_config(request: HttpRequest, deployment_id: int) -> HttpResponse:
+    """POST: store an uploaded config.json (errors name the value, on the page); GET: the page."""
+    target = get_object_or_404(ModelDeployment.objects.select_related("cluster"), pk=deployment_id)
+    page = reverse("dashboard:deployment", kwargs={"deployment_id": target.pk})
+    if request.method != "POST":
+        return redirect(page)
+    form = HfConfigUploadForm(request.POST, request.FILES)
+    if form.is_valid():
+        try:
+            reading = deployment_hf_config_upload(
+                deployment=target,
+                raw=form.cleaned_data["file"].read(),
+                username=request.user.get_username(),
+            )
+        except HfConfigError as exc:
+            form.add_error("file", f"{exc.field}: {exc.message}")
+        else:
+            messages.success(request, f"config.json stored; the engine read: {reading.description}")
+            return redirect(page)
+    return _deployment_page(request, target, form, status=400)
+
+
+def _deployment_page(
+    request: HttpRequest, target: ModelDeployment, upload: HfConfigUploadForm, status: int = 200
+) -> HttpResponse:
     window = window_from(request.GET, default="24h")
     series = engine_series(deployment=target, window=window)
     context = window_context(request, window)
@@ -76,5 +110,9 @@ def deployment(request: HttpRequest, deployment_id: int) -> HttpResponse:
         tokens=engine_figures.tokens(series),
         latency=engine_figures.latency(series),
         request_rate=series.total("requests") / series.duration_s if series.duration_s else None,
+        reading=config_reading(target.hf_config, name=target.model_id)
+        if target.hf_config
+        else None,
+        upload=upload,
     )
-    return render(request, "dashboard/deployment.html", context)
+    return render(request, "dashboard/deployment.html", context, status=status)

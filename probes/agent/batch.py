@@ -2,7 +2,8 @@
 
 The node's inventory (GPUs, deployments) and host facts ride along every batch (they are
 small), so the server can always resolve the rows and a restarted server learns the node
-again from the next batch. Thread-safe: the proxy thread adds request records.
+again from the next batch; a deployment's config.json (KiBs) rides along only in the batch
+sealed after the sampler read it. Thread-safe: the proxy thread adds request records.
 
 Rows are sealed in the column layout (`probes.ingest.schema`: one array per field, all of
 the same length): less than half the bytes of one object per row, and a third of the
@@ -60,7 +61,13 @@ class BatchBuilder:
             for gpu in observations.gpus:
                 self._gpus[gpu["uuid"]] = gpu
             for deployment in observations.deployments:
-                self._deployments[deployment["served_name"]] = deployment
+                name = deployment["served_name"]
+                # A config.json rides along once: keep it until the batch is sealed even when
+                # a later round reports the deployment without it.
+                unsent = (self._deployments.get(name) or {}).get("hf_config")
+                if unsent is not None and "hf_config" not in deployment:
+                    deployment = {**deployment, "hf_config": unsent}
+                self._deployments[name] = deployment
             if observations.host is not None:
                 self._host = {**(self._host or {}), **observations.host}
             self._gpu_samples.extend(observations.gpu_samples)
@@ -117,6 +124,11 @@ class BatchBuilder:
             requests, self._requests = self._requests, []
             gpus = list(self._gpus.values())
             deployments = list(self._deployments.values())
+            # Sent once (in this batch); later batches carry the deployment without it.
+            self._deployments = {
+                name: {key: value for key, value in row.items() if key != "hf_config"}
+                for name, row in self._deployments.items()
+            }
             host = self._host
         # Deployments named only by request records (proxy before the first scrape).
         named = {d["served_name"] for d in deployments}

@@ -12,9 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from types import FrameType
 
@@ -22,7 +24,11 @@ import httpx
 
 from probes.agent import VERSION
 from probes.agent.config import AgentConfig, ConfigError, load_config, parse_proxy, vllm_target
-from probes.agent.controller_config import build_task, load_controller_settings
+from probes.agent.controller_config import (
+    ControllerSettings,
+    build_task,
+    load_controller_settings,
+)
 from probes.agent.journal import Journal
 from probes.agent.pusher import Pusher
 from probes.agent.runner import Agent, PeriodicTask
@@ -99,15 +105,31 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
     return config.with_overrides(**overrides)
 
 
-def build_samplers(config: AgentConfig, client: httpx.Client) -> list[Sampler]:
+def build_samplers(
+    config: AgentConfig, client: httpx.Client, model_env: Mapping[str, str] | None = None
+) -> list[Sampler]:
+    """`model_env`: the supervised vLLM's environment (its Hugging Face cache), if known."""
     samplers: list[Sampler] = []
     if config.nvml:
         samplers.append(NvmlSampler())
     if config.dcgm_url:
         samplers.append(DcgmSampler(config.dcgm_url, client))
     for target in config.vllm:
-        samplers.append(VllmSampler(target, client, config.hostname, config.histogram_interval_s))
+        samplers.append(
+            VllmSampler(target, client, config.hostname, config.histogram_interval_s, model_env)
+        )
     return samplers
+
+
+def supervised_env(settings: ControllerSettings | None) -> Mapping[str, str] | None:
+    """The environment the local controller starts vLLM with (the agent's plus its `env`),
+    so the model's config.json is looked for in the cache vLLM itself uses."""
+    if settings is None or settings.local is None:
+        return None
+    env = settings.local.get("env") or {}
+    if not isinstance(env, Mapping):
+        return None
+    return {**os.environ, **{str(k): str(v) for k, v in env.items()}}
 
 
 def sample_once(config: AgentConfig, client: httpx.Client) -> Observations:
@@ -147,16 +169,22 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if config.server is None or config.token_file is None:
         parser.error("--server and --token-file are required (or set them in --config)")
+    settings = None
+    if args.controller_config is not None:
+        try:
+            settings = load_controller_settings(args.controller_config)
+        except ConfigError as exc:
+            parser.error(str(exc))
     spool = Spool(config.spool_dir, config.spool_max_bytes)
     pusher = Pusher(spool, config.server, config.token_file, client)
-    agent = Agent(config, build_samplers(config, client), HostSampler(config.hostname), spool,
+    samplers = build_samplers(config, client, supervised_env(settings))
+    agent = Agent(config, samplers, HostSampler(config.hostname), spool,
                   pusher, Journal(config.spool_dir / "journal"))  # fmt: skip
     if config.proxy is not None:
         agent.start_proxy()
     controller = None
-    if args.controller_config is not None:
+    if settings is not None:
         try:
-            settings = load_controller_settings(args.controller_config)
             controller = build_task(settings, server=config.server,
                                     token_file=config.token_file, client=client)  # fmt: skip
         except ConfigError as exc:

@@ -42,6 +42,8 @@ def _doc_field(spec: Field) -> serializers.Field:
         )
     if spec.kind == "histograms":
         return serializers.DictField(child=HistogramDoc(), **common)
+    if spec.kind == "object":
+        return serializers.DictField(child=serializers.JSONField(), **common)
     raise AssertionError(spec.kind)
 
 

@@ -43,6 +43,12 @@ MAX_BUCKETS = 128
 # Nesting and size are capped so that storing it can never fail after the batch is committed.
 MAX_HOST_DEPTH = 8
 MAX_HOST_VALUES = 4096
+# A deployment's `hf_config` (the served model's config.json): real ones are 1-20 KiB and
+# nested 5 levels (quantization_config.config_groups.<group>.weights); a compressed-tensors
+# `ignore` list of every module of a large MoE is the longest part.
+MAX_HF_CONFIG_BYTES = 256 * 1024
+MAX_HF_CONFIG_DEPTH = 8
+MAX_HF_CONFIG_VALUES = 32_768
 # PostgreSQL's text and jsonb cannot hold U+0000; every string is checked before it is stored.
 NUL = "\x00"
 NUL_MESSAGE = "must not contain NUL (\\u0000) characters"
@@ -92,7 +98,13 @@ DEPLOYMENT_FIELDS: tuple[Field, ...] = (
     Field("served_name", "string", required=True, help="vLLM --served-model-name"),
     Field("model_id", "string", help="Hugging Face id or path (vLLM /v1/models `root`)"),
     Field("gpu_uuids", "strings", help="GPUs this node's server of the deployment uses"),
-)
+    Field(
+        "hf_config", "object", max_length=MAX_HF_CONFIG_BYTES,
+        help="The served model's Hugging Face config.json (sent once per agent run, or when "
+        f"it changes): at most {MAX_HF_CONFIG_BYTES // 1024} KiB, nested at most "
+        f"{MAX_HF_CONFIG_DEPTH} levels, no NUL characters",
+    ),
+)  # fmt: skip
 GPU_SAMPLE_FIELDS: tuple[Field, ...] = (
     Field("gpu_uuid", "string", required=True, max_length=96),
     Field("ts", "ts", required=True),
@@ -274,7 +286,9 @@ def parse_batch(data: object, *, now_s: float | None = None) -> Batch:
     )
 
 
-def _json_problem(value: Any, path: str) -> tuple[str, str] | None:
+def _json_problem(
+    value: Any, path: str, *, max_depth: int = MAX_HOST_DEPTH, max_values: int = MAX_HOST_VALUES
+) -> tuple[str, str] | None:
     """(path, message) of the first value of a free-form object PostgreSQL's jsonb could not
     hold or that is too large to be telemetry metadata; None when it can be stored."""
     todo: list[tuple[Any, str, int]] = [(value, path, 1)]
@@ -282,14 +296,14 @@ def _json_problem(value: Any, path: str) -> tuple[str, str] | None:
     while todo:
         item, where, depth = todo.pop()
         seen += 1
-        if seen > MAX_HOST_VALUES:
-            return path, f"must hold at most {MAX_HOST_VALUES} values"
+        if seen > max_values:
+            return path, f"must hold at most {max_values} values"
         if isinstance(item, str):
             if NUL in item:
                 return where, NUL_MESSAGE
         elif isinstance(item, dict | list):
-            if depth > MAX_HOST_DEPTH:
-                return where, f"is nested more than {MAX_HOST_DEPTH} levels deep"
+            if depth > max_depth:
+                return where, f"is nested more than {max_depth} levels deep"
             if isinstance(item, dict):
                 for key, child in item.items():
                     if NUL in key:
@@ -521,7 +535,9 @@ def _validate_rows(
                 continue
             checked = _check_value(spec, v, lo, hi)
             if isinstance(checked, str):
-                _add(errors, f"{path(i)}.{name}", checked)
+                # An object's message names the value inside it: `hf_config.text_config.x`.
+                inner, _sep, message = checked.rpartition(NUL)
+                _add(errors, f"{path(i)}.{name}{inner}", message)
                 ok = False
                 continue
             values.append(checked[0])
@@ -589,8 +605,35 @@ def _fast_validator(
     return function
 
 
+def hf_config_problem(value: Any, path: str) -> tuple[str, str] | None:
+    """(path, message) when `value` cannot be stored as a deployment's config.json: not an
+    object, over MAX_HF_CONFIG_BYTES as compact JSON, nested too deep, or holding a NUL.
+    Shared by ingest and the dashboard's upload."""
+    if not isinstance(value, dict):
+        return path, f"must be a JSON object (a config.json), got {type(value).__name__}"
+    problem = _json_problem(
+        value, path, max_depth=MAX_HF_CONFIG_DEPTH, max_values=MAX_HF_CONFIG_VALUES
+    )
+    if problem is not None:
+        return problem
+    try:
+        size = len(orjson.dumps(value))
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        return path, f"must be plain JSON: {exc}"
+    if size > MAX_HF_CONFIG_BYTES:
+        return path, f"must be at most {MAX_HF_CONFIG_BYTES // 1024} KiB as JSON, got {size} bytes"
+    return None
+
+
 def _check_complex(kind: str, value: Any, spec: Field) -> tuple[Any] | str:
-    """Validate a `strings` or `histograms` field; a message (str) when invalid."""
+    """Validate a `strings`, `histograms` or `object` field; a message (str) when invalid
+    (an `object`'s message starts with the path inside it, see `_validate_rows`)."""
+    if kind == "object":
+        problem = hf_config_problem(value, "")
+        if problem is None:
+            return (value,)
+        inner, message = problem
+        return f"{inner}\0{message}"
     if kind == "strings":
         if not isinstance(value, list) or len(value) > 4096:
             return "must be a list of at most 4096 strings"

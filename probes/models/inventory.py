@@ -112,6 +112,13 @@ class ModelDeployment(models.Model):
     )
     replicas = models.PositiveIntegerField(default=1, validators=[InBound("replicas")])
     created_at = models.DateTimeField(auto_now_add=True)
+    # The served model's Hugging Face config.json, from the node's agent or uploaded by an
+    # operator (`probes.services.hf_config`): assessments model the deployment from it, so a
+    # model outside the engine's catalog needs no path typed anywhere. The latest report wins,
+    # whoever made it; `hf_config_source` says who ("agent gpu-1" / "uploaded by alice").
+    hf_config = models.JSONField(null=True, blank=True)
+    hf_config_source = models.CharField(max_length=255, blank=True, default="")
+    hf_config_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["cluster__name", "served_name"]

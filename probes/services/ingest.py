@@ -125,7 +125,7 @@ def _batch_store(*, node: Node, batch: Batch, now: datetime, skip_conflicts: boo
             _duplicate_check(node=node, batch=batch)
             return IngestResult(batch_id=batch.batch_id, duplicate=True)
         gpu_ids = _gpus_upsert(node=node, rows=batch.gpus, known=known, now=now)
-        deployment_ids = _deployments_upsert(node=node, batch=batch, gpu_ids=gpu_ids)
+        deployment_ids = _deployments_upsert(node=node, batch=batch, gpu_ids=gpu_ids, now=now)
 
         gpu_id_column = _resolve_gpu_samples(samples, gpu_ids)
         engine_rows = [(deployment_ids[row[0]], node.pk, *row[1:]) for row in batch.engine_samples]
@@ -375,7 +375,9 @@ def _claims_refused_record(*, node: Node, refusals: Sequence[_Refusal], now: dat
                 )  # fmt: skip
 
 
-def _deployments_upsert(*, node: Node, batch: Batch, gpu_ids: Mapping[str, int]) -> dict[str, int]:
+def _deployments_upsert(
+    *, node: Node, batch: Batch, gpu_ids: Mapping[str, int], now: datetime
+) -> dict[str, int]:
     """served_name -> deployment id in the node's cluster, creating deployments first seen."""
     declared = {row[_DEPLOYMENT["served_name"]]: row for row in batch.deployments}
     names = set(declared)
@@ -404,7 +406,26 @@ def _deployments_upsert(*, node: Node, batch: Batch, gpu_ids: Mapping[str, int])
         ids = [gpu_ids[uuid] for uuid in uuids if uuid in gpu_ids]
         if ids:
             found[name].gpus.add(*ids)
+        config = row[_DEPLOYMENT["hf_config"]]
+        if config is not None:
+            _hf_config_keep(deployment=found[name], config=config, node=node, now=now)
     return {name: deployment.pk for name, deployment in found.items()}
+
+
+def _hf_config_keep(
+    *, deployment: ModelDeployment, config: dict[str, Any], node: Node, now: datetime
+) -> None:
+    """Store the config.json the node's agent read, unless it is the one stored already.
+
+    The latest report wins, an upload included: the agent reads what vLLM serves (it sends
+    its config once per run). A config the engine cannot model is stored all the same; the
+    deployment's page says why (`probes.hf_config`), the batch is never refused.
+    """
+    if deployment.hf_config == config:
+        return
+    ModelDeployment.objects.filter(pk=deployment.pk).update(
+        hf_config=config, hf_config_source=f"agent {node.hostname}", hf_config_at=now
+    )
 
 
 def _deployments_bound(*, node: Node, new: Sequence[str]) -> None:

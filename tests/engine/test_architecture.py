@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from advisor.engine.architecture import describe
 from advisor.engine.catalog import (
     CONFIG_DIR,
     DEFAULT_CATALOG,
@@ -485,3 +486,42 @@ def test_it_keeps_every_vendored_config_readable() -> None:
     for path in sorted(Path(CONFIG_DIR).glob("*.json")):
         model = model_from_hf_config(path)
         assert model.total_params > 0, path.name
+
+
+@pytest.mark.parametrize(
+    ("stem", "expected"),
+    [
+        (
+            "deepseek-ai--DeepSeek-V3",
+            "MoE, 256 routed experts top-8 + 1 shared, 61 layers (3 dense first), "
+            "MLA (kv_lora_rank 512 + rope 64), fp8 block weights",
+        ),
+        (
+            "meta-llama--Meta-Llama-3.1-8B",
+            "dense, 32 layers, full attention (GQA 32/8 heads x 128), "
+            "16-bit weights (or the deployment's quantization)",
+        ),
+        (
+            "google--gemma-3-27b-it",
+            "dense, 62 layers, attention: full on 10 layers + sliding window 1024 on 52 layers "
+            "(GQA 32/16 heads x 128), 16-bit weights (or the deployment's quantization)",
+        ),
+        (
+            "Qwen--Qwen3-Next-80B-A3B-Thinking",
+            "MoE, 512 routed experts top-10 + 1 shared, 48 layers, attention: full on 12 "
+            "layers + linear on 36 layers (GQA 16/2 heads x 256), 16-bit weights (or the "
+            "deployment's quantization)",
+        ),
+        (
+            "openai--gpt-oss-20b",
+            "MoE, 32 routed experts top-4, 24 layers, attention: full on 12 layers + sliding "
+            "window 128 on 12 layers (GQA 64/8 heads x 64), mxfp4 experts (rest 16-bit)",
+        ),
+        (
+            "Qwen--Qwen2.5-7B-Instruct-AWQ",
+            "dense, 28 layers, full attention (GQA 28/4 heads x 128), awq int4 weights",
+        ),
+    ],
+)
+def test_it_describes_what_it_read_in_one_line(stem: str, expected: str) -> None:
+    assert describe(load(stem)) == expected

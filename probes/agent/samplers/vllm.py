@@ -8,11 +8,13 @@ first scrape and right after a server restart). Histograms (cumulative, see
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httpx
 
 from probes.agent.config import VllmTarget
+from probes.agent.model_config import ConfigWatch, process_env
 from probes.agent.samplers import Observations, Once, Row
 from probes.agent.vllm_metrics import VllmMetricsError, VllmSnapshot, parse_snapshots
 
@@ -93,7 +95,10 @@ class VllmSampler:
         client: httpx.Client,
         hostname: str,
         histogram_interval_s: float = 10.0,
+        model_env: Mapping[str, str] | None = None,
     ) -> None:
+        """`model_env`: the environment of the vLLM process, where its Hugging Face cache is
+        found (default: the agent's own)."""
         self.target = target
         self._client = client
         port = urlsplit(target.url).port or (443 if target.url.startswith("https") else 80)
@@ -103,6 +108,8 @@ class VllmSampler:
         self._last_histograms_s: float | None = None
         self._model_ids: dict[str, str] = {}
         self._once = Once()
+        self._configs = ConfigWatch(process_env() if model_env is None else model_env)
+        self._config_notes: dict[str, Once] = {}
 
     def sample(self, now_s: float) -> Observations:
         observations = Observations()
@@ -129,15 +136,26 @@ class VllmSampler:
                 engine_row(snapshot, self._previous.get(model), self.instance, histograms_due)
             )
             self._previous[model] = snapshot
-            observations.deployments.append(self._deployment(model))
+            observations.deployments.append(self._deployment(model, now_s, observations))
         return observations
 
-    def _deployment(self, model: str) -> Row:
+    def _deployment(self, model: str, now_s: float, observations: Observations) -> Row:
         if model not in self._model_ids:
             self._model_ids[model] = self._model_id(model)
-        row: Row = {"served_name": model, "model_id": self._model_ids[model]}
+        model_id = self._model_ids[model]
+        row: Row = {"served_name": model, "model_id": model_id}
         if self.target.gpu_uuids:
             row["gpu_uuids"] = list(self.target.gpu_uuids)
+        config, note = self._configs.check(model, model_id, now_s)
+        if config is not None:
+            row["hf_config"] = config
+            self._config_notes.setdefault(model, Once()).say(observations, None)
+        elif note is not None:
+            self._config_notes.setdefault(model, Once()).say(
+                observations,
+                f"model {model!r}: {note}; the server cannot model it unless its config.json "
+                "is uploaded on the deployment's page",
+            )
         return row
 
     def _model_id(self, model: str) -> str:

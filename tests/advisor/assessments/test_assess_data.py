@@ -174,6 +174,6 @@ def test_it_names_a_deployment_whose_model_the_engine_does_not_know(lab: LabFlee
     fleet = fleet_of(cluster=lab.cluster)
     sparse = next(d for d in fleet.deployments if d.served_name == "llama-8b")
     assert sparse.problems == (
-        "model 'acme/secret-model' is not in the engine's catalog (add it, or give a "
-        "config.json path as the model id)",
+        "model 'acme/secret-model' is not in the engine's catalog and no config.json was "
+        "reported: upload one on its page",
     )
