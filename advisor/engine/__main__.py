@@ -232,11 +232,19 @@ def _select_split(cases: list[Case], split: str | None) -> list[Case]:
 
 
 def _print_groups(report: ValidationReport, label: str = "") -> None:
-    """One line per split and metric: counts and median error (all / modelled only)."""
+    """One line per split and metric: counts and median error (all / modelled only); then
+    per split the median of each metric family (`public_<split>_median_ape_<family>`)."""
     for group in report.groups():
         print(f"{label}split={group.split} metric={group.metric} cases={group.cases} "
               f"unmodellable={group.unmodellable} median_ape={group.median_ape:.4f} "
               f"median_ape_modelled={group.median_ape_modelled:.4f}")  # fmt: skip
+    for split in sorted({p.case.split or "none" for p in report.predictions}):
+        families = " ".join(
+            f"public_{split}_median_ape_{family}={value:.4f}"
+            for family, value in report.family_medians(split).items()
+        )
+        print(f"{label}{families} public_{split}_cases_unmodellable="
+              f"{report.unmodellable_count(split)}")  # fmt: skip
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -350,9 +358,19 @@ PUBLIC_START = CalibrationProfile(
     layer_overhead_s=0.0,
     allreduce_latency_s=2e-5,
     overlap=0.0,
+    api_latency_s=1e-2,
+    v0_step_overhead_s=2e-3,
+    v0_seq_overhead_s=1e-4,
     source="fit-public start",
 )
-PUBLIC_FIT = ("compute_efficiency", "step_overhead_s", "allreduce_latency_s")
+PUBLIC_FIT = (
+    "compute_efficiency",
+    "step_overhead_s",
+    "allreduce_latency_s",
+    "api_latency_s",
+    "v0_step_overhead_s",
+    "v0_seq_overhead_s",
+)
 
 
 def public_fit_starts(start: CalibrationProfile) -> tuple[CalibrationProfile, ...]:

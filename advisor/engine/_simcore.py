@@ -327,8 +327,13 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
     block_size,
     total_blocks,
     max_model_len,
+    prefill_first=False,
 ):
     """Serve the workload on one replica with vLLM V1 scheduling; see module docstring.
+
+    `prefill_first`: vLLM V0 without chunked prefill: a step that admits waiting prompts
+    runs them alone (decoding sequences stall for it); otherwise decodes and prefill chunks
+    share each step (V1, and V0 with chunked prefill).
 
     Returns (send_s, first_token_s, finish_s, preemptions, stats, itl_hist).
     """
@@ -405,14 +410,14 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
             continue
 
         free = total_blocks - used
-        budget_left = max_num_batched_tokens - n_dec
+        budget_left = max_num_batched_tokens - (0 if prefill_first else n_dec)
         admissible = False
         if pf < 0 and wh < wt and running < max_num_seqs and budget_left > 0:
             head = wq[wh]
             need_tokens = target[head] - computed[head]
             if chunked_prefill or need_tokens <= budget_left:
                 chunk = min(need_tokens, budget_left)
-                need_dec = hist[(-g) % block_size] if n_dec > 0 else 0
+                need_dec = hist[(-g) % block_size] if n_dec > 0 and not prefill_first else 0
                 admissible = _blocks(chunk, block_size) <= free - need_dec
 
         # 2. a closed-form run of decode steps when nothing else can change the batch
@@ -507,10 +512,12 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
                     in_flight -= 1
                 continue
 
-        # 3. one explicit step: decodes, the partial prefill, then new admissions (vLLM V1)
+        # 3. one explicit step: decodes, the partial prefill, then new admissions (vLLM V1);
+        # V0 without chunked prefill runs an admissible prompt alone (`admissible` above)
+        decode_now = not (prefill_first and admissible)
         preempted = False
-        need_dec = hist[(-g) % block_size] if n_dec > 0 else 0
-        while n_dec > 0 and need_dec > total_blocks - used:
+        need_dec = hist[(-g) % block_size] if n_dec > 0 and decode_now else 0
+        while decode_now and n_dec > 0 and need_dec > total_blocks - used:
             victim = -1
             while vn > 0:
                 cand = vv[0]
@@ -543,7 +550,8 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
             wh -= 1
             wq[wh] = victim
             need_dec = hist[(-g) % block_size] if n_dec > 0 else 0
-        budget = max_num_batched_tokens - n_dec
+        n_step = n_dec if decode_now else 0  # decoding sequences in this step
+        budget = max_num_batched_tokens - n_step
         free = total_blocks - used - need_dec
         n_new = 0
         if pf >= 0 and not preempted:
@@ -600,31 +608,32 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
             pre_tokens += new_chunk[i]
             pre_ctx += c + m
             pre_pairs += m * (c + 0.5 * (m + 1.0))
-        if n_dec == 0 and pre_tokens == 0:
+        if n_step == 0 and pre_tokens == 0:
             # nothing can be scheduled: only possible if the KV space cannot hold a request
             break
+        step_ctx = float(ctx_sum + n_dec) if n_step > 0 else 0.0
         d = step_time(
             coef,
-            float(n_dec),
-            float(ctx_sum + n_dec),
+            float(n_step),
+            step_ctx,
             float(pre_tokens),
             pre_ctx,
             pre_pairs,
-            float(n_dec + n_new),
+            float(n_step + n_new),
         )
         t += d
         stats[S_BUSY_S] += d
         stats[S_STEPS] += 1
-        tokens = float(n_dec + pre_tokens)
+        tokens = float(n_step + pre_tokens)
         stats[S_BYTES] += (
             coef[C_BYTES_DENSE]
             + coef[C_BYTES_EXPERTS] * routed_fraction(coef[C_NUM_EXPERTS], coef[C_TOPK], tokens)
-            + coef[C_KV_BYTES_PER_CTX] * (ctx_sum + n_dec + pre_ctx)
+            + coef[C_KV_BYTES_PER_CTX] * (step_ctx + pre_ctx)
         )
         stats[S_FLOPS] += coef[C_FLOPS_PER_TOKEN] * tokens + coef[C_ATTN_FLOPS_PER_PAIR] * (
-            ctx_sum + n_dec + pre_pairs
+            step_ctx + pre_pairs
         )
-        if n_dec > 0:
+        if n_step > 0:
             _itl_add(itl, d, d, float(n_dec))
             used += need_dec
             g += 1

@@ -290,13 +290,27 @@ def fit_cases(
     if not usable:
         raise ConfigError("cases: none can be modelled")
 
+    # the metrics of one published run are separate cases: simulate each run once
+    runs: dict[Case, int] = {}
+    run_of = [
+        runs.setdefault(replace(case, id="", metric="", value=1.0, notes="", line=0), len(runs))
+        for case, _ in usable
+    ]
+    first_setup = {run: setup for (_, setup), run in zip(usable, run_of, strict=True)}
+
     def predict(profile: CalibrationProfile) -> list[float]:
-        values = []
-        for case, setup in usable:
-            replica = Replica(setup.replica.deployment, setup.replica.scheduler, profile)
-            metrics = simulate(replica, setup.workload).metrics()
-            values.append(setup_metric_value(metrics, case.metric, setup))
-        return values
+        simulated = {}
+        for run, setup in first_setup.items():
+            replica = Replica(
+                setup.replica.deployment,
+                setup.replica.scheduler,
+                profile.for_generation(setup.engine_generation),
+            )
+            simulated[run] = simulate(replica, setup.workload).metrics()
+        return [
+            setup_metric_value(simulated[run], case.metric, setup)
+            for (case, setup), run in zip(usable, run_of, strict=True)
+        ]
 
     measured = [case.value for case, _ in usable]
     profile = _fit(start, fit, predict, measured, starts)

@@ -16,7 +16,8 @@ closely (a file may carry any subset, rows may leave them blank):
 - `split`: `train` or `test` (`fit-public` fits on train rows only);
 - `num_prompts`: requests in the run; `request_rate`: requests per second (Poisson, as
   `vllm bench serve --request-rate`), blank = all sent at once (up to the concurrency);
-- `dataset`: e.g. `random`, `sharegpt` (lengths of a dataset run are its mean lengths);
+- `dataset`: e.g. `random`, `sharegpt` (lengths of a dataset run are its mean lengths; a
+  `sharegpt` run without bounds draws them from `sharegpt_lengths`);
 - `input_len_min`/`input_len_max`, `output_len_min`/`output_len_max`: the length spread,
   uniform integers between the bounds (a bound left blank is the nominal length), e.g.
   InferenceMAX's `--random-range-ratio 0.8` with its client gives [0.8 L, L];
@@ -35,7 +36,11 @@ Conventions for what a case leaves open, stated once here and printed as assumpt
   by `num_gpus`;
 - blank lengths at concurrency 1 (a decode-speed case) assume 128 prompt and 256 output
   tokens; at higher concurrency the case is unmodellable;
-- the scheduler is the engine's default for the hardware (`engine_scheduler`).
+- the scheduler is the engine's default for the hardware and, for vLLM, for the release in
+  `engine_version` (`engine_scheduler`; V0 before 0.8, V1 after; a version that is not a
+  release number, e.g. `main at PR #n` or `nightly`, is taken as current);
+- windowed and linear-attention layers are folded at the case's own context, input_len +
+  output_len / 2 (`Deployment.reference_context_tokens`).
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ import csv
 import dataclasses
 import functools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +68,13 @@ from advisor.engine.catalog import (
 from advisor.engine.perf import ConfigError, Deployment
 from advisor.engine.profiles import ProfileSet
 from advisor.engine.results import ServingMetrics
-from advisor.engine.sim import Replica, SchedulerConfig, simulate, vllm_default_scheduler
+from advisor.engine.sim import (
+    Replica,
+    SchedulerConfig,
+    simulate,
+    vllm_default_scheduler,
+    vllm_engine_generation,
+)
 from advisor.engine.workload import Workload, gamma_arrivals_s
 
 CASE_COLUMNS = (
@@ -119,11 +131,26 @@ THROUGHPUT_METRICS = (
     "total_tok_s_per_gpu",
 )
 SPLITS = ("train", "test")
+# Metric families the fidelity targets are stated for (median over a split's cases of each).
+METRIC_FAMILIES = {
+    "throughput": THROUGHPUT_METRICS,
+    "tpot": ("median_tpot_ms", "mean_tpot_ms", "median_itl_ms"),
+    "ttft": ("median_ttft_ms", "mean_ttft_ms"),
+    "e2e": ("median_e2e_ms", "mean_e2e_ms"),
+}
 ENGINES = ("vllm", "sglang", "trtllm")
 OFFLINE_REQUESTS = 2000
 DECODE_SPEED_INPUT = 128
 DECODE_SPEED_OUTPUT = 256
 WORKLOAD_SEED = 0  # lengths and arrivals drawn for a case are the same on every run
+# ShareGPT conversation lengths are skewed: in vLLM's benchmark sampling of ShareGPT_V3 the
+# median prompt and output are about half their means, a lognormal of sigma sqrt(2 ln 2).
+SHAREGPT_LOG_SIGMA = math.sqrt(2 * math.log(2))
+# vLLM's benchmark drops ShareGPT pairs with a prompt or output under 4 tokens, a prompt over
+# 1024 or prompt + output over 2048 (benchmarks/benchmark_dataset.py is_valid_sequence).
+SHAREGPT_MIN_TOKENS = 4
+SHAREGPT_MAX_PROMPT_TOKENS = 1024
+SHAREGPT_MAX_TOTAL_TOKENS = 2048
 
 
 class CaseError(ValueError):
@@ -330,15 +357,37 @@ def read_cases(path: str | Path) -> list[Case]:
     return cases
 
 
-def engine_scheduler(engine: str, hardware: HardwareSpec) -> SchedulerConfig:
+_RELEASE = re.compile(r"^\s*v?(\d+)\.(\d+)")
+
+
+def release_version(text: str) -> tuple[int, int] | None:
+    """(major, minor) of a release number such as `0.7.4.dev181+gf35f8e22`; None for text
+    that is no release number (`main at PR #23151`, `nightly (2025-12-04)`, blank)."""
+    match = _RELEASE.match(text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def engine_scheduler(
+    engine: str,
+    hardware: HardwareSpec,
+    *,
+    version: tuple[int, int] | None = None,
+    model: ModelSpec | None = None,
+) -> SchedulerConfig:
     """Default batching limits of each engine (what a published run without tuning used).
 
-    vLLM: its API-server defaults (`vllm_default_scheduler`). SGLang: chunked prefill 8192
-    tokens, up to 1024 running requests. TensorRT-LLM (trtllm-bench): max batch 2048, 8192
-    tokens per step.
+    vLLM: its API-server defaults for the release (`vllm_default_scheduler`; `version` None
+    is the current one, and `model` decides V0's chunked prefill). SGLang: chunked prefill
+    8192 tokens, up to 1024 running requests. TensorRT-LLM (trtllm-bench): max batch 2048,
+    8192 tokens per step.
     """
     if engine == "vllm":
-        return vllm_default_scheduler(hardware)
+        if model is None:
+            return vllm_default_scheduler(hardware, version=version)
+        mla = any(layer.attention.kind == "mla" for layer in model.layers)
+        return vllm_default_scheduler(
+            hardware, version=version, max_model_len=model.max_position_embeddings, mla=mla
+        )
     if engine == "sglang":
         return SchedulerConfig(max_num_seqs=1024, max_num_batched_tokens=8192)
     if engine == "trtllm":
@@ -354,6 +403,7 @@ class CaseSetup:
     replicas: int
     workload: Workload
     assumptions: tuple[str, ...] = field(default=())
+    engine_generation: str = "v1"  # the profile's generation ("v0": vLLM before 0.8)
 
     @property
     def num_gpus(self) -> int:
@@ -403,6 +453,42 @@ def _lengths(
     return rng.integers(lowest, highest + 1, size=count, dtype=np.int64)
 
 
+def _lognormal_with_mean(
+    rng: np.random.Generator, count: int, mean: float, low: int, high: npt.ArrayLike
+) -> npt.NDArray[np.int64]:
+    """Integers from a lognormal of `SHAREGPT_LOG_SIGMA`, clipped to [low, high], whose mean
+    is `mean` (the location is corrected for the clipping in a few fixed-point steps)."""
+    normal = rng.standard_normal(count)
+    mu = math.log(mean) - SHAREGPT_LOG_SIGMA**2 / 2
+    values = np.ones(count, dtype=np.int64)
+    for _ in range(8):
+        raw = np.exp(mu + SHAREGPT_LOG_SIGMA * normal)
+        values = np.clip(np.rint(raw), low, high).astype(np.int64)
+        mu += math.log(mean / max(float(values.mean()), 1e-9))
+    return values
+
+
+def sharegpt_lengths(
+    rng: np.random.Generator, count: int, input_mean: int, output_mean: int
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """Prompt and output lengths with ShareGPT's skew, vLLM's filter and the given means."""
+    prompt = _lognormal_with_mean(
+        rng, count, input_mean, SHAREGPT_MIN_TOKENS, SHAREGPT_MAX_PROMPT_TOKENS
+    )
+    room = np.maximum(SHAREGPT_MAX_TOTAL_TOKENS - prompt, SHAREGPT_MIN_TOKENS)
+    output = _lognormal_with_mean(rng, count, output_mean, SHAREGPT_MIN_TOKENS, room)
+    return prompt, output
+
+
+def _spread_bounds_given(case: Case) -> bool:
+    return any(
+        bound is not None
+        for bound in (
+            case.input_len_min, case.input_len_max, case.output_len_min, case.output_len_max
+        )
+    )  # fmt: skip
+
+
 def case_workload(case: Case, input_len: int, output_len: int) -> tuple[Workload, str]:
     """The requests a case sends, and a one-line description for the assumptions."""
     rng = np.random.default_rng(WORKLOAD_SEED)
@@ -412,8 +498,11 @@ def case_workload(case: Case, input_len: int, output_len: int) -> tuple[Workload
         count = OFFLINE_REQUESTS
     else:
         count = max(8 * case.concurrency, 16)
-    prompt = _lengths(rng, count, input_len, case.input_len_min, case.input_len_max)
-    output = _lengths(rng, count, output_len, case.output_len_min, case.output_len_max)
+    if case.dataset.lower() == "sharegpt" and not _spread_bounds_given(case):
+        prompt, output = sharegpt_lengths(rng, count, input_len, output_len)
+    else:
+        prompt = _lengths(rng, count, input_len, case.input_len_min, case.input_len_max)
+        output = _lengths(rng, count, output_len, case.output_len_min, case.output_len_max)
     cap: int | None
     if case.request_rate_rps is None:
         arrival = np.zeros(count)
@@ -435,6 +524,10 @@ def case_workload(case: Case, input_len: int, output_len: int) -> tuple[Workload
 def case_setup(case: Case, profiles: ProfileSet, catalog: Catalog = DEFAULT_CATALOG) -> CaseSetup:
     """Translate a case into what the simulator runs (see the module docstring)."""
     assumptions: list[str] = []
+    input_len = case.input_len or DECODE_SPEED_INPUT
+    output_len = case.output_len or DECODE_SPEED_OUTPUT
+    version = release_version(case.engine_version) if case.engine == "vllm" else None
+    generation = vllm_engine_generation(version) if case.engine == "vllm" else "v1"
     try:
         hardware = catalog.gpu(case.gpu)
         model = case_model(case, catalog)
@@ -443,23 +536,36 @@ def case_setup(case: Case, profiles: ProfileSet, catalog: Catalog = DEFAULT_CATA
         if tp is None:
             tp = _auto_tp(case, catalog)
             assumptions.append(f"tp={tp} (smallest that leaves half the memory for KV)")
-        deployment = Deployment(hardware, model, quant, case.kv_dtype, tp)
-        scheduler = engine_scheduler(case.engine, hardware)
-        replica = Replica(deployment, scheduler, profiles.lookup(hardware.name, case.engine))
+        deployment = Deployment(
+            hardware,
+            model,
+            quant,
+            case.kv_dtype,
+            tp,
+            reference_context_tokens=input_len + max(output_len // 2, 1),
+        )
+        scheduler = engine_scheduler(case.engine, hardware, version=version, model=model)
+        profile = profiles.lookup(hardware.name, case.engine).for_generation(generation)
+        replica = Replica(deployment, scheduler, profile)
     except (CatalogError, ConfigError) as exc:
         raise Unmodellable(str(exc)) from None
-    input_len, output_len = case.input_len, case.output_len
-    if input_len is None or output_len is None:
+    if case.input_len is None or case.output_len is None:
         if case.concurrency != 1:
             raise Unmodellable(
                 "input_len/output_len: required for a case at concurrency "
                 f"{case.concurrency or 'max'} (throughput depends on them)"
             )
-        input_len = input_len or DECODE_SPEED_INPUT
-        output_len = output_len or DECODE_SPEED_OUTPUT
         assumptions.append(
             f"lengths {input_len}/{output_len} (decode speed barely depends on them)"
         )
+    if case.engine == "vllm" and generation == "v0":
+        how = (
+            f"chunked prefill off, {scheduler.max_num_batched_tokens} tokens per step, "
+            "prompts first"
+            if scheduler.prefill_first
+            else f"chunked prefill {scheduler.max_num_batched_tokens} tokens per step"
+        )
+        assumptions.append(f"vLLM V0 engine ({case.engine_version}): {how}")
     longest = (case.input_len_max or input_len) + (case.output_len_max or output_len)
     if longest > deployment.effective_max_model_len:
         raise Unmodellable(
@@ -469,9 +575,16 @@ def case_setup(case: Case, profiles: ProfileSet, catalog: Catalog = DEFAULT_CATA
     workload, note = case_workload(case, input_len, output_len)
     if case.concurrency is None or case.num_prompts is not None or case.request_rate_rps:
         assumptions.append(note)
-    if case.dataset and case.dataset.lower() != "random":
+    if case.dataset.lower() == "sharegpt" and not _spread_bounds_given(case):
+        assumptions.append(
+            f"sharegpt lengths drawn lognormal (sigma {SHAREGPT_LOG_SIGMA:.2f}) around the means"
+        )
+    elif case.dataset and case.dataset.lower() != "random":
         assumptions.append(f"{case.dataset} lengths taken as their means")
-    return CaseSetup(replica, case.num_gpus // tp, workload, tuple(assumptions))
+    assumptions.extend(model.assumptions)
+    return CaseSetup(
+        replica, case.num_gpus // tp, workload, tuple(assumptions), engine_generation=generation
+    )
 
 
 def metric_value(
@@ -556,6 +669,23 @@ class ValidationReport:
     @property
     def failures(self) -> tuple[CasePrediction, ...]:
         return tuple(p for p in self.predictions if p.predicted is None)
+
+    def family_medians(self, split: str) -> dict[str, float]:
+        """Median error of each `METRIC_FAMILIES` family over a split's cases (unmodellable
+        ones count as infinite error); families without cases are left out."""
+        medians = {}
+        for family, metrics in METRIC_FAMILIES.items():
+            apes = [
+                p.ape
+                for p in self.predictions
+                if (p.case.split or "none") == split and p.case.metric in metrics
+            ]
+            if apes:
+                medians[family] = float(np.median(apes))
+        return medians
+
+    def unmodellable_count(self, split: str) -> int:
+        return sum(1 for p in self.failures if (p.case.split or "none") == split)
 
     def groups(self) -> tuple[GroupSummary, ...]:
         """Median error per split and metric, in split then `METRICS` order."""

@@ -32,7 +32,7 @@ fitted from measurements (`advisor.engine.calibration`), never guessed per case.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -63,6 +63,10 @@ class CalibrationProfile:
     in a closed loop to the time between a client's requests, not to TPOT. It is a delay,
     not a queue: fitting a single-server queue to noisy measurements capped the predicted
     throughput far below what the real server reached.
+    `v0_step_overhead_s` and `v0_seq_overhead_s` are the extra host time per step and per
+    sequence per step of vLLM's V0 engine (before 0.8), which rebuilt its inputs and
+    broadcast them to the tensor-parallel workers in Python every step; V1's persistent batch
+    does neither. `for_generation("v0")` folds them into the step and sequence overheads.
     """
 
     hardware: str = "*"
@@ -75,6 +79,8 @@ class CalibrationProfile:
     allreduce_latency_s: float = 2e-5
     overlap: float = 0.0
     api_latency_s: float = 0.0
+    v0_step_overhead_s: float = 0.0
+    v0_seq_overhead_s: float = 0.0
     source: str = "unfitted defaults"
     fit_median_ape: float | None = None
     fit_points: int = 0
@@ -87,7 +93,12 @@ class CalibrationProfile:
         for name in ("step_overhead_s", "seq_overhead_s", "layer_overhead_s"):
             if not getattr(self, name) >= 0.0:
                 raise ConfigError(f"profile.{name}: must be >= 0, got {getattr(self, name)}")
-        for name in ("allreduce_latency_s", "api_latency_s"):
+        for name in (
+            "allreduce_latency_s",
+            "api_latency_s",
+            "v0_step_overhead_s",
+            "v0_seq_overhead_s",
+        ):
             if not getattr(self, name) >= 0.0:
                 raise ConfigError(f"profile.{name}: must be >= 0, got {getattr(self, name)}")
         if not 0.0 <= self.overlap <= 1.0:
@@ -95,6 +106,21 @@ class CalibrationProfile:
 
     def to_dict(self) -> dict[str, object]:
         return {item.name: getattr(self, item.name) for item in fields(self)}
+
+    def for_generation(self, generation: str) -> CalibrationProfile:
+        """The profile an engine generation runs with: "v1" as is, "v0" with its extra host
+        overheads added to `step_overhead_s` and `seq_overhead_s`."""
+        if generation == "v1":
+            return self
+        if generation != "v0":
+            raise ConfigError(f"generation: must be 'v0' or 'v1', got {generation!r}")
+        return replace(
+            self,
+            step_overhead_s=self.step_overhead_s + self.v0_step_overhead_s,
+            seq_overhead_s=self.seq_overhead_s + self.v0_seq_overhead_s,
+            v0_step_overhead_s=0.0,
+            v0_seq_overhead_s=0.0,
+        )
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> CalibrationProfile:
@@ -114,6 +140,8 @@ FITTABLE = (
     "allreduce_latency_s",
     "overlap",
     "api_latency_s",
+    "v0_step_overhead_s",
+    "v0_seq_overhead_s",
 )
 
 

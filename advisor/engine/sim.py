@@ -34,12 +34,18 @@ from advisor.engine.workload import Workload
 
 @dataclass(frozen=True)
 class SchedulerConfig:
-    """vLLM scheduler settings (`--max-num-seqs`, `--max-num-batched-tokens`, ...)."""
+    """vLLM scheduler settings (`--max-num-seqs`, `--max-num-batched-tokens`, ...).
+
+    `prefill_first`: vLLM V0's scheduling without chunked prefill, where a step that admits
+    waiting prompts runs them alone and the decoding sequences wait for it (V1 always mixes
+    them); it needs `enable_chunked_prefill=False`.
+    """
 
     max_num_seqs: int = 256
     max_num_batched_tokens: int = 2048
     enable_chunked_prefill: bool = True
     block_size_tokens: int = 16
+    prefill_first: bool = False
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size_tokens"):
@@ -51,6 +57,11 @@ class SchedulerConfig:
                 f"max_num_batched_tokens: {self.max_num_batched_tokens} is below max_num_seqs "
                 f"{self.max_num_seqs} (vLLM refuses this)"
             )
+        if self.prefill_first and self.enable_chunked_prefill:
+            raise ConfigError(
+                "prefill_first: V0's prefill-first scheduling runs without chunked prefill; "
+                "set enable_chunked_prefill=False"
+            )
 
     def as_vllm_args(self) -> dict[str, object]:
         return {
@@ -61,14 +72,57 @@ class SchedulerConfig:
         }
 
 
-def vllm_default_scheduler(hardware: HardwareSpec) -> SchedulerConfig:
-    """vLLM 0.32 API-server defaults for this hardware (engine/arg_utils.py get_batch_defaults)."""
+# vLLM 0.8.0 (2025-03-18) made the V1 engine the default; earlier releases ran V0.
+V1_DEFAULT_VERSION = (0, 8)
+# V1's memory-based defaults (8192 tokens / 1024 sequences on >= 70 GiB GPUs but A100) came
+# with vLLM PR #17885 (0.9.0); 0.8.x used 2048 tokens / 256 sequences for the API server.
+V1_LARGE_DEFAULTS_VERSION = (0, 9)
+# V0 turned chunked prefill on by default for models longer than this (max_model_len).
+V0_LONG_CONTEXT_TOKENS = 32768
+V0_CHUNKED_PREFILL_TOKENS = 512  # V0's default budget with chunked prefill (SchedulerConfig)
+V0_MIN_BATCHED_TOKENS = 2048  # without chunked prefill: max(max_model_len, 2048)
+
+
+def vllm_engine_generation(version: tuple[int, int] | None) -> str:
+    """ "v0" for vLLM releases before 0.8 (the V0 engine was the default), else "v1"."""
+    return "v0" if version is not None and version < V1_DEFAULT_VERSION else "v1"
+
+
+def vllm_default_scheduler(
+    hardware: HardwareSpec,
+    *,
+    version: tuple[int, int] | None = None,
+    max_model_len: int | None = None,
+    mla: bool = False,
+) -> SchedulerConfig:
+    """vLLM's API-server scheduler defaults for this hardware and release (None: current).
+
+    V1 (0.8 and later; engine/arg_utils.py get_batch_defaults): on GPUs of 70 GiB or more
+    other than A100, 8192 tokens per step and 1024 sequences (0.9 and later; 0.8.x: 2048 and
+    256), else 2048 and 256. V0 (before 0.8): 256 sequences; chunked prefill only for models
+    longer than 32768 tokens, with a 512-token budget, and never for MLA models (0.7.x forced
+    it off); without it a step holds max(max_model_len, 2048) tokens and prompts run first.
+    `max_model_len` and `mla` matter only for V0.
+    """
+    if hardware.kind != "cpu" and vllm_engine_generation(version) == "v0":
+        long_context = (max_model_len or 0) > V0_LONG_CONTEXT_TOKENS
+        if long_context and not mla:
+            return SchedulerConfig(
+                max_num_seqs=256, max_num_batched_tokens=V0_CHUNKED_PREFILL_TOKENS
+            )
+        return SchedulerConfig(
+            max_num_seqs=256,
+            max_num_batched_tokens=max(max_model_len or 0, V0_MIN_BATCHED_TOKENS),
+            enable_chunked_prefill=False,
+            prefill_first=True,
+        )
     if hardware.kind == "cpu":
         return SchedulerConfig(max_num_seqs=128, max_num_batched_tokens=2048)
     gib = hardware.memory_bytes / 1024**3
     if gib >= 160:
         return SchedulerConfig(max_num_seqs=1024, max_num_batched_tokens=16384)
-    if gib >= 70 and "a100" not in hardware.name.lower():
+    large = version is None or version >= V1_LARGE_DEFAULTS_VERSION
+    if gib >= 70 and "a100" not in hardware.name.lower() and large:
         return SchedulerConfig(max_num_seqs=1024, max_num_batched_tokens=8192)
     return SchedulerConfig(max_num_seqs=256, max_num_batched_tokens=2048)
 
@@ -144,6 +198,7 @@ def simulate(replica: Replica, workload: Workload) -> SimResult:
         scheduler.block_size_tokens,
         replica.total_kv_blocks,
         replica.deployment.effective_max_model_len,
+        scheduler.prefill_first,
     )
     return SimResult.from_core(
         replica=replica,

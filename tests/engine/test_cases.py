@@ -22,6 +22,8 @@ from advisor.engine.cases import (
     case_workload,
     metric_value,
     read_cases,
+    release_version,
+    sharegpt_lengths,
 )
 from advisor.engine.profiles import DEFAULT_PROFILES
 from advisor.engine.results import Percentiles, ServingMetrics, Slo
@@ -205,6 +207,25 @@ def test_it_draws_lengths_uniformly_within_the_spread_and_repeatably() -> None:
     assert fixed.prompt_tokens.tolist() == [1024] * 5
 
 
+def test_it_draws_sharegpt_lengths_skewed_around_the_published_means() -> None:
+    prompt, output = sharegpt_lengths(np.random.default_rng(0), 1000, 215, 122)
+    assert (float(prompt.mean()), float(output.mean())) == pytest.approx((215, 122), abs=0.5)
+    # skewed like the dataset: the median is about half the mean
+    assert (float(np.median(prompt)), float(np.median(output))) == (120.0, 62.0)
+    # vLLM's benchmark filter: 4 <= prompt <= 1024, output >= 4, prompt + output <= 2048
+    assert (int(prompt.min()), int(prompt.max()), int(output.min())) == (4, 1024, 4)
+    assert int((prompt + output).max()) == 2048
+
+
+def test_it_gives_a_sharegpt_case_without_bounds_its_skewed_lengths() -> None:
+    case = case_of(dataset="sharegpt", input_len=215, output_len=122, num_prompts=1000)
+    workload, _ = case_workload(case, 215, 122)
+    assert float(np.median(workload.output_tokens)) == 62.0
+    bounded = case_of(dataset="sharegpt", output_len_min=100, output_len_max=144)
+    workload, _ = case_workload(bounded, 1024, 122)
+    assert int(workload.output_tokens.min()) >= 100
+
+
 def test_it_refuses_a_spread_longer_than_the_context() -> None:
     case = case_of(input_len=8000, input_len_max=9000, output_len=128)
     with pytest.raises(Exception, match="input_len \\+ output_len = 9128 exceeds max_model_len"):
@@ -258,6 +279,66 @@ def test_it_reports_the_median_error_per_split_and_metric() -> None:
     assert groups[("test", "output_tok_s")].median_ape == pytest.approx(0.5)
     assert groups[("test", "median_ttft_ms")].median_ape == math.inf
     assert math.isnan(groups[("test", "median_ttft_ms")].median_ape_modelled)
+
+
+def test_it_reports_the_median_error_per_metric_family_of_a_split() -> None:
+    report = ValidationReport(
+        (
+            CasePrediction(case_of(id="a", split="test", value=100.0), 110.0),
+            CasePrediction(case_of(id="b", split="test", metric="req_s", value=10.0), 13.0),
+            CasePrediction(case_of(id="c", split="test", metric="median_tpot_ms"), None, "no"),
+            CasePrediction(case_of(id="d", split="test", metric="mean_ttft_ms", value=2.0), 1.0),
+            CasePrediction(case_of(id="e", split="train", value=100.0), 100.0),
+        )
+    )
+    assert report.family_medians("test") == pytest.approx(
+        {"throughput": 0.2, "tpot": math.inf, "ttft": 0.5}
+    )
+    assert report.family_medians("train") == {"throughput": 0.0}
+    assert (report.unmodellable_count("test"), report.unmodellable_count("train")) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("0.7.4.dev181+gf35f8e22", (0, 7)),
+        ("v0.13.0", (0, 13)),
+        ("main at PR #23151 (2025-08-19)", None),
+        ("nightly (2025-12-04)", None),
+        ("", None),
+    ],
+)
+def test_it_reads_the_release_of_an_engine_version(
+    text: str, expected: tuple[int, int] | None
+) -> None:
+    assert release_version(text) == expected
+
+
+def test_it_models_a_pre_0_8_vllm_run_with_the_v0_engine_and_its_defaults() -> None:
+    setup = case_setup(case_of(engine_version="0.6.3.post2"), DEFAULT_PROFILES)
+    current = case_setup(case_of(engine_version="0.13.0"), DEFAULT_PROFILES)
+    scheduler = setup.replica.scheduler
+    assert (setup.engine_generation, current.engine_generation) == ("v0", "v1")
+    # Llama-3-8B (8192 tokens) is no long-context model: V0 ran it without chunked prefill
+    assert (scheduler.max_num_seqs, scheduler.max_num_batched_tokens) == (256, 8192)
+    assert scheduler.prefill_first
+    assert (current.replica.scheduler.max_num_seqs, current.replica.scheduler.prefill_first) == (
+        1024,
+        False,
+    )
+    profile = DEFAULT_PROFILES.lookup("H100-SXM", "vllm")
+    assert setup.replica.profile.step_overhead_s == pytest.approx(
+        profile.step_overhead_s + profile.v0_step_overhead_s
+    )
+    assert setup.replica.profile.seq_overhead_s == pytest.approx(
+        profile.seq_overhead_s + profile.v0_seq_overhead_s
+    )
+    assert "vLLM V0 engine (0.6.3.post2): chunked prefill off" in setup.assumptions[0]
+
+
+def test_it_folds_attention_at_the_case_context() -> None:
+    setup = case_setup(case_of(input_len=3000, output_len=1000), DEFAULT_PROFILES)
+    assert setup.replica.deployment.reference_context == 3500
 
 
 # --- the shipped corpus (advisor/engine/data/public_cases.csv) --------------------------------

@@ -307,3 +307,57 @@ def test_it_jumps_over_decode_runs_exactly_like_stepping(
     fast_itl, ref_itl = fast.metrics().itl_s, reference.metrics().itl_s
     if not math.isnan(ref_itl.p50):
         assert fast_itl.p50 == pytest.approx(ref_itl.p50, rel=0.03)
+
+
+def test_it_runs_prompts_alone_before_decodes_in_v0_prefill_first_scheduling() -> None:
+    # V0 without chunked prefill: r1 arrives while r0 is prefilling; its prefill then runs
+    # alone and r0's first decode waits for it (V1 would put both in one step)
+    replica = llama_replica(
+        max_num_seqs=256,
+        max_num_batched_tokens=8192,
+        enable_chunked_prefill=False,
+        prefill_first=True,
+    )
+    coef = replica.step_model.coef
+    prefill = step_time(coef, 0, 0, 100, 100.0, 100 * 50.5, 1)
+    workload = Workload(np.array([0.0, prefill * 0.5]), np.array([100, 100]), np.array([5, 5]))
+    result = simulate(replica, workload)
+    decodes = [step_time(coef, 2, 2 * (101 + j), 0, 0.0, 0.0, 2) for j in range(4)]
+    assert result.first_token_s[0] == pytest.approx(prefill)
+    assert result.first_token_s[1] == pytest.approx(2 * prefill)
+    assert result.finish_s[0] == pytest.approx(2 * prefill + sum(decodes))
+    assert result.finish_s[1] == pytest.approx(2 * prefill + sum(decodes))
+    mixed = simulate(llama_replica(max_num_seqs=256, max_num_batched_tokens=8192), workload)
+    first_mixed = step_time(coef, 1, 101, 100, 100.0, 100 * 50.5, 2)
+    assert mixed.first_token_s[1] == pytest.approx(prefill + first_mixed)
+
+
+def test_it_refuses_prefill_first_with_chunked_prefill() -> None:
+    with pytest.raises(ConfigError, match="prefill_first: V0's prefill-first"):
+        SchedulerConfig(prefill_first=True)
+
+
+@pytest.mark.parametrize(
+    ("version", "max_model_len", "mla", "expected"),
+    [
+        (None, None, False, (1024, 8192, True, False)),
+        ((0, 13), None, False, (1024, 8192, True, False)),
+        ((0, 8), None, False, (256, 2048, True, False)),
+        ((0, 6), 131072, False, (256, 512, True, False)),
+        ((0, 6), 8192, False, (256, 8192, False, True)),
+        ((0, 7), 163840, True, (256, 163840, False, True)),
+    ],
+)
+def test_it_takes_vllm_scheduler_defaults_by_release(
+    version: tuple[int, int] | None,
+    max_model_len: int | None,
+    mla: bool,
+    expected: tuple[int, int, bool, bool],
+) -> None:
+    scheduler = vllm_default_scheduler(H100, version=version, max_model_len=max_model_len, mla=mla)
+    assert (
+        scheduler.max_num_seqs,
+        scheduler.max_num_batched_tokens,
+        scheduler.enable_chunked_prefill,
+        scheduler.prefill_first,
+    ) == expected

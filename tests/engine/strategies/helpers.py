@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from advisor.engine.context import AssessmentContext
+from advisor.engine.perf import CalibrationProfile
 from advisor.engine.scenario import (
     DeploymentSpec,
     LoadShape,
@@ -17,6 +18,19 @@ from advisor.engine.scenario import (
     diurnal_load,
 )
 from advisor.engine.workload import Workload, synthetic_workload
+
+# A host-heavy H100 profile (the public fit before vLLM V0 and V1 got their own host
+# overheads), for tests whose worked figures (batches, replica counts) should not move
+# when the public profile is refitted.
+HOST_HEAVY_H100 = CalibrationProfile(
+    hardware="H100-SXM",
+    engine="vllm",
+    bw_efficiency=0.9,
+    compute_efficiency=0.4469,
+    step_overhead_s=3.421e-3,
+    allreduce_latency_s=5.376e-5,
+)
+
 
 SIM_REQUESTS = 600
 DAYS = 2
