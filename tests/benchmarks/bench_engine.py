@@ -53,7 +53,7 @@ from pathlib import Path
 import numpy as np
 
 from advisor.engine.calibration import FitError
-from advisor.engine.cases import THROUGHPUT_METRICS, read_cases, validate_cases
+from advisor.engine.cases import read_cases, validate_cases
 from advisor.engine.catalog import DEFAULT_CATALOG
 from advisor.engine.perf import Deployment
 from advisor.engine.profiles import DEFAULT_PROFILES
@@ -99,12 +99,6 @@ def _sim_speed() -> Iterator[Figure]:
         )
 
 
-# Metric families of the public corpus's figures (advisor.engine.cases.METRICS).
-FAMILIES = {
-    "throughput": THROUGHPUT_METRICS,
-    "tpot": ("median_tpot_ms", "mean_tpot_ms", "median_itl_ms"),
-    "ttft": ("median_ttft_ms", "mean_ttft_ms"),
-}
 TARGETS = {"throughput": "<= 0.15", "tpot": "<= 0.25", "ttft": "<= 0.35"}
 
 
@@ -116,18 +110,10 @@ def _public_cases() -> Iterator[Figure]:
         print(f"# {case.split}/{case.id}: measured {case.value:.4g} predicted {shown} "
               f"error {prediction.ape:.1%}")  # fmt: skip
     for split in ("test", "train"):
-        for family, metrics in FAMILIES.items():
-            errors = [
-                p.ape
-                for p in report.predictions
-                if p.case.split == split and p.case.metric in metrics
-            ]
-            yield Figure(
-                f"public_{split}_median_ape_{family}",
-                float(np.median(errors)) if errors else float("nan"),
-                "fraction",
-                TARGETS[family] if split == "test" else "",
-            )
+        for family, median in report.family_medians(split).items():
+            if family in TARGETS:
+                target = TARGETS[family] if split == "test" else ""
+                yield Figure(f"public_{split}_median_ape_{family}", median, "fraction", target)
     yield Figure("public_cases_unmodellable", len(report.failures), "cases", "= 0")
 
 
