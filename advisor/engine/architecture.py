@@ -16,7 +16,7 @@ files and vLLM's model files for each family (see /work/shared/reference/MODEL_A
 from __future__ import annotations
 
 from collections.abc import Mapping, MutableSequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:  # catalog imports this module; the type is only named here
@@ -336,6 +336,119 @@ def _linear_attention(
     )
 
 
+def _mamba2_mixer(
+    config: Mapping[str, Any], hidden: int, source: str, assumptions: MutableSequence[str]
+) -> AttentionSpec:
+    """A Mamba-2 mixer (Nemotron-H): a fixed SSM state and conv state per sequence."""
+    heads = _need(config, "mamba_num_heads", source)
+    head_dim = _need(config, "mamba_head_dim", source)
+    state = _need(config, "ssm_state_size", source)
+    groups = _int(config, "n_groups", source) or 1
+    kernel = _int(config, "conv_kernel", source) or 4
+    inner = heads * head_dim
+    conv_dim = inner + 2 * groups * state
+    # in_proj emits x and z (inner each), B and C (groups x state each) and dt (one per head)
+    matrix = hidden * (2 * inner + 2 * groups * state + heads) + inner * hidden
+    conv_bias = conv_dim if config.get("use_conv_bias", True) else 0
+    vector = conv_dim * kernel + conv_bias + 3 * heads + inner  # dt_bias, A_log, D; gated norm
+    ssm_bytes = 4 if str(config.get("mamba_ssm_cache_dtype", "")).lower() == "float32" else 2
+    note = (
+        f"Mamba-2 SSM state held in {'fp32' if ssm_bytes == 4 else 'bf16'} "
+        "(the config's mamba_ssm_cache_dtype, as vLLM takes it)"
+    )
+    if note not in assumptions:
+        assumptions.append(note)
+    recurrent = heads * head_dim * state
+    return AttentionSpec(
+        kind="linear",
+        num_heads=heads,
+        num_kv_heads=groups,
+        qk_head_dim=state,
+        v_head_dim=head_dim,
+        kv_elements_per_token=0,
+        params=GroupParams(matrix, vector),
+        state_bytes_per_sequence=recurrent * ssm_bytes + conv_dim * (kernel - 1) * 2,
+        # per token: decay and rank-1 update of the state (4), readout C^T h (2)
+        flops_per_token=6 * recurrent,
+    )
+
+
+_HYBRID_MIXERS = "M*"
+_HYBRID_MLPS = "E-"
+
+
+def _hybrid_layers(
+    config: Mapping[str, Any],
+    *,
+    hidden: int,
+    heads: int,
+    kv_heads: int,
+    head_dim: int,
+    model_type: str,
+    source: str,
+    assumptions: MutableSequence[str],
+) -> tuple[LayerSpec, ...]:
+    """Nemotron-H's `hybrid_override_pattern`: one block per character (M Mamba-2, * attention,
+    E MoE, - MLP), each with its own norm. A mixer and the MLP block after it are paired into
+    one `LayerSpec`; a mixer followed by another mixer gets an empty MLP."""
+    pattern = config.get("hybrid_override_pattern")
+    layers = _int(config, "num_hidden_layers", source)
+    if not isinstance(pattern, str) or len(pattern) != layers:
+        raise ArchitectureError(
+            f"{source}: hybrid_override_pattern must be a string of {layers} characters "
+            "(num_hidden_layers)"
+        )
+    unknown = sorted(set(pattern) - set(_HYBRID_MIXERS + _HYBRID_MLPS))
+    if unknown:
+        raise ArchitectureError(
+            f"{source}: hybrid_override_pattern has unknown block type(s) {unknown}; "
+            "known: M (Mamba-2), * (attention), E (MoE), - (MLP)"
+        )
+    moe_config = {**config, "first_k_dense_replace": 0, "moe_layer_freq": 1}
+    if config.get("moe_shared_expert_intermediate_size"):
+        moe_config["shared_expert_intermediate_size"] = config[
+            "moe_shared_expert_intermediate_size"
+        ]
+        moe_config.pop("n_shared_experts", None)
+    plain = str(config.get("mlp_hidden_act", "")).lower() in ("relu2", "relu_squared")
+    matrices = 2 if plain else 3
+    moe = dense = None
+    if "E" in pattern:
+        moe = _mlps(moe_config, 1, model_type, source)[0]
+        moe = replace(moe, matrices=matrices, shared_gate=False)
+    if "-" in pattern:
+        dense_size = _need(config, "intermediate_size", source)
+        dense = MlpSpec("dense", dense_size, matrices=matrices)
+    mamba = _mamba2_mixer(config, hidden, source, assumptions) if "M" in pattern else None
+    attention = standard_attention(
+        kind="full", hidden=hidden, heads=heads, kv_heads=kv_heads, head_dim=head_dim
+    )
+    empty_mlp = MlpSpec("dense", 0)
+    empty_mixer = AttentionSpec("linear", 0, 0, 0, 0, 0, GroupParams())
+    result: list[LayerSpec] = []
+    index = 0
+    while index < len(pattern):
+        block = pattern[index]
+        mixer = empty_mixer
+        if block in _HYBRID_MIXERS:
+            mixer = mamba if block == "M" and mamba is not None else attention
+            index += 1
+        mlp = empty_mlp
+        norms = hidden if mixer is not empty_mixer else 0
+        if index < len(pattern) and pattern[index] in _HYBRID_MLPS:
+            chosen = moe if pattern[index] == "E" else dense
+            assert chosen is not None
+            mlp = chosen
+            norms += hidden
+            index += 1
+        result.append(LayerSpec(mixer, mlp, norms))
+    assumptions.append(
+        f"hybrid_override_pattern: {len(pattern)} blocks read as {len(result)} layers "
+        "(each mixer paired with the MLP block after it)"
+    )
+    return tuple(result)
+
+
 def _attention_kinds(
     config: Mapping[str, Any],
     layers: int,
@@ -485,8 +598,8 @@ def _mlps(config: Mapping[str, Any], layers: int, model_type: str, source: str) 
     router_vector = 0
     if model_type == "gpt_oss":
         router_vector = experts  # the router has a bias
-    elif config.get("topk_method") == "noaux_tc":
-        router_vector = experts  # DeepSeek-V3: e_score_correction_bias
+    elif config.get("topk_method") == "noaux_tc" or config.get("use_routing_bias"):
+        router_vector = experts  # DeepSeek-V3, MiniMax-M2: e_score_correction_bias
     moe = MlpSpec(
         "moe",
         expert_size,
@@ -559,6 +672,17 @@ def read_layers(
 ) -> tuple[LayerSpec, ...]:
     """The layers of a text config (a multimodal wrapper's `text_config` merged in first)."""
     model_type = str(config.get("model_type", ""))
+    if config.get("hybrid_override_pattern") is not None:
+        return _hybrid_layers(
+            config,
+            hidden=hidden,
+            heads=heads,
+            kv_heads=kv_heads,
+            head_dim=head_dim,
+            model_type=model_type,
+            source=source,
+            assumptions=assumptions,
+        )
     mlps = _mlps(config, layers, model_type, source)
     attentions = _attentions(
         config,
@@ -599,11 +723,19 @@ def describe(model: ModelSpec) -> str:
         parts.append(text)
     else:
         parts.append("dense")
-    dense = [i for i, layer in enumerate(layers) if layer.mlp.kind == "dense"]
+    dense = [
+        i for i, layer in enumerate(layers)
+        if layer.mlp.kind == "dense" and layer.mlp.intermediate_size
+    ]  # fmt: skip
+    bare = sum(
+        1 for layer in layers if layer.mlp.kind == "dense" and not layer.mlp.intermediate_size
+    )
     count = f"{len(layers)} layers"
     if moe and dense:
         first = dense == list(range(len(dense)))
         count += f" ({len(dense)} dense{' first' if first else ''})"
+    if bare:
+        count += f" ({bare} without an MLP)"
     parts.append(count)
     parts.append(_describe_attention(layers))
     parts.append(_describe_weights(model))

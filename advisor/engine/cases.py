@@ -21,7 +21,10 @@ closely (a file may carry any subset, rows may leave them blank):
 - `input_len_min`/`input_len_max`, `output_len_min`/`output_len_max`: the length spread,
   uniform integers between the bounds (a bound left blank is the nominal length), e.g.
   InferenceMAX's `--random-range-ratio 0.8` with its client gives [0.8 L, L];
-- `ep`, `dp`: expert- and data-parallel sizes as published (recorded; the engine models TP).
+- `ep`, `dp`: expert- and data-parallel sizes as published (recorded; the engine models TP);
+- `max_model_len`, `gpu_memory_utilization`: the server's flags where the source gives them
+  (they size the KV cache and, on vLLM V0, the tokens per step); blank takes the model's
+  maximum length and vLLM's 0.9.
 The `model` column takes a catalog name or a config.json path (ending in `.json`, relative to
 the CSV file), read with `model_from_hf_dict`.
 
@@ -108,6 +111,8 @@ OPTIONAL_COLUMNS = (
     "output_len_max",
     "ep",
     "dp",
+    "max_model_len",
+    "gpu_memory_utilization",
 )
 METRICS = (
     "output_tok_s",
@@ -195,6 +200,8 @@ class Case:
     ep: int | None = None
     dp: int | None = None
     model_config: Path | None = None  # the model column as a config.json path, resolved
+    max_model_len: int | None = None  # the server's --max-model-len (blank: the model's)
+    gpu_memory_utilization: float | None = None  # the server's flag (blank: vLLM's 0.9)
 
 
 def _int(raw: str, name: str, where: str, *, blank_ok: bool = False) -> int | None:
@@ -222,6 +229,13 @@ def _positive_float(raw: str, name: str, where: str) -> float | None:
         raise CaseError(f"{where}: field {name} must be a number, got {text!r}") from None
     if not (value > 0 and math.isfinite(value)):
         raise CaseError(f"{where}: field {name} must be a positive number, got {text!r}")
+    return value
+
+
+def _utilization(raw: str, where: str) -> float | None:
+    value = _positive_float(raw, "gpu_memory_utilization", where)
+    if value is not None and value > 1.0:
+        raise CaseError(f"{where}: field gpu_memory_utilization must be in (0, 1], got {value}")
     return value
 
 
@@ -317,6 +331,8 @@ def parse_case(row: Mapping[str, str | None], line: int, base_dir: Path | None =
         ep=_int(values["ep"], "ep", where, blank_ok=True),
         dp=_int(values["dp"], "dp", where, blank_ok=True),
         model_config=model_config,
+        max_model_len=_int(values["max_model_len"], "max_model_len", where, blank_ok=True),
+        gpu_memory_utilization=_utilization(values["gpu_memory_utilization"], where),
     )
 
 
@@ -373,11 +389,13 @@ def engine_scheduler(
     *,
     version: tuple[int, int] | None = None,
     model: ModelSpec | None = None,
+    max_model_len: int | None = None,
 ) -> SchedulerConfig:
     """Default batching limits of each engine (what a published run without tuning used).
 
     vLLM: its API-server defaults for the release (`vllm_default_scheduler`; `version` None
-    is the current one, and `model` decides V0's chunked prefill). SGLang: chunked prefill
+    is the current one, and `model` with the server's `max_model_len` (default the model's)
+    decides V0's chunked prefill and step size). SGLang: chunked prefill
     8192 tokens, up to 1024 running requests. TensorRT-LLM (trtllm-bench): max batch 2048,
     8192 tokens per step.
     """
@@ -386,7 +404,10 @@ def engine_scheduler(
             return vllm_default_scheduler(hardware, version=version)
         mla = any(layer.attention.kind == "mla" for layer in model.layers)
         return vllm_default_scheduler(
-            hardware, version=version, max_model_len=model.max_position_embeddings, mla=mla
+            hardware,
+            version=version,
+            max_model_len=max_model_len or model.max_position_embeddings,
+            mla=mla,
         )
     if engine == "sglang":
         return SchedulerConfig(max_num_seqs=1024, max_num_batched_tokens=8192)
@@ -542,9 +563,13 @@ def case_setup(case: Case, profiles: ProfileSet, catalog: Catalog = DEFAULT_CATA
             quant,
             case.kv_dtype,
             tp,
+            gpu_memory_utilization=case.gpu_memory_utilization or 0.9,
+            max_model_len=case.max_model_len,
             reference_context_tokens=input_len + max(output_len // 2, 1),
         )
-        scheduler = engine_scheduler(case.engine, hardware, version=version, model=model)
+        scheduler = engine_scheduler(
+            case.engine, hardware, version=version, model=model, max_model_len=case.max_model_len
+        )
         profile = profiles.lookup(hardware.name, case.engine).for_generation(generation)
         replica = Replica(deployment, scheduler, profile)
     except (CatalogError, ConfigError) as exc:

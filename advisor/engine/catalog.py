@@ -777,7 +777,6 @@ def _noted_keys(top: Mapping[str, Any], config: Mapping[str, Any]) -> list[str]:
         if isinstance(top.get(key), Mapping):
             notes.append(f"{key}: the encoder's weights are not counted (text model only)")
     for key in (
-        "hybrid_override_pattern",
         "num_kv_shared_layers",
         "global_head_dim",
         "dual_chunk_attention_config",
@@ -847,7 +846,7 @@ def model_from_hf_dict(config: Mapping[str, Any], *, name: str) -> ModelSpec:
     dense = [layer.mlp for layer in structure if layer.mlp.kind == "dense"]
     return ModelSpec(
         name=name,
-        num_layers=layers,
+        num_layers=len(structure),  # hybrid blocks are paired into layers (see read_layers)
         hidden_size=hidden,
         num_heads=heads,
         num_kv_heads=kv_heads,

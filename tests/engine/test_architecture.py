@@ -190,6 +190,53 @@ def test_it_reads_qwen3_next_hybrid_linear_attention() -> None:
     )
 
 
+def test_it_reads_nemotron_h_hybrid_blocks() -> None:
+    model = load("nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16")
+    # hybrid_override_pattern: 52 single-type blocks, 23 Mamba-2 (M), 6 attention (*), 23 MoE
+    # (E); each mixer is paired with the MoE block after it: 29 layers, 6 of them lone mixers
+    assert model.num_layers == 29
+    assert kinds(model) == {"linear": 23, "full": 6}
+    assert sum(1 for layer in model.layers if layer.mlp.kind == "moe") == 23
+    # only the 6 attention layers grow: 6 x 2 x 2 KV heads x 128 x 2 B = 6,144 B per token
+    assert model.kv_bytes_per_token(2.0) == 6_144
+    # Mamba-2 state per layer: 64 heads x 64 x 128 state x 4 B (mamba_ssm_cache_dtype
+    # float32) + conv (4096 + 2 x 8 groups x 128 = 6144 channels) x (4 - 1) x 2 B
+    assert model.state_bytes_per_sequence == 23 * (64 * 64 * 128 * 4 + 6144 * 3 * 2)
+    groups = model.group_params
+    # Mamba-2 in_proj 2688 x (2 x 4096 + 2 x 8 x 128 + 64) + out_proj 4096 x 2688, x 23;
+    # attention q 2688 x 4096, k and v 2688 x 256, o 4096 x 2688, x 6
+    mamba = 2688 * (2 * 4096 + 2 * 8 * 128 + 64) + 4096 * 2688
+    assert groups["attention"].matrix == 23 * mamba + 6 * (2688 * (4096 + 512) + 4096 * 2688)
+    # conv weights and bias 6144 x 5, dt_bias / A_log / D 3 x 64, gated norm 4096, x 23
+    assert groups["attention"].vector == 23 * (6144 * 5 + 3 * 64 + 4096)
+    # relu2 experts are not gated: 2 matrices; 23 x 128 x 2 x 2688 x 1856
+    assert groups["experts"].matrix == 23 * 128 * 2 * 2688 * 1856
+    # moe_shared_expert_intermediate_size 3712 (not n_shared_experts x 1856 gated)
+    assert groups["shared_experts"].matrix == 23 * 2 * 2688 * 3712
+    assert groups["norms"].vector == 52 * 2688 + 2688  # one norm per block, and the final one
+    assert model.total_params == 31_577_937_344  # card: 31.6B total
+    assert model.active_params == pytest.approx(3.58e9, rel=0.01)  # card: 3.6B incl. embeddings
+
+
+def test_it_reads_minimax_m2_with_fp8_block_experts() -> None:
+    model = load("MiniMaxAI--MiniMax-M2.5")
+    assert kinds(model) == {"full": 62}
+    # 62 x 2 x 8 KV heads x 128 x 2 B = 253,952 B per token
+    assert model.kv_bytes_per_token(2.0) == 253_952
+    fmt = model.weight_format
+    assert fmt is not None
+    assert fmt.scheme == "fp8-block"
+    by_group = weights(model)
+    # experts: 62 x 256 x 3 x 3072 x 1536 in fp8 with a scale per 128 x 128 block
+    assert by_group["experts"] == 62 * 256 * 3 * 3072 * 1536 * (1 + 1 / 4096)
+    # attention: 62 x (3072 x (6144 + 2 x 1024) + 6144 x 3072)
+    assert by_group["attention"] == 62 * 44_040_192 * (1 + 1 / 4096)
+    # the gate and its score-correction bias, and the LM head, are not converted
+    assert by_group["router"] == 62 * (3072 * 256 + 256) * 2.0
+    assert by_group["lm_head"] == 200064 * 3072 * 2.0
+    assert model.total_params == pytest.approx(230e9, rel=0.01)  # card: 230B total
+
+
 # --- sliding window, sinks, MXFP4 ------------------------------------------------------------
 
 
@@ -302,6 +349,18 @@ def test_it_sizes_an_awq_checkpoint() -> None:
     # sliding_window is set but use_sliding_window is false: every layer full attention
     assert kinds(model) == {"full": 28}
     assert model.kv_bytes_per_token(2.0) == 57_344
+
+
+def test_it_sizes_the_qwen3_14b_awq_checkpoint() -> None:
+    model = load("Qwen--Qwen3-14B-AWQ")
+    by_group = weights(model)
+    # attention: 40 x 5120 x (5120 + 2 x 1024 + 5120); the per-head q/k norms stay 16-bit
+    assert by_group["attention"] == 40 * 62_914_560 * 4.15625 / 8 + 40 * 2 * 128 * 2
+    assert by_group["dense_mlp"] == 40 * 3 * 5120 * 17408 * 4.15625 / 8
+    assert by_group["lm_head"] == 151936 * 5120 * 2.0
+    # 40 x 2 x 8 x 128 x 2 B = 163,840 B per token
+    assert model.kv_bytes_per_token(2.0) == 163_840
+    assert model.total_params == 14_768_307_200  # card: 14.8B
 
 
 LLAMA_BODY: dict[str, Any] = {
@@ -466,6 +525,11 @@ def test_it_lists_what_it_does_not_model_as_assumptions() -> None:
             r"quantization_config\.bits not understood",
         ),
         ({"kv_lora_rank": 512}, "missing qk_rope_head_dim"),
+        ({"hybrid_override_pattern": "M*"}, "hybrid_override_pattern must be a string of 32"),
+        (
+            {"hybrid_override_pattern": "MX" * 16, "mamba_num_heads": 8},
+            r"hybrid_override_pattern has unknown block type\(s\) \['X'\]",
+        ),
     ],
 )
 def test_it_names_the_field_of_a_malformed_config(change: dict[str, Any], message: str) -> None:
@@ -516,6 +580,12 @@ def test_it_keeps_every_vendored_config_readable() -> None:
             "openai--gpt-oss-20b",
             "MoE, 32 routed experts top-4, 24 layers, attention: full on 12 layers + sliding "
             "window 128 on 12 layers (GQA 64/8 heads x 64), mxfp4 experts (rest 16-bit)",
+        ),
+        (
+            "nvidia--NVIDIA-Nemotron-3-Nano-30B-A3B-BF16",
+            "MoE, 128 routed experts top-6 + 2 shared, 29 layers (6 without an MLP), attention: "
+            "full on 6 layers + linear on 23 layers (GQA 32/2 heads x 128), 16-bit weights (or "
+            "the deployment's quantization)",
         ),
         (
             "Qwen--Qwen2.5-7B-Instruct-AWQ",
