@@ -21,10 +21,11 @@ endif
 
 DEMO_ENV := DEBUG=False SECURE_SSL=False SECRET_KEY_FILE=var/secret_key
 
-.PHONY: help demo test lint bench vllm-node clean
+.PHONY: help demo demo-node test lint bench vllm-node clean
 
 help:
 	@echo "make demo   - install, migrate, load the demo fleet, assess, serve on 127.0.0.1:8000"
+	@echo "make demo-node - optional, beside make demo: a real vLLM CPU node that rollouts change"
 	@echo "make test   - lint, type-check, import contracts, migrations check, the whole test suite"
 	@echo "make bench  - run the benchmarks; prints BENCH <name> <value> <unit>"
 
@@ -55,6 +56,10 @@ demo: $(DEPS) var/secret_key
 	$(DEMO_ENV) $(BIN)/python manage.py collectstatic --noinput -v0
 	$(DEMO_ENV) $(BIN)/python manage.py demo
 	$(DEMO_ENV) $(BIN)/gunicorn config.wsgi --bind 127.0.0.1:8000 --workers 2 --timeout 300
+
+# Optional, in a second terminal while `make demo` serves: a managed node to roll changes out to.
+demo-node: $(DEPS) var/secret_key vllm-node
+	$(DEMO_ENV) $(BIN)/python manage.py demo_node
 
 # makemigrations --check compares models with migrations; it needs no server, so an in-memory
 # SQLite keeps its history check from warning about a CI database that does not exist yet.

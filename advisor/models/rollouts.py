@@ -37,7 +37,9 @@ class ConfigChange(models.Model):
     `engine_args`: vLLM engine args as JSON ({"max_num_seqs": 64, "enable_chunked_prefill":
     true, "speculative_config": {...}}); `model_path`: a new model or quantized checkpoint
     (empty: keep the node's); `replicas` and `autoscaling` (an HPA / KEDA manifest) are
-    applied by controllers that manage replicas (Kubernetes). `projection` (see
+    applied by controllers that manage replicas (Kubernetes); on nodes that run one local vLLM
+    process a recommendation's replicas and autoscaling become `manual_steps` instead
+    ([{"title", "detail", "manifest"}], carried out by a person). `projection` (see
     `advisor.rollouts.ledger.PROJECTION_FIELDS`): {"baseline": {...}, "projected": {...}}.
     """
 
@@ -53,6 +55,7 @@ class ConfigChange(models.Model):
     model_path = models.CharField(max_length=500, blank=True)
     replicas = models.PositiveIntegerField(null=True, blank=True)
     autoscaling = models.JSONField(default=dict, blank=True)
+    manual_steps = models.JSONField(default=list, blank=True)
     source = models.CharField(
         max_length=16, choices=ChangeSource.choices, default=ChangeSource.MANUAL
     )
@@ -229,7 +232,7 @@ class RolloutEvent(models.Model):
     )
     # Who, as text that survives the user's deletion: a username, or "system" for the worker.
     actor_label = models.CharField(max_length=150)
-    kind = models.CharField(max_length=16)  # transition | target | gate | note
+    kind = models.CharField(max_length=16)  # transition | target | gate | note | refused
     from_status = models.CharField(max_length=12, blank=True)
     to_status = models.CharField(max_length=12, blank=True)
     target = models.ForeignKey(

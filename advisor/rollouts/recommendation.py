@@ -5,6 +5,10 @@ model path, replicas, tensor parallelism, environment variables and manifests (Y
 its `Projection`s give GPUs, busy fraction, latency p95s, throughput and USD. A rollout's
 change names engine args as `max_num_seqs` and keeps the projection in the ledger's terms
 (`advisor.rollouts.ledger.PROJECTION_FIELDS`).
+
+`split_replica_part` keeps the per-replica part (engine args, model, precision, speculative
+config) for nodes whose controller cannot scale replicas (a local vLLM process) and turns
+the replica count and the autoscaling manifest into manual steps a person carries out.
 """
 
 from __future__ import annotations
@@ -82,3 +86,43 @@ def change_from_recommendation(result: Mapping[str, Any], *, source: str) -> dic
         "autoscaling": autoscaling,
         "projection": projection if baseline and projected else {},
     }
+
+
+def split_replica_part(
+    change: Mapping[str, Any], *, deployment: str, local_nodes: list[str]
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """(the change without replicas and autoscaling, the manual steps that replace them).
+
+    `local_nodes`: the hostnames that run one local vLLM process each. Nothing moves when the
+    change has no replica part. Raises `RecommendationError` when nothing per-replica is left.
+    """
+    replicas = change.get("replicas")
+    autoscaling = change.get("autoscaling") or {}
+    if replicas is None and not autoscaling:
+        return dict(change), []
+    where = ", ".join(local_nodes)
+    steps: list[dict[str, str]] = []
+    if replicas is not None:
+        steps.append({
+            "title": f"Run {replicas} replica(s) of {deployment}",
+            "detail": f"{where} run(s) one local vLLM process each, which this rollout updates "
+            "in place; start or stop vLLM processes by hand (each with this change's engine "
+            f"args) until {deployment} has {replicas} replica(s).",
+            "manifest": "",
+        })  # fmt: skip
+    if autoscaling:
+        steps.append({
+            "title": f"Autoscale {deployment} as the recommendation says",
+            "detail": "A local vLLM process has no autoscaler: apply this manifest where "
+            f"{deployment} runs on Kubernetes, or scale by hand between its minReplicas and "
+            "maxReplicas on the metric it names.",
+            "manifest": yaml.safe_dump(dict(autoscaling), sort_keys=False),
+        })  # fmt: skip
+    kept = {**change, "replicas": None, "autoscaling": {}}
+    if not (kept.get("engine_args") or kept.get("model_path")):
+        raise RecommendationError(
+            f"it only changes replicas or autoscaling, which {where} cannot apply (one local "
+            "vLLM process each): scale by hand (see the plan's manifests), or choose nodes "
+            "with the kubernetes controller"
+        )
+    return kept, steps

@@ -8,7 +8,12 @@ rolling back need the admin-only permissions of `Rollout.Meta`. With
 `settings.ROLLOUT_SECOND_APPROVER` on, a rollout must be approved by an admin other than
 its proposer, and started by someone other than its approver (four eyes).
 
-Input errors raise `RolloutError` naming the field; nothing is stored then. A node already
+Input errors raise `RolloutError` naming the field and saying what to do; nothing is stored
+then, except that an action refused on an existing rollout (start on a node that never
+reported, a second approver missing, ...) is written to its audit trail (kind `refused`).
+A recommendation proposed for nodes that run one local vLLM process applies its per-replica
+part (engine args, model, precision, speculative config); its replicas and autoscaling
+become the change's `manual_steps`. A node already
 held by another rollout that is not over refuses the proposal with that rollout's number
 (a partial unique index closes the race between two concurrent proposals); so does a node
 a running controller A/B holds (`advisor.services.ab_controller`; both lock the node rows).
@@ -17,7 +22,8 @@ a running controller A/B holds (`advisor.services.ab_controller`; both lock the 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -44,10 +50,14 @@ from advisor.rollouts.gates import (
     GateLimits,
 )
 from advisor.rollouts.ledger import ProjectionError, check_projection
-from advisor.rollouts.recommendation import RecommendationError, change_from_recommendation
+from advisor.rollouts.recommendation import (
+    RecommendationError,
+    change_from_recommendation,
+    split_replica_part,
+)
 from advisor.rollouts.transitions import TransitionError, batches, check_transition
 from advisor.services.ab_controller import ab_holding_job
-from probes.agent.desired import NodeConfig, ProtocolError
+from probes.agent.desired import NodeConfig, ProtocolError, check_engine_args
 from probes.models import ControllerKind, ModelDeployment, Node
 
 # A node whose agent has not reported for this long is not started on (it may be down).
@@ -218,29 +228,62 @@ def _gates(raw: Any, deployment: ModelDeployment | None) -> dict[str, Any]:
     return {**limits.to_json(), "defaults": defaults}
 
 
+def _id(value: Any, field: str, what: str, hint: str = "") -> int:
+    if value in (None, ""):
+        raise RolloutError(field, f"choose the {what} whose recommendation to apply{hint}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RolloutError(field, f"expected the id of an {what}, got {value!r}")
+    return value
+
+
+def _recommended(assessment: Assessment) -> list[str]:
+    """The deployments an assessment's plan has a change for, by name."""
+    return [
+        str(d.get("deployment"))
+        for d in (assessment.plan or {}).get("deployments", [])
+        if d.get("status") == "ok"
+    ]
+
+
+def _results_for(assessment: Assessment, name: str) -> list[str]:
+    have = ["plan"] if name in _recommended(assessment) else []
+    results = (assessment.strategies or {}).get(name, {})
+    return have + sorted(k for k, v in results.items() if isinstance(v, Mapping))
+
+
 def _recommendation(raw: Any) -> tuple[dict[str, Any], Assessment, ModelDeployment]:
     if not isinstance(raw, Mapping):
         raise RolloutError("recommendation", "expected {assessment, deployment, strategy}")
     unknown = sorted(set(raw) - {"assessment", "deployment", "strategy"})
     if unknown:
         raise RolloutError(f"recommendation.{unknown[0]}", "unknown field")
-    ids: dict[str, int] = {}
-    for key in ("assessment", "deployment"):
-        value = raw.get(key)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise RolloutError(f"recommendation.{key}", f"expected an id, got {value!r}")
-        ids[key] = value
-    assessment = Assessment.objects.filter(id=ids["assessment"]).first()
+    assessment_id = _id(raw.get("assessment"), "recommendation.assessment", "assessment")
+    assessment = Assessment.objects.filter(id=assessment_id).first()
     if assessment is None:
         raise RolloutError("recommendation.assessment", f"no assessment {raw.get('assessment')!r}")
+    deployment_id = _id(
+        raw.get("deployment"),
+        "recommendation.deployment",
+        "deployment",
+        f" (assessment #{assessment.id} has recommendations for "
+        f"{', '.join(_recommended(assessment)) or 'no deployment'})",
+    )
     deployment = ModelDeployment.objects.filter(
-        id=ids["deployment"], cluster=assessment.cluster
+        id=deployment_id, cluster=assessment.cluster
     ).first()
     if deployment is None:
         raise RolloutError(
-            "recommendation.deployment", "not a deployment of that assessment's cluster"
+            "recommendation.deployment",
+            f"not a deployment of cluster {assessment.cluster.name}, which assessment "
+            f"#{assessment.id} covers: choose one of {', '.join(_recommended(assessment))}",
         )
     strategy = raw.get("strategy")
+    if not strategy:
+        raise RolloutError(
+            "recommendation.strategy",
+            "choose the recommendation to apply: plan, or one strategy (batching, "
+            "quantization, speculative, ...)",
+        )
     if strategy == "plan":
         entries = [
             d
@@ -253,14 +296,20 @@ def _recommendation(raw: Any) -> tuple[dict[str, Any], Assessment, ModelDeployme
     if not isinstance(result, Mapping):
         raise RolloutError(
             "recommendation.strategy",
-            f"assessment #{assessment.id} has no {strategy!r} result for {deployment.served_name}",
+            f"assessment #{assessment.id} has no {strategy!r} result for "
+            f"{deployment.served_name}: choose one it has ("
+            f"{', '.join(_results_for(assessment, deployment.served_name)) or 'none'})",
         )
     try:
         change = change_from_recommendation(
             result, source=f"assessment #{assessment.id} {strategy} for {deployment.served_name}"
         )
+        # The worker parses it again at apply time: refuse here what a node would refuse.
+        check_engine_args(change["engine_args"], "recommendation.engine_args")
     except RecommendationError as exc:
         raise RolloutError("recommendation", str(exc)) from exc
+    except ProtocolError as exc:
+        raise RolloutError(exc.field, exc.message) from exc
     return {**change, "strategy": str(strategy)}, assessment, deployment
 
 
@@ -292,14 +341,23 @@ def rollout_propose(
         if deployment is None:
             raise RolloutError("deployment", f"no deployment with id {deployment_id!r}")
     targets = _targets(nodes, deployment)
-    if fields.get("replicas") is not None or fields.get("autoscaling"):
-        local = [n.hostname for n in targets if n.controller_kind != ControllerKind.KUBERNETES]
-        if local:
+    fields["manual_steps"] = []
+    local = [n.hostname for n in targets if n.controller_kind != ControllerKind.KUBERNETES]
+    if local and (fields.get("replicas") is not None or fields.get("autoscaling")):
+        if source == ChangeSource.MANUAL:
             raise RolloutError(
                 "change.replicas" if fields.get("replicas") is not None else "change.autoscaling",
-                f"{', '.join(local)} run a local vLLM process (no replicas to scale): replicas "
-                "and autoscaling apply to nodes with the kubernetes controller",
+                f"{', '.join(local)} run(s) one local vLLM process (no replicas to scale): "
+                "leave replicas and autoscaling empty and scale by hand, or choose nodes with "
+                "the kubernetes controller",
             )
+        try:
+            fields, steps = split_replica_part(
+                fields, deployment=deployment.served_name if deployment else "", local_nodes=local
+            )
+        except RecommendationError as exc:
+            raise RolloutError("recommendation", str(exc)) from exc
+        fields["manual_steps"] = steps
     options = _strategy(strategy)
     gate_values = _gates(gates, deployment)
     if not isinstance(reason, str) or len(reason) > 2000:
@@ -424,80 +482,113 @@ def _get(rollout_id: Any) -> Rollout:
     return rollout
 
 
-def rollout_approve(*, user: Any, rollout_id: Any, note: str = "") -> Rollout:
-    _require(user, "advisor.approve_rollout", "approving a rollout")
+@contextmanager
+def _refusal_audited(rollout_id: Any, user: Any, action: str) -> Iterator[Rollout]:
+    """The rollout; a `RolloutError` raised in the block is written to its audit trail.
+
+    The event is written after the block's own transaction rolled back, so it stays.
+    """
     rollout = _get(rollout_id)
-    with transaction.atomic():
-        rollout = Rollout.objects.select_for_update().get(id=rollout.id)
-        if rollout.status != RolloutStatus.PENDING:
-            raise RolloutError(
-                "status",
-                f"only a pending rollout can be approved (it is {rollout.status})",
-                status=409,
-            )
-        if rollout.created_by_id == user.id:
-            raise RolloutError(
-                "(approver)", "the proposer cannot approve their own rollout", status=403
-            )
-        rollout.approved_by, rollout.approved_at = user, timezone.now()
-        rollout.save(update_fields=["approved_by", "approved_at"])
-        audit(rollout, note or "approved", user=user, kind="approval")
+    try:
+        yield rollout
+    except RolloutError as exc:
+        audit(
+            rollout,
+            f"{action} refused: {exc.message}",
+            user=user,
+            kind="refused",
+            data={"action": action, "field": exc.field, "status": exc.status},
+        )
+        raise
+
+
+def rollout_approve(*, user: Any, rollout_id: Any, note: str = "") -> Rollout:
+    with _refusal_audited(rollout_id, user, "approve") as rollout:
+        _require(user, "advisor.approve_rollout", "approving a rollout")
+        with transaction.atomic():
+            rollout = Rollout.objects.select_for_update().get(id=rollout.id)
+            if rollout.status != RolloutStatus.PENDING:
+                raise RolloutError(
+                    "status",
+                    f"only a pending rollout can be approved (it is {rollout.status})",
+                    status=409,
+                )
+            if rollout.created_by_id == user.id:
+                raise RolloutError(
+                    "(approver)",
+                    "the proposer cannot approve their own rollout: ask another admin",
+                    status=403,
+                )
+            rollout.approved_by, rollout.approved_at = user, timezone.now()
+            rollout.save(update_fields=["approved_by", "approved_at"])
+            audit(rollout, note or "approved", user=user, kind="approval")
     return rollout
 
 
 def rollout_start(*, user: Any, rollout_id: Any, note: str = "") -> Rollout:
-    """Start a pending rollout (canary first); the `rollout` queue then advances it."""
-    _require(user, "advisor.start_rollout", "starting a rollout")
-    rollout = _get(rollout_id)
-    if getattr(settings, "ROLLOUT_SECOND_APPROVER", False):
-        if rollout.approved_by_id is None:
-            raise RolloutError(
-                "(approver)",
-                "a second admin must approve this rollout before it starts",
-                status=409,
-            )
-        if rollout.approved_by_id == user.id:
-            raise RolloutError(
-                "(approver)", "the approver cannot also start it (four eyes)", status=403
-            )
-    _check_nodes_ready(rollout)
+    """Start a pending rollout (canary first); the `rollout` queue then advances it.
+
+    A refusal (permission, approver, a node not ready) says what to do and is audited.
+    """
     from advisor.tasks.rollout import advance
 
-    with transaction.atomic():
-        rollout = transition(
-            rollout.id,
-            RolloutStatus.CANARY,
-            why=note or "started",
-            user=user,
-            fields={"started_by": user, "started_at": timezone.now(), "paused": False},
-        )
-        advance.delay_on_commit(rollout.id)
+    with _refusal_audited(rollout_id, user, "start") as rollout:
+        _require(user, "advisor.start_rollout", "starting a rollout")
+        if getattr(settings, "ROLLOUT_SECOND_APPROVER", False):
+            if rollout.approved_by_id is None:
+                raise RolloutError(
+                    "(approver)",
+                    "a second admin must approve this rollout before it starts",
+                    status=409,
+                )
+            if rollout.approved_by_id == user.id:
+                raise RolloutError(
+                    "(approver)",
+                    "the approver cannot also start it (four eyes): ask another admin",
+                    status=403,
+                )
+        _check_nodes_ready(rollout)
+        with transaction.atomic():
+            rollout = transition(
+                rollout.id,
+                RolloutStatus.CANARY,
+                why=note or "started",
+                user=user,
+                fields={"started_by": user, "started_at": timezone.now(), "paused": False},
+            )
+            advance.delay_on_commit(rollout.id)
     return rollout
 
 
 def _check_nodes_ready(rollout: Rollout) -> None:
     now = timezone.now().timestamp()
     for target in rollout.targets.select_related("node"):
+        host = target.node.hostname
         observed = target.node.observed_config or {}
         received = observed.get("received_at")
         if not isinstance(received, int | float):
             raise RolloutError(
                 "nodes",
-                f"node {target.node.hostname} has never reported a controller state "
-                "(is its agent running with --controller-config?)",
+                f"node {host} has never reported a controller state, so nothing would apply "
+                f"the change: run its agent with --controller-config (README, Rollouts; on "
+                f"the demo, `make demo-node`), wait until the node page shows its controller "
+                f"serving, then start again",
                 status=409,
             )
         if now - received > REPORT_FRESH_S:
             raise RolloutError(
                 "nodes",
-                f"node {target.node.hostname} last reported {now - received:.0f} s ago",
+                f"node {host} last reported {now - received:.0f} s ago (more than "
+                f"{REPORT_FRESH_S:.0f} s): check that its agent runs and reaches this server, "
+                "then start again",
                 status=409,
             )
         if observed.get("state") != "serving" or not observed.get("healthy"):
             raise RolloutError(
                 "nodes",
-                f"node {target.node.hostname} is {observed.get('state')}, not serving: "
-                "starting would take down more than the rollout allows",
+                f"node {host} is {observed.get('state')}, not serving: starting would take "
+                "down more than the rollout allows; wait until it serves again (its agent "
+                "restarts vLLM; see its log), or abort and propose without it",
                 status=409,
             )
 
@@ -505,22 +596,23 @@ def _check_nodes_ready(rollout: Rollout) -> None:
 def rollout_pause(*, user: Any, rollout_id: Any, note: str = "") -> Rollout:
     """Stop before the next batch (a bake in progress still ends, and a failing gate still
     rolls back)."""
-    _require(user, "advisor.pause_rollout", "pausing a rollout")
-    return _set_paused(user, rollout_id, True, note or "paused")
+    with _refusal_audited(rollout_id, user, "pause"):
+        _require(user, "advisor.pause_rollout", "pausing a rollout")
+        return _set_paused(user, rollout_id, True, note or "paused")
 
 
 def rollout_resume(*, user: Any, rollout_id: Any, note: str = "") -> Rollout:
-    _require(user, "advisor.pause_rollout", "resuming a rollout")
     from advisor.tasks.rollout import advance
 
-    with transaction.atomic():
-        rollout = _set_paused(user, rollout_id, False, note or "resumed")
-        advance.delay_on_commit(rollout.id)
+    with _refusal_audited(rollout_id, user, "resume"):
+        _require(user, "advisor.pause_rollout", "resuming a rollout")
+        with transaction.atomic():
+            rollout = _set_paused(user, rollout_id, False, note or "resumed")
+            advance.delay_on_commit(rollout.id)
     return rollout
 
 
 def _set_paused(user: Any, rollout_id: Any, paused: bool, note: str) -> Rollout:
-    _get(rollout_id)
     with transaction.atomic():
         rollout = Rollout.objects.select_for_update().get(id=rollout_id)
         if rollout.status not in (RolloutStatus.CANARY, RolloutStatus.PROGRESSING):
@@ -539,28 +631,28 @@ def _set_paused(user: Any, rollout_id: Any, paused: bool, note: str) -> Rollout:
 
 def rollout_abort(*, user: Any, rollout_id: Any, note: str = "") -> Rollout:
     """Stop where it stands: no further node is touched, nodes keep what they run now."""
-    _require(user, "advisor.abort_rollout", "aborting a rollout")
-    _get(rollout_id)
-    with transaction.atomic():
-        rollout = transition(
-            int(rollout_id), RolloutStatus.ABORTED, why=note or "aborted", user=user
-        )
-        rollout.targets.filter(status=TargetStatus.PENDING).update(status=TargetStatus.UNTOUCHED)
+    with _refusal_audited(rollout_id, user, "abort") as found:
+        _require(user, "advisor.abort_rollout", "aborting a rollout")
+        with transaction.atomic():
+            rollout = transition(found.id, RolloutStatus.ABORTED, why=note or "aborted", user=user)
+            rollout.targets.filter(status=TargetStatus.PENDING).update(
+                status=TargetStatus.UNTOUCHED
+            )
     return rollout
 
 
 def rollout_rollback(*, user: Any, rollout_id: Any, note: str = "") -> Rollout:
     """Restore the previous config on every node this rollout touched."""
-    _require(user, "advisor.rollback_rollout", "rolling back a rollout")
-    rollout = _get(rollout_id)
-    if rollout.status not in ACTIVE_STATUSES or rollout.status == RolloutStatus.ROLLING_BACK:
-        raise RolloutError(
-            "status", f"a {rollout.status} rollout cannot be rolled back", status=409
-        )
     from advisor.services.rollout_steps import begin_rollback
     from advisor.tasks.rollout import advance
 
-    with transaction.atomic():
-        rollout = begin_rollback(rollout.id, why=note or "rolled back by hand", user=user)
-        advance.delay_on_commit(rollout.id)
+    with _refusal_audited(rollout_id, user, "roll back") as rollout:
+        _require(user, "advisor.rollback_rollout", "rolling back a rollout")
+        if rollout.status not in ACTIVE_STATUSES or rollout.status == RolloutStatus.ROLLING_BACK:
+            raise RolloutError(
+                "status", f"a {rollout.status} rollout cannot be rolled back", status=409
+            )
+        with transaction.atomic():
+            rollout = begin_rollback(rollout.id, why=note or "rolled back by hand", user=user)
+            advance.delay_on_commit(rollout.id)
     return rollout

@@ -6,6 +6,7 @@
   runs, else what it was last told to run: the same order the service takes its restore
   point in. The change replaces the node's engine args wholesale (the controller runs its
   base args plus exactly the change's), so a flag only the node has is "removed".
+- Proposal links: the deployment ids an assessment page links its "propose" buttons with.
 - Status: what `static/js/rollout.js` polls while the rollout is not over (state, current
   step, each node's status and gates, the latest audit events), as plain JSON.
 """
@@ -19,6 +20,7 @@ from django.utils import dateformat, timezone
 
 from advisor.models import Rollout, RolloutEvent, RolloutStatus, RolloutTarget, TargetStatus
 from dashboard.selectors.config_diff import ArgLine, args_diff
+from probes.models import ModelDeployment
 
 # How many of the latest audit events the status carries (the page shows them all on load).
 STATUS_EVENTS = 20
@@ -155,3 +157,10 @@ def rollout_status(*, rollout: Rollout) -> dict[str, Any]:
         "targets": [target_status_json(t) for t in targets],
         "events": [event_json(e) for e in reversed(latest)],
     }
+
+
+def deployment_ids(*, cluster_id: int) -> dict[str, int]:
+    """{served name: id} of a cluster's deployments (an assessment names them by served name)."""
+    return dict(
+        ModelDeployment.objects.filter(cluster_id=cluster_id).values_list("served_name", "id")
+    )

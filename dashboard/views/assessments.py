@@ -31,6 +31,7 @@ from dashboard.selectors.assessments import (
     combination_label,
     measured_assessed,
 )
+from dashboard.selectors.rollouts import deployment_ids
 from probes.models import Cluster
 from probes.roles import OPERATOR, VIEWER
 
@@ -111,6 +112,7 @@ def assessment_detail(request: HttpRequest, assessment_id: int) -> HttpResponse:
                 for row in view.combinations
             ],
             "whatifs": list(assessment.whatifs.select_related("created_by")[:20]),
+            "deployment_ids": deployment_ids(cluster_id=assessment.cluster_id),
             "running": assessment.status in (AssessmentStatus.QUEUED, AssessmentStatus.RUNNING),
             "waterfall": figures.waterfall(view) if done else None,
             "strategy_bars": figures.strategy_savings(view) if done else None,

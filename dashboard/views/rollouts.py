@@ -133,6 +133,42 @@ def _propose_args(post: Any) -> dict[str, Any]:
     return args
 
 
+# The service names fields as the API does ("recommendation.deployment"); the form says them
+# as its labels do and marks that input. Longest matching prefix wins.
+FIELD_LABELS = {
+    "nodes": ("nodes", "Nodes"),
+    "deployment": ("deployment", "Deployment"),
+    "recommendation": ("strategy_name", "Recommendation"),
+    "recommendation.assessment": ("assessment", "Assessment"),
+    "recommendation.deployment": ("deployment", "Deployment"),
+    "recommendation.strategy": ("strategy_name", "Strategy"),
+    "recommendation.engine_args": ("strategy_name", "The recommendation's engine args"),
+    "change": ("title", "Change"),
+    "change.title": ("title", "Title"),
+    "change.engine_args": ("engine_args", "Engine args"),
+    "change.model_path": ("model_path", "Model path"),
+    "change.replicas": ("replicas", "Replicas"),
+    "change.autoscaling": ("autoscaling", "Autoscaling manifest"),
+    "change.projection": ("projection", "Projection"),
+    "projection": ("projection", "Projection"),
+    "reason": ("reason", "Why"),
+    **{f"strategy.{n}": (n, n.replace("_", " ")) for n in STRATEGY_FIELDS},
+    **{f"gates.{n}": (f"gate_{n}", f"gate {n.replace('_', ' ')}") for n in GATE_FIELDS},
+}
+
+
+def form_error(field: str, message: str) -> tuple[str, str]:
+    """(the form input to mark, the error as the form says it) for a service error."""
+    prefixes = [field[:i] for i, ch in enumerate(field) if ch in ".["] + [field]
+    known = [p for p in prefixes if p in FIELD_LABELS]
+    if not known:
+        return "", f"{field}: {message}"
+    key = known[-1]
+    name, label = FIELD_LABELS[key]
+    detail = field[len(key) :].lstrip(".")
+    return name, f"{label}{f' ({detail})' if detail else ''}: {message}"
+
+
 FORM_FIELDS = (
     "source", "title", "engine_args", "model_path", "replicas", "autoscaling", "projection",
     "deployment", "assessment", "strategy_name", "reason",
@@ -157,12 +193,14 @@ def _recent_assessments() -> list[Assessment]:
 def rollout_new(request: HttpRequest) -> HttpResponse:
     """GET: the proposal form (prefilled from ?assessment=&deployment=&strategy=); POST: propose."""
     errors: list[str] = []
+    invalid = ""
     status = 200
     if request.method == "POST":
         try:
             rollout = rollout_propose(user=request.user, **_propose_args(request.POST))
         except RolloutError as exc:
-            errors.append(f"{exc.field}: {exc.message}")
+            invalid, error = form_error(exc.field, exc.message)
+            errors.append(error)
             status = exc.status
         else:
             messages.success(request, f"Rollout #{rollout.id} proposed; an admin starts it.")
@@ -172,6 +210,7 @@ def rollout_new(request: HttpRequest) -> HttpResponse:
         "dashboard/rollout_new.html",
         {
             "errors": errors,
+            "invalid": invalid,
             "form": _form_values(request.POST if request.method == "POST" else request.GET),
             "nodes": Node.objects.select_related("cluster"),
             "deployments": ModelDeployment.objects.select_related("cluster"),

@@ -10,12 +10,13 @@ from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
-from advisor.models import LedgerEntry, Rollout
+from advisor.models import ConfigChange, LedgerEntry, Rollout
 from advisor.services.rollout_steps import rollout_advance
 from advisor.services.rollouts import rollout_propose, rollout_start
 from dashboard.selectors.config_diff import ArgLine
 from dashboard.selectors.rollouts import rollout_node_diffs
 from tests.advisor.rollouts.helpers import Agent, fleet
+from tests.advisor.rollouts.test_services import _recommending
 
 pytestmark = pytest.mark.django_db
 CHANGE = {"title": "bigger batches", "engine_args": {"max_num_seqs": 512}}
@@ -81,7 +82,8 @@ def test_the_form_names_the_bad_field_and_stores_nothing(bob: User) -> None:
         "nodes": [str(nodes[0].id)],
     })  # fmt: skip
     assert response.status_code == 400
-    assert b"change.engine_args: not valid JSON" in response.content
+    assert b"Engine args: not valid JSON" in response.content
+    assert b'<textarea name="engine_args" aria-invalid="true"' in response.content
     assert not Rollout.objects.exists()
 
 
@@ -247,3 +249,70 @@ def test_the_status_json_is_for_signed_in_roles_only(bob: User) -> None:
     response = Client().get(f"/rollouts/{rollout.id}/status.json")
     assert response.status_code == 302
     assert _as(bob).get("/rollouts/999999/status.json").status_code == 404
+
+
+def test_the_plan_form_left_empty_asks_for_the_deployment_by_its_label(bob: User) -> None:
+    """As "Propose a rollout of the plan" opens it: assessment and plan chosen, nothing else."""
+    f = fleet(1)
+    assessment = _recommending(f)
+    form = _as(bob).get(f"/rollouts/new/?assessment={assessment.id}&strategy=plan")
+    assert b'<input type="radio" name="source" value="recommendation" checked>' in form.content
+    response = _as(bob).post("/rollouts/new/", {
+        "source": "recommendation", "assessment": str(assessment.id), "strategy_name": "plan",
+    })  # fmt: skip
+    assert response.status_code == 400
+    html = response.content.decode()
+    assert (
+        '<li class="error">Deployment: choose the deployment whose recommendation to apply '
+        f"(assessment #{assessment.id} has recommendations for llama)</li>"
+    ) in html
+    assert '<select name="deployment" aria-invalid="true">' in html
+    assert "recommendation.deployment" not in html
+    assert "got None" not in html
+    assert not Rollout.objects.exists()
+    assert not ConfigChange.objects.exists()
+
+
+def test_an_empty_form_asks_for_a_title_by_its_label(bob: User) -> None:
+    response = _as(bob).post("/rollouts/new/", {})
+    assert response.status_code == 400
+    assert (
+        b'<li class="error">Title: required: a title of at most 200 characters</li>'
+        in response.content
+    )
+    assert not Rollout.objects.exists()
+
+
+def test_a_plan_on_a_local_node_lists_its_replica_part_as_manual_steps(
+    bob: User, carol: User
+) -> None:
+    f = fleet(1)
+    assessment = _recommending(f)
+    response = _as(bob).post("/rollouts/new/", {
+        "source": "recommendation", "assessment": str(assessment.id), "strategy_name": "plan",
+        "deployment": str(f.deployment.id), "nodes": [str(f.nodes[0].id)],
+    })  # fmt: skip
+    rollout = Rollout.objects.get()
+    assert response["Location"] == f"/rollouts/{rollout.id}/"
+    html = _as(carol).get(f"/rollouts/{rollout.id}/").content.decode()
+    section = html.split('data-testid="manual-steps">')[1].split("</section>")[0]
+    assert "<strong>Run 2 replica(s) of llama</strong>: gpu-0 run(s) one local" in section
+    assert "<strong>Autoscale llama as the recommendation says</strong>" in section
+    assert "kind: HorizontalPodAutoscaler" in section
+    # What the node is sent: the per-replica part only.
+    sent = "{\n  &quot;engine_args&quot;: {\n    &quot;max_num_seqs&quot;: 512\n  }\n}</pre>"
+    assert sent in html
+
+
+def test_a_start_refused_from_the_page_says_what_to_do_and_stays_in_the_trail(
+    alice: User, bob: User
+) -> None:
+    nodes = fleet(1).nodes  # its agent never reported a controller state
+    rollout = rollout_propose(user=bob, nodes=[nodes[0].id], change=CHANGE)
+    page = _as(alice).post(f"/rollouts/{rollout.id}/", {"action": "start"}, follow=True)
+    html = page.content.decode()
+    why = "node gpu-0 has never reported a controller state, so nothing would apply the change"
+    assert f'<li class="error">nodes: {why}' in html
+    trail = html.split('data-testid="events"')[1]
+    assert "<td>alice</td><td>refused</td><td></td><td>start refused: " + why in trail
+    assert Rollout.objects.get(id=rollout.id).status == "pending"

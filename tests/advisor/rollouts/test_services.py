@@ -263,5 +263,156 @@ def test_replicas_and_autoscaling_need_kubernetes_nodes(bob: User) -> None:
     change = {"title": "scale", "replicas": 3}
     error = _error(rollout_propose, user=bob, nodes=[n.id for n in nodes], change=change)
     assert error.field == "change.replicas"
-    assert error.message.startswith("gpu-0 run a local vLLM process")
+    assert error.message == (
+        "gpu-0 run(s) one local vLLM process (no replicas to scale): leave replicas and "
+        "autoscaling empty and scale by hand, or choose nodes with the kubernetes controller"
+    )
+    assert not Rollout.objects.exists()
     assert rollout_propose(user=bob, nodes=[nodes[1].id], change=change).change.replicas == 3
+
+
+HPA = (
+    "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: llama}\n"
+    "spec: {minReplicas: 1, maxReplicas: 3}\n"
+)
+SPEC = '{"method":"ngram","num_speculative_tokens":4,"prompt_lookup_max":4}'
+PROJECTIONS = {
+    "baseline": {"gpus": 3.0, "usd_per_hour": 12.0, "output_tokens_per_s": 900.0},
+    "projected": {"gpus": 2.0, "usd_per_hour": 8.0, "output_tokens_per_s": 900.0},
+}
+# As the engine stores them: each sizes replicas; the plan also autoscales.
+RESULTS = {
+    "plan": {"deployment": "llama", "status": "ok", "message": "[batching] seqs 512",
+             "baseline": PROJECTIONS["baseline"], "plan": PROJECTIONS["projected"],
+             "config_change": {"engine_args": {"--max-num-seqs": 512}, "replicas": 2,
+                               "manifests": {"hpa.yaml": HPA}}},
+    "quantization": {"summary": "fp8 on 2 GPUs", **PROJECTIONS,
+                     "config_change": {"engine_args": {"--quantization": "fp8"},
+                                       "model_path": "/models/llama-fp8", "replicas": 2}},
+    "batching": {"summary": "seqs 512 on 2 GPUs", **PROJECTIONS,
+                 "config_change": {"engine_args": {"--max-num-seqs": 512}, "replicas": 2}},
+    "speculative": {"summary": "ngram on 2 GPUs", **PROJECTIONS,
+                    "config_change": {"engine_args": {"--speculative-config": SPEC},
+                                      "replicas": 2}},
+    "autoscaling": {"summary": "HPA 1..3", **PROJECTIONS,
+                    "config_change": {"engine_args": {}, "replicas": 1,
+                                      "manifests": {"hpa.yaml": HPA}}},
+}  # fmt: skip
+APPLIED = {
+    "plan": ({"max_num_seqs": 512}, ""),
+    "quantization": ({"quantization": "fp8"}, "/models/llama-fp8"),
+    "batching": ({"max_num_seqs": 512}, ""),
+    "speculative": ({"speculative_config": SPEC}, ""),
+}
+REPLICAS_STEP = {
+    "title": "Run 2 replica(s) of llama",
+    "detail": "gpu-0 run(s) one local vLLM process each, which this rollout updates in place; "
+    "start or stop vLLM processes by hand (each with this change's engine args) until llama "
+    "has 2 replica(s).",
+    "manifest": "",
+}
+
+
+def _recommending(f: Any) -> Assessment:
+    strategies = {k: v for k, v in RESULTS.items() if k != "plan"}
+    return Assessment.objects.create(
+        cluster=f.cluster, window_start=timezone.now() - timedelta(days=7),
+        window_end=timezone.now(), status="completed",
+        plan={"deployments": [RESULTS["plan"]]}, strategies={"llama": strategies},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("strategy", ["plan", "quantization", "batching", "speculative"])
+def test_it_applies_a_recommendations_per_replica_part_to_a_local_node(
+    bob: User, strategy: str
+) -> None:
+    """Replicas and autoscaling become manual steps; engine args and the model are applied."""
+    f = fleet(1)
+    assessment = _recommending(f)
+    rollout = rollout_propose(
+        user=bob, nodes=[f.nodes[0].id],
+        recommendation={"assessment": assessment.id, "deployment": f.deployment.id,
+                        "strategy": strategy},
+    )  # fmt: skip
+    change = rollout.change
+    engine_args, model_path = APPLIED[strategy]
+    assert (change.engine_args, change.model_path) == (engine_args, model_path)
+    assert (change.replicas, change.autoscaling) == (None, {})
+    assert change.node_config() == {
+        "engine_args": engine_args, **({"model": model_path} if model_path else {}),
+    }  # fmt: skip
+    if strategy != "plan":
+        assert change.manual_steps == [REPLICAS_STEP]
+        return
+    replicas, hpa = change.manual_steps
+    assert replicas == REPLICAS_STEP
+    assert hpa["title"] == "Autoscale llama as the recommendation says"
+    assert hpa["manifest"] == (
+        "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: llama\n"
+        "spec:\n  minReplicas: 1\n  maxReplicas: 3\n"
+    )
+
+
+def test_on_kubernetes_nodes_a_recommendation_keeps_its_replicas(bob: User) -> None:
+    f = fleet(1)
+    f.nodes[0].controller_kind = "kubernetes"
+    f.nodes[0].save()
+    rollout = rollout_propose(
+        user=bob, nodes=[f.nodes[0].id],
+        recommendation={"assessment": _recommending(f).id, "deployment": f.deployment.id,
+                        "strategy": "plan"},
+    )  # fmt: skip
+    assert (rollout.change.replicas, rollout.change.autoscaling["kind"]) == (
+        2, "HorizontalPodAutoscaler")  # fmt: skip
+    assert rollout.change.manual_steps == []
+
+
+def test_a_recommendation_that_only_scales_is_refused_on_a_local_node_saying_what_to_do(
+    bob: User,
+) -> None:
+    f = fleet(1)
+    error = _error(
+        rollout_propose, user=bob, nodes=[f.nodes[0].id],
+        recommendation={"assessment": _recommending(f).id, "deployment": f.deployment.id,
+                        "strategy": "autoscaling"},
+    )  # fmt: skip
+    assert (error.field, error.message) == (
+        "recommendation",
+        "it only changes replicas or autoscaling, which gpu-0 cannot apply (one local vLLM "
+        "process each): scale by hand (see the plan's manifests), or choose nodes with the "
+        "kubernetes controller",
+    )
+    assert not ConfigChange.objects.exists()
+
+
+def test_a_recommendation_without_a_deployment_says_which_to_choose(bob: User) -> None:
+    f = fleet(1)
+    assessment = _recommending(f)
+    error = _error(
+        rollout_propose, user=bob, nodes=[f.nodes[0].id],
+        recommendation={"assessment": assessment.id, "deployment": None, "strategy": "plan"},
+    )  # fmt: skip
+    assert (error.field, error.message) == (
+        "recommendation.deployment",
+        f"choose the deployment whose recommendation to apply (assessment #{assessment.id} "
+        "has recommendations for llama)",
+    )
+    assert not Rollout.objects.exists()
+    assert not ConfigChange.objects.exists()
+
+
+def test_a_refused_start_is_audited_and_says_what_to_do(alice: User, bob: User) -> None:
+    nodes = fleet(1).nodes
+    rollout = rollout_propose(user=bob, nodes=[nodes[0].id], change=CHANGE)
+    error = _error(rollout_start, user=alice, rollout_id=rollout.id, note="go")
+    message = (
+        "node gpu-0 has never reported a controller state, so nothing would apply the change: "
+        "run its agent with --controller-config (README, Rollouts; on the demo, `make "
+        "demo-node`), wait until the node page shows its controller serving, then start again"
+    )
+    assert (error.status, error.field, error.message) == (409, "nodes", message)
+    refused = rollout.events.get(kind="refused")
+    assert (refused.actor, refused.message) == (alice, f"start refused: {message}")
+    assert refused.data == {"action": "start", "field": "nodes", "status": 409}
+    assert Rollout.objects.get(id=rollout.id).status == "pending"
+    assert not rollout.events.filter(to_status="canary").exists()
