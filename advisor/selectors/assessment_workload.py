@@ -19,7 +19,10 @@
   the window's mean rate.
 
 Enough data means: >= `MIN_REQUESTS` request lengths (records or histograms), request counts
-for some minutes, and >= `MIN_LOAD_HOURS` of load telemetry or an imported trace.
+for some minutes, >= `MIN_LOAD_HOURS` of load telemetry or an imported trace, and a measured
+rate (counted, or estimated from GPU utilization) for at least the data floor's share of the
+window's minutes (`advisor.evidence.MIN_MEASURED_SHARE`; below it the gap says "not enough
+data" and `below_floor`: the deployment is not priced and stays at today's cost).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from django.db.models import Avg, Count, Max, Min, Sum
 from django.db.models.functions import TruncMinute
 
 from advisor.engine.workload import gamma_arrivals_s
+from advisor.evidence import Coverage, below_floor_text
 from probes.agent.vllm_metrics import Histogram, VllmMetricsError
 from probes.models import (
     EngineRollup,
@@ -69,7 +73,7 @@ class DerivedWorkload:
     end: datetime
     rate_rps: FloatArray  # one value per minute of the window
     rate_source: str
-    covered_minutes: int
+    covered_minutes: int  # counted: request records or vLLM counters
     burstiness: float
     burstiness_source: str
     sample_arrival_s: FloatArray  # a request sample: arrivals from 0, with its lengths
@@ -82,6 +86,11 @@ class DerivedWorkload:
     request_records: int
     notes: tuple[str, ...] = field(default=())
     spec_decode: dict[str, int] | None = None  # vLLM spec-decode counter increases
+    estimated_minutes: int = 0  # rate scaled from the GPUs' measured utilization
+
+    @property
+    def coverage(self) -> Coverage:
+        return Coverage(int(self.rate_rps.size), self.covered_minutes, self.estimated_minutes)
 
     @property
     def mean_rate_rps(self) -> float:
@@ -92,6 +101,7 @@ class DerivedWorkload:
         return {
             "rate_source": self.rate_source,
             "covered_minutes": self.covered_minutes,
+            **self.coverage.to_json(),
             "mean_rate_rps": self.mean_rate_rps,
             "peak_rate_rps": float(self.rate_rps.max()) if self.rate_rps.size else 0.0,
             "burstiness": self.burstiness,
@@ -122,15 +132,19 @@ class DataGap:
     message: str
     missing: tuple[str, ...]
     have: dict[str, Any]
+    below_floor: bool = False  # enough to simulate, too little measured to price
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "deployment_id": self.deployment_id,
             "deployment": self.served_name,
             "message": self.message,
             "missing": list(self.missing),
             "have": self.have,
         }
+        if self.below_floor:
+            out["below_floor"] = True
+        return out
 
 
 def _hours_text(hours: float) -> str:
@@ -381,6 +395,7 @@ def workload_derive(
     util, util_source = _gpu_load(gpu_ids, start, minutes)
     shape_source = rate_source
     uncovered = ~covered
+    estimated = 0
     if uncovered.any():
         usable = covered & ~np.isnan(util)
         fill = uncovered & ~np.isnan(util)
@@ -388,6 +403,7 @@ def workload_derive(
         if fill.any() and util_sum > 0:
             scale = float(counts[usable].sum()) / util_sum
             counts[fill] = util[fill] * scale
+            estimated = int(fill.sum())
             rate_source += f"; {int(fill.sum())} min from the {util_source} scaled to match"
             shape_source = f"{primary.source} and the {util_source}"
             notes.append(
@@ -403,6 +419,23 @@ def workload_derive(
                 "rate of the covered minutes"
             )
     rate = counts / 60.0
+    coverage = Coverage(minutes, int(covered.sum()), estimated)
+    if coverage.below_floor:
+        have["counted_minutes"] = coverage.counted_minutes
+        have["estimated_minutes"] = coverage.estimated_minutes
+        have["window_minutes"] = coverage.window_minutes
+        return DataGap(
+            deployment.id,
+            name,
+            f"deployment {name}: {below_floor_text(coverage)}",
+            (
+                f"measured load: {coverage.measured_minutes:,} of {minutes:,} minutes; needs "
+                "a longer trace, vLLM metrics or GPU telemetry over more of the window, or a "
+                "shorter window",
+            ),
+            have,
+            below_floor=True,
+        )
 
     recent = records.order_by("-arrival_ts").values_list(
         "arrival_ts", "prompt_tokens", "output_tokens"
@@ -464,6 +497,7 @@ def workload_derive(
         request_records=record_count,
         notes=tuple(notes),
         spec_decode=spec_decode_totals(deployment=deployment, start=start, end=end),
+        estimated_minutes=estimated,
     )
 
 

@@ -7,7 +7,9 @@ transaction commits. `assessment_execute` (the `sim` task, after claiming the ro
 reads the fleet and its telemetry, measures today's utilization and cost, derives each
 deployment's workload (or records what is missing), builds the engine's `Scenario`, stores
 its JSON, runs the engine and stores each strategy's result, the plan, the simulated
-baseline beside the measured figures and the gap, and timings; on completion it links the
+baseline beside the measured figures and the gap, and timings. A deployment below the data
+floor (`advisor.evidence`) is not given to the engine and not priced: the stored plan holds it
+at today's cost in its totals (`advisor.held`). On completion it links the
 cluster's previous completed one (completion order, under a lock) and the trend since it;
 progress is written as it goes. Schedules are django-celery-beat PeriodicTasks,
 one per cluster, weekly by default, editable in the admin.
@@ -19,7 +21,7 @@ import json
 import math
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,6 +31,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from advisor.engine.bounds import WINDOW_DAYS
+from advisor.held import held_entry, held_of, plan_hold
 from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus
 from advisor.selectors.assessment_fleet import Fleet, fleet_of
 from advisor.selectors.assessment_measured import gpu_telemetry_in_window, usage_measured
@@ -278,6 +281,10 @@ def assessment_execute(*, assessment_id: int) -> Assessment:
         _progress(assessment_id, 0.45 + 0.5 * fraction, message)
 
     outcome = scenario_run(scenario, progress=on_progress)
+    outcome = replace(
+        outcome,
+        plan=plan_hold(outcome.plan, _held(fleet, gaps, scenario.options.hours_per_month)),
+    )
     lap("engine_s")
     gap = _gap(measured, outcome)
     timings["total_s"] = round(sum(timings.values()), 4)
@@ -334,6 +341,29 @@ def _finish(
             trend=_plain(_trend(previous, measured, outcome)),
             **{name: _plain(value) for name, value in fields.items()},
         )
+
+
+def _held(fleet: Fleet, gaps: list[DataGap], hours_per_month: float) -> list[dict[str, Any]]:
+    """The deployments below the data floor at today's cost: their GPUs at their price."""
+    by_id = {d.id: d for d in fleet.deployments}
+    held = []
+    for gap in gaps:
+        deployment = by_id.get(gap.deployment_id)
+        kind = deployment.kind if deployment is not None else None
+        if not gap.below_floor or deployment is None or kind is None or kind not in fleet.prices:
+            continue
+        held.append(
+            held_entry(
+                deployment=gap.served_name,
+                status="not_enough_data",
+                reason=gap.message,
+                hardware=kind,
+                gpus=float(len(deployment.gpus)),
+                usd_per_gpu_hour=fleet.prices[kind].usd_per_gpu_hour,
+                hours_per_month=hours_per_month,
+            )
+        )
+    return held
 
 
 def _plain(value: Any) -> Any:
@@ -476,6 +506,7 @@ def assessment_rerun(*, assessment: Assessment) -> tuple[EngineOutcome, list[str
     if not assessment.scenario:
         raise AssessmentInputError("scenario", "this assessment stored no scenario")
     outcome = scenario_run(scenario_from_json(assessment.scenario), progress=None)
+    outcome = replace(outcome, plan=plan_hold(outcome.plan, held_of(assessment.plan)))
     differ = [
         name
         for name in ("baseline", "strategies", "plan")

@@ -16,7 +16,11 @@ assessment (`scenario_run`), so the answer differs from the stored plan only by 
 Every key is optional; a value equal to the stored one is not a change. Bad input raises
 `WhatIfInputError` naming the field (`deployments.chat.hardware`, `prices.H100-SXM`, ...)
 before anything runs. A GPU kind the deployment's model does not fit on is not bad input: the
-engine answers it for that deployment ("does not fit"), as it would in an assessment.
+engine answers it for that deployment ("does not fit"), as it would in an assessment, and the
+what-if is infeasible there: that deployment keeps today's configuration, so the totals hold it
+at the assessment's cost for it (`advisor.held`, status "infeasible"; re-priced when the
+what-if changes its GPU kind's price) instead of dropping it and showing the others' savings as
+the fleet's. Deployments the assessment held (below the data floor) stay held.
 """
 
 from __future__ import annotations
@@ -28,8 +32,10 @@ from typing import Any
 
 from advisor.engine.bounds import PRICE_USD_PER_GPU_HOUR, REPLICAS, SLO_BOUNDS, Bound
 from advisor.engine.catalog import DEFAULT_CATALOG, CatalogError
+from advisor.engine.context import PriceBook
 from advisor.engine.scenario import PriceEntry, Scenario, ScenarioError, SloSpec
 from advisor.engine.strategies.registry import names as strategy_names
+from advisor.held import held_entry, held_of, plan_hold
 from advisor.models import Assessment
 from advisor.services.assessment_engine import EngineOutcome, scenario_from_json, scenario_run
 
@@ -63,7 +69,7 @@ class WhatIf:
 class WhatIfOutcome:
     scenario_digest: str
     described: tuple[str, ...]
-    outcome: EngineOutcome
+    outcome: EngineOutcome  # its plan holds the infeasible deployments at today's cost
 
     def fields(self) -> dict[str, Any]:
         """The answer as JSON-safe dicts named like an assessment's fields."""
@@ -232,9 +238,74 @@ def whatif_simulate(
     """Apply `changes` to the assessment's stored scenario and run the engine on it."""
     if not assessment.scenario:
         raise WhatIfInputError("assessment", f"assessment #{assessment.pk} stored no scenario")
-    whatif = whatif_scenario(scenario=scenario_from_json(assessment.scenario), changes=changes)
+    original = scenario_from_json(assessment.scenario)
+    whatif = whatif_scenario(scenario=original, changes=changes)
     outcome = scenario_run(whatif.scenario, progress=progress)
+    held = whatif_held(
+        assessment_plan=assessment.plan or {}, before=original, after=whatif.scenario,
+        plan=outcome.plan,
+    )  # fmt: skip
+    outcome = replace(outcome, plan=plan_hold(outcome.plan, held))
     return WhatIfOutcome(whatif.scenario.digest(), whatif.described, outcome)
+
+
+def whatif_held(
+    *, assessment_plan: dict[str, Any], before: Scenario, after: Scenario, plan: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """What the what-if's totals hold at today's cost: the assessment's held deployments, and
+    each one the engine could not resolve under the changes (its change does not fit), at the
+    assessment's simulated cost for it; both at the what-if's price for their GPU kind."""
+    old_prices = PriceBook(dict(before.prices), DEFAULT_CATALOG)
+    new_prices = PriceBook(dict(after.prices), DEFAULT_CATALOG)
+
+    def price(kind: str, usd_per_gpu_hour: float) -> float:
+        if not _known(kind):
+            return usd_per_gpu_hour
+        hardware = DEFAULT_CATALOG.gpu(kind)
+        old, new = old_prices.usd_per_gpu_hour(hardware), new_prices.usd_per_gpu_hour(hardware)
+        return usd_per_gpu_hour * new / old if old > 0 else usd_per_gpu_hour
+
+    hours = after.options.hours_per_month
+    held = [
+        held_entry(
+            deployment=entry["deployment"],
+            status=entry["status"],
+            reason=entry["reason"],
+            hardware=entry["hardware"],
+            gpus=float(entry["gpus"]),
+            usd_per_gpu_hour=price(entry["hardware"], float(entry["usd_per_gpu_hour"])),
+            hours_per_month=hours,
+        )
+        for entry in held_of(assessment_plan)
+    ]
+    today = {
+        item["deployment"]: item.get("baseline")
+        for item in assessment_plan.get("deployments") or ()
+        if isinstance(item.get("baseline"), dict)
+    }
+    specs = {d.name: d for d in before.deployments}
+    for item in plan.get("deployments") or ():
+        name = item.get("deployment")
+        baseline, spec = today.get(name), specs.get(name)
+        if item.get("status") != "error" or baseline is None or spec is None:
+            continue
+        gpus = baseline.get("gpus")
+        usd_hour = baseline.get("usd_per_hour")
+        if not isinstance(gpus, int | float) or not isinstance(usd_hour, int | float) or not gpus:
+            continue
+        kind = DEFAULT_CATALOG.gpu(spec.hardware).name if _known(spec.hardware) else spec.hardware
+        held.append(
+            held_entry(
+                deployment=name,
+                status="infeasible",
+                reason=f"the change does not fit ({item.get('message', '')})",
+                hardware=kind,
+                gpus=float(gpus),
+                usd_per_gpu_hour=price(kind, float(usd_hour) / float(gpus)),
+                hours_per_month=hours,
+            )
+        )
+    return held
 
 
 def whatif_choices(*, assessment: Assessment) -> dict[str, Any]:

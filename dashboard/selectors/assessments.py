@@ -14,10 +14,14 @@ figures. Three arrangements deserve a word:
 - vLLM args diff: today's engine args as stored on the deployment, beside the plan's
   `config_change` (CLI flags), one line per flag that is kept, changed, added or removed
   (`dashboard.selectors.config_diff`, shared with the rollout page).
-- Confidence: per GPU kind, the calibration profile's fit error (median absolute percentage
-  error on measured points) and where it came from, and the plan's cost when the
-  calibration's efficiencies move (the engine's sensitivity rows), beside how far the
-  simulated baseline is from what the telemetry measured.
+- Confidence: per deployment, the lowest of three caps with every reason, the one that capped
+  it first (`advisor.evidence`): the share of the window's minutes whose rate was assumed,
+  the measured-vs-simulated utilization gap, and its GPU kind's calibration fit error. Per GPU
+  kind, the calibration profile's fit error and where it came from, and the plan's cost when
+  the calibration's efficiencies move (the engine's sensitivity rows).
+- Held deployments (`advisor.held`): below the data floor ("not enough data") or a what-if
+  change that does not fit ("infeasible"): not priced, in the totals at today's cost; each
+  has its row, and the what-if's headline names the infeasible ones.
 """
 
 from __future__ import annotations
@@ -26,6 +30,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from advisor.evidence import (
+    NOT_ENOUGH_DATA,
+    Confidence,
+    Coverage,
+    calibration_level,
+    confidence_of,
+    floor_text,
+    thresholds,
+)
 from advisor.models import Assessment, AssessmentStatus
 from dashboard.selectors.config_diff import ArgLine, args_diff
 
@@ -39,9 +52,6 @@ STRATEGY_LABELS = {
     "speculative": "speculative decoding",
     "sharing": "multi-model GPU sharing",
 }
-# Confidence from the calibration's fit error (median absolute percentage error).
-HIGH_CONFIDENCE_APE = 0.10
-MEDIUM_CONFIDENCE_APE = 0.25
 
 
 def num(value: Any) -> float | None:
@@ -112,9 +122,13 @@ class DeploymentView:
     strategy_cells: tuple[StrategyCell, ...]
     workload: dict[str, Any] | None
     inputs: dict[str, Any] = field(default_factory=dict)
+    held: dict[str, Any] | None = None  # not priced: in the totals at today's cost
+    confidence: Confidence | None = None  # None: not judged (what-ifs)
 
     @property
     def savings_usd_per_month(self) -> float | None:
+        if self.held is not None:
+            return None
         if self.baseline is None or self.plan is None or self.status != "ok":
             return None
         before, after = (
@@ -134,11 +148,7 @@ class CalibrationView:
 
     @property
     def level(self) -> str:
-        if self.fit_median_ape is None:
-            return "unknown"
-        if self.fit_median_ape <= HIGH_CONFIDENCE_APE:
-            return "high"
-        return "medium" if self.fit_median_ape <= MEDIUM_CONFIDENCE_APE else "low"
+        return calibration_level(self.fit_median_ape)
 
 
 @dataclass(frozen=True)
@@ -157,10 +167,37 @@ class PlanView:
     messages: tuple[str, ...]
     sharing: tuple[dict[str, Any], ...]
     strategies: tuple[str, ...]  # enabled, in the planner's order
+    held: tuple[dict[str, Any], ...] = ()
+    data_floor: str = field(default_factory=floor_text)
+    thresholds: dict[str, float] = field(default_factory=thresholds)
 
     @property
     def assessed(self) -> tuple[DeploymentView, ...]:
         return tuple(d for d in self.deployments if d.baseline is not None)
+
+    @property
+    def rows(self) -> tuple[DeploymentView, ...]:
+        """Every deployment the totals count: the simulated ones and the held ones."""
+        return tuple(d for d in self.deployments if d.baseline is not None or d.held is not None)
+
+    @property
+    def infeasible(self) -> tuple[dict[str, Any], ...]:
+        return tuple(h for h in self.held if h.get("status") == "infeasible")
+
+    @property
+    def not_priced(self) -> tuple[dict[str, Any], ...]:
+        return tuple(h for h in self.held if h.get("status") == "not_enough_data")
+
+    @property
+    def held_usd_per_month(self) -> float:
+        return sum(finite(h.get("usd_per_month")) or 0.0 for h in self.held)
+
+    @property
+    def lowest_confidence(self) -> tuple[DeploymentView, ...]:
+        """The judged deployments, lowest confidence first (the headline's order)."""
+        rank = {NOT_ENOUGH_DATA: 0, "low": 1, "medium": 2, "high": 3}
+        judged = [(d, d.confidence) for d in self.deployments if d.confidence is not None]
+        return tuple(d for d, c in sorted(judged, key=lambda pair: rank.get(pair[1].level, 0)))
 
 
 def _strategy_cells(results: dict[str, Any]) -> tuple[StrategyCell, ...]:
@@ -218,6 +255,22 @@ def waterfall_steps(
     return tuple(steps)
 
 
+def deployment_confidence(
+    *,
+    workload: dict[str, Any] | None,
+    gap: dict[str, Any] | None,
+    calibration: dict[str, Any] | None,
+) -> Confidence:
+    """A simulated deployment's confidence from what the assessment stored about it."""
+    gap = gap or {}
+    return confidence_of(
+        coverage=Coverage.from_summary(workload),
+        util_measured_pct=finite(gap.get("util_measured_pct")),
+        util_simulated_pct=finite(gap.get("util_simulated_pct")),
+        fit_median_ape=finite((calibration or {}).get("fit_median_ape")),
+    )
+
+
 def plan_view(
     *,
     plan: dict[str, Any],
@@ -226,11 +279,15 @@ def plan_view(
     measured: dict[str, Any] | None = None,
     gap: dict[str, Any] | None = None,
     data_gaps: list[dict[str, Any]] | None = None,
+    calibration: dict[str, Any] | None = None,
 ) -> PlanView:
+    """The page's arrangement of a stored plan; with `calibration` (an assessment, not a
+    what-if) each simulated deployment is judged (`deployment_confidence`)."""
     inputs = inputs or {}
     measured = measured or {}
     gap = gap or {}
     stored = inputs.get("deployments") or {}
+    held = {str(h.get("deployment")): h for h in plan.get("held") or ()}
     views = []
     for item in plan.get("deployments") or ():
         name = item["deployment"]
@@ -240,6 +297,13 @@ def plan_view(
         new_path = change.get("model_path")
         old_replicas = given.get("replicas")
         new_replicas = change.get("replicas")
+        judged = None
+        if calibration is not None and item.get("baseline") is not None:
+            judged = deployment_confidence(
+                workload=given.get("workload"),
+                gap=(gap.get("deployments") or {}).get(name),
+                calibration=calibration.get(given.get("kind") or ""),
+            )
         views.append(
             DeploymentView(
                 name=name,
@@ -259,13 +323,23 @@ def plan_view(
                 strategy_cells=_strategy_cells(strategies.get(name) or {}),
                 workload=given.get("workload"),
                 inputs=given,
+                held=held.get(name),
+                confidence=judged,
             )
         )
-    for missing in data_gaps or ():
+    listed = {view.name for view in views}
+    gaps = list(data_gaps or ())
+    gap_names = {g.get("deployment") for g in gaps}
+    # held in a what-if's plan though not in its scenario (the assessment's below the floor)
+    gaps += [{"deployment": n, "message": h.get("reason", "")} for n, h in held.items()
+             if n not in listed and n not in gap_names]  # fmt: skip
+    for missing in gaps:
+        name = missing.get("deployment", "?")
+        kept = held.get(name) if name not in listed else None
         views.append(
             DeploymentView(
-                name=missing.get("deployment", "?"),
-                status="not assessed",
+                name=name,
+                status=NOT_ENOUGH_DATA if kept is not None else "not assessed",
                 message=missing.get("message", ""),
                 measured=(measured.get("deployments") or {}).get(missing.get("deployment")),
                 baseline=None,
@@ -281,6 +355,13 @@ def plan_view(
                 strategy_cells=(),
                 workload=None,
                 inputs={"have": missing.get("have") or {}},
+                held=kept,
+                confidence=Confidence(
+                    NOT_ENOUGH_DATA,
+                    (str(missing.get("message", "")).removeprefix(f"deployment {name}: "),),
+                )
+                if kept is not None and calibration is not None
+                else None,
             )
         )
     combinations = list(plan.get("combinations") or ())
@@ -305,6 +386,7 @@ def plan_view(
         messages=tuple(plan.get("messages") or ()),
         sharing=tuple((plan.get("sharing") or {}).get("groups") or ()),
         strategies=ordered,
+        held=tuple(held.values()),
     )
 
 
@@ -316,6 +398,7 @@ def assessment_view(assessment: Assessment) -> PlanView:
         measured=assessment.measured or {},
         gap=assessment.gap or {},
         data_gaps=assessment.data_gaps or [],
+        calibration=assessment.calibration or {},
     )
 
 
@@ -379,10 +462,11 @@ def assumptions_of(assessment: Assessment, view: PlanView) -> tuple[str, ...]:
 
 
 def measured_assessed(assessment: Assessment, view: PlanView) -> dict[str, Any]:
-    """What the telemetry measured for the assessed deployments only (to set beside the
-    simulated baseline, which covers only them), and for the whole cluster."""
+    """What the telemetry measured for the deployments in the totals only (the assessed ones
+    and those held at today's cost, to set beside the simulated baseline, which covers only
+    them), and for the whole cluster."""
     measured = assessment.measured or {}
-    rows = [d.measured for d in view.assessed if d.measured]
+    rows = [d.measured for d in view.rows if d.measured]
     usd = [finite(row.get("usd_per_month")) for row in rows]
     gpus = [finite(row.get("gpus_mean")) or 0.0 for row in rows]
     samples = [row.get("sample_count") or 0 for row in rows]

@@ -10,6 +10,7 @@ telemetry to a stored assessment, is covered by the advisor's tests and the demo
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -29,6 +30,8 @@ from advisor.engine.scenario import (
     WorkloadSpec,
 )
 from advisor.engine.workload import Workload, load_azure_trace
+from advisor.evidence import Coverage, below_floor_text
+from advisor.held import held_entry, plan_hold
 from advisor.models import Assessment, AssessmentStatus
 from advisor.services.assessment_engine import scenario_run
 from advisor.services.whatif import json_safe
@@ -201,3 +204,73 @@ def assessment_completed(
         finished_at=end,
         **fields,
     )
+
+
+BIG_REPLICAS = 1
+BIG_TENSOR_PARALLEL = 2
+
+
+@cache
+def _big_answer(start_iso: str) -> tuple[str, str, dict[str, Any]]:
+    base = _scenario(datetime.fromisoformat(start_iso))
+    big = replace(
+        base.deployments[0], name="big", model="Llama-3-70B",
+        tensor_parallel=BIG_TENSOR_PARALLEL, replicas=BIG_REPLICAS, engine_args=EngineArgs(),
+    )  # fmt: skip
+    scenario = replace(base, deployments=(base.deployments[0], big))
+    outcome = scenario_run(scenario, progress=None)
+    fields = {
+        "engine_version": outcome.engine_version,
+        "baseline": json_safe(outcome.baseline),
+        "strategies": json_safe(outcome.strategies),
+        "plan": json_safe(outcome.plan),
+    }
+    return scenario.to_json(), scenario.digest(), fields
+
+
+def assessment_with_big(*, cluster: Cluster, end: datetime) -> Assessment:
+    """A completed assessment of `llama` (8B, 3 x H100) and `big` (Llama-3-70B, TP 2 on H100s)
+    over the day before `end`: the engine's numbers only (no telemetry fields)."""
+    start = end - timedelta(days=1)
+    scenario_json, digest, fields = _big_answer(start.isoformat())
+    return Assessment.objects.create(
+        cluster=cluster, window_start=start, window_end=end, status=AssessmentStatus.COMPLETED,
+        progress=1.0, progress_message="done", scenario=scenario_json, scenario_digest=digest,
+        finished_at=end, **fields,
+    )  # fmt: skip
+
+
+# Issue 16, item 3: what each deployment's evidence was, as the service stores it.
+WEAK_COVERAGE = {
+    "llama": Coverage(1440, counted_minutes=1440, estimated_minutes=0),  # every minute counted
+    "qwen": Coverage(1440, counted_minutes=300, estimated_minutes=276),  # 60% assumed: low
+}
+CHAT_COVERAGE = Coverage(1440, counted_minutes=60, estimated_minutes=0)  # 1 h: below the floor
+CHAT_GPUS = 2
+
+
+def assessment_with_weak_evidence(*, cluster: Cluster, end: datetime) -> Assessment:
+    """`assessment_completed` plus what the evidence said: llama fully measured, qwen with 60%
+    of its minutes assumed, and `chat` (1 h of trace in the day, GPUs at 0%) below the data
+    floor: not given to the engine, held at today's cost in the plan's totals."""
+    assessment = assessment_completed(cluster=cluster, end=end)
+    for name, coverage in WEAK_COVERAGE.items():
+        assessment.inputs["deployments"][name]["workload"].update(
+            covered_minutes=coverage.counted_minutes, **coverage.to_json()
+        )
+    message = f"deployment chat: {below_floor_text(CHAT_COVERAGE)}"
+    assessment.inputs["deployments"]["chat"] = {
+        **assessment.inputs["deployments"]["llama"], "gpus": CHAT_GPUS, "workload": None,
+    }  # fmt: skip
+    assessment.measured["deployments"]["chat"] = _usage(CHAT_GPUS, 0.0, 24.0)
+    assessment.data_gaps.append(
+        {"deployment_id": None, "deployment": "chat", "message": message, "below_floor": True,
+         "missing": ["measured load: 60 of 1,440 minutes"], "have": {"request_records": 19366}}
+    )  # fmt: skip
+    held = held_entry(
+        deployment="chat", status="not_enough_data", reason=message, hardware="H100-SXM",
+        gpus=float(CHAT_GPUS), usd_per_gpu_hour=PRICE_USD, hours_per_month=730.0,
+    )  # fmt: skip
+    assessment.plan = json_safe(plan_hold(assessment.plan, [held]))
+    assessment.save()
+    return assessment

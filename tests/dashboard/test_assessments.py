@@ -17,7 +17,7 @@ from dashboard.selectors.assessments import (
     assessment_view,
     waterfall_steps,
 )
-from tests.dashboard.assessed import assessment_completed
+from tests.dashboard.assessed import assessment_completed, assessment_with_weak_evidence
 from tests.dashboard.conftest import END, SmallFleet
 
 pytestmark = pytest.mark.django_db
@@ -257,3 +257,62 @@ def test_progress_is_json_for_the_page_to_poll(
         '<script src="/static/js/progress.js" defer></script>'
     ) in page  # the shared polling loop first: progress.js calls it
     assert client.get("/assessments/999999/progress.json").status_code == 404
+
+
+def test_confidence_falls_with_the_evidence_and_a_deployment_below_the_floor_is_not_priced(
+    client: Client, carol, small_fleet: SmallFleet
+) -> None:
+    # Issue 16, item 3: 99% of minutes assumed and a -100 point gap stayed "medium", priced.
+    assessment = assessment_with_weak_evidence(cluster=small_fleet.cluster, end=END)
+    engine = assessment_completed(cluster=small_fleet.cluster, end=END).plan
+    client.force_login(carol)
+    html = client.get(f"/assessments/{assessment.pk}/").content.decode()
+
+    table = html.split('data-testid="baseline-vs-plan"')[1].split("</table>")[0]
+    assert table.count('data-testid="deployment-row"') == 3
+    reasons = {
+        row.split("<strong>")[1].split("</strong>")[0]: row.split("</strong> · ")[1]
+        for row in table.split('data-testid="confidence-row">')[1:]
+    }
+    # each row starts with its confidence and why, the reason that capped it first
+    assert reasons["qwen"].startswith(
+        'confidence <span class="level-low">low</span>: '
+        + escape("60% of the window's minutes assumed (864 of 1,440 without request counts "
+                 "or GPU utilization); ")
+    )  # fmt: skip
+    assert reasons["llama"].startswith('confidence <span class="level-medium">medium</span>: ')
+    assert escape("no minute of the window assumed") in reasons["llama"]
+    assert reasons["chat"].startswith(
+        'confidence <span class="level-not-enough-data">not enough data</span>: '
+        + escape("not enough data: 60 of 1,440 minutes (4.2%) of the window "
+                 "have a measured request rate, below the floor of 10%")
+    )  # fmt: skip
+    chat_row = table.split("<td>chat</td>")[1].split("</tr>")[0]
+    assert "not priced" in chat_row
+    assert "$5,840" in chat_row  # 2 GPUs x $4 x 730 h: today's cost, on both sides
+    # the totals keep chat at today's cost: the engine's figures plus $5,840 on both sides
+    held_usd = 2 * 4.0 * 730.0
+    for key in ("fleet_baseline", "fleet_plan"):
+        total = engine[key]["usd_per_month"] + held_usd
+        assert assessment.plan[key]["usd_per_month"] == pytest.approx(total)
+    simulated = html.split('data-testid="kpi-simulated"')[1].split("</div>")[0]
+    assert f"${engine['fleet_baseline']['usd_per_month'] + held_usd:,.0f}" in simulated
+    assert "and 1 not priced at today's cost" in simulated
+    savings = html.split('data-testid="kpi-savings"')[1].split("</div>")[0]
+    assert f"${engine['savings_usd_per_month']:,.0f}" in savings
+    fraction = engine["savings_usd_per_month"] / (
+        engine["fleet_baseline"]["usd_per_month"] + held_usd
+    )
+    assert f"{fraction * 100:.1f}% of the simulated cost" in savings
+    # measured today: the deployments in the totals, chat (2 GPUs at 0%) included
+    measured = html.split('data-testid="kpi-measured"')[1].split("</div>")[0]
+    by_deployment = assessment.measured["deployments"]
+    in_totals = sum(by_deployment[n]["usd_per_month"] for n in ("llama", "qwen", "chat"))
+    assert f"${in_totals:,.0f}</span>" in measured
+    assert "deployments in the totals · 7.0 GPUs" in measured
+    confidence = html.split('data-testid="kpi-confidence"')[1].split("</div>")[0]
+    assert confidence.index("chat:") < confidence.index("qwen:") < confidence.index("llama:")
+    notice = html.split('data-testid="not-priced"')[1].split("</p>")[0]
+    assert "<strong>chat</strong> stays at today's cost (2 GPUs, $5,840/month)" in notice
+    floor = html.split('data-testid="data-floor"')[1].split("</p>")[0]
+    assert "at least 10% of the window&#x27;s minutes to be priced" in floor

@@ -19,8 +19,14 @@ from django.core.management import call_command
 
 from advisor.models import Assessment, BenchmarkJob, JobStatus
 from dashboard.models import WhatIf, WhatIfStatus
+from dashboard.whatif import whatif_claim, whatif_execute
 from tests.advisor.benchmarking.fake_openai import fake_server_thread
-from tests.dashboard.assessed import assessment_completed
+from tests.dashboard.assessed import (
+    assessment_completed,
+    assessment_with_big,
+    assessment_with_weak_evidence,
+)
+from tests.dashboard.conftest import END
 from tests.dashboard.test_benchmarks import endpoint_create
 from tests.support.browser import browser_session, log_in, new_page, screenshot
 
@@ -250,4 +256,50 @@ def test_a_rollout_page_shows_new_audit_events_without_a_reload(
         assert "checked by the browser test" in events.nth(shown).inner_text()
         assert loads == []  # updated in place, not by reloading the page
         screenshot(page, "rollout-live")
+    assert problems == []
+
+
+def test_a_viewer_sees_why_confidence_falls_and_that_a_what_if_is_infeasible(
+    browser: Any, live_server: Any, carol, small_fleet: Any
+) -> None:
+    # Issue 16, items 3 and 4: each row says its confidence and why; a deployment below the
+    # data floor is not priced; a what-if whose change does not fit says so in its headline.
+    assessment = assessment_with_weak_evidence(cluster=small_fleet.cluster, end=END)
+    big = assessment_with_big(cluster=small_fleet.cluster, end=END - timedelta(days=1))
+    changes = {"deployments": {"big": {"hardware": "L4", "tensor_parallel": 1}}}
+    whatif = WhatIf.objects.create(assessment=big, changes=changes, described=["big on one L4"])
+    assert whatif_claim(whatif_id=whatif.pk)
+    whatif = whatif_execute(whatif_id=whatif.pk)
+    with new_page(browser) as (page, problems):
+        log_in(page, live_server.url, "carol")
+        page.goto(f"{live_server.url}/assessments/{assessment.pk}/")
+        rows = page.locator("[data-testid=confidence-row]")
+        assert rows.count() == 3
+        texts = {row.split(" · ")[0]: row for row in rows.all_inner_texts()}
+        assert texts["qwen"].startswith(
+            "qwen · confidence low: 60% of the window's minutes assumed (864 of 1,440"
+        )
+        assert texts["chat"].startswith(
+            "chat · confidence not enough data: not enough data: 60 of 1,440"
+        )
+        chat = page.locator("[data-testid=deployment-row]", has_text="chat").inner_text()
+        assert "not priced" in chat
+        assert "$5,840" in chat
+        assert page.inner_text("[data-testid=not-priced]").startswith(
+            "Not enough data, not priced: chat stays at today's cost (2 GPUs, $5,840/month)"
+        )
+        assert "at least 10% of the window's minutes" in page.inner_text("[data-testid=data-floor]")
+        simulated = assessment.plan["fleet_baseline"]["usd_per_month"]
+        assert page.inner_text("[data-testid=kpi-simulated] .value") == f"${simulated:,.0f}"
+        screenshot(page, "assessment-confidence")
+
+        page.goto(f"{live_server.url}/whatifs/{whatif.pk}/")
+        headline = page.inner_text("[data-testid=whatif-infeasible]")
+        assert headline.startswith("This what-if is infeasible for big: the change does not fit")
+        assert "the model does not fit" in headline
+        savings = page.inner_text("[data-testid=kpi-whatif-savings]")
+        fraction = whatif.plan["savings_fraction"]
+        assert f"{fraction * 100:.1f}% vs today under the changes" in savings
+        assert "infeasible for big: counted at today's cost" in savings
+        screenshot(page, "whatif-infeasible")
     assert problems == []

@@ -23,7 +23,7 @@ from dashboard.reports.content import report_content
 from dashboard.reports.images import figures_to_png
 from dashboard.reports.render import report_render
 from dashboard.windows import Window
-from tests.dashboard.assessed import assessment_completed
+from tests.dashboard.assessed import assessment_completed, assessment_with_weak_evidence
 from tests.dashboard.conftest import END, SmallFleet
 from tests.support.components import missing
 
@@ -215,3 +215,29 @@ def test_a_report_window_takes_the_assessment_that_ended_by_then(small_fleet: Sm
     assert content.summary["assessment"]["prod"]["assessment_id"] == older.pk
     none_yet = Window("7d", END - timedelta(days=21), END - timedelta(days=14), end_given=True)
     assert "assessment" not in report_content(cluster=small_fleet.cluster, window=none_yet).summary
+
+
+@pytest.mark.integration
+def test_the_report_says_each_deployments_confidence_and_what_is_not_priced(
+    small_fleet: SmallFleet,
+) -> None:
+    # Issue 16, item 3: the report's rows say why, as the page's do.
+    need_chromium()
+    assessment = assessment_with_weak_evidence(cluster=small_fleet.cluster, end=END)
+    rendered = report_render(report_content(cluster=small_fleet.cluster, window=week()))
+    text = " ".join(page.extract_text() for page in PdfReader(io.BytesIO(rendered.pdf)).pages)
+    assumed = "60% of the window's minutes assumed"
+    assert "qwen</strong> · confidence low: 60% of the window&#x27;s minutes assumed" in (
+        rendered.html_email
+    )
+    assert assumed in " ".join(text.split())
+    assert f"qwen (confidence low: {assumed} (864 of 1,440" in rendered.text_email
+    assert "Not priced: it stays at today's cost): not enough data: not priced, stays at " in (
+        rendered.text_email
+    )
+    assert "today's cost ($5,840/month)" in (rendered.text_email)
+    assert "Not enough data, not priced: chat stays at today's cost ($5,840/month)" in (
+        rendered.html_email
+    )
+    held = assessment.plan["fleet_baseline"]["usd_per_month"]
+    assert f"${held:,.0f}" in rendered.html_email  # simulated today, chat at today's cost

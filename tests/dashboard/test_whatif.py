@@ -11,7 +11,7 @@ from advisor.models import Assessment
 from config.celery import app
 from dashboard.models import WhatIf, WhatIfStatus
 from dashboard.tasks import whatif_run
-from tests.dashboard.assessed import assessment_completed
+from tests.dashboard.assessed import assessment_completed, assessment_with_big
 from tests.dashboard.conftest import END, SmallFleet
 
 pytestmark = pytest.mark.django_db
@@ -134,3 +134,45 @@ def test_a_failed_simulation_is_stored_not_left_running(
 def test_what_ifs_run_on_the_simulation_queue() -> None:
     route = app.amqp.router.route({}, whatif_run.name, (1,), {})
     assert route["queue"].name == "sim"
+
+
+def test_an_infeasible_what_if_says_so_and_keeps_the_deployment_in_the_totals(
+    client: Client, bob, small_fleet: SmallFleet, django_capture_on_commit_callbacks: Any
+) -> None:
+    # Issue 16, item 4: 70B on one L4 does not fit; the headline showed the other's savings.
+    assessment = assessment_with_big(cluster=small_fleet.cluster, end=END)
+    client.force_login(bob)
+    form = {
+        "d0-hardware": "H100-SXM", "d0-tensor_parallel": "1", "d0-replicas": "3",
+        "d1-hardware": "L4", "d1-tensor_parallel": "1", "d1-replicas": "1",
+        **{f"s-{name}": "on" for name in ("batching", "quantization", "autoscaling",
+                                          "speculative", "sharing")},
+    }  # fmt: skip
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(f"/assessments/{assessment.pk}/whatif/", form)
+    whatif = WhatIf.objects.get()
+    assert whatif.status == WhatIfStatus.COMPLETED, whatif.error
+    assert whatif.described == ["big: GPU H100-SXM -> L4", "big: GPUs per replica 2 -> 1"]
+    today = {d["deployment"]: d["baseline"] for d in assessment.plan["deployments"]}
+    llama = next(d for d in whatif.plan["deployments"] if d["deployment"] == "llama")
+    base = llama["baseline"]["usd_per_month"] + today["big"]["usd_per_month"]
+    saved = llama["baseline"]["usd_per_month"] - llama["plan"]["usd_per_month"]
+
+    html = client.get(response["Location"]).content.decode()
+    notice = html.split('data-testid="whatif-infeasible"')[1].split("</p>")[0]
+    assert "<strong>This what-if is infeasible</strong> for <strong>big</strong>: " in notice
+    assert "the model does not fit" in notice
+    savings = html.split('data-testid="kpi-whatif-savings"')[1].split("</div>")[0]
+    assert f"${saved:,.0f}" in savings
+    assert f"{saved / base * 100:.1f}% vs today under the changes" in savings
+    assert "infeasible for big: counted at today" in savings
+    today_kpi = html.split('data-testid="kpi-whatif-plan"')[1].split("</div>")[0]
+    assert f"today under the changes ${base:,.0f}" in today_kpi
+    held_row = html.split('data-testid="whatif-held-row"')[1].split("</tr>")[0]
+    assert f"${today['big']['usd_per_month']:,.0f}" in held_row
+    assert "infeasible: at today" in held_row
+    # the playground's list and the assessment's page say it too
+    listed = client.get(f"/assessments/{assessment.pk}/whatif/").content.decode()
+    assert "infeasible: big" in listed
+    page = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    assert "(infeasible for big: counted at today" in page

@@ -4,6 +4,7 @@ assessment and skipped; the rest of the fleet is still assessed."""
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +16,7 @@ from advisor.models import AssessmentStatus, DeploymentSlo
 from advisor.selectors.assessment_fleet import fleet_of
 from advisor.services import assessments
 from advisor.services.assessment_engine import EngineOutcome
-from probes.models import PriceSheet, TraceFormat
+from probes.models import EngineRollup, PriceSheet, TraceFormat
 from probes.services import import_trace
 from tests.advisor.assessments.fleet import AZURE_CONV, TRACE_END, LabFleet, fleet_build
 from tests.support.bounds import store_out_of_bounds
@@ -25,7 +26,9 @@ CATALOG_H100_USD = DEFAULT_CATALOG.gpu("H100-SXM").price_usd_per_hour
 
 @pytest.fixture
 def lab(db: Any, monkeypatch: pytest.MonkeyPatch) -> LabFleet:
-    """The lab fleet with both deployments assessable (the trace imported for each)."""
+    """The lab fleet with both deployments assessable (the trace imported for each; for
+    llama-8b, whose GPU reported for 2 h only, vLLM request counters over the window, so its
+    measured minutes are above the data floor)."""
 
     def fake_run(scenario: Any, *, progress: Any) -> EngineOutcome:
         return EngineOutcome("test", {"deployments": {}}, {}, {"fleet_plan": {}})
@@ -33,6 +36,20 @@ def lab(db: Any, monkeypatch: pytest.MonkeyPatch) -> LabFleet:
     monkeypatch.setattr(assessments, "scenario_run", fake_run)
     fleet = fleet_build(days=2, interval_s=300)
     import_trace(deployment=fleet.sparse, file=AZURE_CONV, format=TraceFormat.AZURE)
+    EngineRollup.objects.bulk_create(
+        EngineRollup(
+            deployment=fleet.sparse,
+            resolution="1h",
+            bucket_start=TRACE_END - timedelta(hours=h),
+            sample_count=360,
+            running_mean=1,
+            running_max=2,
+            waiting_mean=0,
+            waiting_max=0,
+            requests=3600.0,
+        )
+        for h in range(1, 49)
+    )
     return fleet
 
 

@@ -10,7 +10,12 @@ import pytest
 from advisor.engine.scenario import Scenario
 from advisor.services.whatif import WhatIfInputError, whatif_scenario, whatif_simulate
 from probes.models import Cluster
-from tests.dashboard.assessed import PRICE_USD, _scenario, assessment_completed
+from tests.dashboard.assessed import (
+    PRICE_USD,
+    _scenario,
+    assessment_completed,
+    assessment_with_big,
+)
 
 START = datetime(2025, 3, 9, 12, 0, tzinfo=UTC)
 
@@ -158,3 +163,47 @@ def test_the_engine_answers_the_changed_scenario() -> None:
     for plan in batching_only.outcome.plan["deployments"]:
         assert set(plan["strategies"]) <= {"batching"}
     assert batching_only.fields()["plan"]["fleet_plan"]["usd_per_month"] >= stored_plan - 1e-6
+
+
+@pytest.mark.django_db
+def test_it_keeps_a_deployment_whose_change_does_not_fit_at_todays_cost() -> None:
+    # Issue 16, item 4: 70B on one L4 does not fit; the totals dropped it, so the headline
+    # showed the other deployment's savings as the fleet's.
+    assessment = assessment_with_big(cluster=Cluster.objects.create(name="prod"), end=START)
+    today = {d["deployment"]: d["baseline"] for d in assessment.plan["deployments"]}
+
+    result = whatif_simulate(
+        assessment=assessment,
+        changes={"deployments": {"big": {"hardware": "L4", "tensor_parallel": 1}}},
+    )
+    plan = result.outcome.plan
+    status = {d["deployment"]: d["status"] for d in plan["deployments"]}
+    assert status == {"llama": "ok", "big": "error"}
+    [held] = plan["held"]
+    assert (held["deployment"], held["status"], held["hardware"]) == (
+        "big",
+        "infeasible",
+        "H100-SXM",
+    )
+    assert held["reason"].startswith("the change does not fit (deployments[1].tensor_parallel: ")
+    assert "does not fit" in held["reason"]
+    assert held["gpus"] == today["big"]["gpus"] == 2.0
+    assert held["usd_per_month"] == pytest.approx(today["big"]["usd_per_month"])
+    llama = next(d for d in plan["deployments"] if d["deployment"] == "llama")
+    # both sides of the totals keep big at today's cost: it adds no savings
+    assert plan["fleet_baseline"]["usd_per_month"] == pytest.approx(
+        llama["baseline"]["usd_per_month"] + today["big"]["usd_per_month"]
+    )
+    assert plan["fleet_plan"]["usd_per_month"] == pytest.approx(
+        llama["plan"]["usd_per_month"] + today["big"]["usd_per_month"]
+    )
+    saved = llama["baseline"]["usd_per_month"] - llama["plan"]["usd_per_month"]
+    assert plan["savings_usd_per_month"] == pytest.approx(saved)
+    assert plan["savings_fraction"] == pytest.approx(
+        saved / (llama["baseline"]["usd_per_month"] + today["big"]["usd_per_month"])
+    )
+    assert plan["fleet_baseline"]["gpus"] == pytest.approx(llama["baseline"]["gpus"] + 2.0)
+    for row in plan["combinations"]:
+        assert row["savings_fraction"] == pytest.approx(
+            row["savings_usd_per_month"] / plan["fleet_baseline"]["usd_per_month"]
+        )
