@@ -97,6 +97,9 @@ SLO_BOUNDS: dict[str, Bound] = {
 # Replicas a deployment runs today or in a what-if (0: scaled to zero; what-ifs ask for >= 1).
 REPLICAS = Bound("replicas", 0, 512, whole=True)
 
+# The redundancy rule: the fewest replicas any plan keeps for a deployment (0: no minimum).
+MIN_REPLICAS = Bound("min_replicas", 0, REPLICAS.high, whole=True)
+
 # Days of telemetry a scheduled assessment looks back over (an ad-hoc one: 1 h .. 90 d).
 WINDOW_DAYS = Bound("window_days", 1, 90, "days", whole=True)
 
@@ -116,7 +119,8 @@ PRICE_AS_OF = DateBound("as_of", date(2000, 1, 1), date(2100, 12, 31))
 
 # By the field name that stores each value (the models' validators look them up here).
 _ALL: tuple[Bound | DateBound, ...] = (
-    PRICE_USD_PER_GPU_HOUR, *SLO_BOUNDS.values(), REPLICAS, WINDOW_DAYS, PRICE_AS_OF,
+    PRICE_USD_PER_GPU_HOUR, *SLO_BOUNDS.values(), REPLICAS, MIN_REPLICAS, WINDOW_DAYS,
+    PRICE_AS_OF,
 )  # fmt: skip
 BOUNDS: dict[str, Bound | DateBound] = {bound.name: bound for bound in _ALL}
 

@@ -112,6 +112,9 @@ class DeploymentView:
     strategy_cells: tuple[StrategyCell, ...]
     workload: dict[str, Any] | None
     inputs: dict[str, Any] = field(default_factory=dict)
+    # What the plan respected (the engine's `DeploymentPlan.constraints`): SLOs, redundancy.
+    constraints: dict[str, Any] = field(default_factory=dict)
+    plan_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def savings_usd_per_month(self) -> float | None:
@@ -259,6 +262,8 @@ def plan_view(
                 strategy_cells=_strategy_cells(strategies.get(name) or {}),
                 workload=given.get("workload"),
                 inputs=given,
+                constraints=dict(item.get("constraints") or {}),
+                plan_config=dict(item.get("config") or {}),
             )
         )
     for missing in data_gaps or ():

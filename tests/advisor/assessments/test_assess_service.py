@@ -15,7 +15,7 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from advisor.engine.scenario import Scenario
-from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus
+from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus, DeploymentSlo
 from advisor.services import assessments
 from advisor.services.assessment_engine import EngineOutcome
 from advisor.tasks.sim import assessment_run
@@ -200,3 +200,19 @@ def test_an_assessment_after_an_end_now_import_uses_the_azure_trace(
     assert [gap["deployment"] for gap in after.data_gaps] == ["llama-8b"]
     workload = after.inputs["deployments"]["chat"]["workload"]
     assert workload["request_records"] == 19366  # all of it: it ends before the window does
+
+
+def test_it_passes_the_redundancy_rule_set_with_the_slos_to_the_engine(
+    lab: LabFleet, django_capture_on_commit_callbacks: Any
+) -> None:
+    DeploymentSlo.objects.create(deployment=lab.chat, min_replicas=3)
+    assessment = _run(django_capture_on_commit_callbacks, end=TRACE_END)
+    chat = json.loads(assessment.scenario)["deployments"][0]
+    assert chat["slo"]["min_replicas"] == 3
+    assert assessment.inputs["deployments"]["chat"]["min_replicas"] == {
+        "value": 3, "default": False,
+    }  # fmt: skip
+    DeploymentSlo.objects.filter(deployment=lab.chat).update(min_replicas=None)
+    again = _run(django_capture_on_commit_callbacks, end=TRACE_END + timedelta(hours=1))
+    assert json.loads(again.scenario)["deployments"][0]["slo"]["min_replicas"] is None
+    assert again.inputs["deployments"]["chat"]["min_replicas"] == {"value": None, "default": True}
