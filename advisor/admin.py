@@ -45,9 +45,12 @@ class CalibrationRecordAdmin(admin.ModelAdmin):
 
 @admin.register(DeploymentSlo)
 class DeploymentSloAdmin(admin.ModelAdmin):
-    """Empty fields mean the product defaults (advisor.models.SLO_DEFAULTS)."""
+    """Empty fields mean the product defaults (advisor.models.SLO_DEFAULTS); an empty minimum
+    replicas means the default redundancy rule (advisor.engine.redundancy)."""
 
-    list_display = ("deployment", "ttft_p95_s", "tpot_p95_s", "max_quality_loss_points")
+    list_display = (
+        "deployment", "ttft_p95_s", "tpot_p95_s", "max_quality_loss_points", "min_replicas",
+    )  # fmt: skip
     list_select_related = ("deployment__cluster",)
 
 

@@ -28,6 +28,21 @@ class TraceImportForm(forms.Form):
         "default: the current hour. Overrides a vllm-bench run's own start.",
         widget=forms.DateTimeInput(attrs={"placeholder": "2025-01-31 14:00"}),
     )
+    shift_start_at = forms.DateTimeField(
+        required=False,
+        label="Shift: start at",
+        help_text="Move the trace so its first request is at this time (UTC), e.g. an Azure "
+        "2023 trace into this week. Leave empty to keep the file's times.",
+        error_messages={"invalid": "expected a date and time such as 2025-01-31 14:00 (UTC)"},
+        widget=forms.DateTimeInput(attrs={"placeholder": "2025-01-31 14:00"}),
+    )
+    shift_end_now = forms.BooleanField(
+        required=False,
+        label="Shift: end now",
+        help_text="Move the trace so its last request is just before the current UTC hour, "
+        "the end of the windows assessments read (they cover whole hours), so the next "
+        "assessment uses all of it.",
+    )
     dry_run = forms.BooleanField(required=False, help_text="Check the file; store nothing.")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -35,6 +50,12 @@ class TraceImportForm(forms.Form):
         self.fields["deployment"].label_from_instance = (  # type: ignore[attr-defined]
             lambda d: f"{d.cluster.name} / {d.served_name}"
         )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("shift_start_at") is not None and data.get("shift_end_now"):
+            self.add_error("shift_start_at", "choose one shift: clear this or untick shift_end_now")
+        return data
 
     def clean_file(self) -> Any:
         upload = self.cleaned_data["file"]

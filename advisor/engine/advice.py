@@ -173,6 +173,9 @@ class DeploymentPlan(_Jsonable):
     # today's configuration replaying the whole request sample at its own arrival times
     # (one replica's share), to compare with what the fleet measures
     replay: Mapping[str, JsonValue] = field(default_factory=dict)
+    # what the plan had to respect: the SLOs and the redundancy rule (`min_replicas`, whether
+    # it was defaulted, in words, and whether it kept more replicas than the load needs)
+    constraints: Mapping[str, JsonValue] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -97,8 +97,21 @@ SLO_BOUNDS: dict[str, Bound] = {
 # Replicas a deployment runs today or in a what-if (0: scaled to zero; what-ifs ask for >= 1).
 REPLICAS = Bound("replicas", 0, 512, whole=True)
 
+# The redundancy rule: the fewest replicas any plan keeps for a deployment (0: no minimum).
+MIN_REPLICAS = Bound("min_replicas", 0, REPLICAS.high, whole=True)
+
 # Days of telemetry a scheduled assessment looks back over (an ad-hoc one: 1 h .. 90 d).
 WINDOW_DAYS = Bound("window_days", 1, 90, "days", whole=True)
+
+# The windows assessments are offered over (the dashboard's form; the weekly schedule's
+# default is 7 days), each ending at the start of the current UTC hour. A trace import warns
+# when it overlaps none of them (`probes.trace_shift`).
+ASSESSMENT_WINDOWS: tuple[tuple[str, timedelta], ...] = (
+    ("24h", timedelta(hours=24)),
+    ("7d", timedelta(days=7)),
+    ("14d", timedelta(days=14)),
+    ("30d", timedelta(days=30)),
+)
 
 # A price "as of" a date: GPUs priced per hour did not exist before 2000, and a date past
 # 2100 is a typo. (A fixed range, so the database can check it too.)
@@ -106,7 +119,8 @@ PRICE_AS_OF = DateBound("as_of", date(2000, 1, 1), date(2100, 12, 31))
 
 # By the field name that stores each value (the models' validators look them up here).
 _ALL: tuple[Bound | DateBound, ...] = (
-    PRICE_USD_PER_GPU_HOUR, *SLO_BOUNDS.values(), REPLICAS, WINDOW_DAYS, PRICE_AS_OF,
+    PRICE_USD_PER_GPU_HOUR, *SLO_BOUNDS.values(), REPLICAS, MIN_REPLICAS, WINDOW_DAYS,
+    PRICE_AS_OF,
 )  # fmt: skip
 BOUNDS: dict[str, Bound | DateBound] = {bound.name: bound for bound in _ALL}
 

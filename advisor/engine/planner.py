@@ -17,7 +17,9 @@ the scheduler reaches, which changes what speculation gains there; autoscaling w
 new per-replica capacity; sharing packs the new memory footprints and busy fractions.
 
 Per deployment the answer is the cheapest configuration meeting TTFT p95, TPOT p95 and the
-quality floor, with its Pareto set; when none does, "no configuration meets TTFT p95 <= 50 ms;
+quality floor, keeping at least the redundancy rule's replicas (`advisor.engine.redundancy`;
+`DeploymentPlan.constraints` says what it respected and whether the rule bound it), with its
+Pareto set; when none does, "no configuration meets TTFT p95 <= 50 ms;
 closest: ..." instead. A deployment the catalog cannot resolve is reported, not raised.
 `advisor.engine.plan_tables` adds the combination table and the sensitivity analysis.
 """
@@ -38,8 +40,10 @@ from advisor.engine.advice import (
 )
 from advisor.engine.capacity import ReplicaConfig
 from advisor.engine.context import AssessmentContext, Resolved
+from advisor.engine.jsonable import JsonValue
+from advisor.engine.redundancy import replica_floor
 from advisor.engine.replay import replay
-from advisor.engine.scenario import HPA_METRICS, Scenario
+from advisor.engine.scenario import HPA_METRICS, DeploymentSpec, Scenario
 from advisor.engine.strategies import autoscaling, batching, quantization, speculative
 from advisor.engine.strategies._common import (
     Sized,
@@ -295,6 +299,49 @@ def config_change(item: Resolved, chosen: Candidate) -> ConfigChange:
     return result
 
 
+def constraints(
+    ctx: AssessmentContext | None, spec: DeploymentSpec, chosen: Candidate | None = None
+) -> dict[str, JsonValue]:
+    """What the plan respects for a deployment, and whether the redundancy rule bound it.
+
+    `binding`: the rule kept more replicas (or a higher autoscaling minimum) than the load
+    alone needs; `replicas_for_load` is that need for a fixed fleet (sized again without it).
+    """
+    slo = spec.slo
+    rule = replica_floor(spec)
+    out: dict[str, JsonValue] = {
+        "ttft_p95_s": slo.ttft_p95_s,
+        "tpot_p95_s": slo.tpot_p95_s,
+        "max_quality_loss_points": slo.max_quality_loss_points,
+        "slo_defaulted": list(slo.defaulted),
+        "min_replicas": rule.replicas,
+        "min_replicas_defaulted": rule.defaulted,
+        "min_replicas_text": rule.text,
+        "binding": False,
+        "replicas_for_load": None,
+    }
+    if ctx is None or chosen is None or rule.replicas <= 1:
+        return out
+    sized = chosen.sized
+    if sized.policy is not None:
+        out["binding"] = sized.policy.min_replicas == rule.replicas > spec.autoscaling.min_replicas
+        return out
+    if sized.replicas == rule.replicas:
+        alone = size_fixed(ctx, ctx.resolved[spec.name], sized.config, redundancy=False)
+        if alone.meets and alone.replicas < sized.replicas:
+            out["binding"] = True
+            out["replicas_for_load"] = alone.replicas
+    return out
+
+
+def _rule_note(rules: dict[str, JsonValue]) -> str:
+    if not rules.get("binding"):
+        return ""
+    need = rules.get("replicas_for_load")
+    alone = f"; the load alone needs {need}" if need is not None else ""
+    return f"; redundancy rule: {rules['min_replicas_text']}{alone}"
+
+
 def fleet_totals(projections: list[Projection], hours_per_month: float) -> Projection:
     """The fleet as one projection: sums, load-weighted means, the worst deployment's p95s."""
     if not projections:
@@ -406,7 +453,15 @@ def assess(scenario: Scenario) -> Plan:
             messages.append(f"{name}: {ctx.problems[name]}")
             plans.append(
                 DeploymentPlan(
-                    name, "error", ctx.problems[name], None, None, (), {}, ConfigChange()
+                    name,
+                    "error",
+                    ctx.problems[name],
+                    None,
+                    None,
+                    (),
+                    {},
+                    ConfigChange(),
+                    constraints=constraints(None, deployment),
                 )
             )
             continue
@@ -430,6 +485,7 @@ def assess(scenario: Scenario) -> Plan:
                     closest=alternative(near.sized, item, label=_label(near)) if near else None,
                     pareto=front,
                     replay=replay(ctx, item),
+                    constraints=constraints(None, deployment),
                 )
             )
             continue
@@ -444,12 +500,13 @@ def assess(scenario: Scenario) -> Plan:
             described["autoscaling"] = pick.chosen.sized.policy.describe()
         if "sharing" in used and group is not None:
             described["sharing"] = group.describe()
+        rules = constraints(ctx, deployment, pick.chosen)
         plans.append(
             DeploymentPlan(
                 name,
                 "ok",
                 f"{_label(pick.chosen, used)}: {usd(projection.usd_per_month)}/month vs "
-                f"{usd(pick.baseline.usd_per_month)} today",
+                f"{usd(pick.baseline.usd_per_month)} today{_rule_note(rules)}",
                 pick.baseline,
                 projection,
                 tuple(sorted(used)),
@@ -457,6 +514,7 @@ def assess(scenario: Scenario) -> Plan:
                 config_change(item, pick.chosen),
                 pareto=front,
                 replay=replay(ctx, item),
+                constraints=rules,
             )
         )
     hours = scenario.options.hours_per_month

@@ -21,7 +21,9 @@ Structure (JSON field names are the dataclass field names; see
 - `prices`: USD per GPU-hour per hardware kind with its source; kinds not listed take the
   catalog's price, flagged as a default.
 - `slo` per deployment: TTFT p95, TPOT p95 (seconds), maximum quality loss (benchmark points,
-  e.g. MMLU); fields not given take product defaults and are listed in `defaulted`. Prices and
+  e.g. MMLU); fields not given take product defaults and are listed in `defaulted`; and the
+  redundancy rule `min_replicas`, the fewest replicas any plan keeps (absent: 2 where today
+  runs 2 or more, see `advisor.engine.redundancy`; 0: no minimum). Prices and
   SLOs must lie in `advisor.engine.bounds` (the same ranges the admin and what-ifs check).
 - `profiles`: calibration profiles (from the user's benchmarks) added to the built-ins.
 - `models`: Hugging Face `config.json` dicts by name, for models outside the catalog.
@@ -49,7 +51,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from advisor.engine.bounds import PRICE_USD_PER_GPU_HOUR, SLO_BOUNDS
+from advisor.engine.bounds import MIN_REPLICAS, PRICE_USD_PER_GPU_HOUR, SLO_BOUNDS
 from advisor.engine.perf import CalibrationProfile
 from advisor.engine.workload import Workload
 
@@ -127,12 +129,18 @@ class SloSpec:
     tpot_p95_s: float = DEFAULT_TPOT_P95_S
     max_quality_loss_points: float = DEFAULT_MAX_QUALITY_LOSS_POINTS
     defaulted: tuple[str, ...] = ()
+    # The redundancy rule: the fewest replicas a plan keeps; None: the product default.
+    min_replicas: int | None = None
 
     def __post_init__(self) -> None:
         for name, bound in SLO_BOUNDS.items():
             problem = bound.problem(getattr(self, name))
             if problem:
                 fail(name, problem)
+        if self.min_replicas is not None:
+            problem = MIN_REPLICAS.problem(self.min_replicas)
+            if problem or not isinstance(self.min_replicas, int):
+                fail("min_replicas", problem or f"must be an integer, got {self.min_replicas!r}")
         known = {"ttft_p95_s", "tpot_p95_s", "max_quality_loss_points"}
         for name in self.defaulted:
             if name not in known:

@@ -253,7 +253,8 @@ def _slo(value: Any, path: str) -> SloSpec:
     given = obj.given((key, _num) for key in SLO_FIELDS)
     stored = obj.opt("defaulted", _strs) or ()
     defaulted = tuple(name for name in SLO_FIELDS if name not in given or name in stored)
-    return obj.build(SloSpec, **given, defaulted=defaulted)
+    min_replicas = obj.opt("min_replicas", _int)
+    return obj.build(SloSpec, **given, defaulted=defaulted, min_replicas=min_replicas)
 
 
 def _speculative(value: Any, path: str) -> SpeculativeSpec:

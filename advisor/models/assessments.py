@@ -9,7 +9,9 @@ enough data is an answer, not a crash), timings and progress. Scheduled assessme
 the previous one of their cluster for a trend.
 
 `DeploymentSlo` holds a deployment's objectives; a field left empty means the default
-(`SLO_DEFAULTS`), and assessments say which values were defaults. Values lie in
+(`SLO_DEFAULTS`), and assessments say which values were defaults. With them, the redundancy
+rule `min_replicas`: the fewest replicas a plan keeps (empty: 2 where today runs 2 or more,
+`advisor.engine.redundancy`; 0: no minimum). Values lie in
 `advisor.engine.bounds` (checked by the admin and the database, as the engine checks them).
 """
 
@@ -20,6 +22,7 @@ from django.db import models
 
 from advisor.engine.bounds import (
     MAX_QUALITY_LOSS_POINTS,
+    MIN_REPLICAS,
     SLO_BOUNDS,
     TPOT_P95_S,
     TTFT_P95_S,
@@ -54,13 +57,25 @@ class DeploymentSlo(models.Model):
         help_text="largest accuracy loss (points) a quantization may cost; "
         f"{MAX_QUALITY_LOSS_POINTS.text}",
     )  # fmt: skip
+    min_replicas = models.PositiveSmallIntegerField(
+        null=True, blank=True, validators=[InBound("min_replicas")],
+        verbose_name="minimum replicas (redundancy)",
+        help_text="the fewest replicas any plan keeps (N+1: 2 survives one failure); empty: "
+        "2 where today runs 2 or more, else no minimum; 0: no minimum (may scale to zero); "
+        f"{MIN_REPLICAS.text}",
+    )  # fmt: skip
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         verbose_name = "deployment SLO"
         constraints = [
-            in_bound_constraint(model="deploymentslo", field=name, bound=bound, null=True)
-            for name, bound in SLO_BOUNDS.items()
+            *(
+                in_bound_constraint(model="deploymentslo", field=name, bound=bound, null=True)
+                for name, bound in SLO_BOUNDS.items()
+            ),
+            in_bound_constraint(
+                model="deploymentslo", field="min_replicas", bound=MIN_REPLICAS, null=True
+            ),
         ]
 
     def __str__(self) -> str:

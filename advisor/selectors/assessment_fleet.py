@@ -101,6 +101,8 @@ class DeploymentFleet:
     kind: str | None
     slo: dict[str, SloValue]
     problems: tuple[str, ...] = ()
+    # The redundancy rule set with the SLOs (None: the engine's default rule).
+    min_replicas: int | None = None
     # The stored config.json `model` was read from (None: a catalog model); the scenario
     # carries it so the engine reads the same model (`Scenario.models`).
     model_config: dict[str, Any] | None = None
@@ -227,6 +229,15 @@ def slo_of(deployment: ModelDeployment) -> tuple[dict[str, SloValue], tuple[Refu
     return values, tuple(refused)
 
 
+def min_replicas_of(deployment: ModelDeployment) -> tuple[int | None, RefusedValue | None]:
+    """The redundancy rule stored with the SLOs (None: the default), or its refusal."""
+    stored = DeploymentSlo.objects.filter(deployment=deployment).first()
+    if stored is None or stored.min_replicas is None:
+        return None, None
+    bad = stored_refusal(stored, "min_replicas", SLO_REFUSED)
+    return (None, bad) if bad else (int(stored.min_replicas), None)
+
+
 def _price(
     kind: str,
     sheet_price: float | None,
@@ -299,8 +310,10 @@ def fleet_of(*, cluster: Cluster) -> Fleet:
         if model_problem is not None:
             problems.append(model_problem)
         slo, slo_refused = slo_of(deployment)
+        min_replicas, rule_refused = min_replicas_of(deployment)
         replicas_refused = stored_refusal(deployment, "replicas", REPLICAS_REFUSED)
-        for bad in (*slo_refused, *([replicas_refused] if replicas_refused else [])):
+        extra = [bad for bad in (rule_refused, replicas_refused) if bad is not None]
+        for bad in (*slo_refused, *extra):
             refused[(bad.model, bad.row_id, bad.field)] = bad
             problems.append(f"stored value out of bounds: {bad.text}")
         deployments.append(
@@ -320,6 +333,7 @@ def fleet_of(*, cluster: Cluster) -> Fleet:
                 kind=kinds[0] if len(kinds) == 1 and mine[0].kind else None,
                 slo=slo,
                 problems=tuple(problems),
+                min_replicas=min_replicas,
             )
         )
     unknown = tuple(sorted({gpu.model_name for gpu in gpus if gpu.kind is None}))

@@ -46,6 +46,7 @@ from probes.models import (
     RequestRecord,
     RequestSource,
     RollupResolution,
+    TraceImport,
 )
 from probes.selectors import engine_window
 
@@ -145,6 +146,23 @@ class DataGap:
         if self.below_floor:
             out["below_floor"] = True
         return out
+
+
+def _trace_outside(deployment: ModelDeployment, start: datetime, end: datetime) -> str:
+    """ "; its imported trace ... lies outside this window ..." when it has one, else ""."""
+    latest = (
+        TraceImport.objects.filter(deployment=deployment, first_arrival_ts__isnull=False)
+        .order_by("-created_at")
+        .first()
+    )
+    if latest is None or latest.first_arrival_ts is None or latest.last_arrival_ts is None:
+        return ""
+    fmt = "%Y-%m-%d %H:%M"
+    return (
+        f"; its imported trace {latest.file_name} ({latest.first_arrival_ts:{fmt}} to "
+        f"{latest.last_arrival_ts:{fmt}} UTC) lies outside this window ({start:{fmt}} to "
+        f"{end:{fmt}} UTC): import it again shifted to end now"
+    )
 
 
 def _hours_text(hours: float) -> str:
@@ -379,6 +397,8 @@ def workload_derive(
             )
         else:
             message = f"deployment {name}: " + "; ".join(missing)
+        if not imported:
+            message += _trace_outside(deployment, start, end)
         return DataGap(deployment.id, name, message, tuple(missing), have)
 
     notes: list[str] = []

@@ -147,6 +147,7 @@ def _deployment_spec(
             tpot_p95_s=slo["tpot_p95_s"].value,
             max_quality_loss_points=slo["max_quality_loss_points"].value,
             defaulted=tuple(name for name, value in slo.items() if value.is_default),
+            min_replicas=deployment.min_replicas,
         ),
         workload=WorkloadSpec(
             sample=sample,

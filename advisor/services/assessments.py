@@ -436,6 +436,7 @@ def _inputs_json(fleet: Fleet, workloads: list[DerivedWorkload]) -> dict[str, An
                 "gpus": len(d.gpus),
                 "kind": d.kind,
                 "slo": {k: {"value": v.value, "default": v.is_default} for k, v in d.slo.items()},
+                "min_replicas": {"value": d.min_replicas, "default": d.min_replicas is None},
                 "workload": by_id[d.id].summary() if d.id in by_id else None,
             }
             for d in fleet.deployments

@@ -124,6 +124,9 @@ class DeploymentView:
     inputs: dict[str, Any] = field(default_factory=dict)
     held: dict[str, Any] | None = None  # not priced: in the totals at today's cost
     confidence: Confidence | None = None  # None: not judged (what-ifs)
+    # What the plan respected (the engine's `DeploymentPlan.constraints`): SLOs, redundancy.
+    constraints: dict[str, Any] = field(default_factory=dict)
+    plan_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def savings_usd_per_month(self) -> float | None:
@@ -325,6 +328,8 @@ def plan_view(
                 inputs=given,
                 held=held.get(name),
                 confidence=judged,
+                constraints=dict(item.get("constraints") or {}),
+                plan_config=dict(item.get("config") or {}),
             )
         )
     listed = {view.name for view in views}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from advisor.engine.bounds import ASSESSMENT_WINDOWS
+from advisor.models import AssessmentSchedule
 from dashboard.access import role_required
 from dashboard.figures import traces as figures
 from dashboard.forms import TraceImportForm
@@ -16,6 +18,32 @@ from dashboard.windows import PRESETS, Window, window_from
 from probes.models import ModelDeployment, TraceImport
 from probes.roles import OPERATOR, VIEWER
 from probes.services import import_trace
+from probes.trace_shift import outside_windows
+
+
+def assessment_windows(deployment: ModelDeployment) -> list[tuple[str, timedelta]]:
+    """The windows assessments read: the offered ones and the cluster's schedule's."""
+    windows = list(ASSESSMENT_WINDOWS)
+    schedule = AssessmentSchedule.objects.filter(cluster_id=deployment.cluster_id).first()
+    if schedule is not None:
+        span = timedelta(days=schedule.window_days)
+        if all(span != known for _key, known in windows):
+            windows.append((f"{schedule.window_days}d", span))
+    return sorted(windows, key=lambda w: w[1])
+
+
+def _import_rows(imports: list[TraceImport], now: datetime) -> list[tuple[TraceImport, str]]:
+    """Each import with its warning (empty when an assessment window overlaps it)."""
+    rows = []
+    for t in imports:
+        warning = None
+        if t.first_arrival_ts and t.last_arrival_ts:
+            warning = outside_windows(
+                t.first_arrival_ts, t.last_arrival_ts, now=now,
+                windows=assessment_windows(t.deployment),
+            )  # fmt: skip
+        rows.append((t, warning or ""))
+    return rows
 
 
 def _deployment_from(request: HttpRequest) -> tuple[ModelDeployment | None, list[str]]:
@@ -40,7 +68,10 @@ def traces(request: HttpRequest) -> HttpResponse:
     context.update(
         deployment=deployment,
         deployments=ModelDeployment.objects.select_related("cluster"),
-        imports=TraceImport.objects.select_related("deployment", "created_by")[:20],
+        imports=_import_rows(
+            list(TraceImport.objects.select_related("deployment", "created_by")[:20]),
+            datetime.now(UTC),
+        ),
         form=TraceImportForm(initial={"deployment": deployment}),
     )
     if deployment is not None:
@@ -80,6 +111,9 @@ def trace_upload(request: HttpRequest) -> HttpResponse:
             format=data["format"],
             dry_run=data["dry_run"],
             start=data["start"],
+            shift_start_at=data["shift_start_at"],
+            shift_end_now=data["shift_end_now"],
+            windows=assessment_windows(data["deployment"]),
             file_name=upload.name,
             user=request.user,
         )

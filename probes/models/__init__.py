@@ -29,6 +29,7 @@ from probes.models.traces import (
     RequestStatus,
     TraceFormat,
     TraceImport,
+    TraceShift,
 )
 
 __all__ = [
@@ -52,4 +53,5 @@ __all__ = [
     "RollupResolution",
     "TraceFormat",
     "TraceImport",
+    "TraceShift",
 ]

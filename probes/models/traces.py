@@ -17,8 +17,18 @@ class TraceFormat(models.TextChoices):
     CSV = "csv", "CSV: arrival_ts, prompt_tokens, output_tokens[, ttft_s, e2e_s, status]"
 
 
+class TraceShift(models.TextChoices):
+    NONE = "", "not shifted"
+    START_AT = "start_at", "start at"
+    END_NOW = "end_now", "end now"
+
+
 class TraceImport(models.Model):
-    """One imported trace file; deleting it deletes the requests it brought in."""
+    """One imported trace file; deleting it deletes the requests it brought in.
+
+    A shifted import keeps its provenance: the file's own first and last arrival
+    (`original_*`), how it was shifted and by how much (`shift_s`, added to every arrival).
+    """
 
     deployment = models.ForeignKey(
         ModelDeployment, on_delete=models.CASCADE, related_name="trace_imports"
@@ -32,6 +42,10 @@ class TraceImport(models.Model):
     request_count = models.PositiveIntegerField()
     first_arrival_ts = models.DateTimeField(null=True, blank=True)
     last_arrival_ts = models.DateTimeField(null=True, blank=True)
+    shift = models.CharField(max_length=8, choices=TraceShift.choices, blank=True, default="")
+    shift_s = models.FloatField(default=0.0, help_text="seconds added to every arrival")
+    original_first_arrival_ts = models.DateTimeField(null=True, blank=True)
+    original_last_arrival_ts = models.DateTimeField(null=True, blank=True)
     # Set once the request rollups of [first_arrival_ts, last_arrival_ts] were recomputed.
     rolled_up_at = models.DateTimeField(null=True, blank=True)
 
@@ -40,6 +54,22 @@ class TraceImport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.file_name} ({self.format}, {self.request_count} requests)"
+
+    @property
+    def shift_text(self) -> str:
+        """The offset applied, e.g. "+781 d 15:45:51" (empty when not shifted)."""
+        return offset_text(self.shift_s) if self.shift else ""
+
+
+def offset_text(seconds: float) -> str:
+    """+781 d 15:45:51, -0 d 00:00:02.5"""
+    sign = "-" if seconds < 0 else "+"
+    whole, frac = divmod(abs(seconds), 1.0)
+    days, rest = divmod(int(whole), 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    fraction = f"{frac:.6f}".rstrip("0").rstrip(".")[1:] if frac >= 5e-7 else ""
+    return f"{sign}{days} d {hours:02d}:{minutes:02d}:{secs:02d}{fraction}"
 
 
 class RequestStatus(models.TextChoices):

@@ -316,3 +316,51 @@ def test_confidence_falls_with_the_evidence_and_a_deployment_below_the_floor_is_
     assert "<strong>chat</strong> stays at today's cost (2 GPUs, $5,840/month)" in notice
     floor = html.split('data-testid="data-floor"')[1].split("</p>")[0]
     assert "at least 10% of the window&#x27;s minutes to be priced" in floor
+
+
+def test_the_page_shows_the_plans_constraints_with_the_redundancy_rule(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    """Issue 16 item 5: a 3-replica deployment is not cut to 1 without a word."""
+    client.force_login(carol)
+    html = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    table = html.split('data-testid="plan-constraints"')[1].split("</table>")[0]
+    rows = {
+        row.split("<td>")[1].split("</td>")[0]: row
+        for row in table.split('data-testid="constraint-row"')[1:]
+    }
+    assert set(rows) == {"llama", "qwen"}
+    plan = {d["deployment"]: d for d in assessment.plan["deployments"]}
+    llama = plan["llama"]
+    assert llama["constraints"]["min_replicas"] == 2  # today 3: the default keeps 2
+    assert llama["constraints"]["replicas_for_load"] == 1  # the load alone needs 1
+    assert llama["config"]["replicas"] == 2
+    row = rows["llama"]
+    assert (
+        '<td class="num">2.00 s</td><td class="num">100 ms</td><td class="num">1.0 pts</td>' in row
+    )
+    assert '<td class="num">2</td>' in row
+    assert (
+        "at least 2 replicas (default: today runs 3, so one can fail or restart while another "
+        "serves)" in row
+    )
+    assert '2 <span class="notice">kept by the rule: the load alone needs 1</span>' in row
+    assert "today runs 2, so one can fail" in rows["qwen"]
+
+
+def test_the_report_shows_the_plans_constraints(small_fleet: SmallFleet) -> None:
+    from django.template.loader import render_to_string
+
+    from dashboard.reports.content import report_content
+    from dashboard.windows import Window
+
+    assessment_completed(cluster=small_fleet.cluster, end=END)
+    window = Window("7d", END - timedelta(days=7), END, end_given=True)
+    content = report_content(cluster=small_fleet.cluster, window=window)
+    section = next(s for s in content.sections if s.key == "assessment")
+    html = render_to_string(section.template, {"section": section, "src": {}})
+    table = html.split("<h3>Plan constraints</h3>")[1].split("</table>")[0]
+    assert (
+        "<td>at least 2 replicas (default: today runs 3, so one can fail or restart while "
+        "another serves)</td><td>2 (kept by the rule: the load alone needs 1)</td>" in table
+    )

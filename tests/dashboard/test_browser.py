@@ -303,3 +303,45 @@ def test_a_viewer_sees_why_confidence_falls_and_that_a_what_if_is_infeasible(
         assert "infeasible for big: counted at today's cost" in savings
         screenshot(page, "whatif-infeasible")
     assert problems == []
+
+
+def test_an_operator_shifts_the_azure_trace_and_sees_the_plans_constraints(
+    browser: Any, live_server: Any, bob, small_fleet: Any
+) -> None:
+    """Issue 16 items 2 and 5 in the browser: "end now" with its provenance; the rule shown."""
+    from django.conf import settings
+
+    from tests.dashboard.conftest import END
+
+    trace = settings.BASE_DIR / "probes" / "data" / "traces" / "AzureLLMInferenceTrace_code.csv"
+    assessment = assessment_completed(cluster=small_fleet.cluster, end=END)
+    with new_page(browser) as (page, problems):
+        log_in(page, live_server.url, "bob")
+        page.goto(f"{live_server.url}/traces/")
+        form = page.locator("[data-testid=import-form]")
+        form.locator("#id_format").select_option("azure")
+        form.locator("#id_file").set_input_files(str(trace))
+        form.locator("#id_shift_end_now").check()
+        form.locator("button[type=submit]").click()
+        page.wait_for_load_state("load")
+        report = page.inner_text("[data-testid=import-report]")
+        assert "imported 8819 requests" in report
+        assert "(end now: shifted +" in report
+        assert page.locator("[data-testid=import-warning]").count() == 0
+        page.goto(f"{live_server.url}/traces/")
+        row = page.inner_text("[data-testid=import-row]")
+        assert "2023-11-16 18:17:03 \u2013 2023-11-16 19:14:19" in row
+        assert "end now: +" in row
+        screenshot(page, "traces-shifted")
+
+        page.set_viewport_size({"width": 1400, "height": 900})
+        page.goto(f"{live_server.url}/assessments/{assessment.pk}/")
+        table = page.locator("[data-testid=plan-constraints]")
+        llama = table.locator("[data-testid=constraint-row]", has_text="llama").inner_text()
+        assert "at least 2 replicas (default: today runs 3" in llama
+        assert "kept by the rule: the load alone needs 1" in llama
+        box = table.bounding_box()
+        assert box is not None
+        assert box["x"] + box["width"] <= 1400  # no horizontal overflow at 1400 px
+        screenshot(page, "assessment-constraints")
+    assert problems == []

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
+from django.utils import timezone
 
+from advisor.models import AssessmentSchedule
 from dashboard.selectors.traces import trace_stats
 from dashboard.windows import Window
 from probes.models import RequestRecord, TraceImport
@@ -122,3 +127,77 @@ def test_the_page_offers_the_latest_requests_when_the_window_is_empty(
     page = client.get("/traces/?" + link.replace("&amp;", "&")).content.decode()
     assert "No requests in this window" not in page
     assert ">3<" in page.split('data-testid="kpi-requests"')[1].split("</div>")[0]
+
+
+AZURE_CODE = (
+    Path(settings.BASE_DIR) / "probes" / "data" / "traces" / "AzureLLMInferenceTrace_code.csv"
+)
+
+
+def _upload_azure(client: Client, deployment_pk: int, **fields: str) -> Any:
+    upload = SimpleUploadedFile(AZURE_CODE.name, AZURE_CODE.read_bytes(), content_type="text/csv")
+    return client.post(
+        "/traces/import/",
+        {"deployment": deployment_pk, "format": "azure", "file": upload, **fields},
+    )
+
+
+def _imports_table(client: Client) -> str:
+    page = client.get("/traces/").content.decode()
+    return page.split('data-testid="imports"')[1].split("</table>")[0]
+
+
+def test_it_shifts_an_uploaded_azure_trace_to_end_now_and_shows_where_it_came_from(
+    client: Client, bob, small_fleet: SmallFleet, django_capture_on_commit_callbacks
+) -> None:
+    client.force_login(bob)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = _upload_azure(client, small_fleet.deployment.pk, shift_end_now="on")
+    text = response.content.decode()
+    assert response.status_code == 200, text
+    assert "imported 8819 requests" in text
+    assert "(end now: shifted +" in text
+    assert 'data-testid="import-warning"' not in text
+    record = TraceImport.objects.get()
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    assert record.last_arrival_ts in (hour - timedelta(seconds=1), hour - timedelta(seconds=3601))
+    table = _imports_table(client)
+    assert "<td>2023-11-16 18:17:03 &ndash; 2023-11-16 19:14:19</td>" in table
+    assert f"<td>end now: {record.shift_text}</td>" in table
+    assert record.shift_text.startswith("+")
+    assert 'data-testid="import-warning"' not in table
+
+
+def test_it_warns_when_an_uploaded_trace_lies_outside_every_assessment_window(
+    client: Client, bob, small_fleet: SmallFleet
+) -> None:
+    AssessmentSchedule.objects.create(cluster=small_fleet.cluster, window_days=60)
+    client.force_login(bob)
+    text = _upload_azure(client, small_fleet.deployment.pk).content.decode()
+    warning = text.split('data-testid="import-warning"')[1].split("</p>")[0]
+    assert "the trace (2023-11-16 18:17 to 2023-11-16 19:14 UTC) lies before every" in warning
+    assert "(the last 24 h, 7 d, 14 d, 30 d and 60 d, ending" in warning
+    assert "end now" in warning
+    table = _imports_table(client)
+    assert '<td><span class="muted">none</span></td>' in table  # no shift
+    assert "lies before every assessment window" in table.split('data-testid="import-warning"')[1]
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"shift_start_at": "next tuesday"},
+         "shift_start_at: expected a date and time such as 2025-01-31 14:00 (UTC)"),
+        ({"shift_start_at": "2026-01-01 00:00", "shift_end_now": "on"},
+         "shift_start_at: choose one shift: clear this or untick shift_end_now"),
+    ],
+)  # fmt: skip
+def test_a_bad_shift_names_the_field_and_stores_nothing(
+    client: Client, bob, small_fleet: SmallFleet, fields: dict[str, str], error: str
+) -> None:
+    client.force_login(bob)
+    response = _upload_azure(client, small_fleet.deployment.pk, **fields)
+    assert response.status_code == 400
+    assert error in response.content.decode()
+    assert not TraceImport.objects.exists()
+    assert not RequestRecord.objects.exists()

@@ -45,7 +45,8 @@ def test_it_says_what_is_out_of_range(bound: object, value: object, problem: str
 
 def test_each_bound_is_found_by_the_field_that_stores_it() -> None:
     assert sorted(BOUNDS) == [
-        "as_of", "max_quality_loss_points", "replicas", "tpot_p95_s", "ttft_p95_s",
+        "as_of", "max_quality_loss_points", "min_replicas", "replicas", "tpot_p95_s",
+        "ttft_p95_s",
         "usd_per_gpu_hour", "window_days",
     ]  # fmt: skip
 

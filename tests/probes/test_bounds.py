@@ -92,6 +92,7 @@ def test_it_saves_a_price_at_the_bounds_and_an_alias_as_the_catalog_name(
         ("ttft_p95_s", "1e308", "must be > 0 and <= 3600 s, got 1e+308"),
         ("tpot_p95_s", "60.5", "must be > 0 and <= 60 s, got 60.5"),
         ("max_quality_loss_points", "-0.5", "must be >= 0 and <= 100 points, got -0.5"),
+        ("min_replicas", "513", "must be a whole number >= 0 and <= 512, got 513"),
     ],
 )
 def test_it_refuses_a_bad_slo_in_the_admin_naming_the_field(
@@ -128,6 +129,18 @@ def test_an_empty_slo_is_still_the_default(
     assert (slo.ttft_p95_s, slo.tpot_p95_s, slo.max_quality_loss_points) == (3600.0, None, None)
 
 
+def test_the_redundancy_rule_is_edited_with_the_slos(
+    admin_client: Client, deployment: ModelDeployment
+) -> None:
+    form = {"deployment": deployment.pk, "min_replicas": "3"}
+    response = admin_client.post("/admin/advisor/deploymentslo/add/", form)
+    assert response.status_code == 302
+    slo = DeploymentSlo.objects.get()
+    assert (slo.min_replicas, slo.ttft_p95_s) == (3, None)
+    page = admin_client.get("/admin/advisor/deploymentslo/").content.decode()
+    assert 'class="field-min_replicas">3<' in page
+
+
 def test_it_refuses_replicas_and_an_endpoint_gpu_kind_beyond_the_bounds(
     deployment: ModelDeployment,
 ) -> None:
@@ -154,6 +167,7 @@ def test_it_refuses_replicas_and_an_endpoint_gpu_kind_beyond_the_bounds(
         (DeploymentSlo, "ttft_p95_s", 1e308),
         (DeploymentSlo, "tpot_p95_s", -0.1),
         (DeploymentSlo, "max_quality_loss_points", 101.0),
+        (DeploymentSlo, "min_replicas", 513),
         (ModelDeployment, "replicas", 513),
         (AssessmentSchedule, "window_days", 0),
     ],

@@ -2,7 +2,7 @@
 
 import gzip
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -246,3 +246,153 @@ def test_the_command_fails_naming_the_row_and_stores_nothing(
     assert RequestRecord.objects.count() == 0
     with pytest.raises(CommandError, match="does not exist"):
         call_command("import_trace", str(bad), "--format", "azure", "--deployment", "prod/nope")
+
+
+# --- shifting absolute traces (issue 16 item 2) -------------------------------------------
+
+NOW = datetime(2026, 1, 5, 12, 34, 56, tzinfo=UTC)
+CODE = AZURE / "AzureLLMInferenceTrace_code.csv"
+CODE_FIRST = datetime(2023, 11, 16, 18, 17, 3, 979960, tzinfo=UTC)
+CODE_LAST = datetime(2023, 11, 16, 19, 14, 19, 928016, tzinfo=UTC)
+
+
+def _span(deployment: ModelDeployment) -> tuple[datetime, datetime]:
+    rows = RequestRecord.objects.filter(deployment=deployment).order_by("arrival_ts")
+    first, last = rows.first(), rows.last()
+    assert first is not None
+    assert last is not None
+    return first.arrival_ts, last.arrival_ts
+
+
+def test_it_shifts_an_azure_trace_to_end_now_and_keeps_where_it_came_from(
+    deployment: ModelDeployment,
+) -> None:
+    report = trace_import(
+        deployment=deployment, file=CODE, format="azure", shift_end_now=True, now=NOW
+    )
+    assert report.ok, report.summary()
+    # The last request lands one second before 12:00, the end of the windows assessments read.
+    end = datetime(2026, 1, 5, 11, 59, 59, tzinfo=UTC)
+    offset = end - CODE_LAST
+    assert _span(deployment) == (CODE_FIRST + offset, end)
+    assert RequestRecord.objects.filter(deployment=deployment).count() == 8819
+    record = TraceImport.objects.get()
+    assert (record.shift, record.shift_s) == ("end_now", offset.total_seconds())
+    assert (record.original_first_arrival_ts, record.original_last_arrival_ts) == (
+        CODE_FIRST, CODE_LAST,
+    )  # fmt: skip
+    assert (record.first_arrival_ts, record.last_arrival_ts) == (CODE_FIRST + offset, end)
+    assert record.shift_text == "+780 d 16:45:39.071984"
+    assert report.warning is None
+    assert report.summary() == (
+        "AzureLLMInferenceTrace_code.csv: imported 8819 requests from 2026-01-05 11:02:43 to "
+        "2026-01-05 11:59:59 UTC (end now: shifted +780 d 16:45:39.071984; the file starts "
+        "2023-11-16 18:17:03 UTC)"
+    )
+
+
+def test_it_shifts_a_trace_to_start_at_a_time(deployment: ModelDeployment) -> None:
+    at = datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+    report = trace_import(
+        deployment=deployment, file=CODE, format="azure", shift_start_at=at, now=NOW
+    )
+    assert report.ok
+    assert _span(deployment) == (at, at + (CODE_LAST - CODE_FIRST))
+    record = TraceImport.objects.get()
+    assert (record.shift, record.shift_s) == ("start_at", (at - CODE_FIRST).total_seconds())
+    assert report.warning is None  # inside the last 7 days ending 12:00 on the 5th
+
+
+def test_it_warns_when_an_unshifted_trace_lies_outside_every_assessment_window(
+    deployment: ModelDeployment,
+) -> None:
+    report = trace_import(deployment=deployment, file=CODE, format="azure", now=NOW)
+    assert report.ok
+    assert _span(deployment) == (CODE_FIRST, CODE_LAST)  # stored as the file says
+    assert TraceImport.objects.get().shift == ""
+    assert report.warning == (
+        "the trace (2023-11-16 18:17 to 2023-11-16 19:14 UTC) lies before every assessment "
+        "window (the last 24 h, 7 d, 14 d and 30 d, ending 2026-01-05 12:00 UTC; the longest "
+        'starts 2025-12-06 12:00 UTC): assessments will not use it. Import it again with "end '
+        'now" (its last request just before the current hour) or "start at" a time inside them.'
+    )
+
+
+def test_it_refuses_both_shifts_at_once_and_stores_nothing(deployment: ModelDeployment) -> None:
+    report = trace_import(
+        deployment=deployment, file=CODE, format="azure", shift_end_now=True,
+        shift_start_at=datetime(2026, 1, 1, tzinfo=UTC), now=NOW,
+    )  # fmt: skip
+    assert not report.ok
+    assert str(report.errors[0]) == (
+        "file, column shift_start_at: choose one shift: start at a time, or end now"
+    )
+    assert TraceImport.objects.count() == 0
+    assert RequestRecord.objects.count() == 0
+
+
+def test_a_shifted_import_of_a_bad_file_names_the_row_and_stores_nothing(
+    deployment: ModelDeployment,
+) -> None:
+    body = b"TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:17:03,1,2\nnot-a-time,1,2\n"
+    report = import_trace(
+        deployment=deployment, file=io.BytesIO(body), format="azure", shift_end_now=True,
+        file_name="bad.csv", now=NOW,
+    )  # fmt: skip
+    assert [str(e) for e in report.errors] == [
+        "row 3, column TIMESTAMP: 'not-a-time' is not an ISO 8601 time or Unix seconds"
+    ]
+    assert TraceImport.objects.count() == 0
+    assert RequestRecord.objects.count() == 0
+
+
+def test_the_command_shifts_a_trace_to_end_now(
+    deployment: ModelDeployment, capsys: pytest.CaptureFixture
+) -> None:
+    call_command(
+        "import_trace", str(CODE), "--format", "azure", "--deployment", "prod/llama",
+        "--shift-end-now",
+    )  # fmt: skip
+    out = capsys.readouterr()
+    assert "(end now: shifted +" in out.out
+    assert "warning" not in out.err
+    record = TraceImport.objects.get()
+    assert record.shift == "end_now"
+    assert record.original_last_arrival_ts == CODE_LAST
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    assert record.last_arrival_ts in (hour - timedelta(seconds=1), hour - timedelta(seconds=3601))
+
+
+def test_the_command_warns_about_a_trace_outside_every_window(
+    deployment: ModelDeployment, capsys: pytest.CaptureFixture
+) -> None:
+    call_command("import_trace", str(CODE), "--format", "azure", "--deployment", "prod/llama")
+    assert (
+        "warning: the trace (2023-11-16 18:17 to 2023-11-16 19:14 UTC) lies before every "
+        "assessment window" in capsys.readouterr().err
+    )
+    assert TraceImport.objects.get().shift == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--shift-start-at", "next tuesday"],
+         "--shift-start-at: expected ISO 8601 (2026-01-05T14:00, UTC) or Unix seconds, got "
+         "'next tuesday'"),
+        (["--shift-start-at", "2026-01-01T00:00", "--shift-end-now"],
+         "--shift-start-at, --shift-end-now: choose one shift, not both"),
+    ],
+)  # fmt: skip
+def test_the_command_refuses_a_bad_shift_naming_the_option_and_stores_nothing(
+    args: list[str], message: str
+) -> None:
+    with pytest.raises(CommandError) as caught:
+        call_command(
+            "import_trace", str(CODE), "--format", "azure", "--deployment", "lab/new",
+            "--create", *args,
+        )  # fmt: skip
+    assert str(caught.value) == message
+    assert ModelDeployment.objects.filter(served_name="new").count() == 0
+    assert TraceImport.objects.count() == 0
+    assert RequestRecord.objects.count() == 0

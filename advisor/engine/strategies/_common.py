@@ -22,6 +22,7 @@ from advisor.engine.capacity import LoadCurve, ReplicaConfig
 from advisor.engine.context import AssessmentContext, PriceBook, Resolved, context_for
 from advisor.engine.fleet import FleetRun, evaluate_fleet, fixed_fleet
 from advisor.engine.perf import weight_bytes
+from advisor.engine.redundancy import replica_floor
 from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
 
 
@@ -48,18 +49,22 @@ class Sized:
         return self.run.projection.usd_per_month if self.run is not None else math.inf
 
 
-def size_fixed(ctx: AssessmentContext, item: Resolved, config: ReplicaConfig) -> Sized:
-    """The fewest always-on replicas of `config` meeting the deployment's SLOs."""
+def size_fixed(
+    ctx: AssessmentContext, item: Resolved, config: ReplicaConfig, *, redundancy: bool = True
+) -> Sized:
+    """The fewest always-on replicas of `config` meeting the deployment's SLOs, and at least
+    the redundancy rule's minimum (`redundancy=False`: what the load alone needs)."""
     curve = ctx.curve(item, config)
     if not curve.feasible:
         return Sized(config, curve, None, 0)
+    floor = replica_floor(item.spec).replicas if redundancy else 0
     replicas, run = fixed_fleet(
         curve,
         item.load,
         ctx.economics(item, config),
         item.slo,
         mean_output_tokens=item.shape.mean_output_tokens,
-        min_replicas=max(item.spec.autoscaling.min_replicas, 1),
+        min_replicas=max(item.spec.autoscaling.min_replicas, 1, floor),
         max_replicas=item.spec.autoscaling.max_replicas,
     )
     return Sized(config, curve, run, replicas)
@@ -312,6 +317,7 @@ def common_assumptions(ctx: AssessmentContext, item: Resolved) -> tuple[str, ...
     slo = item.spec.slo
     if slo.defaulted:
         out.append("SLO defaults used for: " + ", ".join(slo.defaulted))
+    out.append(f"redundancy: {replica_floor(item.spec).text}")
     return tuple(out)
 
 

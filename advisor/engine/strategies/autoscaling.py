@@ -21,6 +21,7 @@ from advisor.engine.advice import StrategyResult
 from advisor.engine.autoscale import HpaPolicy, hpa_manifest, keda_manifest, metric_table
 from advisor.engine.capacity import ReplicaConfig
 from advisor.engine.context import AssessmentContext, PriceBook, Resolved
+from advisor.engine.redundancy import replica_floor
 from advisor.engine.scenario import HPA_METRICS, DeploymentSpec, SloSpec, WorkloadSpec
 from advisor.engine.strategies._common import (
     Sized,
@@ -51,9 +52,10 @@ def policies(
     curve = fixed.curve
     scaling = item.spec.autoscaling
     cap = scaling.max_replicas or max(2 * fixed.replicas, fixed.replicas + 2)
-    floors = [scaling.min_replicas]
+    rule = replica_floor(item.spec).replicas
+    floors = [max(scaling.min_replicas, rule)]
     idle = bool(np.any(item.load.rate_rps == 0.0))
-    if idle and scaling.min_replicas >= 1 and "min_replicas" in scaling.defaulted:
+    if idle and floors[0] >= 1 and "min_replicas" in scaling.defaulted and rule == 0:
         floors.append(0)  # idle stretches and no minimum set: KEDA may scale to zero
     out = []
     for floor, metric in [(f, m) for f in floors for m in metrics]:
@@ -145,7 +147,7 @@ def evaluate(
         f"HPA sync every {scaling.sync_period_s:g} s, scale-up stabilization "
         f"{scaling.scale_up_stabilization_s:g} s, scale-down {scaling.scale_down_stabilization_s:g}"
         " s, default rate limits, 10% tolerance; " + cold_note,
-        f"min {scaling.min_replicas} replica(s)"
+        f"min {max(scaling.min_replicas, replica_floor(item.spec).replicas)} replica(s)"
         + (f", max {scaling.max_replicas}" if scaling.max_replicas else ""),
     )
     if best is None or best.run is None or best.policy is None or fixed.run is None:

@@ -32,6 +32,7 @@ from advisor.engine.advice import Projection, StrategyResult
 from advisor.engine.catalog import GIB
 from advisor.engine.context import AssessmentContext, PriceBook, Resolved
 from advisor.engine.perf import DEFAULT_WORKSPACE_FIXED_BYTES, memory_plan
+from advisor.engine.redundancy import replica_floor
 from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
 from advisor.engine.strategies._common import (
     Sized,
@@ -270,6 +271,8 @@ def _rotate(
         option = fleets[item.name]
         if item.name in taken or option.run is None:
             continue
+        if replica_floor(item.spec).replicas > 0:
+            continue  # the redundancy rule keeps its replicas awake
         if (
             item.load.step_s != items[0].load.step_s
             or item.load.rate_rps.size != items[0].load.rate_rps.size

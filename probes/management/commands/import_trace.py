@@ -1,4 +1,9 @@
-"""`manage.py import_trace FILE --format F --deployment CLUSTER/NAME [--dry-run]`."""
+"""`manage.py import_trace FILE --format F --deployment CLUSTER/NAME [--dry-run]`.
+
+`--shift-start-at TIME` or `--shift-end-now` moves the trace in time (e.g. the Azure 2023
+traces into the windows assessments read); the command warns when the trace, shifted or not,
+lies outside every assessment window.
+"""
 
 from __future__ import annotations
 
@@ -30,10 +35,30 @@ class Command(BaseCommand):
         )
         parser.add_argument("--model-id", help="with --create: the model's HF id or path")
         parser.add_argument("--start", help="ISO 8601 or Unix seconds (UTC)")
+        parser.add_argument(
+            "--shift-start-at", metavar="TIME",
+            help="shift the trace so its first request is at TIME (ISO 8601 or Unix seconds, UTC)",
+        )  # fmt: skip
+        parser.add_argument(
+            "--shift-end-now", action="store_true",
+            help="shift the trace so its last request is just before the current UTC hour "
+            "(the end of the windows assessments read)",
+        )  # fmt: skip
         parser.add_argument("--dry-run", action="store_true", help="validate, store nothing")
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["file"]
+        if options["shift_start_at"] and options["shift_end_now"]:
+            raise CommandError("--shift-start-at, --shift-end-now: choose one shift, not both")
+        shift_start_at = None
+        if options["shift_start_at"]:
+            try:
+                shift_start_at = parse_time(options["shift_start_at"])
+            except (ValueError, OverflowError, OSError):
+                raise CommandError(
+                    "--shift-start-at: expected ISO 8601 (2026-01-05T14:00, UTC) or Unix "
+                    f"seconds, got {options['shift_start_at']!r}"
+                ) from None
         if not path.is_file():
             raise CommandError(f"FILE: {path} does not exist or is not a file")
         cluster_name, sep, served_name = options["deployment"].partition("/")
@@ -60,10 +85,13 @@ class Command(BaseCommand):
                 raise CommandError(f"--start: {exc}") from exc
         report = trace_import(
             deployment=deployment, file=path, format=options["format"],
-            dry_run=options["dry_run"], start=start,
+            dry_run=options["dry_run"], start=start, shift_start_at=shift_start_at,
+            shift_end_now=options["shift_end_now"],
         )  # fmt: skip
         if not report.ok:
             for error in report.errors:
                 self.stderr.write(f"{path.name}: {error}")
             raise CommandError(report.summary())
         self.stdout.write(report.summary())
+        if report.warning:
+            self.stderr.write(f"warning: {report.warning}")

@@ -11,15 +11,17 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from advisor.engine.scenario import Scenario
-from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus
+from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus, DeploymentSlo
 from advisor.services import assessments
 from advisor.services.assessment_engine import EngineOutcome
 from advisor.tasks.sim import assessment_run
-from probes.models import Cluster, EngineRollup
-from tests.advisor.assessments.fleet import TRACE_END, LabFleet, fleet_build
+from probes.models import Cluster, EngineRollup, TraceFormat
+from probes.services import import_trace
+from tests.advisor.assessments.fleet import AZURE_CONV, TRACE_END, LabFleet, fleet_build
 
 
 def _outcome(usd_per_month: float) -> EngineOutcome:
@@ -171,3 +173,46 @@ def test_it_passes_measured_speculative_acceptance_to_the_engine(
         "num_draft_tokens": 1200, "num_accepted_tokens": 450,
     }  # fmt: skip
     assert chat["engine_args"]["speculative_config"]["method"] == "ngram"
+
+
+def test_an_assessment_after_an_end_now_import_uses_the_azure_trace(
+    db: Any, monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks: Any
+) -> None:
+    """Issue 16 item 2: the Azure 2023 trace, imported as is, is outside every window."""
+    monkeypatch.setattr(assessments, "scenario_run", lambda scenario, progress: _outcome(6000.0))
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    lab = fleet_build(days=2, interval_s=300, end=hour)  # imports the trace unshifted (2023)
+    before = _run(django_capture_on_commit_callbacks)
+    gaps = {gap["deployment"]: gap["message"] for gap in before.data_gaps}
+    assert gaps["chat"].endswith(
+        "; its imported trace AzureLLMInferenceTrace_conv.csv (2023-11-16 18:15 to 2023-11-16 "
+        f"19:14 UTC) lies outside this window ({before.window_start:%Y-%m-%d %H:%M} to "
+        f"{before.window_end:%Y-%m-%d %H:%M} UTC): import it again shifted to end now"
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        report = import_trace(
+            deployment=lab.chat, file=AZURE_CONV, format=TraceFormat.AZURE, shift_end_now=True
+        )
+    assert report.ok
+    assert report.warning is None
+    after = _run(django_capture_on_commit_callbacks)
+    assert after.status == AssessmentStatus.COMPLETED
+    assert [gap["deployment"] for gap in after.data_gaps] == ["llama-8b"]
+    workload = after.inputs["deployments"]["chat"]["workload"]
+    assert workload["request_records"] == 19366  # all of it: it ends before the window does
+
+
+def test_it_passes_the_redundancy_rule_set_with_the_slos_to_the_engine(
+    lab: LabFleet, django_capture_on_commit_callbacks: Any
+) -> None:
+    DeploymentSlo.objects.create(deployment=lab.chat, min_replicas=3)
+    assessment = _run(django_capture_on_commit_callbacks, end=TRACE_END)
+    chat = json.loads(assessment.scenario)["deployments"][0]
+    assert chat["slo"]["min_replicas"] == 3
+    assert assessment.inputs["deployments"]["chat"]["min_replicas"] == {
+        "value": 3, "default": False,
+    }  # fmt: skip
+    DeploymentSlo.objects.filter(deployment=lab.chat).update(min_replicas=None)
+    again = _run(django_capture_on_commit_callbacks, end=TRACE_END + timedelta(hours=1))
+    assert json.loads(again.scenario)["deployments"][0]["slo"]["min_replicas"] is None
+    assert again.inputs["deployments"]["chat"]["min_replicas"] == {"value": None, "default": True}

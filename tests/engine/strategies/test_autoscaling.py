@@ -53,7 +53,9 @@ def test_it_derives_the_cold_start_from_model_size_and_load_bandwidth() -> None:
 
 def test_it_scales_an_idle_nightly_job_to_zero_unless_a_minimum_is_set() -> None:
     night = diurnal_load(None, days=2, mean_rps=3.0, active_hours_utc=(0.0, 6.0))
-    ctx = context(deployment("night", rate_rps=3.0, load=night, replicas=2))
+    # no redundancy rule (today's 2 replicas would otherwise keep 2 by default)
+    free = SloSpec(min_replicas=0)
+    ctx = context(deployment("night", rate_rps=3.0, load=night, replicas=2, slo=free))
     result = run(autoscaling, ctx, "night")
     assert result.status == "recommended"
     assert result.details["policy"]["min_replicas"] == 0
@@ -64,8 +66,21 @@ def test_it_scales_an_idle_nightly_job_to_zero_unless_a_minimum_is_set() -> None
     assert any("cold start" in risk for risk in result.risks)
 
     kept = context(
-        deployment("night", rate_rps=3.0, load=night, replicas=2,
+        deployment("night", rate_rps=3.0, load=night, replicas=2, slo=free,
                    autoscaling=AutoscalingSpec(min_replicas=1)),
     )  # fmt: skip
     floor = run(autoscaling, kept, "night")
     assert floor.details.get("policy", {"min_replicas": 1})["min_replicas"] == 1
+
+
+def test_the_redundancy_rule_sets_the_autoscaling_minimum() -> None:
+    night = diurnal_load(None, days=2, mean_rps=3.0, active_hours_utc=(0.0, 6.0))
+    for slo, expected in ((SloSpec(), 2), (SloSpec(min_replicas=3), 3)):
+        ctx = context(deployment("night", rate_rps=3.0, load=night, replicas=2, slo=slo))
+        item = ctx.resolved["night"]
+        fixed, _best, _tried = autoscaling.best_policy(ctx, item, item.baseline)
+        candidates = autoscaling.policies(item, fixed)
+        assert {p.min_replicas for p in candidates} == {expected}
+        result = run(autoscaling, ctx, "night")
+        assert result.details.get("policy", {"min_replicas": expected})["min_replicas"] == expected
+        assert result.details["fixed_replicas"] >= expected

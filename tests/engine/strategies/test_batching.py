@@ -9,7 +9,9 @@ from tests.engine.strategies.helpers import context, deployment, run
 
 def test_it_moves_a_static_server_to_continuous_batching() -> None:
     ctx = context(
-        deployment("st", rate_rps=20, batching="static", replicas=8, slo=SloSpec(2.0, 0.1))
+        deployment(
+            "st", rate_rps=20, batching="static", replicas=8, slo=SloSpec(2.0, 0.1, min_replicas=1)
+        )
     )
     result = run(batching, ctx, "st")
     assert result.status == "recommended"
