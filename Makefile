@@ -55,7 +55,7 @@ demo: $(DEPS) var/secret_key
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput -v0
 	$(DEMO_ENV) $(BIN)/python manage.py collectstatic --noinput -v0
 	$(DEMO_ENV) $(BIN)/python manage.py demo
-	$(DEMO_ENV) $(BIN)/gunicorn config.wsgi --bind 127.0.0.1:8000 --workers 2 --timeout 300
+	$(DEMO_ENV) $(BIN)/python manage.py demo_serve
 
 # Optional, in a second terminal while `make demo` serves: a managed node to roll changes out to.
 demo-node: $(DEPS) var/secret_key vllm-node

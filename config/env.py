@@ -84,6 +84,14 @@ def env_database(name: str, default: str) -> dict[str, Any]:
         raise ConfigError(f"{name}: {exc}") from exc
     if scheme != "sqlite" and not config.get("NAME"):
         raise ConfigError(f"{name}: the URL names no database, got {value!r}")
+    if scheme == "sqlite":
+        # The demo's web workers and its Celery worker share one file: readers must not block
+        # the writer (WAL), and a writer waits for the lock instead of failing at once.
+        config["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+        }
     return config
 
 

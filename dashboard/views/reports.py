@@ -64,7 +64,13 @@ def report_generate(request: HttpRequest) -> HttpResponse:
         messages.error(request, f"days: one of {', '.join(map(str, GENERATE_DAYS))}")
         return redirect("dashboard:reports")
     report = report_create(cluster=cluster, days=int(raw_days), user=request.user)
-    messages.success(request, f"Report #{report.pk} queued; it appears here when rendered.")
+    report.refresh_from_db(fields=["status"])  # tasks running inline have rendered it already
+    if report.status == ReportStatus.READY:
+        messages.success(request, f"Report #{report.pk} rendered.")
+    elif report.status == ReportStatus.FAILED:
+        messages.error(request, f"Report #{report.pk} failed; its row says why.")
+    else:
+        messages.success(request, f"Report #{report.pk} queued; it appears here when rendered.")
     return redirect("dashboard:reports")
 
 

@@ -120,3 +120,14 @@ def test_it_rejects_a_non_redis_cache_url(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("CACHE_URL", "memcached://127.0.0.1:11211")
     with pytest.raises(ConfigError, match=r"^CACHE_URL: expected redis://host:port/db or empty"):
         env_cache("CACHE_URL")
+
+
+def test_it_gives_sqlite_wal_and_a_lock_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the demo's web workers and its Celery worker share the file (issue 16 item 9)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    config = env_database("DATABASE_URL", "sqlite:///x")
+    assert config["OPTIONS"] == {
+        "init_command": "PRAGMA journal_mode=WAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }

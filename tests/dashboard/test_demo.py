@@ -18,6 +18,7 @@ from advisor.services.assessments import assessment_rerun
 from dashboard.demo_fleet import demo_fleet_ensure
 from dashboard.demo_notice import NOTICE
 from dashboard.demo_telemetry import SAMPLES_PER_MINUTE, gpu_minutes
+from dashboard.models import ReportSchedule
 from probes.bounds import bad_rows_refuse
 from probes.models import (
     Cluster,
@@ -40,6 +41,10 @@ def test_the_demo_lands_on_a_coherent_fleet_and_an_engine_assessment(
     out = StringIO()
     call_command("demo", stdout=out)
     text = out.getvalue()
+    # the weekly assessment and report schedules exist before beat's hourly pass (item 9)
+    demo = Cluster.objects.get(name="demo")
+    assert AssessmentSchedule.objects.filter(cluster=demo).count() == 1
+    assert ReportSchedule.objects.filter(cluster=demo).count() == 1
 
     # the traces, every row, through the import service
     assert RequestRecord.objects.count() == 8819 + 19366

@@ -241,3 +241,23 @@ def test_the_report_says_each_deployments_confidence_and_what_is_not_priced(
     )
     held = assessment.plan["fleet_baseline"]["usd_per_month"]
     assert f"${held:,.0f}" in rendered.html_email  # simulated today, chat at today's cost
+
+
+@pytest.mark.integration
+@pytest.mark.django_db(transaction=True)
+def test_a_report_rendered_inline_says_rendered_not_queued(
+    client: Client, bob, small_fleet: SmallFleet, settings: Any
+) -> None:
+    # Issue 16 item 9: without a worker the report is built inside the POST; the page said
+    # "queued" afterwards.
+    need_chromium()
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    client.force_login(bob)
+    response = client.post(
+        "/reports/generate/", {"days": "7", "cluster": str(small_fleet.cluster.pk)}, follow=True
+    )
+    report = Report.objects.get()
+    assert report.status == ReportStatus.READY
+    html = response.content.decode()
+    assert f"Report #{report.pk} rendered." in html
+    assert "queued" not in html.split('class="messages"')[1].split("</ul>")[0]

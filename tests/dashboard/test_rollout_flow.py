@@ -4,8 +4,8 @@ The node is the one `make demo-node` runs (`dashboard.demo_node`): a real agent 
 (`python -m probes.agent --controller-config`) supervising a real vLLM CPU server on the tiny
 model (`make vllm-node`), pushing to the live server; a real Celery worker advances the
 rollout. The assessment is a real engine answer (`tests.dashboard.assessed`) whose plan for
-`llama` is given an engine-args change a CPU server can take (`max_num_seqs` 8) and one replica:
-the per-replica part is applied, the replica count becomes a manual step.
+`llama` is given an engine-args change a CPU server can take (`max_num_seqs` 8): the per-replica part
+is applied, the plan's replica count becomes a manual step.
 
 Run: CI=true DATABASE_URL=postgres://... TEST_REDIS_URL=redis://.../N \
      .venv/bin/pytest tests/dashboard/test_rollout_flow.py
@@ -116,7 +116,8 @@ def test_an_operator_proposes_the_plans_change_and_an_admin_watches_it_land(
             page.click('[data-testid="propose-form"] button[type=submit]')
             page.wait_for_url(re.compile(r"/rollouts/\d+/$"))
             steps = page.inner_text('[data-testid="manual-steps"]')
-            assert "Run 1 replica(s) of llama" in steps
+            replicas = entry["config_change"]["replicas"]  # the plan's (redundancy rule kept)
+            assert f"Run {replicas} replica(s) of llama" in steps
             assert problems == []
         rollout = Rollout.objects.get()
         assert rollout.change.node_config() == {"engine_args": {"max_num_seqs": 8}}

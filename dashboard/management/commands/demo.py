@@ -10,7 +10,9 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 
+from advisor.services.assessments import schedules_ensure as assessment_schedules_ensure
 from dashboard.demo_fleet import demo_fleet_ensure
+from dashboard.reports.services import schedules_ensure as report_schedules_ensure
 from probes.roles import ADMIN, ensure_roles
 
 DEMO_USERNAME = "admin"
@@ -22,6 +24,9 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         ensure_roles()
         self.stdout.write(demo_fleet_ensure())
+        # What beat does hourly for new clusters, done now so the pages show the schedules.
+        assessment_schedules_ensure()
+        report_schedules_ensure()
         self.stdout.write(_demo_assessment())
         password = self._admin_password()
         self.stdout.write(
