@@ -657,14 +657,34 @@ class CasePrediction:
         return abs(self.predicted - self.case.value) / self.case.value
 
 
+def run_key(case: Case) -> Case:
+    """The case with what only labels it blanked: cases with the same key are one published
+    run reported as several metrics, and simulate identically."""
+    return dataclasses.replace(
+        case, id="", metric="output_tok_s", value=1.0, notes="", line=0, source=""
+    )
+
+
 def predict_case(
-    case: Case, profiles: ProfileSet, catalog: Catalog = DEFAULT_CATALOG
+    case: Case,
+    profiles: ProfileSet,
+    catalog: Catalog = DEFAULT_CATALOG,
+    *,
+    runs: dict[Case, tuple[CaseSetup, ServingMetrics]] | None = None,
 ) -> CasePrediction:
-    try:
-        setup = case_setup(case, profiles, catalog)
-    except Unmodellable as exc:
-        return CasePrediction(case, None, str(exc))
-    metrics = simulate(setup.replica, setup.workload).metrics()
+    """Predict one case; `runs` (a dict the caller keeps) reuses the simulation of an earlier
+    case of the same run (`run_key`) with the same profiles and catalog."""
+    key = run_key(case)
+    if runs is not None and key in runs:
+        setup, metrics = runs[key]
+    else:
+        try:
+            setup = case_setup(case, profiles, catalog)
+        except Unmodellable as exc:
+            return CasePrediction(case, None, str(exc))
+        metrics = simulate(setup.replica, setup.workload).metrics()
+        if runs is not None:
+            runs[key] = (setup, metrics)
     value = setup_metric_value(metrics, case.metric, setup)
     if not math.isfinite(value):
         return CasePrediction(case, None, f"metric: {case.metric} undefined for this case")
@@ -740,4 +760,7 @@ class ValidationReport:
 def validate_cases(
     cases: Sequence[Case], profiles: ProfileSet, catalog: Catalog = DEFAULT_CATALOG
 ) -> ValidationReport:
-    return ValidationReport(tuple(predict_case(case, profiles, catalog) for case in cases))
+    runs: dict[Case, tuple[CaseSetup, ServingMetrics]] = {}  # each published run once
+    return ValidationReport(
+        tuple(predict_case(case, profiles, catalog, runs=runs) for case in cases)
+    )

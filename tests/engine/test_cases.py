@@ -21,12 +21,15 @@ from advisor.engine.cases import (
     case_setup,
     case_workload,
     metric_value,
+    predict_case,
     read_cases,
     release_version,
     sharegpt_lengths,
+    validate_cases,
 )
 from advisor.engine.profiles import DEFAULT_PROFILES
 from advisor.engine.results import Percentiles, ServingMetrics, Slo
+from advisor.engine.sim import simulate
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = ROOT / "advisor" / "engine" / "data" / "public_cases.csv"
@@ -414,3 +417,25 @@ def test_it_splits_the_corpus_by_model_family_with_hard_regimes_in_both() -> Non
             and (case.concurrency or case.num_prompts or 0) >= 64
         ]  # fmt: skip
         assert bursts, split
+
+
+def test_it_simulates_each_published_run_once_for_all_its_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[object] = []
+    real = simulate
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr("advisor.engine.cases.simulate", counted)
+    run = [
+        case_of(id="a-out", metric="output_tok_s"),
+        case_of(id="a-ttft", metric="median_ttft_ms", notes="same run"),
+        case_of(id="b-out", metric="output_tok_s", concurrency=16),
+    ]
+    together = validate_cases(run, DEFAULT_PROFILES)
+    assert len(calls) == 2  # runs a and b
+    alone = [predict_case(case, DEFAULT_PROFILES).predicted for case in run]
+    assert [p.predicted for p in together.predictions] == alone
