@@ -16,9 +16,12 @@ per-token figures are output (generated) tokens, as `vllm bench serve` counts th
 - `ConfigChange`: vLLM CLI arguments to set (`{"--max-num-seqs": 512}`; True/False for
   boolean flags), a different model path (quantized checkpoints), replicas / TP, and
   manifests (HPA `autoscaling/v2`, KEDA `ScaledObject`) as YAML text.
-- `StrategyResult`: one strategy on one deployment: status, one-line summary, baseline and
-  projected `Projection`, the config change, every variant considered (`Alternative`),
-  assumptions, risks, and strategy-specific `details`.
+- `StrategyResult`: one strategy on one deployment: status, one-line summary, baseline,
+  reference and projected `Projection`, the config change, every variant considered
+  (`Alternative`), assumptions, risks, and strategy-specific `details`. The reference is
+  today's configuration right-sized: what the strategy adds is reference minus projected
+  (right-sizing is no strategy's own saving); "recommended" means it adds a saving, or meets
+  the SLOs where no size of today's configuration does.
 - `Plan`: per deployment baseline vs plan (`DeploymentPlan`, with its Pareto set and, when no
   configuration meets the SLOs, the message and the closest configuration), the fleet totals,
   every strategy result, the "strategy combination -> GPU utilization, cost savings" table,
@@ -145,15 +148,29 @@ class StrategyResult(_Jsonable):
     assumptions: tuple[str, ...] = ()
     risks: tuple[str, ...] = ()
     details: Mapping[str, JsonValue] = field(default_factory=dict)
+    # What the strategy is applied to: today's configuration right-sized (today's own where
+    # no size of it meets the SLOs). None in results stored before it was kept: the baseline.
+    reference: Projection | None = None
 
     @property
     def savings_usd_per_month(self) -> float:
+        """Today's cost minus the projection's: right-sizing included."""
         return self.baseline.usd_per_month - self.projected.usd_per_month
 
     @property
     def savings_fraction(self) -> float:
         base = self.baseline.usd_per_month
         return self.savings_usd_per_month / base if base > 0 else 0.0
+
+    @property
+    def added_usd_per_month(self) -> float:
+        """What the strategy itself saves: its reference's cost minus the projection's."""
+        return (self.reference or self.baseline).usd_per_month - self.projected.usd_per_month
+
+    @property
+    def added_fraction(self) -> float:
+        base = (self.reference or self.baseline).usd_per_month
+        return self.added_usd_per_month / base if base > 0 else 0.0
 
 
 @dataclass(frozen=True)
