@@ -83,6 +83,13 @@ class WaterfallStep:
 
 @dataclass(frozen=True)
 class StrategyCell:
+    """One strategy on one deployment: its verdict and what it alone saves.
+
+    The saving is over what the strategy is applied to (the engine's `reference`: today's
+    configuration right-sized), so right-sizing is not credited to every strategy; None when
+    the strategy does not apply or nothing meets the SLOs.
+    """
+
     strategy: str
     status: str
     summary: str
@@ -163,15 +170,19 @@ class PlanView:
         return tuple(d for d in self.deployments if d.baseline is not None)
 
 
-def _strategy_cells(results: dict[str, Any]) -> tuple[StrategyCell, ...]:
+def strategy_cells(results: dict[str, Any]) -> tuple[StrategyCell, ...]:
+    """One deployment's stored strategy results as table cells, in the planner's order."""
     cells = []
     for name in PLANNER_ORDER:
         result = results.get(name)
         if result is None:
             continue
-        before = finite((result.get("baseline") or {}).get("usd_per_month"))
+        # results stored before the engine kept a reference: their baseline (today)
+        reference = result.get("reference") or result.get("baseline") or {}
+        before = finite(reference.get("usd_per_month"))
         after = finite((result.get("projected") or {}).get("usd_per_month"))
-        saved = None if before is None or after is None else before - after
+        judged = result.get("status") in ("recommended", "not_recommended")
+        saved = None if before is None or after is None or not judged else before - after
         cells.append(
             StrategyCell(
                 strategy=name,
@@ -256,7 +267,7 @@ def plan_view(
                 replicas=(old_replicas, new_replicas) if new_replicas is not None else None,
                 manifests=dict(change.get("manifests") or {}),
                 notes=tuple(change.get("notes") or ()),
-                strategy_cells=_strategy_cells(strategies.get(name) or {}),
+                strategy_cells=strategy_cells(strategies.get(name) or {}),
                 workload=given.get("workload"),
                 inputs=given,
             )

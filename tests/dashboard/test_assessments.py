@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
+from html import unescape
 from typing import Any
 
 import pytest
@@ -11,10 +13,12 @@ from django.test import Client
 from django.utils.html import escape
 
 from advisor.models import Assessment, AssessmentStatus
+from dashboard.formatting import usd
 from dashboard.selectors.assessments import (
     PLANNER_ORDER,
     args_diff,
     assessment_view,
+    strategy_cells,
     waterfall_steps,
 )
 from tests.dashboard.assessed import assessment_completed
@@ -257,3 +261,88 @@ def test_progress_is_json_for_the_page_to_poll(
         '<script src="/static/js/progress.js" defer></script>'
     ) in page  # the shared polling loop first: progress.js calls it
     assert client.get("/assessments/999999/progress.json").status_code == 404
+
+
+def strategy_rows(html: str) -> dict[tuple[str, str], dict[str, str]]:
+    """The "each strategy on each deployment" table: (deployment, strategy) -> its cells."""
+    table = html.split('data-testid="strategy-results"')[1].split("</table>")[0]
+    rows = {}
+    for found in re.finditer(
+        r'<tr data-testid="strategy-row" data-deployment="([^"]+)" data-strategy="([^"]+)">'
+        r"(.*?)</tr>",
+        table,
+        re.S,
+    ):
+        cells = dict(re.findall(r'<td[^>]*data-testid="(\w+)">(.*?)</td>', found.group(3), re.S))
+        rows[(found.group(1), found.group(2))] = {k: unescape(v) for k, v in cells.items()}
+    return rows
+
+
+def test_each_strategy_row_shows_only_what_that_strategy_adds(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    client.force_login(carol)
+    rows = strategy_rows(client.get(f"/assessments/{assessment.pk}/").content.decode())
+
+    assert len(rows) == 10
+    for (name, strategy), row in rows.items():
+        result = assessment.strategies[name][strategy]
+        added = result["reference"]["usd_per_month"] - result["projected"]["usd_per_month"]
+        assert row["adds"] == usd(added), (name, strategy)
+        # the verdict never contradicts the figure beside it
+        assert row["verdict"] != "recommended" or added > 0, (name, strategy)
+        assert row["verdict"] == result["status"].replace("_", " ")
+    # llama runs 3 replicas where 1 meets the SLOs: the $5,840 that saves is right-sizing's,
+    # not speculative decoding's, which at that size only cuts TPOT p95
+    today = assessment.plan["deployments"][0]["baseline"]["usd_per_month"]
+    speculative = rows[("llama", "speculative")]
+    assert speculative["verdict"] == "not recommended"
+    assert speculative["adds"] == "$0.00"
+    assert speculative["why"].startswith("not recommended: no cost gain: it cuts TPOT p95 to ")
+    assert usd(today * 2 / 3) not in speculative["why"]
+    # sharing says why it declined, with the figures
+    sharing = rows[("llama", "sharing")]
+    assert sharing["verdict"] == "not recommended"
+    assert sharing["why"].startswith(
+        "not recommended: co-location: with qwen on one H100-SXM: too busy together: llama "
+    )
+    assert sharing["why"].endswith(
+        "rotation: no deployment on H100-SXM goes 10 minutes without a request, so none can sleep"
+    )
+
+
+def test_negative_money_reads_minus_dollar(client: Client, carol, assessment: Assessment) -> None:
+    Assessment.objects.filter(pk=assessment.pk).update(
+        plan={**assessment.plan, "savings_usd_per_month": -4060.4}
+    )
+    client.force_login(carol)
+    html = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    kpi = html.split('data-testid="kpi-savings"')[1].split("</div>")[0]
+    assert "-$4,060" in kpi
+    assert "$-" not in html
+
+
+def test_a_strategy_cell_measures_against_the_reference_it_was_applied_to() -> None:
+    def result(status: str, projected: float, **more: Any) -> dict[str, Any]:
+        return {"status": status, "summary": "", "baseline": {"usd_per_month": 300.0},
+                "projected": {"usd_per_month": projected}, **more}  # fmt: skip
+
+    cells = {
+        c.strategy: (c.status, c.savings_usd_per_month, c.savings_fraction)
+        for c in strategy_cells(
+            {
+                "quantization": result("recommended", 150.0, reference={"usd_per_month": 200.0}),
+                "batching": result("not_recommended", 200.0, reference={"usd_per_month": 200.0}),
+                "speculative": result("recommended", 100.0),  # stored before references
+                "autoscaling": result("infeasible", 400.0, reference={"usd_per_month": 300.0}),
+                "sharing": result("not_applicable", 300.0),
+            }
+        )
+    }
+    assert cells == {
+        "quantization": ("recommended", 50.0, 0.25),
+        "batching": ("not_recommended", 0.0, 0.0),
+        "speculative": ("recommended", 200.0, 2 / 3),
+        "autoscaling": ("infeasible", None, None),
+        "sharing": ("not_applicable", None, None),
+    }
