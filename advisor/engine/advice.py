@@ -12,7 +12,8 @@ per-token figures are output (generated) tokens, as `vllm bench serve` counts th
   load: GPUs (mean and peak), utilization (served load over what the provisioned replicas
   could serve at saturation), busy fraction (time a kernel runs: what NVML reports), TTFT and
   TPOT p50/p95 over all requests, SLO attainment, USD per hour / month / 1M output tokens,
-  energy per output token, quality change versus BF16.
+  energy per output token and per month (kWh, the GPUs' board power whether busy or idle),
+  quality change versus BF16.
 - `ConfigChange`: vLLM CLI arguments to set (`{"--max-num-seqs": 512}`; True/False for
   boolean flags), a different model path (quantized checkpoints), replicas / TP, and
   manifests (HPA `autoscaling/v2`, KEDA `ScaledObject`) as YAML text.
@@ -31,6 +32,7 @@ per-token figures are output (generated) tokens, as `vllm bench serve` counts th
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -84,6 +86,8 @@ class Projection(_Jsonable):
     output_tokens_per_s: float  # mean served
     quality_delta_points: float = 0.0  # versus BF16, negative = worse
     meets_slo: bool = True  # TTFT p95, TPOT p95 and the quality floor all met
+    # board energy of the provisioned GPUs per month (idle ones included); NaN when unknown
+    energy_kwh_per_month: float = math.nan
 
 
 @dataclass(frozen=True)

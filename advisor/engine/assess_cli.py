@@ -71,10 +71,12 @@ def summary(plan: Plan) -> str:
     lines = [
         f"fleet today: {base.gpus:.1f} GPUs, utilization {base.utilization:.0%}, "
         f"{usd(base.usd_per_month)}/month, ${base.usd_per_1m_output_tokens:.3f}/1M output "
-        f"tokens, {base.energy_j_per_output_token:.3f} J/token",
+        f"tokens, {base.energy_j_per_output_token:.3f} J/token, "
+        f"{base.energy_kwh_per_month:,.0f} kWh/month",
         f"fleet plan:  {new.gpus:.1f} GPUs, utilization {new.utilization:.0%}, "
         f"{usd(new.usd_per_month)}/month, ${new.usd_per_1m_output_tokens:.3f}/1M output "
-        f"tokens, {new.energy_j_per_output_token:.3f} J/token; saves "
+        f"tokens, {new.energy_j_per_output_token:.3f} J/token, "
+        f"{new.energy_kwh_per_month:,.0f} kWh/month; saves "
         f"{usd(plan.savings_usd_per_month)}/month ({plan.savings_fraction:.1%})",
     ]
     for item in plan.deployments:

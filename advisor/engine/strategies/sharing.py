@@ -32,7 +32,7 @@ from advisor.engine.advice import Projection, StrategyResult
 from advisor.engine.catalog import GIB
 from advisor.engine.context import AssessmentContext, PriceBook, Resolved
 from advisor.engine.perf import DEFAULT_WORKSPACE_FIXED_BYTES, memory_plan
-from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
+from advisor.engine.scenario import DeploymentSpec, PowerEntry, SloSpec, WorkloadSpec
 from advisor.engine.strategies._common import (
     CENT,
     Sized,
@@ -137,10 +137,20 @@ def _busy_at_peak(option: Sized, item: Resolved) -> float:
 
 
 def _stretched(
-    p: Projection, stretch: float, gpus: float, usd_per_gpu_hour: float, hours: float
+    p: Projection,
+    stretch: float,
+    gpus: float,
+    usd_per_gpu_hour: float,
+    hours: float,
+    power: PowerEntry,
 ) -> Projection:
+    """`p` on `gpus` shared GPUs: latencies x `stretch`, cost and idle power for `gpus`.
+
+    The busy power is what it draws alone (the same kernels run, only interleaved).
+    """
     usd_hour = gpus * usd_per_gpu_hour
     tokens_per_hour = p.output_tokens_per_s * 3600.0
+    watts = gpus * power.idle_w + p.gpus * p.busy_fraction * (power.max_w - power.idle_w)
     return replace(
         p,
         gpus=gpus,
@@ -155,6 +165,10 @@ def _stretched(
         if tokens_per_hour > 0
         else math.inf,
         utilization=p.utilization * p.gpus / gpus if gpus > 0 else p.utilization,
+        energy_kwh_per_month=watts * hours / 1000.0,
+        energy_j_per_output_token=watts / p.output_tokens_per_s
+        if p.output_tokens_per_s > 0
+        else math.inf,
     )
 
 
@@ -213,7 +227,7 @@ def _colocate(
                 assert p is not None
                 projections[item.name] = _stretched(
                     p, stretch[item.name], share[item.name] / sum(share.values()), price,
-                    ctx.options.hours_per_month,
+                    ctx.options.hours_per_month, ctx.power(hardware),
                 )  # fmt: skip
     return groups, projections
 
@@ -429,7 +443,14 @@ def _rotate(
             share = float(usage[item.name].sum()) / total_use if total_use > 0 else 0.0
             missed = hit[item.name] if seconds > item.slo.ttft_p95_s else 0.0
             projections[item.name] = replace(
-                _stretched(p, 1.0, pooled * share, price, ctx.options.hours_per_month),
+                _stretched(
+                    p,
+                    1.0,
+                    pooled * share,
+                    price,
+                    ctx.options.hours_per_month,
+                    ctx.power(hardware),
+                ),
                 slo_attainment=max(p.slo_attainment - missed, 0.0),
                 meets_slo=p.meets_slo and missed <= 0.05 - (1.0 - p.slo_attainment),
             )

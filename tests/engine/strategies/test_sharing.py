@@ -37,6 +37,25 @@ def test_it_packs_two_light_models_on_one_gpu() -> None:
     )
 
 
+def test_it_counts_a_shared_gpus_idle_power_once() -> None:
+    ctx = context(
+        deployment("a", rate_rps=0.2),
+        deployment("b", model="Qwen2.5-7B", rate_rps=0.1, seed=1),
+    )
+    result = run(sharing, ctx, "a")
+    alone, shared = result.reference, result.projected
+    # its share of one GPU's idle power, plus the same busy power it draws alone
+    power = ctx.power(ctx.resolved["a"].hardware)
+    watts = shared.gpus * power.idle_w + alone.gpus * alone.busy_fraction * (
+        power.max_w - power.idle_w
+    )
+    hours = ctx.options.hours_per_month
+    assert shared.gpus < alone.gpus == 1.0
+    assert shared.energy_kwh_per_month == pytest.approx(watts * hours / 1000)
+    assert shared.energy_j_per_output_token == pytest.approx(watts / alone.output_tokens_per_s)
+    assert shared.energy_kwh_per_month < alone.energy_kwh_per_month
+
+
 def test_it_rotates_models_used_at_staggered_times() -> None:
     day = LoadShape(np.where((DAY_MINUTE >= 480) & (DAY_MINUTE < 1200), 3.0, 0.0))
     night = LoadShape(np.where((DAY_MINUTE < 420) | (DAY_MINUTE >= 1260), 3.0, 0.0))
