@@ -14,6 +14,9 @@ figures. Three arrangements deserve a word:
 - vLLM args diff: today's engine args as stored on the deployment, beside the plan's
   `config_change` (CLI flags), one line per flag that is kept, changed, added or removed
   (`dashboard.selectors.config_diff`, shared with the rollout page).
+- Cost and energy: per deployment and for the fleet, $/month, kWh/month and J per output
+  token today (simulated) and in the plan, from the engine's projections (board power idle
+  for every provisioned GPU plus (max - idle) x its busy share: `advisor.engine.energy`).
 - Confidence: per GPU kind, the calibration profile's fit error (median absolute percentage
   error on measured points) and where it came from, and the plan's cost when the
   calibration's efficiencies move (the engine's sensitivity rows), beside how far the
@@ -149,6 +152,54 @@ class CalibrationView:
 
 
 @dataclass(frozen=True)
+class CostEnergyRow:
+    """$ and energy of one deployment (or the fleet), today (simulated) and in the plan."""
+
+    name: str
+    usd_per_month_today: float | None
+    usd_per_month_plan: float | None
+    kwh_per_month_today: float | None
+    kwh_per_month_plan: float | None
+    j_per_token_today: float | None
+    j_per_token_plan: float | None
+
+
+def energy_of(projection: dict[str, Any] | None) -> tuple[float | None, float | None]:
+    """(kWh a month, J per output token) of a stored projection; None where unknown.
+
+    A projection stored before the engine kept kWh a month gets it from J per token x
+    tokens per second x the hours its month has (its USD a month over its USD an hour).
+    """
+    if not projection:
+        return None, None
+    joules = finite(projection.get("energy_j_per_output_token"))
+    kwh = finite(projection.get("energy_kwh_per_month"))
+    if kwh is None and joules is not None:
+        tokens = finite(projection.get("output_tokens_per_s"))
+        usd_month = finite(projection.get("usd_per_month"))
+        usd_hour = finite(projection.get("usd_per_hour"))
+        if tokens is not None and usd_month is not None and usd_hour:
+            kwh = joules * tokens * (usd_month / usd_hour) / 1000.0
+    return kwh, joules
+
+
+def cost_energy_row(
+    name: str, today: dict[str, Any] | None, plan: dict[str, Any] | None
+) -> CostEnergyRow:
+    kwh_today, j_today = energy_of(today)
+    kwh_plan, j_plan = energy_of(plan)
+    return CostEnergyRow(
+        name=name,
+        usd_per_month_today=finite((today or {}).get("usd_per_month")),
+        usd_per_month_plan=finite((plan or {}).get("usd_per_month")),
+        kwh_per_month_today=kwh_today,
+        kwh_per_month_plan=kwh_plan,
+        j_per_token_today=j_today,
+        j_per_token_plan=j_plan,
+    )
+
+
+@dataclass(frozen=True)
 class PlanView:
     """What an assessment's or a what-if's page shows (see the module docstring)."""
 
@@ -168,6 +219,17 @@ class PlanView:
     @property
     def assessed(self) -> tuple[DeploymentView, ...]:
         return tuple(d for d in self.deployments if d.baseline is not None)
+
+    @property
+    def cost_energy(self) -> tuple[CostEnergyRow, ...]:
+        """Each assessed deployment's $ and energy today and in the plan, then the fleet's."""
+        rows = [
+            cost_energy_row(d.name, d.baseline, d.plan if d.status == "ok" else None)
+            for d in self.assessed
+        ]
+        if rows:
+            rows.append(cost_energy_row("fleet", self.fleet_baseline, self.fleet_plan))
+        return tuple(rows)
 
 
 def strategy_cells(results: dict[str, Any]) -> tuple[StrategyCell, ...]:
@@ -406,6 +468,42 @@ def measured_assessed(assessment: Assessment, view: PlanView) -> dict[str, Any]:
         "util_mean_pct": sum(u * n for u, n in weighted) / total if total else None,
         "cluster": measured.get("fleet") or {},
     }
+
+
+@dataclass(frozen=True)
+class DeploymentPlanned:
+    """A deployment's row in the latest completed assessment that planned it."""
+
+    assessment_id: int
+    window_end: Any
+    row: CostEnergyRow
+    status: str
+    message: str
+
+
+LATEST_ASSESSMENTS_SEARCHED = 10  # a deployment missing from this many is not shown
+
+
+def deployment_latest_plan(*, cluster_id: int, name: str) -> DeploymentPlanned | None:
+    """The latest completed assessment of the cluster that assessed `name`, as its row."""
+    rows = (
+        Assessment.objects.filter(cluster_id=cluster_id, status=AssessmentStatus.COMPLETED)
+        .order_by("-window_end", "-id")
+        .only("id", "window_end", "plan")[:LATEST_ASSESSMENTS_SEARCHED]
+    )
+    for assessment in rows:
+        for item in (assessment.plan or {}).get("deployments") or ():
+            if item.get("deployment") != name or item.get("baseline") is None:
+                continue
+            ok = item.get("status") == "ok"
+            return DeploymentPlanned(
+                assessment_id=assessment.pk,
+                window_end=assessment.window_end,
+                row=cost_energy_row(name, item.get("baseline"), item.get("plan") if ok else None),
+                status=str(item.get("status", "")),
+                message=str(item.get("message", "")),
+            )
+    return None
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from dashboard.selectors.assessments import (
     PLANNER_ORDER,
     args_diff,
     assessment_view,
+    energy_of,
     strategy_cells,
     waterfall_steps,
 )
@@ -346,3 +347,51 @@ def test_a_strategy_cell_measures_against_the_reference_it_was_applied_to() -> N
         "autoscaling": ("infeasible", None, None),
         "sharing": ("not_applicable", None, None),
     }
+
+
+def cost_energy_rows(html: str) -> dict[str, list[str]]:
+    """The cost-and-energy table: name -> its cells after the name."""
+    table = html.split('data-testid="cost-energy"')[1].split("</table>")[0]
+    return {
+        found.group(1): re.findall(r'<td class="num">(.*?)</td>', found.group(2))
+        for found in re.finditer(
+            r'<tr data-testid="cost-energy-row" data-name="([^"]+)">(.*?)</tr>', table, re.S
+        )
+    }
+
+
+def test_it_shows_cost_and_energy_today_beside_the_plan(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    client.force_login(carol)
+    rows = cost_energy_rows(client.get(f"/assessments/{assessment.pk}/").content.decode())
+
+    plan = assessment.plan
+    expected = {
+        item["deployment"]: (item["baseline"], item["plan"]) for item in plan["deployments"]
+    }
+    expected["fleet"] = (plan["fleet_baseline"], plan["fleet_plan"])
+    assert list(rows) == ["llama", "qwen", "fleet"]
+    for name, (today, after) in expected.items():
+        assert rows[name] == [
+            usd(today["usd_per_month"]), usd(after["usd_per_month"]),
+            f"{today['energy_kwh_per_month']:,.0f}", f"{after['energy_kwh_per_month']:,.0f}",
+            f"{today['energy_j_per_output_token']:,.2f}",
+            f"{after['energy_j_per_output_token']:,.2f}",
+        ], name  # fmt: skip
+    # the engine's figures, not canned ones: the plan's fewer GPUs idle less
+    fleet = plan["fleet_plan"]["energy_kwh_per_month"]
+    assert 0 < fleet < plan["fleet_baseline"]["energy_kwh_per_month"]
+    assert fleet == pytest.approx(
+        sum(item["plan"]["energy_kwh_per_month"] for item in plan["deployments"])
+    )
+
+
+def test_energy_of_a_projection_stored_before_kwh_was_kept() -> None:
+    # 2 J/token at 500 tokens/s is a mean 1,000 W; 730 hours a month ($2,920 / $4) = 730 kWh
+    stored = {"energy_j_per_output_token": 2.0, "output_tokens_per_s": 500.0,
+              "usd_per_month": 2920.0, "usd_per_hour": 4.0}  # fmt: skip
+    assert energy_of(stored) == (pytest.approx(730.0), 2.0)
+    assert energy_of({**stored, "energy_kwh_per_month": 700.0}) == (700.0, 2.0)
+    assert energy_of({**stored, "energy_j_per_output_token": "Infinity"}) == (None, None)
+    assert energy_of(None) == (None, None)
