@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group, User
 from django.core.management.base import BaseCommand
 
 from dashboard.demo_fleet import demo_fleet_ensure
+from dashboard.formatting import usd
 from probes.roles import ADMIN, ensure_roles
 
 DEMO_USERNAME = "admin"
@@ -78,7 +79,7 @@ def assessment_summary(assessment: Any, status: str) -> str:
             f"  today: ${measured_usd:,.0f}/month measured, "
             f"${plan['fleet_baseline']['usd_per_month']:,.0f}/month simulated; plan: "
             f"${plan['fleet_plan']['usd_per_month']:,.0f}/month, saving "
-            f"${plan['savings_usd_per_month']:,.0f} ({plan['savings_fraction']:.1%})"
+            f"{usd(plan['savings_usd_per_month'])} ({plan['savings_fraction']:.1%})"
         )
         for item in plan.get("deployments", []):
             lines.append(f"  {item['deployment']}: {item['message']}")
