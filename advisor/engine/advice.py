@@ -12,13 +12,17 @@ per-token figures are output (generated) tokens, as `vllm bench serve` counts th
   load: GPUs (mean and peak), utilization (served load over what the provisioned replicas
   could serve at saturation), busy fraction (time a kernel runs: what NVML reports), TTFT and
   TPOT p50/p95 over all requests, SLO attainment, USD per hour / month / 1M output tokens,
-  energy per output token, quality change versus BF16.
+  energy per output token and per month (kWh, the GPUs' board power whether busy or idle),
+  quality change versus BF16.
 - `ConfigChange`: vLLM CLI arguments to set (`{"--max-num-seqs": 512}`; True/False for
   boolean flags), a different model path (quantized checkpoints), replicas / TP, and
   manifests (HPA `autoscaling/v2`, KEDA `ScaledObject`) as YAML text.
-- `StrategyResult`: one strategy on one deployment: status, one-line summary, baseline and
-  projected `Projection`, the config change, every variant considered (`Alternative`),
-  assumptions, risks, and strategy-specific `details`.
+- `StrategyResult`: one strategy on one deployment: status, one-line summary, baseline,
+  reference and projected `Projection`, the config change, every variant considered
+  (`Alternative`), assumptions, risks, and strategy-specific `details`. The reference is
+  today's configuration right-sized: what the strategy adds is reference minus projected
+  (right-sizing is no strategy's own saving); "recommended" means it adds a saving, or meets
+  the SLOs where no size of today's configuration does.
 - `Plan`: per deployment baseline vs plan (`DeploymentPlan`, with its Pareto set and, when no
   configuration meets the SLOs, the message and the closest configuration), the fleet totals,
   every strategy result, the "strategy combination -> GPU utilization, cost savings" table,
@@ -28,6 +32,7 @@ per-token figures are output (generated) tokens, as `vllm bench serve` counts th
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
@@ -81,6 +86,8 @@ class Projection(_Jsonable):
     output_tokens_per_s: float  # mean served
     quality_delta_points: float = 0.0  # versus BF16, negative = worse
     meets_slo: bool = True  # TTFT p95, TPOT p95 and the quality floor all met
+    # board energy of the provisioned GPUs per month (idle ones included); NaN when unknown
+    energy_kwh_per_month: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -145,15 +152,29 @@ class StrategyResult(_Jsonable):
     assumptions: tuple[str, ...] = ()
     risks: tuple[str, ...] = ()
     details: Mapping[str, JsonValue] = field(default_factory=dict)
+    # What the strategy is applied to: today's configuration right-sized (today's own where
+    # no size of it meets the SLOs). None in results stored before it was kept: the baseline.
+    reference: Projection | None = None
 
     @property
     def savings_usd_per_month(self) -> float:
+        """Today's cost minus the projection's: right-sizing included."""
         return self.baseline.usd_per_month - self.projected.usd_per_month
 
     @property
     def savings_fraction(self) -> float:
         base = self.baseline.usd_per_month
         return self.savings_usd_per_month / base if base > 0 else 0.0
+
+    @property
+    def added_usd_per_month(self) -> float:
+        """What the strategy itself saves: its reference's cost minus the projection's."""
+        return (self.reference or self.baseline).usd_per_month - self.projected.usd_per_month
+
+    @property
+    def added_fraction(self) -> float:
+        base = (self.reference or self.baseline).usd_per_month
+        return self.added_usd_per_month / base if base > 0 else 0.0
 
 
 @dataclass(frozen=True)

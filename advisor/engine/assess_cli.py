@@ -10,7 +10,6 @@ configuration can meet are answers inside the plan, not errors.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from advisor.engine.advice import Plan
 from advisor.engine.scenario import ScenarioError, load_scenario
+from advisor.engine.strategies._common import usd
 
 BAD_INPUT = 2
 
@@ -65,21 +65,19 @@ def cmd_assess(args: argparse.Namespace) -> int:
     return 0
 
 
-def _money(value: float) -> str:
-    return f"${value:,.0f}" if math.isfinite(value) else "n/a"
-
-
 def summary(plan: Plan) -> str:
     """The plan's main numbers in a few lines."""
     base, new = plan.fleet_baseline, plan.fleet_plan
     lines = [
         f"fleet today: {base.gpus:.1f} GPUs, utilization {base.utilization:.0%}, "
-        f"{_money(base.usd_per_month)}/month, ${base.usd_per_1m_output_tokens:.3f}/1M output "
-        f"tokens, {base.energy_j_per_output_token:.3f} J/token",
+        f"{usd(base.usd_per_month)}/month, ${base.usd_per_1m_output_tokens:.3f}/1M output "
+        f"tokens, {base.energy_j_per_output_token:.3f} J/token, "
+        f"{base.energy_kwh_per_month:,.0f} kWh/month",
         f"fleet plan:  {new.gpus:.1f} GPUs, utilization {new.utilization:.0%}, "
-        f"{_money(new.usd_per_month)}/month, ${new.usd_per_1m_output_tokens:.3f}/1M output "
-        f"tokens, {new.energy_j_per_output_token:.3f} J/token; saves "
-        f"{_money(plan.savings_usd_per_month)}/month ({plan.savings_fraction:.1%})",
+        f"{usd(new.usd_per_month)}/month, ${new.usd_per_1m_output_tokens:.3f}/1M output "
+        f"tokens, {new.energy_j_per_output_token:.3f} J/token, "
+        f"{new.energy_kwh_per_month:,.0f} kWh/month; saves "
+        f"{usd(plan.savings_usd_per_month)}/month ({plan.savings_fraction:.1%})",
     ]
     for item in plan.deployments:
         lines.append(f"  {item.deployment}: [{item.status}] {item.message}")
@@ -87,14 +85,14 @@ def summary(plan: Plan) -> str:
     for row in plan.combinations:
         label = " + ".join(row.strategies) or "right-size only"
         lines.append(
-            f"  {label:60} {row.gpus:6.1f} {row.utilization:6.1%} {_money(row.usd_per_month):>12}"
+            f"  {label:60} {row.gpus:6.1f} {row.utilization:6.1%} {usd(row.usd_per_month):>12}"
             f" {row.savings_fraction:7.1%}{'' if row.meets_slo else '  (misses SLOs)'}"
         )
     if plan.sensitivity:
         lines.append("sensitivity (plan USD/month at low / high):")
         for sens in plan.sensitivity:
             lines.append(
-                f"  {sens.input:42} {sens.low_label:>6} {_money(sens.plan_usd_per_month_low):>10}"
-                f"  {sens.high_label:>6} {_money(sens.plan_usd_per_month_high):>10}"
+                f"  {sens.input:42} {sens.low_label:>6} {usd(sens.plan_usd_per_month_low):>10}"
+                f"  {sens.high_label:>6} {usd(sens.plan_usd_per_month_high):>10}"
             )
     return "\n".join(lines)

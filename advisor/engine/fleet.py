@@ -203,6 +203,10 @@ def evaluate_fleet(
         output_tokens_per_s=tokens_per_s,
         quality_delta_points=economics.quality_delta_points,
         meets_slo=bool(meets),
+        # mean board power (W) x hours per month, in kWh
+        energy_kwh_per_month=(
+            energy_j / (hours * 3600.0) * economics.hours_per_month / 1000.0 if hours > 0 else 0.0
+        ),
     )
     starting_requests = float(arrivals[starting].sum()) if starting.any() else 0.0
     return FleetRun(

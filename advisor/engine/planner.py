@@ -351,9 +351,12 @@ def fleet_totals(projections: list[Projection], hours_per_month: float) -> Proje
     usd_hour = sum(p.usd_per_hour for p in projections)
     requests = sum(p.requests_per_s for p in projections)
     tokens = sum(p.output_tokens_per_s for p in projections)
-    known = [p for p in projections if math.isfinite(p.energy_j_per_output_token)]
+    # energy over the deployments whose power is known, idle ones included: per token it is
+    # their mean board power over the tokens they serve
+    known = [p for p in projections if math.isfinite(p.energy_kwh_per_month)]
     known_tokens = sum(p.output_tokens_per_s for p in known)
-    energy = sum(p.energy_j_per_output_token * p.output_tokens_per_s for p in known)
+    kwh = sum(p.energy_kwh_per_month for p in known)
+    watts = kwh * 1000.0 / hours_per_month if hours_per_month > 0 else math.nan
 
     def weighted(values: list[float], weights: list[float]) -> float:
         pairs = [(v, w) for v, w in zip(values, weights, strict=True) if math.isfinite(v) and w > 0]
@@ -379,11 +382,12 @@ def fleet_totals(projections: list[Projection], hours_per_month: float) -> Proje
         usd_per_hour=usd_hour,
         usd_per_month=usd_hour * hours_per_month,
         usd_per_1m_output_tokens=usd_hour / (tokens * 3600.0) * 1e6 if tokens > 0 else float("inf"),
-        energy_j_per_output_token=energy / known_tokens if known_tokens > 0 else math.nan,
+        energy_j_per_output_token=watts / known_tokens if known_tokens > 0 else math.nan,
         requests_per_s=requests,
         output_tokens_per_s=tokens,
         quality_delta_points=min(p.quality_delta_points for p in projections),
         meets_slo=all(p.meets_slo for p in projections),
+        energy_kwh_per_month=kwh if known else math.nan,
     )
 
 

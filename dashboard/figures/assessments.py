@@ -6,16 +6,13 @@ from __future__ import annotations
 import plotly.graph_objects as go
 
 from dashboard.figures.theme import ACCENT, BAD, MUTED, OK, SERIES, WARN, empty, themed
+from dashboard.formatting import signed_usd, usd
 from dashboard.selectors.assessments import (
     PlanView,
     TrendPoint,
     finite,
     strategy_label,
 )
-
-
-def _usd(value: float) -> str:
-    return f"${value:,.0f}"
 
 
 def _wrap(label: str, width: int = 12) -> str:
@@ -40,7 +37,7 @@ def waterfall(view: PlanView, *, title: str = "From today's cost to the plan") -
             y=[s.usd_per_month for s in steps],
             measure=[s.measure for s in steps],
             text=[
-                _usd(s.usd_per_month) if s.measure != "relative" else f"{s.usd_per_month:+,.0f}"
+                usd(s.usd_per_month) if s.measure != "relative" else signed_usd(s.usd_per_month)
                 for s in steps
             ],
             textposition="outside",
@@ -80,14 +77,14 @@ def strategy_savings(view: PlanView) -> go.Figure:
             go.Bar(
                 y=labels, x=[baseline - resized] * len(names), orientation="h", marker_color=MUTED,
                 name="right-sizing today's configuration (every strategy gets it)",
-                hovertemplate="right-sizing: $%{x:,.0f}/month<extra></extra>",
+                hovertemplate="right-sizing: %{x:$,.0f}/month<extra></extra>",
             ),
             go.Bar(
                 y=labels, x=beyond, orientation="h", marker_color=OK,
                 name="what the strategy adds",
-                text=[None if b is None else f"+${b:,.0f}" for b in beyond],
+                text=[None if b is None else signed_usd(b) for b in beyond],
                 textposition="outside",
-                hovertemplate="%{y}: $%{x:,.0f}/month beyond right-sizing<extra></extra>",
+                hovertemplate="%{y}: %{x:$,.0f}/month beyond right-sizing<extra></extra>",
             ),
         ]
     )  # fmt: skip
@@ -123,7 +120,7 @@ def today_vs_plan(view: PlanView) -> go.Figure:
         fig.add_trace(
             go.Bar(
                 x=names, y=values, name=label, marker_color=color,
-                hovertemplate="%{x}: $%{y:,.0f}/month<extra>" + label + "</extra>",
+                hovertemplate="%{x}: %{y:$,.0f}/month<extra>" + label + "</extra>",
             )
         )  # fmt: skip
     fig.update_layout(barmode="group")
@@ -157,7 +154,7 @@ def sensitivity(view: PlanView) -> go.Figure:
                 name=f"input at its {end} value",
                 marker_color=color,
                 customdata=[r.get(f"{end}_label") for r in rows],
-                hovertemplate="%{y} %{customdata}: $%{x:+,.0f}/month<extra></extra>",
+                hovertemplate="%{y} %{customdata}: %{x:+$,.0f}/month<extra></extra>",
             )
         )
     fig.add_vline(x=plan_usd, line_color=MUTED, line_dash="dash")

@@ -6,6 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dashboard.figures.theme import ACCENT, BAD, MUTED, UTIL_SCALE, empty, themed
+from dashboard.formatting import usd
 from dashboard.selectors.fleet import IDLE_UTIL_PCT, FleetOverview
 
 ROW_PX = 9
@@ -51,7 +52,7 @@ def idle_cost_bars(overview: FleetOverview) -> go.Figure:
         values = [gpu.idle_cost_usd or 0.0 for gpu in wastes][::-1]
         colors = [BAD if gpu.idle_cost_usd is not None else MUTED for gpu in wastes][::-1]
         text = [
-            f"${gpu.idle_cost_usd:,.0f}" if gpu.idle_cost_usd is not None else "no price"
+            usd(gpu.idle_cost_usd) if gpu.idle_cost_usd is not None else "no price"
             for gpu in wastes
         ][::-1]
         axis = "idle cost (USD)"

@@ -27,6 +27,7 @@ from dashboard.selectors.assessments import (
     calibration_range,
     calibration_views,
     combination_label,
+    energy_of,
     finite,
     measured_assessed,
 )
@@ -154,6 +155,8 @@ def assessment_section(cluster: Cluster | None, window: Window) -> Section | Non
             "plan_usd_per_month": finite(view.fleet_plan.get("usd_per_month")),
             "savings_usd_per_month": view.savings_usd_per_month,
             "savings_fraction": view.savings_fraction,
+            "baseline_kwh_per_month": energy_of(view.fleet_baseline)[0],
+            "plan_kwh_per_month": energy_of(view.fleet_plan)[0],
             "not_assessed": [gap.get("deployment") for gap in assessment.data_gaps or []],
         }
     if not entries:

@@ -22,6 +22,9 @@ figures. Three arrangements deserve a word:
 - Held deployments (`advisor.held`): below the data floor ("not enough data") or a what-if
   change that does not fit ("infeasible"): not priced, in the totals at today's cost; each
   has its row, and the what-if's headline names the infeasible ones.
+- Cost and energy: per deployment and for the fleet, $/month, kWh/month and J per output
+  token today (simulated) and in the plan, from the engine's projections (board power idle
+  for every provisioned GPU plus (max - idle) x its busy share: `advisor.engine.energy`).
 """
 
 from __future__ import annotations
@@ -93,6 +96,13 @@ class WaterfallStep:
 
 @dataclass(frozen=True)
 class StrategyCell:
+    """One strategy on one deployment: its verdict and what it alone saves.
+
+    The saving is over what the strategy is applied to (the engine's `reference`: today's
+    configuration right-sized), so right-sizing is not credited to every strategy; None when
+    the strategy does not apply or nothing meets the SLOs.
+    """
+
     strategy: str
     status: str
     summary: str
@@ -155,6 +165,54 @@ class CalibrationView:
 
 
 @dataclass(frozen=True)
+class CostEnergyRow:
+    """$ and energy of one deployment (or the fleet), today (simulated) and in the plan."""
+
+    name: str
+    usd_per_month_today: float | None
+    usd_per_month_plan: float | None
+    kwh_per_month_today: float | None
+    kwh_per_month_plan: float | None
+    j_per_token_today: float | None
+    j_per_token_plan: float | None
+
+
+def energy_of(projection: dict[str, Any] | None) -> tuple[float | None, float | None]:
+    """(kWh a month, J per output token) of a stored projection; None where unknown.
+
+    A projection stored before the engine kept kWh a month gets it from J per token x
+    tokens per second x the hours its month has (its USD a month over its USD an hour).
+    """
+    if not projection:
+        return None, None
+    joules = finite(projection.get("energy_j_per_output_token"))
+    kwh = finite(projection.get("energy_kwh_per_month"))
+    if kwh is None and joules is not None:
+        tokens = finite(projection.get("output_tokens_per_s"))
+        usd_month = finite(projection.get("usd_per_month"))
+        usd_hour = finite(projection.get("usd_per_hour"))
+        if tokens is not None and usd_month is not None and usd_hour:
+            kwh = joules * tokens * (usd_month / usd_hour) / 1000.0
+    return kwh, joules
+
+
+def cost_energy_row(
+    name: str, today: dict[str, Any] | None, plan: dict[str, Any] | None
+) -> CostEnergyRow:
+    kwh_today, j_today = energy_of(today)
+    kwh_plan, j_plan = energy_of(plan)
+    return CostEnergyRow(
+        name=name,
+        usd_per_month_today=finite((today or {}).get("usd_per_month")),
+        usd_per_month_plan=finite((plan or {}).get("usd_per_month")),
+        kwh_per_month_today=kwh_today,
+        kwh_per_month_plan=kwh_plan,
+        j_per_token_today=j_today,
+        j_per_token_plan=j_plan,
+    )
+
+
+@dataclass(frozen=True)
 class PlanView:
     """What an assessment's or a what-if's page shows (see the module docstring)."""
 
@@ -202,16 +260,31 @@ class PlanView:
         judged = [(d, d.confidence) for d in self.deployments if d.confidence is not None]
         return tuple(d for d, c in sorted(judged, key=lambda pair: rank.get(pair[1].level, 0)))
 
+    @property
+    def cost_energy(self) -> tuple[CostEnergyRow, ...]:
+        """Each assessed deployment's $ and energy today and in the plan, then the fleet's."""
+        rows = [
+            cost_energy_row(d.name, d.baseline, d.plan if d.status == "ok" else None)
+            for d in self.assessed
+        ]
+        if rows:
+            rows.append(cost_energy_row("fleet", self.fleet_baseline, self.fleet_plan))
+        return tuple(rows)
 
-def _strategy_cells(results: dict[str, Any]) -> tuple[StrategyCell, ...]:
+
+def strategy_cells(results: dict[str, Any]) -> tuple[StrategyCell, ...]:
+    """One deployment's stored strategy results as table cells, in the planner's order."""
     cells = []
     for name in PLANNER_ORDER:
         result = results.get(name)
         if result is None:
             continue
-        before = finite((result.get("baseline") or {}).get("usd_per_month"))
+        # results stored before the engine kept a reference: their baseline (today)
+        reference = result.get("reference") or result.get("baseline") or {}
+        before = finite(reference.get("usd_per_month"))
         after = finite((result.get("projected") or {}).get("usd_per_month"))
-        saved = None if before is None or after is None else before - after
+        judged = result.get("status") in ("recommended", "not_recommended")
+        saved = None if before is None or after is None or not judged else before - after
         cells.append(
             StrategyCell(
                 strategy=name,
@@ -323,7 +396,7 @@ def plan_view(
                 replicas=(old_replicas, new_replicas) if new_replicas is not None else None,
                 manifests=dict(change.get("manifests") or {}),
                 notes=tuple(change.get("notes") or ()),
-                strategy_cells=_strategy_cells(strategies.get(name) or {}),
+                strategy_cells=strategy_cells(strategies.get(name) or {}),
                 workload=given.get("workload"),
                 inputs=given,
                 held=held.get(name),
@@ -484,6 +557,42 @@ def measured_assessed(assessment: Assessment, view: PlanView) -> dict[str, Any]:
         "util_mean_pct": sum(u * n for u, n in weighted) / total if total else None,
         "cluster": measured.get("fleet") or {},
     }
+
+
+@dataclass(frozen=True)
+class DeploymentPlanned:
+    """A deployment's row in the latest completed assessment that planned it."""
+
+    assessment_id: int
+    window_end: Any
+    row: CostEnergyRow
+    status: str
+    message: str
+
+
+LATEST_ASSESSMENTS_SEARCHED = 10  # a deployment missing from this many is not shown
+
+
+def deployment_latest_plan(*, cluster_id: int, name: str) -> DeploymentPlanned | None:
+    """The latest completed assessment of the cluster that assessed `name`, as its row."""
+    rows = (
+        Assessment.objects.filter(cluster_id=cluster_id, status=AssessmentStatus.COMPLETED)
+        .order_by("-window_end", "-id")
+        .only("id", "window_end", "plan")[:LATEST_ASSESSMENTS_SEARCHED]
+    )
+    for assessment in rows:
+        for item in (assessment.plan or {}).get("deployments") or ():
+            if item.get("deployment") != name or item.get("baseline") is None:
+                continue
+            ok = item.get("status") == "ok"
+            return DeploymentPlanned(
+                assessment_id=assessment.pk,
+                window_end=assessment.window_end,
+                row=cost_energy_row(name, item.get("baseline"), item.get("plan") if ok else None),
+                status=str(item.get("status", "")),
+                message=str(item.get("message", "")),
+            )
+    return None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ from django.utils.html import format_html
 
 from dashboard.access import has_role
 from dashboard.figures.theme import figure_json
+from dashboard.formatting import signed_usd as change
+from dashboard.formatting import usd as dollars
 from dashboard.nav import NAV
 from dashboard.selectors.assessments import finite
 from probes.roles import role_of
@@ -30,27 +32,27 @@ def _number(value: Any) -> Any:
 
 
 @register.filter
-def usd(value: Any) -> str:
-    """$1,234 (no cents above $100, cents below); "no price" for None."""
-    if _missing(value):
-        return "no price"
-    return f"${value:,.0f}" if abs(value) >= 100 else f"${value:,.2f}"
+def money(value: Any) -> str:
+    """$1,234 / -$4,060 (`dashboard.formatting.usd`); a dash when missing or not finite.
+
+    The one way a page writes money; `usd` and `signed_usd` differ only in what they say
+    for a missing figure and in the plus sign.
+    """
+    number = finite(value)
+    return DASH if number is None else dollars(number)
 
 
 @register.filter
-def money(value: Any) -> str:
-    """Like `usd`, but a missing or non-finite figure is a dash (not "no price")."""
-    number = finite(value)
-    return DASH if number is None else usd(number)
+def usd(value: Any) -> str:
+    """Like `money`, but a missing figure is "no price" (a GPU without a price sheet row)."""
+    return "no price" if _missing(value) else money(value)
 
 
 @register.filter
 def signed_usd(value: Any) -> str:
     """+$1,234 / -$1,234 (a change); a dash when missing."""
     number = finite(value)
-    if number is None:
-        return DASH
-    return ("+" if number > 0 else "-" if number < 0 else "") + usd(abs(number))
+    return DASH if number is None else change(number)
 
 
 @register.filter

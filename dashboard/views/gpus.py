@@ -11,6 +11,7 @@ from dashboard.access import role_required
 from dashboard.figures import engine as engine_figures
 from dashboard.figures import gpus as gpu_figures
 from dashboard.forms import HfConfigUploadForm
+from dashboard.selectors.assessments import deployment_latest_plan
 from dashboard.selectors.engine import engine_now, engine_series
 from dashboard.selectors.gpus import gpu_series, latest_samples
 from dashboard.views.common import window_context
@@ -115,4 +116,6 @@ def _deployment_page(
         else None,
         upload=upload,
     )
+    planned = deployment_latest_plan(cluster_id=target.cluster_id, name=target.served_name)
+    context.update(planned=planned, planned_rows=(planned.row,) if planned else ())
     return render(request, "dashboard/deployment.html", context, status=status)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import timedelta
+from html import unescape
 from typing import Any
 
 import pytest
@@ -11,10 +13,13 @@ from django.test import Client
 from django.utils.html import escape
 
 from advisor.models import Assessment, AssessmentStatus
+from dashboard.formatting import usd
 from dashboard.selectors.assessments import (
     PLANNER_ORDER,
     args_diff,
     assessment_view,
+    energy_of,
+    strategy_cells,
     waterfall_steps,
 )
 from tests.dashboard.assessed import assessment_completed, assessment_with_weak_evidence
@@ -364,3 +369,136 @@ def test_the_report_shows_the_plans_constraints(small_fleet: SmallFleet) -> None
         "<td>at least 2 replicas (default: today runs 3, so one can fail or restart while "
         "another serves)</td><td>2 (kept by the rule: the load alone needs 1)</td>" in table
     )
+
+
+def strategy_rows(html: str) -> dict[tuple[str, str], dict[str, str]]:
+    """The "each strategy on each deployment" table: (deployment, strategy) -> its cells."""
+    table = html.split('data-testid="strategy-results"')[1].split("</table>")[0]
+    rows = {}
+    for found in re.finditer(
+        r'<tr data-testid="strategy-row" data-deployment="([^"]+)" data-strategy="([^"]+)">'
+        r"(.*?)</tr>",
+        table,
+        re.S,
+    ):
+        cells = dict(re.findall(r'<td[^>]*data-testid="(\w+)">(.*?)</td>', found.group(3), re.S))
+        rows[(found.group(1), found.group(2))] = {k: unescape(v) for k, v in cells.items()}
+    return rows
+
+
+def test_each_strategy_row_shows_only_what_that_strategy_adds(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    client.force_login(carol)
+    rows = strategy_rows(client.get(f"/assessments/{assessment.pk}/").content.decode())
+
+    assert len(rows) == 10
+    for (name, strategy), row in rows.items():
+        result = assessment.strategies[name][strategy]
+        added = result["reference"]["usd_per_month"] - result["projected"]["usd_per_month"]
+        assert row["adds"] == usd(added), (name, strategy)
+        # the verdict never contradicts the figure beside it
+        assert row["verdict"] != "recommended" or added > 0, (name, strategy)
+        assert row["verdict"] == result["status"].replace("_", " ")
+    # llama runs 3 replicas where 1 meets the SLOs: the $5,840 that saves is right-sizing's,
+    # not speculative decoding's, which at that size only cuts TPOT p95
+    today = assessment.plan["deployments"][0]["baseline"]["usd_per_month"]
+    speculative = rows[("llama", "speculative")]
+    assert speculative["verdict"] == "not recommended"
+    assert speculative["adds"] == "$0.00"
+    assert speculative["why"].startswith("not recommended: no cost gain: it cuts TPOT p95 to ")
+    assert usd(today * 2 / 3) not in speculative["why"]
+    # sharing says why it declined, with the figures
+    sharing = rows[("llama", "sharing")]
+    assert sharing["verdict"] == "not recommended"
+    assert sharing["why"].startswith(
+        "not recommended: co-location: with qwen on one H100-SXM: too busy together: llama "
+    )
+    assert sharing["why"].endswith(
+        "rotation: no deployment on H100-SXM goes 10 minutes without a request, so none can sleep"
+    )
+
+
+def test_negative_money_reads_minus_dollar(client: Client, carol, assessment: Assessment) -> None:
+    Assessment.objects.filter(pk=assessment.pk).update(
+        plan={**assessment.plan, "savings_usd_per_month": -4060.4}
+    )
+    client.force_login(carol)
+    html = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    kpi = html.split('data-testid="kpi-savings"')[1].split("</div>")[0]
+    assert "-$4,060" in kpi
+    assert "$-" not in html
+
+
+def test_a_strategy_cell_measures_against_the_reference_it_was_applied_to() -> None:
+    def result(status: str, projected: float, **more: Any) -> dict[str, Any]:
+        return {"status": status, "summary": "", "baseline": {"usd_per_month": 300.0},
+                "projected": {"usd_per_month": projected}, **more}  # fmt: skip
+
+    cells = {
+        c.strategy: (c.status, c.savings_usd_per_month, c.savings_fraction)
+        for c in strategy_cells(
+            {
+                "quantization": result("recommended", 150.0, reference={"usd_per_month": 200.0}),
+                "batching": result("not_recommended", 200.0, reference={"usd_per_month": 200.0}),
+                "speculative": result("recommended", 100.0),  # stored before references
+                "autoscaling": result("infeasible", 400.0, reference={"usd_per_month": 300.0}),
+                "sharing": result("not_applicable", 300.0),
+            }
+        )
+    }
+    assert cells == {
+        "quantization": ("recommended", 50.0, 0.25),
+        "batching": ("not_recommended", 0.0, 0.0),
+        "speculative": ("recommended", 200.0, 2 / 3),
+        "autoscaling": ("infeasible", None, None),
+        "sharing": ("not_applicable", None, None),
+    }
+
+
+def cost_energy_rows(html: str) -> dict[str, list[str]]:
+    """The cost-and-energy table: name -> its cells after the name."""
+    table = html.split('data-testid="cost-energy"')[1].split("</table>")[0]
+    return {
+        found.group(1): re.findall(r'<td class="num">(.*?)</td>', found.group(2))
+        for found in re.finditer(
+            r'<tr data-testid="cost-energy-row" data-name="([^"]+)">(.*?)</tr>', table, re.S
+        )
+    }
+
+
+def test_it_shows_cost_and_energy_today_beside_the_plan(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    client.force_login(carol)
+    rows = cost_energy_rows(client.get(f"/assessments/{assessment.pk}/").content.decode())
+
+    plan = assessment.plan
+    expected = {
+        item["deployment"]: (item["baseline"], item["plan"]) for item in plan["deployments"]
+    }
+    expected["fleet"] = (plan["fleet_baseline"], plan["fleet_plan"])
+    assert list(rows) == ["llama", "qwen", "fleet"]
+    for name, (today, after) in expected.items():
+        assert rows[name] == [
+            usd(today["usd_per_month"]), usd(after["usd_per_month"]),
+            f"{today['energy_kwh_per_month']:,.0f}", f"{after['energy_kwh_per_month']:,.0f}",
+            f"{today['energy_j_per_output_token']:,.2f}",
+            f"{after['energy_j_per_output_token']:,.2f}",
+        ], name  # fmt: skip
+    # the engine's figures, not canned ones: the plan's fewer GPUs idle less
+    fleet = plan["fleet_plan"]["energy_kwh_per_month"]
+    assert 0 < fleet < plan["fleet_baseline"]["energy_kwh_per_month"]
+    assert fleet == pytest.approx(
+        sum(item["plan"]["energy_kwh_per_month"] for item in plan["deployments"])
+    )
+
+
+def test_energy_of_a_projection_stored_before_kwh_was_kept() -> None:
+    # 2 J/token at 500 tokens/s is a mean 1,000 W; 730 hours a month ($2,920 / $4) = 730 kWh
+    stored = {"energy_j_per_output_token": 2.0, "output_tokens_per_s": 500.0,
+              "usd_per_month": 2920.0, "usd_per_hour": 4.0}  # fmt: skip
+    assert energy_of(stored) == (pytest.approx(730.0), 2.0)
+    assert energy_of({**stored, "energy_kwh_per_month": 700.0}) == (700.0, 2.0)
+    assert energy_of({**stored, "energy_j_per_output_token": "Infinity"}) == (None, None)
+    assert energy_of(None) == (None, None)

@@ -8,12 +8,15 @@ import pytest
 from django.test import Client
 from django.utils.http import urlencode
 
+from dashboard.formatting import usd
 from dashboard.selectors.engine import engine_series
 from dashboard.selectors.gpus import gpu_series
 from dashboard.windows import Window
 from probes.agent.vllm_metrics import Histogram
 from probes.models import EngineRollup, GpuSample, Node
+from tests.dashboard.assessed import assessment_completed
 from tests.dashboard.conftest import END, SmallFleet
+from tests.dashboard.test_assessments import cost_energy_rows
 
 pytestmark = pytest.mark.django_db
 INF = float("inf")
@@ -118,3 +121,28 @@ def test_the_deployment_page_shows_vllm_load_and_window_latency(
     assert "1.00 s" in text  # TTFT p99 over the window
     assert 'id="fig-queue"' in text
     assert 'id="fig-latency"' in text
+
+
+def test_the_deployment_page_shows_cost_and_energy_from_the_latest_plan(
+    client: Client, carol, small_fleet: SmallFleet
+) -> None:
+    client.force_login(carol)
+    page = f"/deployments/{small_fleet.deployment.pk}/"
+    assert 'data-testid="deployment-plan"' not in client.get(page).content.decode()
+
+    assessment_completed(cluster=small_fleet.cluster, end=END - timedelta(days=7))
+    latest = assessment_completed(cluster=small_fleet.cluster, end=END)
+    html = client.get(page).content.decode()
+
+    card = html.split('data-testid="deployment-plan"')[1].split("</section>")[0]
+    assert f'href="/assessments/{latest.pk}/"' in card
+    llama = next(p for p in latest.plan["deployments"] if p["deployment"] == "llama")
+    today, after = llama["baseline"], llama["plan"]
+    assert cost_energy_rows(card) == {
+        "llama": [
+            usd(today["usd_per_month"]), usd(after["usd_per_month"]),
+            f"{today['energy_kwh_per_month']:,.0f}", f"{after['energy_kwh_per_month']:,.0f}",
+            f"{today['energy_j_per_output_token']:,.2f}",
+            f"{after['energy_j_per_output_token']:,.2f}",
+        ]
+    }  # fmt: skip

@@ -17,6 +17,7 @@ from django_celery_beat.models import PeriodicTask
 from PIL import Image
 from pypdf import PdfReader
 
+from dashboard.formatting import usd
 from dashboard.models import Report, ReportSchedule, ReportStatus
 from dashboard.reports import services
 from dashboard.reports.content import report_content
@@ -205,6 +206,20 @@ def test_the_report_carries_the_assessment_with_the_pages_numbers_and_charts(
     summary = content.summary["assessment"]["prod"]
     assert summary["assessment_id"] == assessment.pk
     assert summary["plan_usd_per_month"] == pytest.approx(plan["fleet_plan"]["usd_per_month"])
+    # $ and energy side by side, today vs plan, as the page shows them
+    today, after = plan["fleet_baseline"], plan["fleet_plan"]
+    kwh = [f"{p['energy_kwh_per_month']:,.0f}" for p in (today, after)]
+    joules = [f"{p['energy_j_per_output_token']:,.2f}" for p in (today, after)]
+    for figure in (*kwh, *joules):
+        assert figure in text, figure
+        assert figure in rendered.html_email, figure
+        assert figure in page, figure
+    assert (
+        f"    fleet: {usd(today['usd_per_month'])} -> {usd(after['usd_per_month'])}/month, "
+        f"{kwh[0]} -> {kwh[1]} kWh/month, {joules[0]} -> {joules[1]} J/token"
+    ) in rendered.text_email
+    assert summary["plan_kwh_per_month"] == pytest.approx(after["energy_kwh_per_month"])
+    assert summary["baseline_kwh_per_month"] == pytest.approx(today["energy_kwh_per_month"])
 
 
 def test_a_report_window_takes_the_assessment_that_ended_by_then(small_fleet: SmallFleet) -> None:

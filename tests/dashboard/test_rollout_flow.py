@@ -4,8 +4,8 @@ The node is the one `make demo-node` runs (`dashboard.demo_node`): a real agent 
 (`python -m probes.agent --controller-config`) supervising a real vLLM CPU server on the tiny
 model (`make vllm-node`), pushing to the live server; a real Celery worker advances the
 rollout. The assessment is a real engine answer (`tests.dashboard.assessed`) whose plan for
-`llama` is given an engine-args change a CPU server can take (`max_num_seqs` 8): the per-replica part
-is applied, the plan's replica count becomes a manual step.
+`llama` is given an engine-args change a CPU server can take (`max_num_seqs` 8): the
+per-replica part is applied, the plan's replica count becomes a manual step.
 
 Run: CI=true DATABASE_URL=postgres://... TEST_REDIS_URL=redis://.../N \
      .venv/bin/pytest tests/dashboard/test_rollout_flow.py

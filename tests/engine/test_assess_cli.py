@@ -25,6 +25,7 @@ def test_it_prints_the_plan_as_json(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert {r.strategy for r in plan.strategy_results} == {"batching", "autoscaling"}
     assert "fleet plan:" in err
     assert "strategy combination" in err
+    assert f"{plan.fleet_plan.energy_kwh_per_month:,.0f} kWh/month; saves" in err
 
 
 def test_it_names_the_bad_field_and_exits_2(

@@ -51,6 +51,31 @@ def test_it_prices_fixed_replicas_exactly(curve: LoadCurve) -> None:
     assert run.overloaded_steps == 0
 
 
+def test_it_counts_energy_per_month_and_per_token(curve: LoadCurve) -> None:
+    rate = 0.5 * curve.slo_rps
+    load = LoadShape(np.full(600, rate))
+    replicas = np.full(600, 3.0)
+    p = evaluate_fleet(
+        curve, load, replicas, replicas, ECONOMICS, SLO, mean_output_tokens=150.0
+    ).projection
+    # each billed GPU draws idle power, plus (max - idle) x the share of time it is busy
+    busy = float(np.interp(rate / 3, *curve.grid0(curve.busy_fraction)))
+    watts = 3 * 70.0 + 3 * busy * 630.0
+    assert p.busy_fraction == pytest.approx(busy)
+    assert p.energy_kwh_per_month == pytest.approx(watts * 730 / 1000)
+    assert p.energy_j_per_output_token == pytest.approx(watts / (rate * 150.0))
+
+
+def test_it_counts_the_idle_power_of_a_fleet_without_requests(curve: LoadCurve) -> None:
+    load = LoadShape(np.zeros(600))
+    replicas = np.full(600, 3.0)
+    p = evaluate_fleet(
+        curve, load, replicas, replicas, ECONOMICS, SLO, mean_output_tokens=150.0
+    ).projection
+    assert p.energy_kwh_per_month == pytest.approx(3 * 70.0 * 730 / 1000)
+    assert p.energy_j_per_output_token == math.inf
+
+
 def test_it_lets_a_backlog_build_when_under_provisioned(curve: LoadCurve) -> None:
     load = LoadShape(np.full(120, 2.0 * curve.saturation_rps))
     one = np.ones(120)

@@ -59,6 +59,23 @@ def test_it_returns_a_cheaper_plan_that_meets_every_slo(plan: Plan) -> None:
     assert plan.sharing["groups"][0]["gpus_saved"] == 1.0
 
 
+def test_it_totals_the_fleets_energy_today_and_in_the_plan(plan: Plan) -> None:
+    planned = [p for p in plan.deployments if p.status == "ok"]
+    today = sum(p.baseline.energy_kwh_per_month for p in planned if p.baseline)
+    after = sum(p.plan.energy_kwh_per_month for p in planned if p.plan)
+    assert plan.fleet_baseline.energy_kwh_per_month == pytest.approx(today)
+    assert plan.fleet_plan.energy_kwh_per_month == pytest.approx(after)
+    assert 0 < after < today  # fewer GPUs idling
+    # per token: the fleet's mean board power over the tokens it serves
+    tokens = sum(p.plan.output_tokens_per_s for p in planned if p.plan)
+    watts = after * 1000 / plan_hours(plan)
+    assert plan.fleet_plan.energy_j_per_output_token == pytest.approx(watts / tokens)
+
+
+def plan_hours(plan: Plan) -> float:
+    return plan.fleet_plan.usd_per_month / plan.fleet_plan.usd_per_hour
+
+
 def test_it_builds_the_combination_table_for_this_fleet(plan: Plan) -> None:
     rows = plan.combinations
     assert len(rows) == 2**5

@@ -261,7 +261,10 @@ def ms(seconds: float) -> str:
 
 
 def usd(value: float) -> str:
-    return f"${value:,.0f}" if math.isfinite(value) else "n/a"
+    """$14,355 / -$4,060 (the sign before the dollar); "n/a" when not finite."""
+    if not math.isfinite(value):
+        return "n/a"
+    return ("-" if round(value) < 0 else "") + f"${abs(value):,.0f}"
 
 
 def change(
@@ -285,12 +288,34 @@ def change(
     )
 
 
-def savings_line(base: Projection, new: Projection) -> str:
-    saved = base.usd_per_month - new.usd_per_month
-    share = saved / base.usd_per_month if base.usd_per_month > 0 else 0.0
-    return (
-        f"{new.gpus:.1f} GPUs vs {base.gpus:.1f} today, {usd(new.usd_per_month)}/month vs "
-        f"{usd(base.usd_per_month)} ({share:+.0%} saved)"
+CENT = 0.005  # monthly cost differences below this are no difference
+RIGHT_SIZED = "today's configuration right-sized"
+
+
+def gain_line(reference: Projection, new: Projection, *, against: str = RIGHT_SIZED) -> str:
+    """What `new` saves (or costs more) a month over `reference`, in words with the figures."""
+    saved = reference.usd_per_month - new.usd_per_month
+    share = abs(saved) / reference.usd_per_month if reference.usd_per_month > 0 else 0.0
+    where = f"{against} ({reference.gpus:.1f} GPUs, {usd(reference.usd_per_month)}/month)"
+    if saved > CENT:
+        return f"saves {usd(saved)}/month ({share:.0%}) over {where}"
+    if saved < -CENT:
+        return f"costs {usd(-saved)}/month ({share:.0%}) more than {where}"
+    return f"saves nothing over {where}"
+
+
+def applied_to(reference: Sized, baseline: Projection) -> Projection:
+    """What a strategy's row is measured against: `reference` (today's configuration
+    right-sized) where it meets the SLOs, else today's own projection."""
+    return reference.projection if reference.meets and reference.projection else baseline
+
+
+def row_line(reference: Sized, baseline: Projection, new: Projection) -> str:
+    """What a strategy's configuration adds, against what it is applied to (`applied_to`)."""
+    if reference.meets and reference.projection is not None:
+        return gain_line(reference.projection, new)
+    return "meets the SLOs, which today's configuration misses at any replica count; " + (
+        gain_line(baseline, new, against="today's configuration")
     )
 
 
@@ -389,19 +414,23 @@ def no_gain(
     why: str,
     risks: tuple[str, ...] = (),
 ) -> StrategyResult:
-    """A strategy that does not beat today's configuration at its right size: say so."""
-    projected = reference.projection or baseline
+    """A strategy that does not beat today's configuration at its right size: say so.
+
+    Its projection is what it is applied to (`applied_to`), so its row adds nothing.
+    """
+    projected = applied_to(reference, baseline)
     line = (
-        f"; today's configuration right-sized: {savings_line(baseline, projected)}"
+        gain_line(projected, projected)
         if reference.meets
-        else ""
+        else "today's configuration misses the SLOs at any replica count"
     )
     return StrategyResult(
         strategy=strategy,
         deployment=item.name,
         status="not_recommended",
-        summary=f"not recommended: {why}{line}",
+        summary=f"not recommended: {why}; {line}",
         baseline=baseline,
+        reference=projected,
         projected=projected,
         config_change=change(base, base, replicas=reference.replicas if reference.meets else None),
         alternatives=alternatives,
@@ -427,6 +456,7 @@ def not_applicable(
         status="not_applicable",
         summary=f"not applicable: {why}",
         baseline=baseline,
+        reference=baseline,
         projected=baseline,
         config_change=ConfigChange(),
         assumptions=common_assumptions(ctx, item),

@@ -26,12 +26,13 @@ from advisor.engine.scenario import HPA_METRICS, DeploymentSpec, SloSpec, Worklo
 from advisor.engine.strategies._common import (
     Sized,
     alternative,
+    applied_to,
     change,
     cheapest,
     cold_start_s,
     common_assumptions,
     no_gain,
-    savings_line,
+    row_line,
     size_fixed,
     starting_point,
     usd,
@@ -184,9 +185,9 @@ def evaluate(
     }
     summary = (
         f"HPA on {policy.metric} at {policy.target:.3g} per replica, {policy.min_replicas}-"
-        f"{policy.max_replicas} replicas: {savings_line(baseline, best.run.projection)}; "
-        f"{usd(saved)}/month saved versus {fixed.replicas} always-on replicas; SLO attainment "
-        f"while replicas start {best.run.attainment_when_starting:.1%}"
+        f"{policy.max_replicas} replicas: {row_line(fixed, baseline, best.run.projection)} "
+        f"({fixed.replicas} always-on replicas); SLO attainment while replicas start "
+        f"{best.run.attainment_when_starting:.1%}"
     )
     risks = [
         f"{cold_note}: a sharper ramp than this week's waits for it",
@@ -208,6 +209,7 @@ def evaluate(
         status="recommended",
         summary=summary,
         baseline=baseline,
+        reference=applied_to(fixed, baseline),
         projected=best.run.projection,
         config_change=change(base, base, manifests=manifests, notes=notes),
         alternatives=tuple(alternatives),

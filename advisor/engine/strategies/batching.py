@@ -19,13 +19,14 @@ from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
 from advisor.engine.strategies._common import (
     Sized,
     alternative,
+    applied_to,
     beats,
     change,
     cheapest,
     common_assumptions,
     no_gain,
     rightsized,
-    savings_line,
+    row_line,
     size_fixed,
     starting_point,
     usd,
@@ -121,6 +122,7 @@ def evaluate(
             summary="no scheduler setting meets the SLOs; closest: "
             + (alternative(best, item).reason or best.curve.reason),
             baseline=baseline,
+            reference=applied_to(same, baseline),
             projected=best.projection or baseline,
             config_change=change(base, base),
             alternatives=tuple(alternatives),
@@ -148,16 +150,11 @@ def evaluate(
         if static.projection is not None and static.meets
         else "static batching cannot meet the SLOs here"
     )
-    same_line = (
-        f"; today's limits right-sized: {same.projection.gpus:.1f} GPUs"
-        if same.projection is not None and same.meets
-        else ""
-    )
     chunked = "" if best.config.enable_chunked_prefill else ", no chunked prefill"
     summary = (
         f"continuous batching, max_num_seqs={best.config.max_num_seqs}, max_num_batched_tokens="
-        f"{best.config.max_num_batched_tokens}{chunked}: {savings_line(baseline, projected)}; "
-        f"{static_line}{same_line}"
+        f"{best.config.max_num_batched_tokens}{chunked}: "
+        f"{row_line(same, baseline, projected)}; {static_line}"
     )
     return StrategyResult(
         strategy=NAME,
@@ -165,6 +162,7 @@ def evaluate(
         status="recommended",
         summary=summary,
         baseline=baseline,
+        reference=applied_to(same, baseline),
         projected=projected,
         config_change=change(base, best.config, replicas=best.replicas),
         alternatives=tuple(alternatives),

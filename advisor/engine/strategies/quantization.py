@@ -23,13 +23,14 @@ from advisor.engine.strategies._common import (
     STATIC_NOTE,
     Sized,
     alternative,
+    applied_to,
     beats,
     change,
     cheapest,
     common_assumptions,
     no_gain,
     not_applicable,
-    savings_line,
+    row_line,
     size_fixed,
     starting_point,
 )
@@ -207,6 +208,7 @@ def evaluate(
         + (" [default]" if "max_quality_loss_points" in item.spec.slo.defaulted else ""),
     )
     details: dict[str, object] = {"schemes": table}
+    reference = size_fixed(ctx, item, base)
     if best is None or best.projection is None:
         return StrategyResult(
             strategy=NAME,
@@ -214,6 +216,7 @@ def evaluate(
             status="infeasible",
             summary="no precision meets the SLOs within the quality floor",
             baseline=baseline,
+            reference=baseline,
             projected=baseline,
             config_change=change(base, base),
             alternatives=tuple(alternatives),
@@ -231,7 +234,6 @@ def evaluate(
         risks.append("the quality figure was published for another model: check on your evals")
     if chosen.kv_cache_dtype.startswith("fp8"):
         risks.append("FP8 KV cache: check long-context accuracy on your own prompts")
-    reference = size_fixed(ctx, item, base)
     if not beats(best, reference):
         return no_gain(
             NAME,
@@ -253,7 +255,7 @@ def evaluate(
         )
     summary = (
         f"{chosen.label()} (quality {quality.delta_points:+.1f} points, {quality.kind}): "
-        f"{savings_line(baseline, best.projection)}{fewer}"
+        f"{row_line(reference, baseline, best.projection)}{fewer}"
     )
     return StrategyResult(
         strategy=NAME,
@@ -261,6 +263,7 @@ def evaluate(
         status="recommended",
         summary=summary,
         baseline=baseline,
+        reference=applied_to(reference, baseline),
         projected=best.projection,
         config_change=change(base, chosen, replicas=best.replicas, model_path=path, notes=notes),
         alternatives=tuple(alternatives),

@@ -33,15 +33,18 @@ from advisor.engine.catalog import GIB
 from advisor.engine.context import AssessmentContext, PriceBook, Resolved
 from advisor.engine.perf import DEFAULT_WORKSPACE_FIXED_BYTES, memory_plan
 from advisor.engine.redundancy import replica_floor
-from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
+from advisor.engine.scenario import DeploymentSpec, PowerEntry, SloSpec, WorkloadSpec
 from advisor.engine.strategies._common import (
+    CENT,
     Sized,
+    applied_to,
     change,
     cold_start_s,
     common_assumptions,
+    miss_reason,
     ms,
     rightsized,
-    savings_line,
+    row_line,
     starting_point,
 )
 
@@ -100,6 +103,7 @@ class Group:
 class SharingPlan:
     groups: tuple[Group, ...]
     projections: dict[str, Projection]  # per member, after sharing
+    declined: dict[str, str] = field(default_factory=dict)  # per non-member: why, in words
 
     def group_of(self, name: str) -> Group | None:
         return next((g for g in self.groups if name in g.members), None)
@@ -134,10 +138,20 @@ def _busy_at_peak(option: Sized, item: Resolved) -> float:
 
 
 def _stretched(
-    p: Projection, stretch: float, gpus: float, usd_per_gpu_hour: float, hours: float
+    p: Projection,
+    stretch: float,
+    gpus: float,
+    usd_per_gpu_hour: float,
+    hours: float,
+    power: PowerEntry,
 ) -> Projection:
+    """`p` on `gpus` shared GPUs: latencies x `stretch`, cost and idle power for `gpus`.
+
+    The busy power is what it draws alone (the same kernels run, only interleaved).
+    """
     usd_hour = gpus * usd_per_gpu_hour
     tokens_per_hour = p.output_tokens_per_s * 3600.0
+    watts = gpus * power.idle_w + p.gpus * p.busy_fraction * (power.max_w - power.idle_w)
     return replace(
         p,
         gpus=gpus,
@@ -152,6 +166,10 @@ def _stretched(
         if tokens_per_hour > 0
         else math.inf,
         utilization=p.utilization * p.gpus / gpus if gpus > 0 else p.utilization,
+        energy_kwh_per_month=watts * hours / 1000.0,
+        energy_j_per_output_token=watts / p.output_tokens_per_s
+        if p.output_tokens_per_s > 0
+        else math.inf,
     )
 
 
@@ -210,7 +228,7 @@ def _colocate(
                 assert p is not None
                 projections[item.name] = _stretched(
                     p, stretch[item.name], share[item.name] / sum(share.values()), price,
-                    ctx.options.hours_per_month,
+                    ctx.options.hours_per_month, ctx.power(hardware),
                 )  # fmt: skip
     return groups, projections
 
@@ -222,21 +240,108 @@ def _fits(
     usable: float,
     fleets: dict[str, Sized],
 ) -> bool:
-    if sum(needs[i.name] for i in trial) > usable:
-        return False
-    total_busy = sum(busy[i.name] for i in trial)
+    return not _misfit(trial, needs, busy, usable, fleets)
+
+
+def _misfit(
+    trial: list[Resolved],
+    needs: dict[str, float],
+    busy: dict[str, float],
+    usable: float,
+    fleets: dict[str, Sized],
+) -> str:
+    """Why `trial` cannot share one GPU, in words with the figures ("" when it can)."""
+    names = [i.name for i in trial]
+    total = sum(needs[n] for n in names)
+    if total > usable:
+        each = ", ".join(f"{n} {gib(needs[n])}" for n in names)
+        return f"memory does not fit: {each} = {gib(total)} > {gib(usable)} usable"
+    total_busy = sum(busy[n] for n in names)
     if total_busy >= MAX_BUSY:
-        return False
+        each = " + ".join(f"{n} {busy[n]:.0%}" for n in names)
+        return f"too busy together: {each} busy at peak >= {MAX_BUSY:.0%}"
     for item in trial:
         stretch = 1.0 / (1.0 - (total_busy - busy[item.name]))
         p = fleets[item.name].projection
         assert p is not None
-        if (
-            p.ttft_p95_s * stretch > item.slo.ttft_p95_s
-            or p.tpot_p95_s * stretch > item.slo.tpot_p95_s
+        for label, value, target in (
+            ("TTFT", p.ttft_p95_s, item.slo.ttft_p95_s),
+            ("TPOT", p.tpot_p95_s, item.slo.tpot_p95_s),
         ):
-            return False
-    return True
+            if value * stretch > target:
+                return (
+                    f"the SLO would break: time slicing stretches {item.name}'s {label} p95 "
+                    f"{ms(value)} x{stretch:.2f} = {ms(value * stretch)} > {ms(target)}"
+                )
+    return ""
+
+
+def _colocation_declined(
+    items: list[Resolved], fleets: dict[str, Sized], groups: list[Group]
+) -> dict[str, str]:
+    """Why each deployment left out of co-location is left out (see `_colocate`'s rules)."""
+    out: dict[str, str] = {}
+    taken = {name for g in groups for name in g.members}
+    by_name = {i.name: i for i in items}
+    singles = [
+        i
+        for i in items
+        if fleets[i.name].projection is not None
+        and fleets[i.name].replicas == 1
+        and fleets[i.name].config.tensor_parallel == 1
+        and fleets[i.name].policy is None
+    ]
+    needs = {i.name: _memory_need_bytes(fleets[i.name], i)[0] for i in singles}
+    busy = {i.name: _busy_at_peak(fleets[i.name], i) for i in singles}
+    for item in items:
+        if item.name in taken:
+            continue
+        option = fleets[item.name]
+        if option.projection is None:
+            out[item.name] = "today's configuration cannot serve its load"
+            continue
+        if option.config.tensor_parallel > 1:
+            out[item.name] = (
+                f"each replica spans {option.config.tensor_parallel} GPUs (tensor parallel); "
+                "only single-GPU replicas are co-located"
+            )
+            continue
+        if option.policy is not None:
+            out[item.name] = "it autoscales; only always-on single replicas are co-located"
+            continue
+        if option.replicas > 1:
+            out[item.name] = (
+                f"it needs {option.replicas} replicas at its peak; only single-replica "
+                "deployments are co-located"
+            )
+            continue
+        hardware = option.config.hardware
+        trials = [
+            [item, *(by_name[name] for name in g.members)]
+            for g in groups
+            if g.hardware == hardware.name
+        ]
+        trials += [
+            [item, i]
+            for i in singles
+            if i.name != item.name
+            and i.name not in taken
+            and fleets[i.name].config.hardware == hardware
+        ]
+        if not trials:
+            out[item.name] = (
+                f"no other single-GPU, single-replica deployment runs on {hardware.name}"
+            )
+            continue
+        usable = hardware.memory_bytes * 0.9
+        reasons = []
+        for trial in trials[:3]:
+            others = " + ".join(i.name for i in trial[1:])
+            why = _misfit(trial, needs, busy, usable, fleets) or "first-fit packing left it out"
+            reasons.append(f"with {others} on one {hardware.name}: {why}")
+        more = f"; and {len(trials) - 3} more" if len(trials) > 3 else ""
+        out[item.name] = "; ".join(reasons) + more
+    return out
 
 
 def wake_s(item: Resolved, option: Sized) -> float:
@@ -261,9 +366,16 @@ def _active(rate: FloatArray, step_s: float) -> FloatArray:
 
 
 def _rotate(
-    ctx: AssessmentContext, items: list[Resolved], fleets: dict[str, Sized], taken: set[str]
+    ctx: AssessmentContext,
+    items: list[Resolved],
+    fleets: dict[str, Sized],
+    taken: set[str],
+    declined: dict[str, str],
 ) -> tuple[list[Group], dict[str, Projection]]:
-    """Pool the GPUs of deployments that sleep while idle, per hardware kind."""
+    """Pool the GPUs of deployments that sleep while idle, per hardware kind.
+
+    Writes why each deployment it leaves out is left out into `declined`.
+    """
     groups: list[Group] = []
     projections: dict[str, Projection] = {}
     by_hardware: dict[str, list[Resolved]] = {}
@@ -277,10 +389,12 @@ def _rotate(
             item.load.step_s != items[0].load.step_s
             or item.load.rate_rps.size != items[0].load.rate_rps.size
         ):
+            declined[item.name] = "its load history has other steps than the others'"
             continue
         by_hardware.setdefault(option.config.hardware.name, []).append(item)
     for hardware_name, members in by_hardware.items():
         if len(members) < 2:
+            declined[members[0].name] = f"no other deployment on {hardware_name} to pool with"
             continue
         step = members[0].load.step_s
         usage: dict[str, FloatArray] = {}
@@ -297,10 +411,20 @@ def _rotate(
             dedicated += float(run.billed.mean()) * fleets[member.name].config.gpus
         idle_ones = [i for i in members if usage[i.name].min() == 0.0]
         if not idle_ones:
+            for item in members:
+                declined[item.name] = (
+                    f"no deployment on {hardware_name} goes {KEEP_WARM_S / 60:g} minutes "
+                    "without a request, so none can sleep"
+                )
             continue
         together = np.sum(np.stack(list(usage.values())), axis=0)
         pooled = math.ceil(float(together.max()) - 1e-9)
         if pooled >= dedicated:
+            for item in members:
+                declined[item.name] = (
+                    f"a pool for the busiest minute would need {pooled} {hardware_name}, no "
+                    f"fewer than the {dedicated:.1f} they use apart"
+                )
             continue
         wakes: dict[str, float] = {}
         hit: dict[str, float] = {}
@@ -322,7 +446,14 @@ def _rotate(
             share = float(usage[item.name].sum()) / total_use if total_use > 0 else 0.0
             missed = hit[item.name] if seconds > item.slo.ttft_p95_s else 0.0
             projections[item.name] = replace(
-                _stretched(p, 1.0, pooled * share, price, ctx.options.hours_per_month),
+                _stretched(
+                    p,
+                    1.0,
+                    pooled * share,
+                    price,
+                    ctx.options.hours_per_month,
+                    ctx.power(hardware),
+                ),
                 slo_attainment=max(p.slo_attainment - missed, 0.0),
                 meets_slo=p.meets_slo and missed <= 0.05 - (1.0 - p.slo_attainment),
             )
@@ -345,8 +476,23 @@ def plan_sharing(ctx: AssessmentContext, fleets: dict[str, Sized]) -> SharingPla
     items = [ctx.resolved[name] for name in fleets if name in ctx.resolved]
     groups, projections = _colocate(ctx, items, fleets)
     taken = {name for g in groups for name in g.members}
-    rotation, rotated = _rotate(ctx, items, fleets, taken)
-    return SharingPlan((*groups, *rotation), {**projections, **rotated})
+    colocation = _colocation_declined(items, fleets, groups)
+    rotation_declined: dict[str, str] = {}
+    rotation, rotated = _rotate(ctx, items, fleets, taken, rotation_declined)
+    shared = taken | {name for g in rotation for name in g.members}
+    declined = {
+        item.name: "; ".join(
+            f"{kind}: {why}"
+            for kind, why in (
+                ("co-location", colocation.get(item.name)),
+                ("rotation", rotation_declined.get(item.name)),
+            )
+            if why
+        )
+        for item in items
+        if item.name not in shared
+    }
+    return SharingPlan((*groups, *rotation), {**projections, **rotated}, declined)
 
 
 def evaluate(
@@ -369,18 +515,21 @@ def evaluate(
         f"idle models sleep after {KEEP_WARM_S:g} s without requests; wake time {WAKE_SOURCE}",
     )
     details: dict[str, object] = {"groups": [g.describe() for g in plan.groups]}
+    reference = applied_to(own, baseline)
     if group is None or item.name not in plan.projections or own.projection is None:
-        reference = own.projection or baseline
+        alone = len(ctx.resolved) < 2
+        why = plan.declined.get(item.name) or "today's configuration cannot serve its load"
         return StrategyResult(
             strategy=NAME,
             deployment=item.name,
-            status="not_applicable",
+            status="not_applicable" if alone else "not_recommended",
             summary=(
                 "not applicable: no other deployment to share GPUs with"
-                if len(ctx.resolved) < 2
-                else "no sharing found: its GPUs are busy or full, or no partner fits"
+                if alone
+                else f"not recommended: {why}"
             ),
             baseline=baseline,
+            reference=reference,
             projected=reference,
             config_change=change(item.baseline, item.baseline),
             assumptions=assumptions,
@@ -420,7 +569,17 @@ def evaluate(
             "its requests"
         )
         risks.append("a burst right after a wake queues behind it")
-    summary = f"{what}: {savings_line(baseline, projected)}; fleet GPUs saved {plan.gpus_saved:g}"
+    summary = f"{what}: {row_line(own, baseline, projected)}; fleet GPUs saved {plan.gpus_saved:g}"
+    recommended = projected.meets_slo and (
+        not own.meets or projected.usd_per_month < reference.usd_per_month - CENT
+    )
+    if not recommended:
+        why = (
+            miss_reason(projected, item)
+            if not projected.meets_slo
+            else "its share of the shared GPUs costs no less than its own"
+        )
+        summary = f"not recommended: {why}; {summary}"
     config_change = replace(
         change(item.baseline, own.config, replicas=own.replicas),
         engine_args=engine_args,
@@ -430,9 +589,10 @@ def evaluate(
     return StrategyResult(
         strategy=NAME,
         deployment=item.name,
-        status="recommended" if projected.meets_slo else "not_recommended",
+        status="recommended" if recommended else "not_recommended",
         summary=summary,
         baseline=baseline,
+        reference=reference,
         projected=projected,
         config_change=config_change,
         assumptions=assumptions,

@@ -9,10 +9,11 @@ large at batch 1 where the step is bound by reading the weights, shrinking and t
 loss as the batch makes the step compute-bound. The draft lengths that win at this fleet's
 operating batch are then simulated on its own requests and sized like any configuration.
 
-Recommended when it makes the fleet cheaper, or at equal cost cuts TPOT p95 materially;
-otherwise the answer says why (e.g. "at ~180 concurrent sequences per replica speculation
-slows decoding: 0.8x"). The `--speculative-config` carries the method, draft length and
-the batch-size cut-off (`disable_by_batch_size`).
+Recommended when it makes the fleet cheaper than today's configuration right-sized (or meets
+the SLOs where no size of that does); otherwise the answer says why (e.g. "at ~180
+concurrent sequences per replica speculation slows decoding: 0.8x", or that it only cuts
+TPOT p95 at the same cost: a latency gain, not a saving). The `--speculative-config`
+carries the method, draft length and the batch-size cut-off (`disable_by_batch_size`).
 """
 
 from __future__ import annotations
@@ -29,16 +30,19 @@ from advisor.engine.perf import ConfigError
 from advisor.engine.scenario import DeploymentSpec, SloSpec, SpecCandidate, WorkloadSpec
 from advisor.engine.specdecode import SpecConfig, draft_cost_ratio, step_speedup
 from advisor.engine.strategies._common import (
+    CENT,
     STATIC_NOTE,
     Sized,
     alternative,
+    applied_to,
     change,
     cheapest,
     common_assumptions,
     ms,
     no_gain,
     not_applicable,
-    savings_line,
+    rightsized,
+    row_line,
     size_fixed,
     speculative_json,
     starting_point,
@@ -257,38 +261,34 @@ def evaluate(
         if top is not None
         else "no usable speculative method"
     )
+    reference = plain if base.spec is None else rightsized(ctx, item)
     if best is None or best.projection is None or plain.projection is None:
         return no_gain(
-            NAME, item, base, plain, baseline, tuple(alternatives), assumptions, details,
+            NAME, item, base, reference, baseline, tuple(alternatives), assumptions, details,
             f"no speculative configuration meets the SLOs ({speed_line})", risks,
         )  # fmt: skip
-    cheaper = best.projection.usd_per_month < plain.projection.usd_per_month - 0.005
-    faster = (
-        best.projection.usd_per_month <= plain.projection.usd_per_month + 0.005
-        and best.projection.tpot_p95_s < LATENCY_GAIN * plain.projection.tpot_p95_s
-    )
-    if not (cheaper or faster or not plain.meets):
-        why = (
-            f"speculation would slow this fleet down at its operating batch ({speed_line})"
-            if top is not None and top.speedup_at_operating_batch <= 1.0
-            else f"no cost or latency gain at this load ({speed_line})"
-        )
+    against = applied_to(reference, baseline)
+    if reference.meets and best.projection.usd_per_month >= against.usd_per_month - CENT:
+        if top is not None and top.speedup_at_operating_batch <= 1.0:
+            why = f"speculation would slow this fleet down at its operating batch ({speed_line})"
+        elif best.projection.tpot_p95_s < LATENCY_GAIN * plain.projection.tpot_p95_s:
+            why = (
+                f"no cost gain: it cuts TPOT p95 to {ms(best.projection.tpot_p95_s)} from "
+                f"{ms(plain.projection.tpot_p95_s)} at no lower cost, a latency gain only "
+                f"({speed_line})"
+            )
+        else:
+            why = f"no cost or latency gain at this load ({speed_line})"
         return no_gain(
-            NAME, item, base, plain, baseline, tuple(alternatives), assumptions, details, why,
+            NAME, item, base, reference, baseline, tuple(alternatives), assumptions, details, why,
             risks,
         )  # fmt: skip
     spec = best.config.spec
     assert spec is not None
-    gain = (
-        savings_line(baseline, best.projection)
-        if cheaper or not plain.meets
-        else f"TPOT p95 {ms(best.projection.tpot_p95_s)} vs {ms(plain.projection.tpot_p95_s)} "
-        "without, at the same cost"
-    )
     summary = (
         f"{spec.drafter.method} with num_speculative_tokens={spec.num_speculative_tokens} "
         f"(alpha {spec.alpha:.2f}, {spec.tokens_per_step:.2f} tokens per step), off above "
-        f"batch {limit}: {gain}"
+        f"batch {limit}: {row_line(reference, baseline, best.projection)}"
     )
     config_change = change(base, best.config, replicas=best.replicas)
     config_change = replace(
@@ -304,6 +304,7 @@ def evaluate(
         status="recommended",
         summary=summary,
         baseline=baseline,
+        reference=against,
         projected=best.projection,
         config_change=config_change,
         alternatives=tuple(alternatives),

@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand
 
 from advisor.services.assessments import schedules_ensure as assessment_schedules_ensure
 from dashboard.demo_fleet import demo_fleet_ensure
+from dashboard.formatting import usd
 from dashboard.reports.services import schedules_ensure as report_schedules_ensure
 from probes.roles import ADMIN, ensure_roles
 
@@ -83,7 +84,7 @@ def assessment_summary(assessment: Any, status: str) -> str:
             f"  today: ${measured_usd:,.0f}/month measured, "
             f"${plan['fleet_baseline']['usd_per_month']:,.0f}/month simulated; plan: "
             f"${plan['fleet_plan']['usd_per_month']:,.0f}/month, saving "
-            f"${plan['savings_usd_per_month']:,.0f} ({plan['savings_fraction']:.1%})"
+            f"{usd(plan['savings_usd_per_month'])} ({plan['savings_fraction']:.1%})"
         )
         for item in plan.get("deployments", []):
             lines.append(f"  {item['deployment']}: {item['message']}")

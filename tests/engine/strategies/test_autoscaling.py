@@ -6,9 +6,9 @@ import pytest
 import yaml
 
 from advisor.engine.perf import weight_bytes
-from advisor.engine.scenario import AutoscalingSpec, SloSpec, diurnal_load
+from advisor.engine.scenario import AutoscalingSpec, EngineArgs, SloSpec, diurnal_load
 from advisor.engine.strategies import autoscaling
-from advisor.engine.strategies._common import cold_start_s
+from advisor.engine.strategies._common import cold_start_s, usd
 from tests.engine.strategies.helpers import context, deployment, diurnal, flat, run
 
 
@@ -84,3 +84,20 @@ def test_the_redundancy_rule_sets_the_autoscaling_minimum() -> None:
         result = run(autoscaling, ctx, "night")
         assert result.details.get("policy", {"min_replicas": expected})["min_replicas"] == expected
         assert result.details["fixed_replicas"] >= expected
+
+
+def test_it_shows_no_gain_where_today_is_short_of_replicas() -> None:
+    # today's one replica misses the SLOs; right-sized it needs 3, which autoscaling cannot beat
+    # on a flat load: the row adds nothing (it once read "-200% saved" against today's one)
+    hot = deployment(
+        "hot", rate_rps=20.0, engine_args=EngineArgs(max_num_seqs=8), slo=SloSpec(2.0, 0.05, 1.0)
+    )
+    result = run(autoscaling, context(hot), "hot")
+    assert result.status == "not_recommended"
+    assert (result.baseline.gpus, result.reference.gpus, result.projected.gpus) == (1.0, 3.0, 3.0)
+    assert result.added_usd_per_month == 0.0
+    assert "-200%" not in result.summary
+    assert result.summary.endswith(
+        "; saves nothing over today's configuration right-sized (3.0 GPUs, "
+        f"{usd(result.reference.usd_per_month)}/month)"
+    )

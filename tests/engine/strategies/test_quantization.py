@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from advisor.engine.scenario import DeploymentSpec, QualityOverride, SloSpec
+import pytest
+
+from advisor.engine.scenario import DeploymentSpec, EngineArgs, QualityOverride, SloSpec
 from advisor.engine.strategies import quantization
+from advisor.engine.strategies._common import usd
 from tests.engine.strategies.helpers import context, deployment, run
 
 
@@ -63,3 +66,23 @@ def test_it_does_not_recommend_a_precision_that_saves_nothing() -> None:
     result = run(quantization, context(deployment("light", rate_rps=0.2)), "light")
     assert result.status == "not_recommended"
     assert "--quantization" not in result.config_change.engine_args
+
+
+def _hot() -> DeploymentSpec:
+    # one replica capped at 8 sequences misses the SLOs at 20 req/s: right-sized, today's
+    # configuration needs 3 replicas; FP8 needs 2
+    return deployment(
+        "hot", rate_rps=20.0, engine_args=EngineArgs(max_num_seqs=8), slo=SloSpec(2.0, 0.05, 1.0)
+    )
+
+
+def test_it_credits_a_precision_only_with_what_it_saves_over_todays_right_size() -> None:
+    result = run(quantization, context(_hot()), "hot")
+    assert result.status == "recommended"
+    assert (result.baseline.gpus, result.reference.gpus, result.projected.gpus) == (1.0, 3.0, 2.0)
+    # today's single replica costs less than the plan, but it misses the SLOs: the row's
+    # saving is the one GPU quantization saves over today's configuration right-sized
+    assert result.added_usd_per_month == pytest.approx(result.reference.usd_per_month / 3)
+    assert result.added_fraction == pytest.approx(1 / 3)
+    assert f"saves {usd(result.added_usd_per_month)}/month (33%) over today's" in result.summary
+    assert "-100%" not in result.summary

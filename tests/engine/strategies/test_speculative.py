@@ -140,3 +140,17 @@ def test_it_uses_measured_acceptance_from_the_counters() -> None:
     assert {o["acceptance_kind"] for o in ngram} == {"measured"}
     # mean acceptance length 1 + 1500/1000 = 2.5 at k=3
     assert ngram[0]["alpha"] == pytest.approx(alpha_from_acceptance_length(2.5, 3))
+
+
+def test_it_does_not_recommend_speculation_that_only_cuts_latency() -> None:
+    # three replicas where one does: the two GPUs are right-sizing's, whatever speculation
+    # does; at the right size speculation costs the same and only cuts TPOT p95: no saving
+    ctx = context(deployment("m", rate_rps=1.0, replicas=3))
+    result = run(speculative, ctx, "m")
+    assert result.status == "not_recommended"
+    assert (result.baseline.gpus, result.reference.gpus, result.projected.gpus) == (3.0, 1.0, 1.0)
+    assert result.added_usd_per_month == 0.0
+    assert "no cost gain" in result.summary
+    assert "TPOT p95" in result.summary
+    assert "67%" not in result.summary
+    assert "--speculative-config" not in result.config_change.engine_args
