@@ -39,7 +39,7 @@ from typing import Any, Literal, TypeVar
 
 from advisor.engine.jsonable import JsonValue, from_plain, to_plain
 
-ENGINE_VERSION = "engine-2.0"
+ENGINE_VERSION = "engine-3.0"
 
 ArgValue = str | int | float | bool
 StrategyStatus = Literal["recommended", "not_recommended", "not_applicable", "infeasible"]

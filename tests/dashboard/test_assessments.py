@@ -400,22 +400,28 @@ def test_each_strategy_row_shows_only_what_that_strategy_adds(
         # the verdict never contradicts the figure beside it
         assert row["verdict"] != "recommended" or added > 0, (name, strategy)
         assert row["verdict"] == result["status"].replace("_", " ")
-    # llama runs 3 replicas where 1 meets the SLOs: the $5,840 that saves is right-sizing's,
-    # not speculative decoding's, which at that size only cuts TPOT p95
+    # llama runs 3 replicas where 2 (the redundancy rule's floor; the load needs 1) meet the
+    # SLOs: what that saves is right-sizing's, not speculative decoding's, which at that size
+    # only cuts TPOT p95
     today = assessment.plan["deployments"][0]["baseline"]["usd_per_month"]
     speculative = rows[("llama", "speculative")]
+    reference = assessment.strategies["llama"]["speculative"]["reference"]["usd_per_month"]
+    assert reference == today * 2 / 3
     assert speculative["verdict"] == "not recommended"
     assert speculative["adds"] == "$0.00"
     assert speculative["why"].startswith("not recommended: no cost gain: it cuts TPOT p95 to ")
-    assert usd(today * 2 / 3) not in speculative["why"]
+    assert usd(today - reference) not in speculative["why"]
     # sharing says why it declined, with the figures
     sharing = rows[("llama", "sharing")]
     assert sharing["verdict"] == "not recommended"
+    # (the redundancy rule keeps 2 replicas of llama, which co-location does not take)
     assert sharing["why"].startswith(
-        "not recommended: co-location: with qwen on one H100-SXM: too busy together: llama "
+        "not recommended: co-location: it needs 2 replicas at its peak; only single-replica "
+        "deployments are co-located"
     )
     assert sharing["why"].endswith(
-        "rotation: no deployment on H100-SXM goes 10 minutes without a request, so none can sleep"
+        "rotation: the redundancy rule keeps at least 2 replicas (default: today runs 3, so one "
+        "can fail or restart while another serves) awake"
     )
 
 

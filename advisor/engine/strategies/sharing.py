@@ -383,8 +383,10 @@ def _rotate(
         option = fleets[item.name]
         if item.name in taken or option.run is None:
             continue
-        if replica_floor(item.spec).replicas > 0:
-            continue  # the redundancy rule keeps its replicas awake
+        floor = replica_floor(item.spec)
+        if floor.replicas > 0:
+            declined[item.name] = f"the redundancy rule keeps {floor.text} awake"
+            continue
         if (
             item.load.step_s != items[0].load.step_s
             or item.load.rate_rps.size != items[0].load.rate_rps.size
