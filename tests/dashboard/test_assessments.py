@@ -257,3 +257,32 @@ def test_progress_is_json_for_the_page_to_poll(
         '<script src="/static/js/progress.js" defer></script>'
     ) in page  # the shared polling loop first: progress.js calls it
     assert client.get("/assessments/999999/progress.json").status_code == 404
+
+
+def test_what_a_deployment_not_assessed_has_is_said_in_words_and_units(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    gaps = assessment.data_gaps
+    gaps[0]["have"] = {"request_records": 0, "imported_trace": False, "telemetry_hours": 2.0,
+                       "vllm_counter_hours": 0.0}  # fmt: skip
+    assessment.save(update_fields=["data_gaps"])
+    client.force_login(carol)
+    page = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    section = page.split('data-testid="data-gaps"')[1].split("</section>")[0]
+    have = section.split('<td class="wrap muted">')[1].split("</td>")[0]
+    assert sorted(have.split("; ")) == [  # jsonb keeps its own key order
+        "imported trace: no", "load telemetry (h): 2", "request records (requests): 0",
+        "vLLM request counters (h): 0",
+    ]  # fmt: skip
+    assert "False" not in page
+    assert "imported_trace" not in page
+
+
+def test_the_baseline_table_puts_each_slo_under_its_latency(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    client.force_login(carol)
+    page = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    table = page.split('data-testid="baseline-vs-plan"')[1].split("</table>")[0]
+    assert table.count('<span class="muted slo">SLO ≤ 2.00 s</span>') == 2
+    assert table.count('<span class="muted slo">SLO ≤ 100 ms</span>') == 2
