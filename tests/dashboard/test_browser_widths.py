@@ -12,6 +12,7 @@ Run: CI=true DATABASE_URL=postgres://... TEST_REDIS_URL=redis://.../N \
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
@@ -27,6 +28,7 @@ from django.utils import timezone
 
 from advisor.models import Assessment, BenchmarkJob, BenchmarkRun, LedgerEntry
 from advisor.services.rollouts import rollout_propose
+from dashboard.labels import LABELS
 from dashboard.models import WhatIf, WhatIfStatus
 from probes.models import Gpu, ModelDeployment, Node
 from tests.advisor.benchmarking.fake_openai import fake_server_thread
@@ -45,6 +47,13 @@ MEASURE = """elements => elements.map(e => {
 })"""
 
 
+# The text a reader sees: without <code>, <pre>, scripts and closed <details>' bodies.
+READABLE_TEXT = """main => {
+  const copy = main.cloneNode(true);
+  copy.querySelectorAll('code, pre, script, details:not([open]) > :not(summary)')
+    .forEach(e => e.remove());
+  return copy.innerText;
+}"""
 PAGE_WIDTHS = "e => [e.scrollWidth, e.clientWidth]"
 FORMS_ONLY = {"trace-import", "whatif-form", "rollout-new", "reports"}  # pages without a table
 
@@ -124,6 +133,16 @@ def _rollout(nodes: list[Node]) -> int:
     return rollout.id
 
 
+def _raw_names(page: Any, name: str) -> list[str]:
+    """Stored field names (`dashboard.labels`) or Python booleans in the page's words (code
+    and preformatted blocks, which show engine args and JSON as they are, aside)."""
+    text = page.locator("main").evaluate(READABLE_TEXT)
+    words = set(re.findall(r"\b\w+_\w+\b", text))
+    found = [f"{name}: {word}" for word in sorted(words & set(LABELS))]
+    found += [f"{name}: ...{m}" for m in re.findall(r".{0,30}\b(?:True|False)\b", text)]
+    return found
+
+
 def _overflows(page: Any, name: str) -> list[str]:
     """Each table (and its card) that scrolls sideways, and the page itself if it does."""
     found = []
@@ -179,6 +198,7 @@ def test_every_main_page_fits_1400_px_without_sideways_scrolling(
         "ledger": "/rollouts/ledger/",
     }
     overflows: list[str] = []
+    raw_names: list[str] = []
     with new_page(browser, width=WIDTH_PX) as (page, problems):
         log_in(page, live_server.url, "alice")
         for name, path in pages.items():
@@ -194,5 +214,20 @@ def test_every_main_page_fits_1400_px_without_sideways_scrolling(
             tables = page.locator("main table").count()
             assert tables >= 1 or name in FORMS_ONLY, f"{name}: no table to measure"
             overflows += _overflows(page, name)
+            raw_names += _raw_names(page, name)
+        # The what-if form answers every bad field at once, each marked on the form.
+        page.goto(f"{live_server.url}/assessments/{assessment.pk}/whatif/")
+        page.fill("[data-testid=ttft-llama-3-70b-chat]", "-1")
+        page.fill("input[name=d1-max_quality_loss_points]", "1000")
+        page.fill("[data-testid=price-H100-SXM]", "x")
+        page.click("[data-testid=whatif-run]")
+        page.wait_for_load_state("load")
+        assert page.locator("main .messages li.error").count() == 3
+        assert page.locator("[data-testid=whatif-form] [aria-invalid=true]").count() == 3
+        assert page.locator("[data-testid=whatif-form] .field-error").count() == 3
+        overflows += _overflows(page, "whatif-form-errors")
+        screenshot(page, "width-whatif-form-errors")
     assert overflows == []
-    assert problems == []
+    assert raw_names == []
+    assert [p for p in problems if "status of 400" not in p] == []  # the form's answer
+    assert not WhatIf.objects.exclude(pk=whatif.pk).exists()
