@@ -350,3 +350,32 @@ def _known(kind: str) -> bool:
     except CatalogError:
         return False
     return True
+
+
+def whatif_problems(*, scenario: Scenario, changes: Any) -> list[WhatIfInputError]:
+    """Every problem of `changes` at once, where `whatif_scenario` stops at the first: each
+    changed value is checked alone, then (when each is fine alone) all of them together, for
+    what only a combination breaks. Empty when `whatif_scenario` accepts `changes`."""
+    problems = []
+    for path, value in _leaves(changes, ()):
+        single: Any = value
+        for key in reversed(path):
+            single = {key: single}
+        try:
+            whatif_scenario(scenario=scenario, changes=single)
+        except WhatIfInputError as exc:
+            problems.append(exc)
+    if problems:
+        return problems
+    try:
+        whatif_scenario(scenario=scenario, changes=changes)
+    except WhatIfInputError as exc:
+        return [exc]
+    return []
+
+
+def _leaves(value: Any, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], Any]]:
+    """(keys, value) of each non-object value in nested objects (a list is one value)."""
+    if not isinstance(value, Mapping) or not value:
+        return [(path, value)] if path else []
+    return [leaf for key, item in value.items() for leaf in _leaves(item, (*path, str(key)))]

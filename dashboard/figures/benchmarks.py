@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
-from dashboard.figures.theme import MUTED, SERIES, empty, themed
+from dashboard.figures.theme import MUTED, SERIES, empty, log_axis, themed
 from dashboard.selectors.benchmarks import COMPARED, RunView
 
 NO_PREDICTION = "No run has both a measurement and the engine's prediction"
@@ -53,8 +53,8 @@ def parity(runs: list[RunView], *, title: str = "Predicted vs measured") -> go.F
                        line={"color": MUTED, "width": 0.5, "dash": "dot"}, showlegend=False,
                        hoverinfo="skip")
         )  # fmt: skip
-    fig.update_xaxes(type="log", title_text="measured (each figure in its unit)")
-    fig.update_yaxes(type="log", title_text="predicted by the engine")
+    log_axis(fig, "x", values, title_text="measured (each figure in its unit)")
+    log_axis(fig, "y", values, title_text="predicted by the engine")
     return themed(fig, title=title, height=380)
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dashboard.figures.series import Line, lines
-from dashboard.figures.theme import BAD, SERIES
+from dashboard.figures.theme import BAD, SERIES, log_axis
 from dashboard.selectors.engine import EngineSeries
 
 NO_ENGINE = "No vLLM metrics in this window (agent's vLLM sampler or Prometheus source)"
@@ -78,9 +78,10 @@ def latency(s: EngineSeries) -> go.Figure:
         )
     ]
     fig = lines(
-        s.times, series, title="Latency percentiles per bucket", y_title="ms", y_format=",.0f",
-        missing="No latency histograms in this window",
+        s.times, series, title="Latency percentiles per bucket", y_title="ms (log scale)",
+        y_format=",.0f", missing="No latency percentiles in this window",
     )  # fmt: skip
-    if any(line.values.size and not np.isnan(line.values).all() for line in series):
-        fig.update_yaxes(type="log")
+    drawn = [line.values for line in series if line.values.size]
+    if any(not np.isnan(values).all() for values in drawn):
+        log_axis(fig, "y", np.concatenate(drawn))
     return fig

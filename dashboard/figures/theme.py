@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from typing import Any
 
 import plotly.graph_objects as go
@@ -55,6 +57,44 @@ def empty(message: str, *, title: str | None = None, height: int = 220) -> go.Fi
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     return themed(fig, title=title, height=height)
+
+
+# A log axis spanning more decades than this gets a tick per decade only (1, 10, 100, ...).
+LOG_STEPS_UP_TO_DECADES = 3
+
+
+def log_ticks(values: Iterable[float]) -> tuple[list[float], list[str]]:
+    """Tick positions and labels for a log axis over `values`: 1-2-5 steps (per decade only
+    when the data spans more than `LOG_STEPS_UP_TO_DECADES`), each labelled in full ("20",
+    "500", "2k"), never Plotly's bare "2" and "5" between powers of ten."""
+    positive = [float(v) for v in values if v is not None and math.isfinite(v) and v > 0]
+    if not positive:
+        return [], []
+    low, high = min(positive), max(positive)
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    steps = (1.0,) if last - first > LOG_STEPS_UP_TO_DECADES else (1.0, 2.0, 5.0)
+    candidates = [s * 10.0**e for e in range(first - 1, last + 2) for s in steps]
+    # from the tick at or below the lowest value to the one at or above the highest
+    bottom = max(t for t in candidates if t <= low)
+    top = min(t for t in candidates if t >= high)
+    ticks = [round(t, 12) for t in candidates if bottom <= t <= top]
+    return ticks, [_tick_text(t) for t in ticks]
+
+
+def _tick_text(value: float) -> str:
+    if value >= 1e6:
+        return f"{value / 1e6:g}M"
+    if value >= 1e4:
+        return f"{value / 1e3:g}k"
+    return f"{value:,.10g}"
+
+
+def log_axis(fig: go.Figure, axis: str, values: Iterable[float], **options: Any) -> go.Figure:
+    """Make `axis` ("x" or "y") logarithmic with readable ticks (`log_ticks`)."""
+    tickvals, ticktext = log_ticks(values)
+    update = fig.update_xaxes if axis == "x" else fig.update_yaxes
+    update(type="log", tickvals=tickvals or None, ticktext=ticktext or None, **options)
+    return fig
 
 
 def figure_json(fig: go.Figure) -> SafeString:

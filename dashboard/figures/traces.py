@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from dashboard.figures.series import Line, lines
-from dashboard.figures.theme import ACCENT, MUTED, SERIES, empty, themed
+from dashboard.figures.theme import ACCENT, MUTED, SERIES, empty, log_axis, themed
 from dashboard.selectors.traces import TraceStats
 
 NO_REQUESTS = "No requests in this window"
@@ -62,7 +62,8 @@ def lengths(stats: TraceStats) -> go.Figure:
         return empty(NO_REQUESTS, title=title)
     fig = go.Figure(bars)
     fig.update_layout(barmode="overlay")
-    fig.update_xaxes(type="log", title_text="tokens (log scale)")
+    tokens = np.concatenate([stats.prompt_tokens, stats.output_tokens])
+    log_axis(fig, "x", tokens, title_text="tokens (log scale)")
     fig.update_yaxes(title_text="requests")
     return themed(fig, title=title)
 
@@ -90,6 +91,6 @@ def inter_arrivals(stats: TraceStats) -> go.Figure:
                        line={"color": MUTED, "dash": "dash"}),
         ]
     )  # fmt: skip
-    fig.update_xaxes(title_text="gap between arrivals (s, log scale)", type="log")
+    log_axis(fig, "x", x, title_text="gap between arrivals (s, log scale)")
     fig.update_yaxes(title_text="share of gaps ≤ x", range=[0, 1])
     return themed(fig, title=title)

@@ -48,6 +48,9 @@ class EngineSeries:
     values: dict[str, np.ndarray]
     # label -> {quantile: seconds}, over the whole window
     latency: dict[str, dict[float, float | None]]
+    # "histograms" (exact), "bucket percentiles" (no histograms kept: the request-weighted
+    # mean of each bucket's percentiles, which understates the tail), or "" (nothing)
+    latency_basis: str = ""
 
     @property
     def times(self) -> list[str]:
@@ -91,7 +94,32 @@ def engine_series(*, deployment: ModelDeployment, window: Window) -> EngineSerie
     ).reshape(-1, 1 + len(FIELDS))
     values = {name: data[:, 1 + i] for i, name in enumerate(FIELDS)}
     latency = _window_latency(rollups.values_list("histograms", flat=True))
-    return EngineSeries(deployment, resolution, BUCKET_S[resolution], data[:, 0], values, latency)
+    basis = "histograms" if latency else ""
+    if not latency:
+        latency = _bucket_latency(values)
+        basis = "bucket percentiles" if latency else ""
+    return EngineSeries(
+        deployment, resolution, BUCKET_S[resolution], data[:, 0], values, latency, basis
+    )
+
+
+def _bucket_latency(values: dict[str, np.ndarray]) -> dict[str, dict[float, float | None]]:
+    """Without histograms (a Prometheus source, or rollups that kept none): each bucket's
+    percentile weighted by its requests, per latency and quantile the buckets have."""
+    weights = values["requests"]
+    out: dict[str, dict[float, float | None]] = {}
+    for prefix, label in (("ttft", "TTFT"), ("itl", "ITL"), ("e2e", "E2E")):
+        row: dict[float, float | None] = {}
+        for q in QUANTILES:
+            column = values.get(f"{prefix}_p{round(q * 100)}_s")
+            if column is None:
+                row[q] = None
+                continue
+            use = np.isfinite(column) & np.isfinite(weights) & (weights > 0)
+            row[q] = float(np.average(column[use], weights=weights[use])) if use.any() else None
+        if any(v is not None for v in row.values()):
+            out[label] = row
+    return out
 
 
 def _window_latency(histograms: Iterable[Any]) -> dict[str, dict[float, float | None]]:

@@ -16,7 +16,7 @@ from django.db.models import QuerySet
 
 from dashboard.selectors.sql import Epoch
 from dashboard.windows import Window
-from probes.models import Gpu, GpuSample
+from probes.models import EngineSample, Gpu, GpuSample, IngestBatch, Node
 from probes.selectors import gpu_rollups_in_window, gpu_samples_in_window, resolution_for
 
 RAW_FIELDS = (
@@ -112,3 +112,31 @@ def latest_samples(*, gpus: list[Gpu]) -> dict[int, GpuSample]:
         if sample is not None:
             latest[gpu.pk] = sample
     return latest
+
+
+@dataclass(frozen=True)
+class LastSeen:
+    """When a node was last heard from, and by what ("GPU sample", "agent report", ...)."""
+
+    at: datetime
+    by: str
+
+
+def node_last_seen(*, node: Node, latest: dict[int, GpuSample]) -> LastSeen | None:
+    """The newest of the node's own report time, its GPUs' newest samples (`latest`, from
+    `latest_samples`), its newest vLLM sample and its newest ingest batch; None when there is
+    none. Telemetry written without an agent report (imported, or the demo's) counts too."""
+    seen = [LastSeen(node.last_seen, "agent report")] if node.last_seen else []
+    seen += [LastSeen(sample.ts, "GPU sample") for sample in latest.values()]
+    engine = EngineSample.objects.filter(node=node).order_by("-ts").values_list("ts").first()
+    if engine:
+        seen.append(LastSeen(engine[0], "vLLM sample"))
+    batch = (
+        IngestBatch.objects.filter(node=node)
+        .order_by("-received_at")
+        .values_list("received_at")
+        .first()
+    )
+    if batch:
+        seen.append(LastSeen(batch[0], "ingest batch"))
+    return max(seen, key=lambda s: s.at, default=None)

@@ -9,6 +9,7 @@ from django import template
 from django.urls import reverse
 from django.utils.html import format_html
 
+from dashboard import labels
 from dashboard.access import has_role
 from dashboard.figures.theme import figure_json
 from dashboard.formatting import signed_usd as change
@@ -102,6 +103,30 @@ def get_item(mapping: Any, key: Any) -> Any:
 def words(value: Any) -> str:
     """snake_case to words: "not_recommended" -> "not recommended"."""
     return str(value).replace("_", " ")
+
+
+@register.filter
+def label(name: Any) -> str:
+    """A field name as a form or a column says it, with its unit: "TTFT p95 (s)"."""
+    return labels.label(str(name))
+
+
+@register.filter
+def term(name: Any) -> str:
+    """A field name as a sentence says it: "TTFT p95"."""
+    return labels.term(str(name))
+
+
+@register.filter
+def plain(value: Any) -> str:
+    """A stored value for reading: yes / no, not True / False."""
+    return labels.plain(value)
+
+
+@register.filter
+def flag_text(flag: Any) -> str:
+    """A ledger flag in words: "Under half the projection: realized 6.2% ..."."""
+    return labels.flag_text(str(flag))
 
 
 @register.filter

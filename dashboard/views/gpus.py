@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -13,7 +15,7 @@ from dashboard.figures import gpus as gpu_figures
 from dashboard.forms import HfConfigUploadForm
 from dashboard.selectors.assessments import deployment_latest_plan
 from dashboard.selectors.engine import engine_now, engine_series
-from dashboard.selectors.gpus import gpu_series, latest_samples
+from dashboard.selectors.gpus import gpu_series, latest_samples, node_last_seen
 from dashboard.views.common import window_context
 from dashboard.windows import window_from
 from probes.hf_config import config_reading
@@ -23,7 +25,7 @@ from probes.selectors import gpu_moves_of
 from probes.services.hf_config import HfConfigError, deployment_hf_config_upload
 
 
-def _gpu_context(request: HttpRequest, gpus: list[Gpu]) -> dict[str, object]:
+def _gpu_context(request: HttpRequest, gpus: list[Gpu]) -> dict[str, Any]:
     window = window_from(request.GET, default="6h")
     series = gpu_series(gpus=gpus, window=window)
     latest = latest_samples(gpus=gpus)
@@ -31,6 +33,7 @@ def _gpu_context(request: HttpRequest, gpus: list[Gpu]) -> dict[str, object]:
     context.update(
         series=series,
         rows=[{"gpu": s.gpu, "series": s, "latest": latest.get(s.gpu.pk)} for s in series],
+        latest=latest,
         resolution={None: "raw samples", "1m": "1-minute rollups", "1h": "1-hour rollups"}[
             series[0].resolution if series else None
         ],
@@ -50,6 +53,7 @@ def node(request: HttpRequest, node_id: int) -> HttpResponse:
     deployments = ModelDeployment.objects.filter(gpus__node=target).distinct()
     context.update(
         node=target,
+        last_seen=node_last_seen(node=target, latest=context["latest"]),
         deployments=deployments,
         engines=engine_now(node=target),
         gpu_moves=gpu_moves_of(node=target),

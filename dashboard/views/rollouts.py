@@ -12,11 +12,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from django.conf import settings
 from django.contrib import messages
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
+from django.utils.text import capfirst
 
+from advisor.engine.strategies.registry import names as strategy_names
 from advisor.models import ACTIVE_STATUSES, Assessment
 from advisor.selectors.rollouts import ledger_list, rollout_get, rollouts_list
 from advisor.services.rollouts import (
@@ -30,6 +33,8 @@ from advisor.services.rollouts import (
     rollout_start,
 )
 from dashboard.access import role_required
+from dashboard.labels import label
+from dashboard.selectors.assessments import strategy_label
 from dashboard.selectors.rollouts import rollout_node_diffs, rollout_status
 from probes.models import ModelDeployment, Node
 from probes.roles import ADMIN, OPERATOR, VIEWER
@@ -152,8 +157,8 @@ FIELD_LABELS = {
     "change.projection": ("projection", "Projection"),
     "projection": ("projection", "Projection"),
     "reason": ("reason", "Why"),
-    **{f"strategy.{n}": (n, n.replace("_", " ")) for n in STRATEGY_FIELDS},
-    **{f"gates.{n}": (f"gate_{n}", f"gate {n.replace('_', ' ')}") for n in GATE_FIELDS},
+    **{f"strategy.{n}": (n, capfirst(label(n))) for n in STRATEGY_FIELDS},
+    **{f"gates.{n}": (f"gate_{n}", f"Gate {label(n)}") for n in GATE_FIELDS},
 }
 
 
@@ -189,6 +194,29 @@ def _recent_assessments() -> list[Assessment]:
     return list(Assessment.objects.filter(status="completed").select_related("cluster")[:20])
 
 
+def strategy_options(assessments: list[Assessment], form: dict[str, Any]) -> list[tuple[str, str]]:
+    """(value, label) of the recommendations the chosen assessment has: its plan, then each
+    strategy it has a result for (for the chosen deployment, when one is); with no assessment
+    chosen, every strategy. A value posted that is not among them stays, so the service's
+    refusal names what was chosen."""
+    chosen = next((a for a in assessments if str(a.pk) == form["assessment"]), None)
+    names: list[str] = list(strategy_names())
+    if chosen is not None:
+        by_deployment = chosen.strategies or {}
+        raw = str(form["deployment"])
+        deployment = ModelDeployment.objects.filter(pk=int(raw)).first() if raw.isdigit() else None
+        picked = [by_deployment.get(deployment.served_name, {})] if deployment else []
+        results = picked or list(by_deployment.values())
+        have = {name for r in results if isinstance(r, dict) for name in r}
+        names = [name for name in names if name in have]
+    options = [("plan", "the plan (every strategy it uses)")]
+    options += [(name, strategy_label(name)) for name in names]
+    wanted = form["strategy_name"]
+    if wanted and wanted not in {value for value, _ in options}:
+        options.append((wanted, wanted))
+    return options
+
+
 @role_required(OPERATOR)
 def rollout_new(request: HttpRequest) -> HttpResponse:
     """GET: the proposal form (prefilled from ?assessment=&deployment=&strategy=); POST: propose."""
@@ -205,18 +233,27 @@ def rollout_new(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Rollout #{rollout.id} proposed; an admin starts it.")
             return redirect("dashboard:rollout", rollout_id=rollout.id)
+    form = _form_values(request.POST if request.method == "POST" else request.GET)
+    assessments = _recent_assessments()
+    posted = request.POST if request.method == "POST" else {}
     return render(
         request,
         "dashboard/rollout_new.html",
         {
             "errors": errors,
             "invalid": invalid,
-            "form": _form_values(request.POST if request.method == "POST" else request.GET),
+            "form": form,
             "nodes": Node.objects.select_related("cluster"),
             "deployments": ModelDeployment.objects.select_related("cluster"),
-            "assessments": _recent_assessments(),
-            "strategy_fields": STRATEGY_FIELDS,
-            "gate_fields": GATE_FIELDS,
+            "assessments": assessments,
+            "strategy_options": strategy_options(assessments, form),
+            "strategy_fields": [
+                {"name": n, "label": label(n), "value": posted.get(n, "")} for n in STRATEGY_FIELDS
+            ],
+            "gate_fields": [
+                {"name": f"gate_{n}", "label": label(n), "value": posted.get(f"gate_{n}", "")}
+                for n in GATE_FIELDS
+            ],
         },
         status=status,
     )
@@ -255,6 +292,8 @@ def rollout_detail(request: HttpRequest, rollout_id: int) -> HttpResponse:
             "events": events,
             "ledger": getattr(rollout, "ledger", None),
             "can_act": not rollout.terminal,
+            # Approve is a step only when four-eyes approval is on (the service's check).
+            "approval_required": bool(getattr(settings, "ROLLOUT_SECOND_APPROVER", False)),
             "live": None if rollout.terminal else rollout_status(rollout=rollout),
             "change_json": json.dumps(rollout.change.node_config(), indent=2),
         },

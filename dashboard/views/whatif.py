@@ -2,13 +2,15 @@
 
 The form lists every assessed deployment (GPU kind, GPUs per replica, replicas, SLOs), a
 price per GPU kind and the strategies; the view turns the posted fields into the `changes`
-object of `advisor.services.whatif` (errors name the field the same way the service does:
-`deployments.chat.replicas`), and calls one service. The run is simulated on the `sim` queue;
-its page polls `progress.json` and shows the answer beside the assessment's.
+object of `advisor.services.whatif` and calls one service. Bad input is answered all at once
+(`whatif_problems`), each problem by its input's label ("llama: TTFT p95 (s): ...") and that
+input marked; nothing is stored. The run is simulated on the `sim` queue; its page polls
+`progress.json` and shows the answer beside the assessment's.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from django.contrib import messages
@@ -16,9 +18,11 @@ from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 
 from advisor.models import Assessment, AssessmentStatus
-from advisor.services.whatif import SLO_KEYS, WhatIfInputError, whatif_choices
+from advisor.services.assessment_engine import scenario_from_json
+from advisor.services.whatif import SLO_KEYS, WhatIfInputError, whatif_choices, whatif_problems
 from dashboard.access import role_required
 from dashboard.figures import assessments as figures
+from dashboard.labels import label
 from dashboard.models import WhatIf, WhatIfStatus
 from dashboard.selectors.assessments import (
     assessment_view,
@@ -30,58 +34,121 @@ from dashboard.whatif import whatif_create
 from probes.roles import OPERATOR, VIEWER
 
 
-def _number(post: Any, name: str, field: str, *, whole: bool = False) -> float | int | None:
-    raw = (post.get(name) or "").strip()
-    if not raw:
-        return None
+@dataclass(frozen=True)
+class FormField:
+    """One input of the form: its name, its label in errors, where its value goes."""
+
+    name: str  # the input's name ("d0-replicas")
+    label: str  # as an error names it ("llama: replicas today")
+    path: tuple[str, ...]  # its place in `changes` ("deployments", "llama", "replicas")
+    kind: str  # "text" | "whole" | "number"
+
+    @property
+    def field(self) -> str:
+        """The service's name for it ("deployments.llama.replicas")."""
+        return ".".join(self.path)
+
+
+def form_fields(choices: dict[str, Any]) -> list[FormField]:
+    """Every input of the form, in page order."""
+    fields = []
+    for index, item in enumerate(choices["deployments"]):
+        name = item["name"]
+        at = ("deployments", name)
+        fields += [
+            FormField(f"d{index}-hardware", f"{name}: GPU", (*at, "hardware"), "text"),
+            FormField(
+                f"d{index}-tensor_parallel", f"{name}: GPUs per replica",
+                (*at, "tensor_parallel"), "whole",
+            ),
+            FormField(f"d{index}-replicas", f"{name}: replicas today", (*at, "replicas"), "whole"),
+        ]  # fmt: skip
+        fields += [
+            FormField(f"d{index}-{key}", f"{name}: {label(key)}", (*at, "slo", key), "number")
+            for key in SLO_KEYS
+        ]
+    fields += [
+        FormField(
+            f"price-{gpu['name']}", f"price of {gpu['name']} (USD per GPU-hour)",
+            ("prices", gpu["name"]), "number",
+        )
+        for gpu in choices["gpu_kinds"]
+    ]  # fmt: skip
+    return fields
+
+
+def _parsed(raw: str, kind: str) -> str | float | int:
+    """The input's value; ValueError (the message) when it is not a number it should be."""
+    if kind == "text":
+        return raw
     try:
         value = float(raw)
     except ValueError:
-        raise WhatIfInputError(field, f"expected a number, got {raw!r}") from None
-    if whole:
+        raise ValueError(f"expected a number, got {raw!r}") from None
+    if kind == "whole":
         if not value.is_integer():
-            raise WhatIfInputError(field, f"expected a whole number, got {raw!r}")
+            raise ValueError(f"expected a whole number, got {raw!r}")
         return int(value)
     return value
 
 
-def changes_from_post(post: Any, choices: dict[str, Any]) -> dict[str, Any]:
-    """The posted form as `changes` (only what differs is a change; the service decides)."""
-    deployments: dict[str, Any] = {}
-    for index, item in enumerate(choices["deployments"]):
-        name = item["name"]
-        field = f"deployments.{name}"
-        entry: dict[str, Any] = {}
-        hardware = (post.get(f"d{index}-hardware") or "").strip()
-        if hardware:
-            entry["hardware"] = hardware
-        for key in ("tensor_parallel", "replicas"):
-            value = _number(post, f"d{index}-{key}", f"{field}.{key}", whole=True)
-            if value is not None:
-                entry[key] = value
-        slo = {
-            key: value
-            for key in SLO_KEYS
-            if (value := _number(post, f"d{index}-{key}", f"{field}.slo.{key}")) is not None
-        }
-        if slo:
-            entry["slo"] = slo
-        if entry:
-            deployments[name] = entry
-    prices = {}
-    for gpu in choices["gpu_kinds"]:
-        value = _number(post, f"price-{gpu['name']}", f"prices.{gpu['name']}")
-        if value is not None:
-            prices[gpu["name"]] = value
-    return {
-        "deployments": deployments,
-        "prices": prices,
-        "strategies": [name for name in choices["strategies"] if post.get(f"s-{name}") == "on"],
-    }
+def changes_from_post(post: Any, choices: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The posted form as `changes` (only what differs is a change; the service decides),
+    and the inputs that are not numbers where numbers belong: {input name: message}."""
+    changes: dict[str, Any] = {"deployments": {}, "prices": {}}
+    invalid: dict[str, str] = {}
+    for f in form_fields(choices):
+        raw = (post.get(f.name) or "").strip()
+        if not raw:
+            continue
+        try:
+            value = _parsed(raw, f.kind)
+        except ValueError as exc:
+            invalid[f.name] = str(exc)
+            continue
+        target = changes
+        for key in f.path[:-1]:
+            target = target.setdefault(key, {})
+        target[f.path[-1]] = value
+    changes["strategies"] = [
+        name for name in choices["strategies"] if post.get(f"s-{name}") == "on"
+    ]
+    return changes, invalid
 
 
-def _form_rows(choices: dict[str, Any], post: Any | None) -> dict[str, Any]:
-    """The form's values: what was posted, else the assessment's own."""
+# What the form says for a problem the service names by a field no input holds.
+GENERAL = {"changes": "Change", "strategies": "Strategies", "assessment": "Assessment"}
+
+
+def form_errors(
+    problems: list[WhatIfInputError], invalid: dict[str, str], choices: dict[str, Any]
+) -> tuple[list[str], dict[str, str]]:
+    """Every problem as the form says it ("llama: TTFT p95 (s): expected ..."), in page
+    order, and {input name: message} for the inputs to mark."""
+    fields = form_fields(choices)
+    by_field = {f.field: f for f in fields}
+    marked = dict(invalid)
+    general = []
+    for problem in problems:
+        known = [
+            by_field[prefix]
+            for prefix in by_field
+            if problem.field == prefix or problem.field.startswith(prefix + ".")
+        ]
+        if known:
+            marked.setdefault(known[0].name, problem.message)
+        else:
+            head = problem.field.split(".")[0].split("[")[0]
+            general.append(f"{GENERAL.get(head, 'Change')}: {problem.message}")
+    shown = [f"{f.label}: {marked[f.name]}" for f in fields if f.name in marked]
+    return shown + general, marked
+
+
+def _form_rows(
+    choices: dict[str, Any], post: Any | None, invalid: dict[str, str]
+) -> dict[str, Any]:
+    """The form's values (what was posted, else the assessment's own) and each input's
+    problem (`invalid`: {input name: message})."""
     rows = []
     for index, item in enumerate(choices["deployments"]):
         values = {
@@ -93,7 +160,10 @@ def _form_rows(choices: dict[str, Any], post: Any | None) -> dict[str, Any]:
         if post is not None:
             for key in values:
                 values[key] = post.get(f"d{index}-{key}", "")
-        rows.append({"index": index, "item": item, "values": values})
+        problems = {
+            key: invalid[f"d{index}-{key}"] for key in values if f"d{index}-{key}" in invalid
+        }
+        rows.append({"index": index, "item": item, "values": values, "errors": problems})
     prices = []
     used = {d["hardware"] for d in choices["deployments"]} | set(choices["prices"])
     for gpu in choices["gpu_kinds"]:
@@ -101,7 +171,10 @@ def _form_rows(choices: dict[str, Any], post: Any | None) -> dict[str, Any]:
         value = stored["usd_per_gpu_hour"] if stored else gpu["usd_per_gpu_hour"]
         if post is not None:
             value = post.get(f"price-{gpu['name']}", "")
-        prices.append({"gpu": gpu, "stored": stored, "value": value, "used": gpu["name"] in used})
+        prices.append({
+            "gpu": gpu, "stored": stored, "value": value, "used": gpu["name"] in used,
+            "error": invalid.get(f"price-{gpu['name']}", ""),
+        })  # fmt: skip
     enabled = set(choices["enabled"])
     if post is not None:
         enabled = {name for name in choices["strategies"] if post.get(f"s-{name}") == "on"}
@@ -119,22 +192,32 @@ def whatif_playground(request: HttpRequest, assessment_id: int) -> HttpResponse:
     usable = assessment.status == AssessmentStatus.COMPLETED and bool(assessment.scenario)
     choices = whatif_choices(assessment=assessment) if usable else None
     errors: list[str] = []
+    invalid: dict[str, str] = {}
     status = 200
     if request.method == "POST":
         if choices is None:
-            errors.append(f"assessment: #{assessment.pk} has no finished scenario to change")
+            errors.append(f"Assessment: #{assessment.pk} has no finished scenario to change")
         else:
-            try:
-                changes = changes_from_post(request.POST, choices)
-                whatif = whatif_create(assessment=assessment, changes=changes, user=request.user)
-            except WhatIfInputError as exc:
-                errors.append(f"{exc.field}: {exc.message}")
-            else:
-                messages.success(request, f"What-if #{whatif.pk} started.")
-                return redirect("dashboard:whatif", whatif_id=whatif.pk)
+            # Every problem at once: inputs that are no numbers, then the service's checks
+            # of the others; only a form without any is stored.
+            changes, unparsed = changes_from_post(request.POST, choices)
+            problems = whatif_problems(
+                scenario=scenario_from_json(assessment.scenario), changes=changes
+            )
+            if not unparsed and not problems:
+                try:
+                    whatif = whatif_create(
+                        assessment=assessment, changes=changes, user=request.user
+                    )
+                except WhatIfInputError as exc:
+                    problems = [exc]
+                else:
+                    messages.success(request, f"What-if #{whatif.pk} started.")
+                    return redirect("dashboard:whatif", whatif_id=whatif.pk)
+            errors, invalid = form_errors(problems, unparsed, choices)
         status = 400
     posted = request.POST if request.method == "POST" else None
-    form = _form_rows(choices, posted) if choices else None
+    form = _form_rows(choices, posted, invalid) if choices else None
     return render(
         request,
         "dashboard/whatif_playground.html",

@@ -508,3 +508,32 @@ def test_energy_of_a_projection_stored_before_kwh_was_kept() -> None:
     assert energy_of({**stored, "energy_kwh_per_month": 700.0}) == (700.0, 2.0)
     assert energy_of({**stored, "energy_j_per_output_token": "Infinity"}) == (None, None)
     assert energy_of(None) == (None, None)
+
+
+def test_what_a_deployment_not_assessed_has_is_said_in_words_and_units(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    gaps = assessment.data_gaps
+    gaps[0]["have"] = {"request_records": 0, "imported_trace": False, "telemetry_hours": 2.0,
+                       "vllm_counter_hours": 0.0}  # fmt: skip
+    assessment.save(update_fields=["data_gaps"])
+    client.force_login(carol)
+    page = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    section = page.split('data-testid="data-gaps"')[1].split("</section>")[0]
+    have = section.split('<td class="wrap muted">')[1].split("</td>")[0]
+    assert sorted(have.split("; ")) == [  # jsonb keeps its own key order
+        "imported trace: no", "load telemetry (h): 2", "request records (requests): 0",
+        "vLLM request counters (h): 0",
+    ]  # fmt: skip
+    assert "False" not in page
+    assert "imported_trace" not in page
+
+
+def test_the_baseline_table_puts_each_slo_under_its_latency(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    client.force_login(carol)
+    page = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    table = page.split('data-testid="baseline-vs-plan"')[1].split("</table>")[0]
+    assert table.count('<span class="muted slo">SLO ≤ 2.00 s</span>') == 2
+    assert table.count('<span class="muted slo">SLO ≤ 100 ms</span>') == 2

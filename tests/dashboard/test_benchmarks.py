@@ -150,9 +150,9 @@ def test_a_job_page_polls_while_it_runs_and_cancels_for_operators(
     assert client.get(f"/benchmarks/{job.pk}/progress.json").json()["done"] is True
 
 
-def _ab_job() -> BenchmarkJob:
+def ab_job_stored(endpoint: BenchmarkEndpoint | None = None) -> BenchmarkJob:
     """A completed continuous-batching A/B as `_ab_job` stores it (no server needed)."""
-    endpoint = endpoint_create("http://127.0.0.1:9")
+    endpoint = endpoint or endpoint_create("http://127.0.0.1:9")
     ab = {"label": "continuous batching", "baseline_args": {"max_num_seqs": 1},
           "candidate_args": {"max_num_seqs": 64, "enable_chunked_prefill": True}}  # fmt: skip
     job = BenchmarkJob.objects.create(
@@ -190,7 +190,7 @@ def _ab_job() -> BenchmarkJob:
 
 @pytest.mark.django_db
 def test_an_ab_job_shows_measured_and_predicted_ratios(client: Client, carol) -> None:
-    job = _ab_job()
+    job = ab_job_stored()
     view = ab_view(job)
     assert view is not None
     assert view.label == "continuous batching"
@@ -246,7 +246,7 @@ def test_an_ab_job_shows_measured_and_predicted_ratios(client: Client, carol) ->
 
 @pytest.mark.django_db
 def test_a_job_that_is_not_an_ab_has_no_ab_card(client: Client, carol) -> None:
-    job = _ab_job()
+    job = ab_job_stored()
     job.kind = "run"
     job.save(update_fields=["kind"])
     assert ab_view(job) is None
@@ -256,7 +256,7 @@ def test_a_job_that_is_not_an_ab_has_no_ab_card(client: Client, carol) -> None:
 
 @pytest.mark.django_db
 def test_an_ab_without_a_prediction_says_why(client: Client, carol) -> None:
-    job = _ab_job()
+    job = ab_job_stored()
     job.result["ab"]["predicted"] = {"error": "endpoint has no hardware"}
     job.save(update_fields=["result"])
     view = ab_view(job)

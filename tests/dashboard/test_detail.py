@@ -6,14 +6,16 @@ from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils import timezone
 from django.utils.http import urlencode
 
+from dashboard.figures import engine as engine_figures
 from dashboard.formatting import usd
 from dashboard.selectors.engine import engine_series
-from dashboard.selectors.gpus import gpu_series
+from dashboard.selectors.gpus import LastSeen, gpu_series, node_last_seen
 from dashboard.windows import Window
 from probes.agent.vllm_metrics import Histogram
-from probes.models import EngineRollup, GpuSample, Node
+from probes.models import EngineRollup, GpuSample, IngestBatch, Node
 from tests.dashboard.assessed import assessment_completed
 from tests.dashboard.conftest import END, SmallFleet
 from tests.dashboard.test_assessments import cost_energy_rows
@@ -146,3 +148,106 @@ def test_the_deployment_page_shows_cost_and_energy_from_the_latest_plan(
             f"{after['energy_j_per_output_token']:,.2f}",
         ]
     }  # fmt: skip
+
+
+def test_the_node_page_says_when_its_newest_sample_came_not_never(
+    client: Client, carol, small_fleet: SmallFleet
+) -> None:
+    """Telemetry stored without an agent report (the demo's, an import) still counts."""
+    node = small_fleet.node
+    assert node.last_seen is None
+    GpuSample.objects.create(
+        gpu=small_fleet.busy, ts=timezone.now() - timedelta(minutes=2), util_pct=50.0,
+        mem_used_bytes=2**30, power_w=100.0,
+    )  # fmt: skip
+    client.force_login(carol)
+    text = client.get(f"/nodes/{node.pk}/").content.decode()
+    kpi = text.split('data-testid="kpi-last-seen"')[1].split("</div>")[0]
+    assert "2\xa0minutes ago" in kpi
+    assert "never" not in kpi
+    by = '<span class="sub" data-testid="last-seen-by">GPU sample · agent \u2013</span>'
+    assert by in kpi
+
+
+def test_a_node_with_nothing_from_it_was_never_seen(
+    client: Client, carol, small_fleet: SmallFleet
+) -> None:
+    assert node_last_seen(node=small_fleet.node, latest={}) is None
+    client.force_login(carol)
+    text = client.get(f"/nodes/{small_fleet.node.pk}/").content.decode()
+    assert "never" in text.split('data-testid="kpi-last-seen"')[1].split("</div>")[0]
+
+
+def test_the_node_takes_the_newest_of_its_report_samples_and_batches(
+    small_fleet: SmallFleet,
+) -> None:
+    node = small_fleet.node
+    now = timezone.now()
+    node.last_seen = now - timedelta(hours=1)
+    node.save(update_fields=["last_seen"])
+    sample = GpuSample.objects.create(
+        gpu=small_fleet.busy, ts=now - timedelta(minutes=5), util_pct=1.0, mem_used_bytes=1,
+        power_w=1.0,
+    )  # fmt: skip
+    IngestBatch.objects.create(node=node, batch_id="b1", received_at=now - timedelta(minutes=1))
+    seen = node_last_seen(node=node, latest={small_fleet.busy.pk: sample})
+    assert seen == LastSeen(now - timedelta(minutes=1), "ingest batch")
+
+
+def test_the_latency_table_falls_back_to_bucket_percentiles_without_histograms(
+    client: Client, carol, small_fleet: SmallFleet
+) -> None:
+    """The demo's (and a Prometheus source's) rollups carry percentiles but no histograms."""
+    deployment = small_fleet.deployment
+    start = END - timedelta(hours=2)
+    for minute, (requests, p50, p99) in enumerate(((30.0, 0.1, 0.4), (10.0, 0.2, 0.8))):
+        EngineRollup.objects.create(
+            deployment=deployment, resolution="1m", bucket_start=start + timedelta(minutes=minute),
+            sample_count=4, running_mean=1.0, running_max=1.0, waiting_mean=0.0, waiting_max=0.0,
+            requests=requests, prompt_tokens=100.0, generation_tokens=100.0, preemptions=0.0,
+            ttft_p50_s=p50, ttft_p99_s=p99, histograms={},
+        )  # fmt: skip
+    window = Window("6h", END - timedelta(hours=6), END, end_given=True)
+    series = engine_series(deployment=deployment, window=window)
+    assert series.latency_basis == "bucket percentiles"
+    # weighted by requests: (30 * 0.1 + 10 * 0.2) / 40 and (30 * 0.4 + 10 * 0.8) / 40
+    assert series.latency == {"TTFT": {0.5: pytest.approx(0.125), 0.9: None,
+                                       0.99: pytest.approx(0.5)}}  # fmt: skip
+
+    client.force_login(carol)
+    text = client.get(
+        f"/deployments/{deployment.pk}/?" + urlencode({"window": "6h", "end": END.isoformat()})
+    ).content.decode()
+    table = text.split('data-testid="latency"')[1].split("</table>")[0]
+    assert "No latency" not in table
+    assert '<td>TTFT</td><td class="num">125 ms</td>' in table
+    assert "No histograms were kept for this window" in text
+
+
+def test_the_latency_table_says_nothing_only_when_there_is_nothing(
+    client: Client, carol, small_fleet: SmallFleet
+) -> None:
+    window = Window("6h", END - timedelta(hours=6), END, end_given=True)
+    series = engine_series(deployment=small_fleet.deployment, window=window)
+    assert (series.latency, series.latency_basis) == ({}, "")
+    client.force_login(carol)
+    text = client.get(
+        f"/deployments/{small_fleet.deployment.pk}/?"
+        + urlencode({"window": "6h", "end": END.isoformat()})
+    ).content.decode()
+    assert 'data-testid="no-latency"' in text
+    assert "No latency percentiles in this window" in text  # the chart says so too
+
+
+def test_the_latency_chart_labels_its_log_axis_in_full(small_fleet: SmallFleet) -> None:
+    deployment = small_fleet.deployment
+    EngineRollup.objects.create(
+        deployment=deployment, resolution="1m", bucket_start=END - timedelta(hours=1),
+        sample_count=4, running_mean=1.0, running_max=1.0, waiting_mean=0.0, waiting_max=0.0,
+        requests=10.0, ttft_p50_s=0.03, ttft_p99_s=0.4, itl_p50_s=0.004, itl_p99_s=0.009,
+    )  # fmt: skip
+    window = Window("6h", END - timedelta(hours=6), END, end_given=True)
+    axis = engine_figures.latency(engine_series(deployment=deployment, window=window)).layout.yaxis
+    assert axis.type == "log"
+    assert list(axis.ticktext) == ["2", "5", "10", "20", "50", "100", "200", "500"]
+    assert list(axis.tickvals) == [2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0]

@@ -160,3 +160,23 @@ def test_a_cluster_without_gpus_shows_an_empty_fleet(client: Client, carol, smal
     assert response.status_code == 200
     overview = fleet_overview(window=week(), cluster=Cluster.objects.get(name="empty"))
     assert overview.gpus == ()
+
+
+def test_an_admins_add_a_price_link_carries_the_unpriced_gpu_kind(
+    client: Client, alice, carol, small_fleet: SmallFleet
+) -> None:
+    client.force_login(alice)
+    text = client.get("/?" + urlencode({"window": "7d", "end": END.isoformat()})).content.decode()
+    unpriced = text[text.index('data-testid="unpriced"') :].split("</p>")[0]
+    assert (
+        '<a href="/admin/probes/pricesheet/add/?gpu_kind=L4" data-testid="admin-add-price" '
+        'data-gpu-kind="L4">add a price for L4</a>'
+    ) in unpriced
+    # the admin's add form opens with the kind filled in
+    form = client.get("/admin/probes/pricesheet/add/?gpu_kind=L4").content.decode()
+    assert 'name="gpu_kind" value="L4"' in form
+
+    client.force_login(carol)
+    text = client.get("/?" + urlencode({"window": "7d", "end": END.isoformat()})).content.decode()
+    assert "admin-add-price" not in text
+    assert "An admin can add a price sheet row." in text

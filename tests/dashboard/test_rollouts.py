@@ -3,12 +3,16 @@ each node's args diff and the live status the page polls."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
+from html import unescape
+from typing import Any
 
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
+from django.utils.html import strip_tags
 
 from advisor.models import ConfigChange, LedgerEntry, Rollout
 from advisor.services.rollout_steps import rollout_advance
@@ -114,7 +118,10 @@ def test_the_ledger_page_shows_flags(bob: User, carol: User) -> None:
     )  # fmt: skip
     page = _as(carol).get("/rollouts/ledger/")
     assert page.status_code == 200
-    assert b"below_half: realized 6.2%" in page.content
+    shown = "Under half the projection: realized 6.2% savings on cost per hour is under half"
+    assert shown.encode() in page.content
+    assert b"below_half" not in page.content  # the flag's code and field names are not shown
+    assert b"usd_per_hour" not in page.content
     assert b"50.0%" in page.content
     assert b"1 flagged" in _as(carol).get("/rollouts/").content
 
@@ -316,3 +323,83 @@ def test_a_start_refused_from_the_page_says_what_to_do_and_stays_in_the_trail(
     trail = html.split('data-testid="events"')[1]
     assert "<td>alice</td><td>refused</td><td></td><td>start refused: " + why in trail
     assert Rollout.objects.get(id=rollout.id).status == "pending"
+
+
+def _visible(html: str) -> str:
+    """The page's text as a reader sees it (no tags, attributes, scripts or <pre> blocks)."""
+    html = re.sub(r"<(script|pre|code)\b.*?</\1>", " ", html, flags=re.S)
+    return re.sub(r"\s+", " ", unescape(strip_tags(html)))
+
+
+RAW_NAMES = re.compile(r"\b[a-z0-9]+(?:_[a-z0-9]+)+\b")
+
+
+def test_the_form_says_each_field_in_words_with_its_unit(bob: User) -> None:
+    fleet(1)
+    text = _visible(_as(bob).get("/rollouts/new/").content.decode())
+    for shown in ("Nodes restarting at once (nodes)", "Canary bake (s)", "Bake per batch (s)",
+                  "Time allowed to apply (s)", "Ledger measuring window (s)", "TTFT p95 (s)",
+                  "Error rate at most (0 to 1)"):  # fmt: skip
+        assert shown in text
+    assert RAW_NAMES.findall(text) == []
+
+
+def test_the_strategy_is_chosen_among_the_assessments_recommendations(bob: User) -> None:
+    f = fleet(1)
+    assessment = _recommending(f)
+    html = _as(bob).get(f"/rollouts/new/?assessment={assessment.id}&strategy=batching").content
+    select = html.decode().split('<select name="strategy_name"')[1].split("</select>")[0]
+    options = re.findall(r'<option value="([^"]*)"( selected)?>([^<]*)</option>', select)
+    assert options == [
+        ("plan", "", "the plan (every strategy it uses)"),
+        ("batching", " selected", "continuous batching"),
+        ("quantization", "", "quantization"),
+        ("autoscaling", "", "elastic scaling"),
+        ("speculative", "", "speculative decoding"),
+    ]  # the registry's order; no sharing: the assessment has no sharing result
+    assert b'<input name="strategy_name"' not in html  # no longer free text
+
+
+def test_a_bad_strategy_field_is_named_by_its_label(bob: User) -> None:
+    nodes = fleet(1).nodes
+    response = _as(bob).post("/rollouts/new/", {
+        "source": "manual", "title": "x", "engine_args": '{"max_num_seqs": 8}',
+        "nodes": [str(nodes[0].id)], "canary_bake_s": "-5",
+    })  # fmt: skip
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert '<li class="error">Canary bake (s): must be between 0 and 604800, got -5</li>' in html
+    assert re.search(r'<input name="canary_bake_s" value="-5"[^>]*aria-invalid="true"', html)
+    assert not Rollout.objects.exists()
+
+
+def test_approve_shows_only_where_a_second_approver_is_required(
+    alice: User, bob: User, settings: Any
+) -> None:
+    nodes = fleet(1).nodes
+    rollout = rollout_propose(user=bob, nodes=[nodes[0].id], change=CHANGE)
+    settings.ROLLOUT_SECOND_APPROVER = False
+    html = _as(alice).get(f"/rollouts/{rollout.id}/").content.decode()
+    assert 'value="approve"' not in html
+    assert 'data-testid="start"' in html
+    note = html.split('data-testid="approval-note">')[1].split("</p>")[0]
+    assert note.startswith("No second approval is required here")
+
+    settings.ROLLOUT_SECOND_APPROVER = True
+    html = _as(alice).get(f"/rollouts/{rollout.id}/").content.decode()
+    assert '<button name="action" value="approve" data-testid="approve">Approve</button>' in html
+    assert "Four-eyes approval is on" in html
+
+
+def test_the_rollout_page_says_its_gates_and_strategy_in_words(bob: User, carol: User) -> None:
+    nodes = fleet(1).nodes
+    rollout = rollout_propose(user=bob, nodes=[nodes[0].id], change=CHANGE)
+    assert rollout.gates["defaults"] == ["ttft_p95_s", "tpot_p95_s", "max_error_rate",
+                                         "min_requests"]  # fmt: skip
+    text = _visible(_as(carol).get(f"/rollouts/{rollout.id}/").content.decode())
+    assert (
+        "(defaults: TTFT p95, TPOT p95, error rate at most, requests needed to judge a bake)"
+        in text
+    )
+    assert "then batches of 1 node at a time" in text
+    assert RAW_NAMES.findall(text) == []

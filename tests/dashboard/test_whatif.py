@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -92,16 +93,16 @@ def test_an_operator_runs_a_what_if_and_sees_it_beside_the_assessment(
     ("changes", "error"),
     [
         ({"d0-replicas": "three"},
-         "deployments.llama.replicas: expected a number, got &#x27;three&#x27;"),
-        ({"d1-tensor_parallel": "1.5"},
-         "deployments.qwen.tensor_parallel: expected a whole number"),
-        ({"d0-ttft_p95_s": "-1"}, "deployments.llama.slo.ttft_p95_s: expected a number &gt; 0"),
-        ({"d0-hardware": "TPU"}, "deployments.llama.hardware: unknown &#x27;TPU&#x27;"),
-        ({"price-H100-SXM": "-3"}, "prices.H100-SXM: expected a number &gt;= 0"),
-        ({}, "changes: nothing changed"),
+         "llama: replicas today: expected a number, got &#x27;three&#x27;"),
+        ({"d1-tensor_parallel": "1.5"}, "qwen: GPUs per replica: expected a whole number"),
+        ({"d0-ttft_p95_s": "-1"}, "llama: TTFT p95 (s): expected a number &gt; 0"),
+        ({"d0-hardware": "TPU"}, "llama: GPU: unknown &#x27;TPU&#x27;"),
+        ({"price-H100-SXM": "-3"},
+         "price of H100-SXM (USD per GPU-hour): expected a number &gt;= 0"),
+        ({}, "Change: nothing changed"),
     ],
 )  # fmt: skip
-def test_bad_input_names_the_field_and_stores_nothing(
+def test_bad_input_names_the_field_by_its_label_and_stores_nothing(
     client: Client, bob, assessment: Assessment, changes: dict[str, str], error: str
 ) -> None:
     client.force_login(bob)
@@ -109,10 +110,70 @@ def test_bad_input_names_the_field_and_stores_nothing(
     html = response.content.decode()
     assert response.status_code == 400
     assert error in html
+    assert "deployments." not in html  # no internal paths
+    assert "prices." not in html
     assert not WhatIf.objects.exists()
-    # the form shows what was posted, so the user can fix it
+    # the form shows what was posted, so the user can fix it, and marks that input
     for name, value in changes.items():
-        assert f'name="{name}" value="{value}"' in html or name.startswith("d0-hardware")
+        tag = _tag(html, name)
+        assert 'aria-invalid="true"' in tag
+        assert f'value="{value}"' in tag or name == "d0-hardware"  # a select keeps no "TPU"
+
+
+def _tag(html: str, name: str) -> str:
+    """The input or select element named `name`."""
+    found = re.search(rf'<(?:input|select)[^>]*name="{re.escape(name)}"[^>]*>', html)
+    assert found is not None, name
+    return found.group(0)
+
+
+def _errors(html: str) -> list[str]:
+    listed = html.split('<ul class="messages">')[1].split("</ul>")[0]
+    return [item.split("</li>")[0] for item in listed.split('<li class="error">')[1:]]
+
+
+def test_every_bad_field_is_named_at_once_and_marked(
+    client: Client, bob, assessment: Assessment
+) -> None:
+    client.force_login(bob)
+    response = client.post(f"/assessments/{assessment.pk}/whatif/", _form(assessment, **{
+        "d0-replicas": "three", "d0-ttft_p95_s": "-1", "d1-max_quality_loss_points": "1000",
+        "price-H100-SXM": "-3",
+    }))  # fmt: skip
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert _errors(html) == [
+        "llama: replicas today: expected a number, got &#x27;three&#x27;",
+        "llama: TTFT p95 (s): expected a number &gt; 0 and &lt;= 3600 s, got -1.0",
+        "qwen: quality loss at most (points): expected a number &gt;= 0 and &lt;= 100 points, "
+        "got 1000.0",
+        "price of H100-SXM (USD per GPU-hour): expected a number &gt;= 0 and &lt;= 1000 USD "
+        "per GPU-hour, got -3.0",
+    ]
+    assert html.count('aria-invalid="true"') == 4
+    assert 'value="1000" aria-invalid="true"' in _tag(html, "d1-max_quality_loss_points")
+    assert html.count('class="field-error"') == 4
+    assert not WhatIf.objects.exists()
+
+
+def test_a_quality_loss_over_100_points_is_refused_by_its_bound(
+    client: Client, bob, assessment: Assessment
+) -> None:
+    client.force_login(bob)
+    form = _form(assessment, **{"d0-max_quality_loss_points": "1000"})
+    response = client.post(f"/assessments/{assessment.pk}/whatif/", form)
+    assert response.status_code == 400
+    assert _errors(response.content.decode()) == [
+        "llama: quality loss at most (points): expected a number &gt;= 0 and &lt;= 100 points, "
+        "got 1000.0"
+    ]
+    assert not WhatIf.objects.exists()
+    # the bound's edge is a what-if
+    form = _form(assessment, **{"d0-max_quality_loss_points": "100"})
+    assert client.post(f"/assessments/{assessment.pk}/whatif/", form).status_code == 302
+    assert WhatIf.objects.get().changes["deployments"]["llama"]["slo"] == {
+        "ttft_p95_s": 2.0, "tpot_p95_s": 0.1, "max_quality_loss_points": 100.0,
+    }  # fmt: skip
 
 
 def test_a_failed_simulation_is_stored_not_left_running(
