@@ -30,7 +30,7 @@ from dashboard.selectors.assessments import (
     finite,
     measured_assessed,
 )
-from dashboard.selectors.fleet import IDLE_UTIL_PCT, fleet_overview
+from dashboard.selectors.fleet import fleet_overview
 from dashboard.windows import Window
 from probes.models import Cluster
 
@@ -83,7 +83,7 @@ def fleet_section(cluster: Cluster | None, window: Window) -> Section:
         title="Fleet utilization and idle cost",
         template="reports/_fleet.html",
         text_template="reports/_fleet.txt",
-        context={"overview": overview, "idle_util_pct": IDLE_UTIL_PCT},
+        context={"overview": overview},
         figures={
             "heatmap": heatmap,
             "idle": fleet_figures.idle_cost_bars(overview),

@@ -1,4 +1,4 @@
-"""Number formatting, the navigation bar and figure embedding for dashboard templates."""
+"""Number formatting, the navigation bar, figure embedding and the glossary for templates."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from django.utils.html import format_html
 
 from dashboard.access import has_role
 from dashboard.figures.theme import figure_json
+from dashboard.glossary import definition
 from dashboard.nav import NAV
 from dashboard.selectors.assessments import finite
 from probes.roles import role_of
@@ -163,3 +164,9 @@ def series_peak(series: Any, name: str) -> float | None:
 @register.filter
 def series_total(series: Any, name: str) -> float:
     return series.total(name)
+
+
+@register.simple_tag
+def define(key: str) -> str:
+    """`{% define "burstiness" %}`: the word's one definition (`dashboard.glossary`)."""
+    return definition(key)
