@@ -62,7 +62,7 @@ TERMS: dict[str, Term] = {
         "measured today",
         "GPU-hours the telemetry saw in the assessment's window x each GPU kind's price, "
         'per month, for the same deployments as "simulated today" (the deployments in the '
-        "totals); the whole cluster's figure is given beside it.",
+        "totals); the assessment page gives the whole cluster's figure beside it.",
     ),
     "simulated_today": Term(
         "simulated today",

@@ -13,7 +13,7 @@ from dashboard.access import has_role
 from dashboard.figures.theme import figure_json
 from dashboard.glossary import definition
 from dashboard.nav import NAV
-from dashboard.selectors.assessments import finite
+from dashboard.selectors.assessments import finite, measured_in_totals
 from probes.roles import role_of
 
 register = template.Library()
@@ -170,3 +170,9 @@ def series_total(series: Any, name: str) -> float:
 def define(key: str) -> str:
     """`{% define "burstiness" %}`: the word's one definition (`dashboard.glossary`)."""
     return definition(key)
+
+
+@register.filter
+def measured_usd_in_totals(assessment: Any) -> float | None:
+    """Measured today ($/month) of the deployments the assessment's simulated totals cover."""
+    return measured_in_totals(assessment).get("usd_per_month")
