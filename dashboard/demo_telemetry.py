@@ -52,6 +52,7 @@ from advisor.engine.scenario import (
     WorkloadSpec,
 )
 from advisor.engine.workload import Workload, load_azure_trace
+from probes.models import IDLE_UTIL_PCT
 
 SPARE_REPLICAS = 1
 NOISE_PCT_POINTS = 3.0
@@ -221,7 +222,7 @@ def gpu_minutes(
 
 ROLLUP_COLUMNS = (
     "gpu_id", "resolution", "bucket_start", "sample_count", "util_mean_pct", "util_p95_pct",
-    "util_max_pct", "mem_used_mean_bytes", "mem_used_max_bytes", "power_mean_w",
+    "util_max_pct", "mem_used_mean_bytes", "mem_used_max_bytes", "power_mean_w", "idle_minutes",
 )  # fmt: skip
 SAMPLE_COLUMNS = ("gpu_id", "ts", "util_pct", "mem_used_bytes", "power_w")
 
@@ -232,11 +233,13 @@ def rollup_rows(gpu_id: int, first_minute_s: int, data: GpuMinutes) -> Iterator[
     mean = util.mean(axis=1)
     p95 = np.percentile(util, 95, axis=1)
     peak = util.max(axis=1)
+    idle = peak < IDLE_UTIL_PCT
     for i in range(mean.size):
         yield (
             gpu_id, "1m", float(first_minute_s + 60 * i), SAMPLES_PER_MINUTE,
             round(float(mean[i]), 2), round(float(p95[i]), 2), float(peak[i]),
             int(data.memory_bytes[i]), int(data.memory_bytes[i]), round(float(data.power_w[i]), 1),
+            int(idle[i]),
         )  # fmt: skip
     offset = (-first_minute_s // 60) % 60  # hour rollups cover whole clock hours only
     for h in range(offset, mean.size - 59, 60):
@@ -247,6 +250,7 @@ def rollup_rows(gpu_id: int, first_minute_s: int, data: GpuMinutes) -> Iterator[
             round(float(hour.mean()), 2), round(float(np.percentile(hour, 95)), 2),
             float(hour.max()), int(data.memory_bytes[part].mean()),
             int(data.memory_bytes[part].max()), round(float(data.power_w[part].mean()), 1),
+            int(idle[part].sum()),
         )  # fmt: skip
 
 

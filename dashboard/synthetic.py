@@ -16,7 +16,15 @@ from datetime import datetime
 import numpy as np
 from django.db import transaction
 
-from probes.models import Cluster, Gpu, GpuRollup, ModelDeployment, Node, RollupResolution
+from probes.models import (
+    IDLE_UTIL_PCT,
+    Cluster,
+    Gpu,
+    GpuRollup,
+    ModelDeployment,
+    Node,
+    RollupResolution,
+)
 from probes.services.bulk import bulk_insert_ignoring_conflicts
 
 H100_NAME = "NVIDIA H100 80GB HBM3"
@@ -26,7 +34,7 @@ CHUNK_ROWS = 200_000
 COLUMNS = (
     "gpu_id", "resolution", "bucket_start", "sample_count", "util_mean_pct", "util_p95_pct",
     "util_max_pct", "mem_used_mean_bytes", "mem_used_max_bytes", "power_mean_w",
-    "sm_active_mean",
+    "sm_active_mean", "idle_minutes",
 )  # fmt: skip
 
 
@@ -142,13 +150,14 @@ def _rows(
         memory = (gpu.memory_bytes * (0.2 + 0.7 * level) + util * 1e7).astype(np.int64)
         power = 70.0 + 6.3 * util
         sm_active = util / 100.0 * 0.8
+        idle = peak < IDLE_UTIL_PCT
         if minutes:
             for i in range(minute_ts.size):
                 yield (
                     gpu.pk, RollupResolution.MINUTE, float(minute_ts[i]), 12,
                     round(float(util[i]), 2), round(float(p95[i]), 2), round(float(peak[i]), 2),
                     int(memory[i]), int(memory[i]), round(float(power[i]), 1),
-                    round(float(sm_active[i]), 4),
+                    round(float(sm_active[i]), 4), int(idle[i]),
                 )  # fmt: skip
         if hours:
             per_hour = 60
@@ -162,4 +171,5 @@ def _rows(
                     round(float(peak[part].max()), 2),
                     int(memory[part].mean()), int(memory[part].max()),
                     round(float(power[part].mean()), 1), round(float(sm_active[part].mean()), 4),
+                    int(idle[part].sum()),
                 )  # fmt: skip

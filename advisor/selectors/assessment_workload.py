@@ -8,9 +8,8 @@
   whichever covers more minutes (the other fills its gaps). Minutes neither covers follow the
   load shape of the deployment's GPUs (minute rollups of their utilization), scaled so that
   the covered minutes match; where that is missing too, the covered minutes' mean rate.
-- Burstiness: the gamma shape (1 / CV^2, as `vllm bench serve --burstiness`) of request
-  inter-arrival gaps, each gap scaled by its minute's rate so the daily cycle does not
-  count as burstiness; 1.0 (Poisson) when fewer than `MIN_REQUESTS` records exist.
+- Burstiness: as `advisor.burstiness` defines it (the gamma shape of rate-normalised
+  inter-arrival gaps); 1.0 (Poisson) when fewer than `MIN_REQUESTS` records exist.
 - Request sample (what the engine replays and resamples): the latest `SAMPLE_MAX` request
   records in a row (real gaps and (prompt, output) pairs), or, without enough records,
   lengths drawn from vLLM's prompt and generation token histograms (independently:
@@ -36,6 +35,7 @@ import numpy.typing as npt
 from django.db.models import Avg, Count, Max, Min, Sum
 from django.db.models.functions import TruncMinute
 
+from advisor.burstiness import burstiness_gamma_shape
 from advisor.engine.workload import gamma_arrivals_s
 from advisor.evidence import Coverage, below_floor_text
 from probes.agent.vllm_metrics import Histogram, VllmMetricsError
@@ -55,8 +55,6 @@ MIN_LOAD_HOURS = 24.0
 SAMPLE_MAX = 20_000  # requests in the scenario's sample (~400 kB of JSON)
 # Records read for lengths and burstiness: the most recent ones (3 columns, ~10 MB at most).
 MAX_RECORDS_READ = 200_000
-# Gaps longer than this are pauses in traffic or capture, not burstiness.
-MAX_GAP_S = 600.0
 PROMPT_HISTOGRAM = "request_prompt_tokens"
 OUTPUT_HISTOGRAM = "request_generation_tokens"
 
@@ -294,21 +292,6 @@ def sample_histogram(hist: Histogram, rng: np.random.Generator, size: int) -> In
     return np.maximum(np.rint(values), 1).astype(np.int64)
 
 
-def _burstiness(arrival_s: FloatArray, per_minute: FloatArray, start_s: float) -> float | None:
-    if arrival_s.size <= MIN_REQUESTS:
-        return None
-    gaps = np.diff(arrival_s)
-    minute = np.clip(((arrival_s[1:] - start_s) // 60).astype(np.int64), 0, per_minute.size - 1)
-    scaled = gaps * per_minute[minute] / 60.0
-    scaled = scaled[(gaps <= MAX_GAP_S) & (per_minute[minute] > 0)]
-    if scaled.size < MIN_REQUESTS or scaled.mean() <= 0:
-        return None
-    variance = float(scaled.var())
-    if variance <= 0:
-        return 20.0  # evenly spaced: as smooth as the engine's gamma process is allowed
-    return float(np.clip(scaled.mean() ** 2 / variance, 0.05, 20.0))
-
-
 def _shapes(
     rate: FloatArray, start: datetime
 ) -> tuple[tuple[float, ...], tuple[float, ...] | None]:
@@ -475,7 +458,7 @@ def workload_derive(
         lengths_source = (
             f"request records (the latest {prompt_tokens.size} of {record_count} in the window)"
         )
-        burst = _burstiness(arrival, by_records.per_minute, start.timestamp())
+        burst = burstiness_gamma_shape(arrival, by_records.per_minute, start.timestamp())
     else:
         size = int(min(SAMPLE_MAX, hist_count))
         prompt_tokens = sample_histogram(histograms[PROMPT_HISTOGRAM], rng, size)

@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 
 from dashboard.figures.theme import ACCENT, BAD, MUTED, UTIL_SCALE, empty, themed
 from dashboard.formatting import usd
-from dashboard.selectors.fleet import IDLE_UTIL_PCT, FleetOverview
+from dashboard.selectors.fleet import FleetOverview
+from probes.models import IDLE_UTIL_PCT
 
 ROW_PX = 9
 
@@ -45,7 +46,7 @@ def idle_cost_bars(overview: FleetOverview) -> go.Figure:
     wastes = [gpu for gpu in overview.wastes if gpu.idle_hours > 0]
     title = "Biggest idle wastes"
     if not wastes:
-        return empty(f"No GPU sat below {IDLE_UTIL_PCT:.0f}% for a whole bucket", title=title)
+        return empty(f"No GPU sat below {IDLE_UTIL_PCT:.0f}% for a whole minute", title=title)
     priced = any(gpu.idle_cost_usd is not None for gpu in wastes)
     labels = [gpu.label for gpu in wastes][::-1]
     if priced:

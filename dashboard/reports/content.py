@@ -31,7 +31,7 @@ from dashboard.selectors.assessments import (
     finite,
     measured_assessed,
 )
-from dashboard.selectors.fleet import IDLE_UTIL_PCT, fleet_overview
+from dashboard.selectors.fleet import fleet_overview
 from dashboard.windows import Window
 from probes.models import Cluster
 
@@ -72,6 +72,33 @@ class ReportContent:
     def summary(self) -> dict[str, Any]:
         return {section.key: section.summary for section in self.sections if section.summary}
 
+    @property
+    def pricing_note(self) -> str:
+        """How GPUs were priced: the fleet figures never price a kind without a price sheet
+        row; an assessment prices it at the catalog's list price, named here."""
+        listed: dict[str, set[str]] = {}
+        for section in self.sections:
+            for entry in section.context.get("entries") or ():
+                assessment = entry["assessment"]
+                prices = (assessment.inputs or {}).get("prices") or {}
+                for kind, price in prices.items():
+                    if not price.get("from_price_sheet"):
+                        label = f"{kind} at ${price.get('usd_per_gpu_hour', 0):.2f}/GPU-hour"
+                        listed.setdefault(label, set()).add(f"#{assessment.pk}")
+        text = (
+            "Every figure is computed from this fleet's telemetry and the price sheet. The fleet "
+            "figures list GPUs without a price sheet row apart and do not price them"
+        )
+        if not listed:
+            return text + "; no assessment here priced a GPU kind from a list price."
+        kinds = "; ".join(
+            f"{label} (assessment {', '.join(sorted(ids))})"
+            for label, ids in sorted(listed.items())
+        )
+        return (
+            text + "; the assessments price them at the engine catalog's list price: " + kinds + "."
+        )
+
 
 def fleet_section(cluster: Cluster | None, window: Window) -> Section:
     overview = fleet_overview(window=window, cluster=cluster)
@@ -84,7 +111,7 @@ def fleet_section(cluster: Cluster | None, window: Window) -> Section:
         title="Fleet utilization and idle cost",
         template="reports/_fleet.html",
         text_template="reports/_fleet.txt",
-        context={"overview": overview, "idle_util_pct": IDLE_UTIL_PCT},
+        context={"overview": overview},
         figures={
             "heatmap": heatmap,
             "idle": fleet_figures.idle_cost_bars(overview),

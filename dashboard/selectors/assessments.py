@@ -539,24 +539,78 @@ def assumptions_of(assessment: Assessment, view: PlanView) -> tuple[str, ...]:
     return tuple(dict.fromkeys(out))
 
 
-def measured_assessed(assessment: Assessment, view: PlanView) -> dict[str, Any]:
-    """What the telemetry measured for the deployments in the totals only (the assessed ones
-    and those held at today's cost, to set beside the simulated baseline, which covers only
-    them), and for the whole cluster."""
-    measured = assessment.measured or {}
-    rows = [d.measured for d in view.rows if d.measured]
+def in_totals(plan: dict[str, Any]) -> tuple[str, ...]:
+    """The deployments a stored plan's totals count: the simulated ones and the held ones
+    (what "simulated today" covers, so what "measured today" must cover too)."""
+    simulated = [d.get("deployment") for d in plan.get("deployments") or () if d.get("baseline")]
+    held = [h.get("deployment") for h in plan.get("held") or ()]
+    return tuple(dict.fromkeys(str(name) for name in (*simulated, *held) if name))
+
+
+def measured_of(measured: dict[str, Any], names: tuple[str, ...]) -> dict[str, Any]:
+    """What the telemetry measured for `names` (summed), and for the whole cluster.
+
+    `gpus` counts the GPUs assigned to them (as the simulated figures count GPUs); the GPU
+    accounting says where the rest of the cluster's GPUs are.
+    """
+    by_name = measured.get("deployments") or {}
+    rows = [by_name[name] for name in names if name in by_name]
     usd = [finite(row.get("usd_per_month")) for row in rows]
-    gpus = [finite(row.get("gpus_mean")) or 0.0 for row in rows]
     samples = [row.get("sample_count") or 0 for row in rows]
     utils = [finite(row.get("util_mean_pct")) for row in rows]
     weighted = [(u, n) for u, n in zip(utils, samples, strict=True) if u is not None and n]
     total = sum(n for _, n in weighted)
+    cluster = measured.get("fleet") or {}
+    gpus = sum(int(row.get("gpu_count") or 0) for row in rows)
+    not_assessed = {
+        name: int(row.get("gpu_count") or 0)
+        for name, row in sorted(by_name.items())
+        if name not in names and row.get("gpu_count")
+    }
     return {
         "usd_per_month": sum(u for u in usd if u is not None) if rows else None,
-        "gpus_mean": sum(gpus) if rows else None,
+        "gpus": gpus if rows else None,
+        "gpu_hours": sum(finite(row.get("gpu_hours")) or 0.0 for row in rows) if rows else None,
         "util_mean_pct": sum(u * n for u, n in weighted) / total if total else None,
-        "cluster": measured.get("fleet") or {},
+        "cluster": cluster,
+        "accounting": gpu_accounting(
+            cluster_gpus=int(cluster.get("gpu_count") or 0),
+            in_totals=gpus,
+            not_assessed=not_assessed,
+            unassigned=int((measured.get("unassigned") or {}).get("gpu_count") or 0),
+        )
+        if cluster
+        else "",
     }
+
+
+def gpu_accounting(
+    *, cluster_gpus: int, in_totals: int, not_assessed: dict[str, int], unassigned: int
+) -> str:
+    """Where the cluster's GPUs are: in the totals, in deployments not assessed, unassigned."""
+    parts = [f"{in_totals} in the assessment's totals"]
+    if not_assessed:
+        names = ", ".join(f"{name}: {count}" for name, count in not_assessed.items())
+        parts.append(f"{sum(not_assessed.values())} in deployments not assessed ({names})")
+    if unassigned:
+        parts.append(f"{unassigned} assigned to no deployment")
+    text = f"The cluster's {cluster_gpus} GPU{'' if cluster_gpus == 1 else 's'}: " + "; ".join(
+        parts
+    )
+    if in_totals + sum(not_assessed.values()) + unassigned != cluster_gpus:
+        text += " (a GPU that serves two deployments counts in each)"
+    return text + "."
+
+
+def measured_assessed(assessment: Assessment, view: PlanView) -> dict[str, Any]:
+    """What the telemetry measured for the deployments in the totals (the assessed ones and
+    those held at today's cost, as the simulated baseline covers), and for the cluster."""
+    return measured_of(assessment.measured or {}, tuple(d.name for d in view.rows))
+
+
+def measured_in_totals(assessment: Assessment) -> dict[str, Any]:
+    """`measured_assessed` from the stored plan alone (lists and trends: no page view)."""
+    return measured_of(assessment.measured or {}, in_totals(assessment.plan or {}))
 
 
 @dataclass(frozen=True)
@@ -614,14 +668,15 @@ def assessment_trend(*, cluster_id: int, limit: int = 52) -> tuple[TrendPoint, .
     )
     points = []
     for row in reversed(list(rows)):
-        fleet = (row.measured or {}).get("fleet") or {}
+        # the deployments the simulated baseline covers, not the whole cluster
+        measured = measured_in_totals(row)
         plan = row.plan or {}
         points.append(
             TrendPoint(
                 assessment_id=row.pk,
                 window_end=row.window_end.isoformat(),
-                measured_usd_per_month=finite(fleet.get("usd_per_month")),
-                measured_util_pct=finite(fleet.get("util_mean_pct")),
+                measured_usd_per_month=finite(measured.get("usd_per_month")),
+                measured_util_pct=finite(measured.get("util_mean_pct")),
                 plan_usd_per_month=finite((plan.get("fleet_plan") or {}).get("usd_per_month")),
                 baseline_usd_per_month=finite(
                     (plan.get("fleet_baseline") or {}).get("usd_per_month")

@@ -3,17 +3,16 @@
 Reads GPU rollups only: 1-minute buckets while the window holds at most 50k GPU-minutes
 (100 GPUs: 8 hours), 1-hour buckets beyond (100 GPUs x 30 days is 72k hour rows instead of
 4.3M minute rows). One query fetches
-(gpu, bucket, mean, max) as numbers through the (resolution, bucket_start) index and numpy
-does the rest, so the page costs the same on PostgreSQL and SQLite.
+(gpu, bucket, mean, idle minutes) as numbers through the (resolution, bucket_start) index
+and numpy does the rest, so the page costs the same on PostgreSQL and SQLite.
 
-Definitions (shown on the page):
-- utilization of a bucket = the mean of its samples; fleet mean is weighted by time;
-  p95 = the 95th percentile over all GPU-buckets of the window;
-- idle GPU-hours = buckets in which the GPU never exceeded IDLE_UTIL_PCT (at hour
-  resolution a whole idle hour, so partially idle hours are not counted: a lower bound);
-- unused GPU-hours = sum of (1 - utilization) x bucket duration: capacity paid for and not
-  used, idle time included;
-- cost = GPU-hours x the price sheet's $/GPU-hour; GPUs without a price are listed apart.
+The words are defined once in `dashboard.glossary` (shown on the page and in the README):
+utilization of a bucket is the mean of its samples (fleet mean weighted by time, p95 over
+all GPU-buckets of the window); idle GPU-hours are idle minutes (`probes.models.
+IDLE_UTIL_PCT`), which every rollup counts at minute resolution, so a window read from hour
+rollups counts the same idle time as one read from minute rollups; unused GPU-hours are
+(1 - utilization) x bucket duration; cost is GPU-hours x the price sheet's $/GPU-hour, and
+GPUs without a price sheet row are listed apart, never priced here.
 """
 
 from __future__ import annotations
@@ -24,15 +23,19 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 
 import numpy as np
-from django.db.models import Case, F, FloatField, Value, When
 from django.utils import timezone
 
 from dashboard.pricing import GpuPrice, prices_for
 from dashboard.selectors.sql import Epoch, fetch_array
 from dashboard.windows import Window
-from probes.models import Cluster, Gpu, GpuRollup, ModelDeployment, RollupResolution
+from probes.models import (
+    Cluster,
+    Gpu,
+    GpuRollup,
+    ModelDeployment,
+    RollupResolution,
+)
 
-IDLE_UTIL_PCT = 5.0
 # Minute rollups while the window holds at most this many GPU-minutes (100 GPUs: 8 hours),
 # hour rollups beyond: the page reads at most ~50k rows whatever the fleet's size.
 MINUTE_ROWS_UP_TO = 50_000
@@ -238,16 +241,15 @@ def fleet_overview(*, window: Window, cluster: Cluster | None = None) -> FleetOv
     known[known] = row_of[ids[known]] >= 0
     data = data[known]
     rows = row_of[data[:, 0].astype(np.int64)]
-    epoch, marked = data[:, 1], data[:, 2]
-    idle_bucket = marked < 0
-    util = np.where(idle_bucket, -1.0 - marked, marked)
+    epoch, util = data[:, 1], data[:, 2]
     # The bucket in progress (or cut by the window's end) counts only for its elapsed part.
     duration_h = (np.minimum(epoch + bucket_s, grid.limit_s) - epoch).clip(min=0) / 3600.0
+    idle_h = np.minimum(data[:, 3] / 60.0, duration_h)
 
     n = len(inventory)
     observed = np.bincount(rows, weights=duration_h, minlength=n)
     util_time = np.bincount(rows, weights=util * duration_h, minlength=n)
-    idle = np.bincount(rows, weights=duration_h * idle_bucket, minlength=n)
+    idle = np.bincount(rows, weights=idle_h, minlength=n)
     unused = np.bincount(rows, weights=duration_h * (1.0 - util.clip(0, 100) / 100.0), minlength=n)
     p95 = _group_percentile(rows, util, n, 95.0)
 
@@ -301,12 +303,10 @@ class _Grid:
 
 
 def _rollup_rows(window: Window, resolution: str, gpu_ids: list[int] | None) -> np.ndarray:
-    """(gpu_id, bucket start as epoch s, idle-marked util) of the window's buckets.
+    """(gpu_id, bucket start as epoch s, mean utilization, idle minutes) of the window's buckets.
 
-    The third column is the bucket's mean utilization, or -1 - it when the bucket was idle
-    (its max below IDLE_UTIL_PCT): three numbers a row instead of four. Fetched as plain
-    numbers and summed by numpy: on PostgreSQL this beat summing per heatmap cell in SQL
-    (a sort + group of every row) by 4x for 100 GPUs x 30 days.
+    Fetched as plain numbers and summed by numpy: on PostgreSQL this beat summing per heatmap
+    cell in SQL (a sort + group of every row) by 4x for 100 GPUs x 30 days.
     """
     bucket_s = BUCKET_S[resolution]
     start_s = math.floor(window.start.timestamp() / bucket_s) * bucket_s
@@ -317,13 +317,9 @@ def _rollup_rows(window: Window, resolution: str, gpu_ids: list[int] | None) -> 
     )
     if gpu_ids is not None:
         rollups = rollups.filter(gpu_id__in=gpu_ids)
-    marked = Case(
-        When(util_max_pct__lt=IDLE_UTIL_PCT, then=Value(-1.0) - F("util_mean_pct")),
-        default=F("util_mean_pct"),
-        output_field=FloatField(),
-    )
     return fetch_array(
-        rollups.annotate(epoch=Epoch("bucket_start"), marked=marked), ("gpu_id", "epoch", "marked")
+        rollups.annotate(epoch=Epoch("bucket_start")),
+        ("gpu_id", "epoch", "util_mean_pct", "idle_minutes"),
     )
 
 

@@ -4,8 +4,8 @@ The arrival rate comes from request rollups (cheap for any window); distribution
 burstiness need per-request rows, so they use the window's most recent MAX_RECORDS
 requests (all of them when the window holds fewer) and say so.
 
-Burstiness is the coefficient of variation (std / mean) of inter-arrival times: 1 for a
-Poisson process, above 1 for bursty traffic, below 1 for paced (benchmark-like) arrivals.
+Burstiness is `advisor.burstiness`'s (the gamma shape the assessment gives the engine); the
+inter-arrival CV (std / mean of the raw gaps) is shown beside it under its own name.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from django.db.models import Sum
 
+from advisor.burstiness import burstiness_gamma_shape, inter_arrival_cv, requests_per_minute
 from dashboard.selectors.sql import Epoch
 from dashboard.windows import Window
 from probes.models import ModelDeployment, RequestRecord, RollupResolution
@@ -65,11 +66,17 @@ class TraceStats:
         return np.diff(self.arrival_s)
 
     @property
-    def burstiness_cv(self) -> float | None:
-        gaps = self.inter_arrival_s
-        if gaps.size < 2 or gaps.mean() <= 0:
+    def inter_arrival_cv(self) -> float | None:
+        return inter_arrival_cv(self.arrival_s)
+
+    @property
+    def burstiness(self) -> float | None:
+        """As the assessment measures it, over these records' own per-minute counts."""
+        if self.arrival_s.size == 0:
             return None
-        return float(gaps.std() / gaps.mean())
+        start_s = float(self.arrival_s[0]) // 60 * 60
+        per_minute = requests_per_minute(self.arrival_s, start_s)
+        return burstiness_gamma_shape(self.arrival_s, per_minute, start_s)
 
     @property
     def mean_rate_rps(self) -> float | None:

@@ -1,4 +1,4 @@
-"""Number formatting, the navigation bar and figure embedding for dashboard templates."""
+"""Number formatting, the navigation bar, figure embedding and the glossary for templates."""
 
 from __future__ import annotations
 
@@ -14,8 +14,9 @@ from dashboard.access import has_role
 from dashboard.figures.theme import figure_json
 from dashboard.formatting import signed_usd as change
 from dashboard.formatting import usd as dollars
+from dashboard.glossary import definition
 from dashboard.nav import NAV
-from dashboard.selectors.assessments import finite
+from dashboard.selectors.assessments import finite, measured_in_totals
 from probes.roles import role_of
 
 register = template.Library()
@@ -190,3 +191,15 @@ def series_peak(series: Any, name: str) -> float | None:
 @register.filter
 def series_total(series: Any, name: str) -> float:
     return series.total(name)
+
+
+@register.simple_tag
+def define(key: str) -> str:
+    """`{% define "burstiness" %}`: the word's one definition (`dashboard.glossary`)."""
+    return definition(key)
+
+
+@register.filter
+def measured_usd_in_totals(assessment: Any) -> float | None:
+    """Measured today ($/month) of the deployments the assessment's simulated totals cover."""
+    return measured_in_totals(assessment).get("usd_per_month")

@@ -11,10 +11,10 @@ from django.shortcuts import render
 from dashboard.access import role_required
 from dashboard.demo_notice import demo_notice
 from dashboard.figures import fleet as figures
-from dashboard.selectors.fleet import IDLE_UTIL_PCT, MINUTE_ROWS_UP_TO, GpuUsage, fleet_overview
+from dashboard.selectors.fleet import MINUTE_ROWS_UP_TO, GpuUsage, fleet_overview
 from dashboard.views.common import cluster_from, window_context
 from dashboard.windows import window_from
-from probes.models import Cluster, PriceSheet
+from probes.models import IDLE_UTIL_PCT, Cluster, PriceSheet
 from probes.roles import VIEWER
 
 

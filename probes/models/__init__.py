@@ -16,6 +16,7 @@ from probes.models.inventory import (
     PriceSheet,
 )
 from probes.models.telemetry import (
+    IDLE_UTIL_PCT,
     EngineRollup,
     EngineSample,
     GpuRollup,
@@ -33,6 +34,7 @@ from probes.models.traces import (
 )
 
 __all__ = [
+    "IDLE_UTIL_PCT",
     "Cluster",
     "ControllerKind",
     "EngineRollup",

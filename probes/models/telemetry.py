@@ -43,6 +43,12 @@ class GpuSample(models.Model):
         return f"{self.gpu_id}@{self.ts:%Y-%m-%d %H:%M:%S} {self.util_pct:.0f}%"
 
 
+# A minute is idle when its GPU's utilization never reached this (the peak of the minute's
+# samples is below it). Idle time is counted in minutes at every resolution: an hour rollup
+# stores how many of its minutes were idle (`GpuRollup.idle_minutes`).
+IDLE_UTIL_PCT = 5.0
+
+
 class RollupResolution(models.TextChoices):
     MINUTE = "1m", "1 minute"
     HOUR = "1h", "1 hour"
@@ -62,6 +68,11 @@ class GpuRollup(models.Model):
     mem_used_max_bytes = models.BigIntegerField()
     power_mean_w = models.FloatField(null=True, blank=True)
     sm_active_mean = models.FloatField(null=True, blank=True)
+    # Minutes of the bucket whose peak utilization stayed below IDLE_UTIL_PCT (a minute
+    # bucket: 0 or 1; an hour: 0..60), so an hour read for a long window counts its idle
+    # minutes rather than only a wholly idle hour. The database default (0) serves writers
+    # that predate the column; every writer here sets it.
+    idle_minutes = models.PositiveSmallIntegerField(db_default=0)
 
     class Meta:
         constraints = [

@@ -5,6 +5,10 @@ hour bucket itself), deleting and re-creating the buckets in one transaction, so
 rollup again, or after late data (an agent's spool delivered after an outage), gives the
 same result as running it once.
 
+A GPU rollup counts its idle minutes (clock minutes whose samples all stayed below
+`IDLE_UTIL_PCT`) at both resolutions, so idle time read from hour rollups is the idle time
+the minute rollups show, not only the wholly idle hours.
+
 Engine rollups are per deployment, all its servers (`instance`) together: gauges are per
 server means (and maxima) summed over servers (running, waiting) or averaged (KV usage);
 counter increases and histogram windows are taken between consecutive scrapes of the same
@@ -27,6 +31,7 @@ from django.utils import timezone
 
 from probes.agent.vllm_metrics import Histogram, VllmMetricsError
 from probes.models import (
+    IDLE_UTIL_PCT,
     EngineRollup,
     EngineSample,
     GpuRollup,
@@ -108,9 +113,19 @@ def gpu_rollups_compute(
                     mem_used_max_bytes=int(mem[idx].max()),
                     power_mean_w=_nanmean(power[idx]),
                     sm_active_mean=_nanmean(sm[idx]),
+                    idle_minutes=_idle_minutes(ts[idx], util[idx]),
                 )
             )
     return _rollups_replace(GpuRollup, rollups, h0, h1, "gpu_id", ids, batch_size=2000)
+
+
+def _idle_minutes(ts: np.ndarray, util: np.ndarray) -> int:
+    """How many clock minutes of these samples peaked below IDLE_UTIL_PCT."""
+    minute = np.floor(ts / 60).astype(np.int64)
+    order = np.argsort(minute, kind="stable")
+    _keys, starts = np.unique(minute[order], return_index=True)
+    peaks = np.maximum.reduceat(util[order], starts)
+    return int((peaks < IDLE_UTIL_PCT).sum())
 
 
 # -- vLLM engine ----------------------------------------------------------------------------

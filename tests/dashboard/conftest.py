@@ -9,7 +9,15 @@ from typing import Any
 import pytest
 
 from dashboard.synthetic import SyntheticFleet, fleet_create, rollups_create
-from probes.models import Cluster, Gpu, GpuRollup, ModelDeployment, Node, PriceSheet
+from probes.models import (
+    IDLE_UTIL_PCT,
+    Cluster,
+    Gpu,
+    GpuRollup,
+    ModelDeployment,
+    Node,
+    PriceSheet,
+)
 
 # A fixed "now" the hand-built fleet is placed before; tests pass windows ending here.
 END = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
@@ -33,7 +41,7 @@ def hour_rollup(gpu: Gpu, start: datetime, util: float, peak: float | None = Non
         gpu=gpu, resolution="1h", bucket_start=start, sample_count=720, util_mean_pct=util,
         util_p95_pct=top, util_max_pct=top,
         mem_used_mean_bytes=10 * 2**30, mem_used_max_bytes=12 * 2**30, power_mean_w=300.0,
-        sm_active_mean=None,
+        sm_active_mean=None, idle_minutes=60 if top < IDLE_UTIL_PCT else 0,
     )  # fmt: skip
 
 

@@ -14,11 +14,13 @@ from django.utils.html import escape
 
 from advisor.models import Assessment, AssessmentStatus
 from dashboard.formatting import usd
+from dashboard.glossary import definition
 from dashboard.selectors.assessments import (
     PLANNER_ORDER,
     args_diff,
     assessment_view,
     energy_of,
+    gpu_accounting,
     strategy_cells,
     waterfall_steps,
 )
@@ -171,7 +173,17 @@ def test_the_list_shows_each_clusters_trend(client: Client, carol, small_fleet: 
 
     trend = _figure(html, "trend-prod")
     assert trend["layout"]["meta"]["ids"] == [first.pk, second.pk]
-    assert trend["data"][0]["y"] == [pytest.approx(first.measured["fleet"]["usd_per_month"])] * 2
+    # Issue 16, item 7: "measured today" was the whole cluster's beside a "simulated today"
+    # of the assessed deployments; both now cover the deployments in the totals.
+    by_deployment = first.measured["deployments"]
+    in_totals = by_deployment["llama"]["usd_per_month"] + by_deployment["qwen"]["usd_per_month"]
+    assert in_totals == 14_600.0  # 5 of the cluster's 6 GPUs at $4 x 730 h
+    assert first.measured["fleet"]["usd_per_month"] == 17_520.0
+    assert trend["data"][0]["y"] == [pytest.approx(in_totals)] * 2
+    cells = html.split('data-testid="measured-today">')[1:]
+    assert [cell.split("</td>")[0] for cell in cells] == ["$14,600", "$14,600"]
+    definitions = html.split('data-testid="definitions">')[1].split("</p>")[0]
+    assert escape(definition("measured_today")) in definitions
     assert html.count("/assessments/") >= 2
     assert 'data-testid="start-assessment"' not in html  # viewer
 
@@ -537,3 +549,56 @@ def test_the_baseline_table_puts_each_slo_under_its_latency(
     table = page.split('data-testid="baseline-vs-plan"')[1].split("</table>")[0]
     assert table.count('<span class="muted slo">SLO ≤ 2.00 s</span>') == 2
     assert table.count('<span class="muted slo">SLO ≤ 100 ms</span>') == 2
+
+
+def test_measured_and_simulated_today_count_the_same_gpus_and_place_the_rest(
+    client: Client, carol, small_fleet: SmallFleet
+) -> None:
+    # Issue 16, item 7: "19.0 GPUs" measured beside "21.0 GPUs" simulated. Measured counted
+    # GPU-hours / window hours, so chat (2 GPUs, 1 h of telemetry in the day, held at today's
+    # cost) counted 0.08 GPUs there and 2 in the simulated totals.
+    assessment = assessment_with_weak_evidence(cluster=small_fleet.cluster, end=END)
+    chat = assessment.measured["deployments"]["chat"]
+    chat.update(gpus_mean=2 / 24, gpu_hours=2.0, usd_per_month=2.0 * 4.0 / 24 * 730)
+    assessment.measured["fleet"]["gpu_count"] = 8  # llama 3, qwen 2, chat 2, 1 unassigned
+    assessment.save(update_fields=["measured"])
+    client.force_login(carol)
+    html = client.get(f"/assessments/{assessment.pk}/").content.decode()
+
+    measured = html.split('data-testid="kpi-measured"')[1].split("</div>")[0]
+    simulated = html.split('data-testid="kpi-simulated"')[1].split("</div>")[0]
+    assert assessment.plan["fleet_baseline"]["gpus"] == 7.0  # 3 + 2 simulated, chat's 2 held
+    assert "deployments in the totals · 7.0 GPUs" in measured
+    assert "· 7.0 GPUs ·" in simulated
+    accounting = html.split('data-testid="gpu-accounting">')[1].split("</p>")[0]
+    assert accounting.startswith(
+        "The cluster&#x27;s 8 GPUs: 7 in the assessment&#x27;s totals; 1 assigned to no "
+        "deployment. Measured and simulated today cover the same deployments: "
+    )
+
+
+def test_the_combination_table_names_load_over_capacity_apart_from_gpu_utilization(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    # Issue 16, item 7: "GPU utilization" 23.7% in this table beside a measured 64%: the
+    # engine's load / capacity, a different quantity from NVML's busy time.
+    client.force_login(carol)
+    html = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    head = html.split('data-testid="combinations"')[1].split("</thead>")[0]
+    assert ">GPU utilization</th>" not in head
+    assert f'title="{escape(definition("load_capacity"))}">load / capacity</th>' in head
+    first = assessment.plan["combinations"][0]["utilization"]
+    assert f'<td class="num">{first * 100:.1f}%</td>' in html.split('data-testid="combinations"')[1]
+    assert "GPU utilization: " + escape(definition("gpu_utilization")) in html
+
+
+def test_the_gpu_accounting_names_the_deployments_not_assessed() -> None:
+    text = gpu_accounting(
+        cluster_gpus=22, in_totals=18, not_assessed={"llama-3-8b-batch": 2}, unassigned=2
+    )
+    assert text == (
+        "The cluster's 22 GPUs: 18 in the assessment's totals; 2 in deployments not assessed "
+        "(llama-3-8b-batch: 2); 2 assigned to no deployment."
+    )
+    shared = gpu_accounting(cluster_gpus=4, in_totals=4, not_assessed={"b": 1}, unassigned=0)
+    assert shared.endswith("(a GPU that serves two deployments counts in each).")

@@ -345,3 +345,38 @@ def test_an_operator_shifts_the_azure_trace_and_sees_the_plans_constraints(
         assert box["x"] + box["width"] <= 1400  # no horizontal overflow at 1400 px
         screenshot(page, "assessment-constraints")
     assert problems == []
+
+
+def test_a_viewer_reads_one_meaning_per_word(
+    browser: Any, live_server: Any, carol, small_fleet: Any
+) -> None:
+    # Issue 16, item 7: measured and simulated today over the same deployments and GPUs, the
+    # cluster's other GPUs placed, "load / capacity" apart from GPU utilization, idle defined
+    # in minutes.
+    assessment = assessment_completed(cluster=small_fleet.cluster, end=END)
+    in_totals = sum(
+        assessment.measured["deployments"][name]["usd_per_month"] for name in ("llama", "qwen")
+    )
+    with new_page(browser) as (page, problems):
+        log_in(page, live_server.url, "carol")
+        page.goto(f"{live_server.url}/assessments/{assessment.pk}/")
+        assert page.inner_text("[data-testid=kpi-measured] .value") == f"${in_totals:,.0f}"
+        assert "assessed deployments · 5.0 GPUs" in page.inner_text("[data-testid=kpi-measured]")
+        assert "· 5.0 GPUs ·" in page.inner_text("[data-testid=kpi-simulated]")
+        assert page.inner_text("[data-testid=gpu-accounting]").startswith(
+            "The cluster's 6 GPUs: 5 in the assessment's totals; 1 assigned to no deployment."
+        )
+        head = page.locator("[data-testid=combinations] thead").inner_text()
+        assert "load / capacity" in head
+        assert "GPU utilization" not in head
+        screenshot(page, "assessment-words")
+
+        page.goto(f"{live_server.url}/assessments/")
+        assert page.inner_text("[data-testid=measured-today]") == f"${in_totals:,.0f}"
+
+        page.goto(f"{live_server.url}/?window=7d&end={END.isoformat().replace('+', '%2B')}")
+        page.locator("details.card summary").click()
+        idle = page.inner_text("[data-testid=idle-definition]")
+        assert "utilization stayed below 5% (every sample of the minute)" in idle
+        screenshot(page, "fleet-words")
+    assert problems == []

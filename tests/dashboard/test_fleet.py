@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pytest
 from django.test import Client
+from django.utils.html import escape
 from django.utils.http import urlencode
 
+from dashboard.glossary import definition
+from dashboard.selectors import fleet
 from dashboard.selectors.fleet import fleet_overview, resolution_for_fleet
 from dashboard.windows import Window
-from probes.models import PriceSheet
-from tests.dashboard.conftest import END, SmallFleet
+from probes.models import Cluster, Gpu, GpuSample, Node, PriceSheet
+from probes.services.rollups import gpu_rollups_compute
+from tests.dashboard.conftest import END, H100, SmallFleet
 from tests.support.bounds import store_out_of_bounds
 
 pytestmark = pytest.mark.django_db
@@ -113,6 +117,39 @@ def test_it_reads_minute_rollups_while_the_window_holds_few_gpu_minutes() -> Non
     assert resolution_for_fleet(Window("6h", END - timedelta(hours=6), END), 100) == "1m"
 
 
+def test_idle_time_is_the_same_read_from_minute_or_hour_rollups(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Issue 16, item 7: a 24 h window (minutes) said 67 idle GPU-hours, 7 days (hours) fewer
+    # per day: an hour counted only when idle throughout. Here hour 0 is idle for 25 of its
+    # 60 minutes, hour 1 for none, hour 2 throughout.
+    node = Node.objects.create(cluster=Cluster.objects.create(name="lab"), hostname="gpu-b")
+    gpu = Gpu.objects.create(node=node, uuid="GPU-b0", index=0, model_name=H100,
+                             memory_bytes=80 * 2**30)  # fmt: skip
+    PriceSheet.objects.create(gpu_kind="H100-SXM", usd_per_gpu_hour="4.0000",
+                              source="test", as_of=date(2025, 1, 1))  # fmt: skip
+    start = END - timedelta(hours=3)
+    samples = []
+    for minute in range(180):
+        idle = minute < 25 or minute >= 120
+        for s in range(0, 60, 5):
+            samples.append(GpuSample(gpu=gpu, ts=start + timedelta(minutes=minute, seconds=s),
+                                     util_pct=1.0 if idle else 50.0, mem_used_bytes=1))  # fmt: skip
+    GpuSample.objects.bulk_create(samples)
+    gpu_rollups_compute(start=start, end=END - timedelta(seconds=1))
+    window = Window("6h", END - timedelta(hours=6), END, end_given=True)
+
+    by_minute = fleet_overview(window=window, cluster=node.cluster)
+    monkeypatch.setattr(fleet, "MINUTE_ROWS_UP_TO", 0)  # as a long window would read it
+    by_hour = fleet_overview(window=window, cluster=node.cluster)
+
+    assert (by_minute.resolution, by_hour.resolution) == ("1m", "1h")
+    for overview in (by_minute, by_hour):
+        assert overview.idle_gpu_hours == pytest.approx(85 / 60)
+        assert overview.idle_cost_usd == pytest.approx(85 / 60 * 4.0)
+        assert overview.by_deployment[0].idle_hours == pytest.approx(85 / 60)
+
+
 def test_it_falls_back_to_hour_rollups_where_minutes_are_gone(small_fleet: SmallFleet) -> None:
     overview = fleet_overview(window=week(), cluster=small_fleet.cluster)  # 3 GPUs: minutes
     assert overview.resolution == "1h"  # the fixture holds hour rollups only
@@ -138,6 +175,10 @@ def test_the_page_shows_the_numbers_and_offers_the_latest_data(
     unpriced = text[text.index('data-testid="unpriced"') :]
     assert "<strong>L4</strong> (1 GPU, 24.0 h idle)" in unpriced
     assert 'id="fig-heatmap"' in text
+    # idle is defined once, in minutes, whatever the window's resolution
+    idle = text.split('data-testid="idle-definition">')[1].split("</li>")[0]
+    assert idle == "Idle GPU-hours: " + escape(definition("idle_gpu_hours"))
+    assert "below 5% (every sample of the minute)" in idle
 
 
 def test_a_bad_window_is_named_and_the_default_used(client: Client, carol, small_fleet) -> None:

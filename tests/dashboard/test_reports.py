@@ -12,7 +12,9 @@ import plotly.graph_objects as go
 import pytest
 from django.core import mail
 from django.core.mail import EmailMultiAlternatives
+from django.template.loader import render_to_string
 from django.test import Client
+from django.utils.html import escape
 from django_celery_beat.models import PeriodicTask
 from PIL import Image
 from pypdf import PdfReader
@@ -276,3 +278,37 @@ def test_a_report_rendered_inline_says_rendered_not_queued(
     html = response.content.decode()
     assert f"Report #{report.pk} rendered." in html
     assert "queued" not in html.split('class="messages"')[1].split("</ul>")[0]
+
+
+def test_the_footer_names_the_kinds_an_assessment_priced_at_the_list_price(
+    small_fleet: SmallFleet,
+) -> None:
+    # Issue 16, item 7: the footer said GPUs without a price are "never priced" while the
+    # report's assessment priced L4 at the catalog's list price.
+    window = Window("7d", END - timedelta(days=7), END, end_given=True)
+    fleet_only = report_content(cluster=small_fleet.cluster, window=window)
+    assert fleet_only.pricing_note.endswith(
+        "do not price them; no assessment here priced a GPU kind from a list price."
+    )
+    assessment = assessment_completed(cluster=small_fleet.cluster, end=END)
+    assessment.inputs["prices"]["L4"] = {
+        "kind": "L4", "usd_per_gpu_hour": 0.68, "as_of": None, "from_price_sheet": False,
+        "source": "catalog list price (no price sheet row for L4)",
+    }  # fmt: skip
+    assessment.save(update_fields=["inputs"])
+    content = report_content(cluster=small_fleet.cluster, window=window)
+    base = {"report": content, "sections": content.sections, "src": {}}
+
+    html = render_to_string("reports/report.html", base)
+    text = render_to_string("reports/report.txt", base)
+
+    note = (
+        "Every figure is computed from this fleet's telemetry and the price sheet. The fleet "
+        "figures list GPUs without a price sheet row apart and do not price them; the "
+        "assessments price them at the engine catalog's list price: L4 at $0.68/GPU-hour "
+        f"(assessment #{assessment.pk})."
+    )
+    assert content.pricing_note == note
+    assert html.split('data-testid="pricing-note">')[1].split("</p>")[0] == escape(note)
+    assert note in text
+    assert "never priced" not in html

@@ -13,6 +13,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 from django.utils import timezone
 
+from advisor.burstiness import burstiness_gamma_shape, requests_per_minute
 from advisor.models import AssessmentSchedule
 from dashboard.selectors.traces import trace_stats
 from dashboard.windows import Window
@@ -36,24 +37,55 @@ def records(fleet: SmallFleet, gaps_s: list[float]) -> None:
     RequestRecord.objects.bulk_create(rows)
 
 
-def test_it_measures_burstiness_as_the_cv_of_inter_arrival_times(small_fleet: SmallFleet) -> None:
+def test_it_measures_the_cv_of_inter_arrival_times(small_fleet: SmallFleet) -> None:
     gaps = [1.0, 1.0, 1.0, 9.0, 1.0, 1.0, 1.0, 9.0, 1.0]  # bursts with pauses
     records(small_fleet, gaps)
     window = Window("6h", END - timedelta(hours=6), END, end_given=True)
     stats = trace_stats(deployment=small_fleet.deployment, window=window)
     observed = np.array(gaps[1:])  # the first gap is before the first request
     assert stats.request_count == 9
-    assert stats.burstiness_cv == pytest.approx(observed.std() / observed.mean())
+    assert stats.inter_arrival_cv == pytest.approx(observed.std() / observed.mean())
+    assert stats.burstiness is None  # too few gaps to estimate a gamma shape
     assert stats.percentiles(stats.prompt_tokens)["p50"] == 500.0
     assert stats.mean_rate_rps == pytest.approx(8 / observed.sum())
     # No rollups yet: the rate is binned from the records (all in one minute or two).
     assert stats.rate_rps.sum() * 60 == 9
 
 
-def test_evenly_paced_arrivals_have_zero_burstiness(small_fleet: SmallFleet) -> None:
+def test_evenly_paced_arrivals_have_a_zero_cv(small_fleet: SmallFleet) -> None:
     records(small_fleet, [2.0] * 20)
     window = Window("6h", END - timedelta(hours=6), END, end_given=True)
-    assert trace_stats(deployment=small_fleet.deployment, window=window).burstiness_cv == 0.0
+    assert trace_stats(deployment=small_fleet.deployment, window=window).inter_arrival_cv == 0.0
+
+
+def test_burstiness_is_the_assessments_gamma_shape_and_the_cv_is_named_apart(
+    client: Client, carol, small_fleet: SmallFleet
+) -> None:
+    # Issue 16, item 7: "Burstiness" was the CV here and a gamma shape on the assessment.
+    gaps = np.random.default_rng(5).gamma(shape=0.5, scale=4.0, size=400)
+    records(small_fleet, [float(g) for g in gaps])
+    window = Window("6h", END - timedelta(hours=6), END, end_given=True)
+    stats = trace_stats(deployment=small_fleet.deployment, window=window)
+    arrival = np.array(
+        [t.timestamp() for t in RequestRecord.objects.order_by("arrival_ts")
+         .values_list("arrival_ts", flat=True)]
+    )  # fmt: skip
+    start_s = arrival[0] // 60 * 60
+    # the function the assessment gives the engine its burstiness with
+    expected = burstiness_gamma_shape(arrival, requests_per_minute(arrival, start_s), start_s)
+    assert expected is not None
+    assert stats.burstiness == pytest.approx(expected)
+    assert stats.inter_arrival_cv == pytest.approx(np.diff(arrival).std() / np.diff(arrival).mean())
+    assert stats.burstiness != pytest.approx(stats.inter_arrival_cv, rel=0.05)
+
+    client.force_login(carol)
+    query = {"deployment": str(small_fleet.deployment.pk), "window": "6h", "end": END.isoformat()}
+    page = client.get("/traces/", query).content.decode()
+    kpi = page.split('data-testid="kpi-burstiness"')[1].split("</div>")[0]
+    assert '<span class="label">Burstiness</span>' in kpi
+    assert f'<span class="value">{expected:.2f}</span>' in kpi
+    assert f"inter-arrival CV {stats.inter_arrival_cv:.2f}" in kpi
+    assert "Burstiness (CV)" not in page
 
 
 def test_an_operator_imports_a_trace_and_sees_it(

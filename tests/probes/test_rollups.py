@@ -1,9 +1,11 @@
 """Rollups (1 minute, 1 hour) and retention, computed from raw rows; idempotent."""
 
+import importlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from django.apps import apps as django_apps
 from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
@@ -73,6 +75,54 @@ def test_it_rolls_gpu_samples_up_by_minute_and_hour(node: Node) -> None:
     gpu_rollups_compute(start=T0, end=T0 + timedelta(minutes=2))
     assert GpuRollup.objects.count() == 3
     assert GpuRollup.objects.get(resolution="1h").util_max_pct == 80.0
+
+
+def test_it_counts_idle_minutes_in_minute_and_hour_rollups(node: Node) -> None:
+    # Issue 16, item 7: an hour that was idle for 3 of its 5 minutes counted 0 idle hours.
+    gpu = _gpu(node)
+    peaks = [0.0, 4.9, 5.0, 2.0, 90.0]  # idle, idle, not idle (at the threshold), idle, busy
+    for minute, peak in enumerate(peaks):
+        for s in range(0, 60, 10):
+            util = peak if s == 30 else 0.5 * peak
+            GpuSample.objects.create(gpu=gpu, ts=T0 + timedelta(minutes=minute, seconds=s),
+                                     util_pct=util, mem_used_bytes=1)  # fmt: skip
+    gpu_rollups_compute(start=T0, end=T0 + timedelta(minutes=5))
+    by_minute = GpuRollup.objects.filter(resolution="1m").order_by("bucket_start")
+    assert [r.idle_minutes for r in by_minute] == [1, 1, 0, 1, 0]
+    hour = GpuRollup.objects.get(resolution="1h", bucket_start=T0)
+    assert (hour.idle_minutes, hour.util_max_pct) == (3, 90.0)
+
+
+def test_the_migration_fills_idle_minutes_from_the_minutes_kept(node: Node) -> None:
+    fill = importlib.import_module("probes.migrations.0009_gpurollup_idle_minutes")
+    gpu = _gpu(node)
+    rows = [
+        # hour 0: minute rows kept, 2 of them idle, the hour's peak 50%
+        rollup(gpu, "1h", T0, peak=50.0),
+        rollup(gpu, "1m", T0, peak=1.0),
+        rollup(gpu, "1m", T0 + timedelta(minutes=1), peak=4.0),
+        rollup(gpu, "1m", T0 + timedelta(minutes=2), peak=50.0),
+        # hour 1: minutes gone, wholly idle; hour 2: minutes gone, busy
+        rollup(gpu, "1h", T0 + timedelta(hours=1), peak=3.0),
+        rollup(gpu, "1h", T0 + timedelta(hours=2), peak=30.0),
+    ]
+    GpuRollup.objects.bulk_create(rows)
+    assert set(GpuRollup.objects.values_list("idle_minutes", flat=True)) == {0}
+
+    fill.idle_minutes_fill(django_apps, None)
+
+    stored = GpuRollup.objects.order_by("resolution", "bucket_start")
+    assert [(r.resolution, r.idle_minutes) for r in stored] == [
+        ("1h", 2), ("1h", 60), ("1h", 0), ("1m", 1), ("1m", 1), ("1m", 0),
+    ]  # fmt: skip
+
+
+def rollup(gpu: Gpu, resolution: str, start: datetime, *, peak: float) -> GpuRollup:
+    return GpuRollup(
+        gpu=gpu, resolution=resolution, bucket_start=start, sample_count=12,
+        util_mean_pct=peak / 2, util_p95_pct=peak, util_max_pct=peak,
+        mem_used_mean_bytes=1, mem_used_max_bytes=1,
+    )  # fmt: skip
 
 
 def test_it_recomputes_only_the_gpus_asked_for(node: Node) -> None:
