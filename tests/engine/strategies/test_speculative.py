@@ -143,9 +143,10 @@ def test_it_uses_measured_acceptance_from_the_counters() -> None:
 
 
 def test_it_does_not_recommend_speculation_that_only_cuts_latency() -> None:
-    # three replicas where one does: the two GPUs are right-sizing's, whatever speculation
-    # does; at the right size speculation costs the same and only cuts TPOT p95: no saving
-    ctx = context(deployment("m", rate_rps=1.0, replicas=3))
+    # three replicas where one does (no redundancy minimum): the two GPUs are right-sizing's,
+    # whatever speculation does; at the right size speculation costs the same and only cuts
+    # TPOT p95: no saving
+    ctx = context(deployment("m", rate_rps=1.0, replicas=3, slo=SloSpec(min_replicas=0)))
     result = run(speculative, ctx, "m")
     assert result.status == "not_recommended"
     assert (result.baseline.gpus, result.reference.gpus, result.projected.gpus) == (3.0, 1.0, 1.0)
