@@ -173,12 +173,11 @@ def _stretched(
     )
 
 
-def _colocate(
-    ctx: AssessmentContext, items: list[Resolved], fleets: dict[str, Sized]
-) -> tuple[list[Group], dict[str, Projection]]:
-    """First-fit-decreasing packing of single-GPU, single-replica deployments."""
-    groups: list[Group] = []
-    projections: dict[str, Projection] = {}
+def _co_locatable(
+    items: list[Resolved], fleets: dict[str, Sized]
+) -> tuple[list[Resolved], dict[str, float], dict[str, float]]:
+    """The single-GPU, single-replica, always-on deployments co-location may pack, with each
+    one's memory need (bytes) and busy share at its peak."""
     singles = [
         i
         for i in items
@@ -189,6 +188,16 @@ def _colocate(
     ]
     needs = {i.name: _memory_need_bytes(fleets[i.name], i)[0] for i in singles}
     busy = {i.name: _busy_at_peak(fleets[i.name], i) for i in singles}
+    return singles, needs, busy
+
+
+def _colocate(
+    ctx: AssessmentContext, items: list[Resolved], fleets: dict[str, Sized]
+) -> tuple[list[Group], dict[str, Projection]]:
+    """First-fit-decreasing packing of single-GPU, single-replica deployments."""
+    groups: list[Group] = []
+    projections: dict[str, Projection] = {}
+    singles, needs, busy = _co_locatable(items, fleets)
     by_hardware: dict[str, list[Resolved]] = {}
     for item in singles:
         by_hardware.setdefault(fleets[item.name].config.hardware.name, []).append(item)
@@ -283,16 +292,7 @@ def _colocation_declined(
     out: dict[str, str] = {}
     taken = {name for g in groups for name in g.members}
     by_name = {i.name: i for i in items}
-    singles = [
-        i
-        for i in items
-        if fleets[i.name].projection is not None
-        and fleets[i.name].replicas == 1
-        and fleets[i.name].config.tensor_parallel == 1
-        and fleets[i.name].policy is None
-    ]
-    needs = {i.name: _memory_need_bytes(fleets[i.name], i)[0] for i in singles}
-    busy = {i.name: _busy_at_peak(fleets[i.name], i) for i in singles}
+    singles, needs, busy = _co_locatable(items, fleets)
     for item in items:
         if item.name in taken:
             continue
