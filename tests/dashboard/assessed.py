@@ -80,7 +80,11 @@ def _scenario(start: datetime) -> Scenario:
 @cache
 def engine_answer(start_iso: str) -> tuple[str, str, dict[str, Any]]:
     """(scenario JSON, digest, the engine's outcome fields), computed once per process."""
-    scenario = _scenario(datetime.fromisoformat(start_iso))
+    return _answered(_scenario(datetime.fromisoformat(start_iso)))
+
+
+def _answered(scenario: Scenario) -> tuple[str, str, dict[str, Any]]:
+    """Run `scenario`: its JSON, digest and the engine's outcome fields as stored."""
     outcome = scenario_run(scenario, progress=None)
     fields = {
         "engine_version": outcome.engine_version,
@@ -217,15 +221,7 @@ def _big_answer(start_iso: str) -> tuple[str, str, dict[str, Any]]:
         base.deployments[0], name="big", model="Llama-3-70B",
         tensor_parallel=BIG_TENSOR_PARALLEL, replicas=BIG_REPLICAS, engine_args=EngineArgs(),
     )  # fmt: skip
-    scenario = replace(base, deployments=(base.deployments[0], big))
-    outcome = scenario_run(scenario, progress=None)
-    fields = {
-        "engine_version": outcome.engine_version,
-        "baseline": json_safe(outcome.baseline),
-        "strategies": json_safe(outcome.strategies),
-        "plan": json_safe(outcome.plan),
-    }
-    return scenario.to_json(), scenario.digest(), fields
+    return _answered(replace(base, deployments=(base.deployments[0], big)))
 
 
 def assessment_with_big(*, cluster: Cluster, end: datetime) -> Assessment:
