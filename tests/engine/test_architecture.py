@@ -77,6 +77,22 @@ def test_it_reads_qwen3_32b_with_qk_norm() -> None:
     assert model.total_params == pytest.approx(32.8e9, rel=0.005)  # model card: 32.8B
 
 
+def test_it_reads_qwen3_8b() -> None:
+    model = load("Qwen--Qwen3-8B")
+    assert model.assumptions == ()
+    assert kinds(model) == {"full": 36}
+    # 2 x 36 layers x 8 KV heads x 128 x 2 B = 147,456 B
+    assert model.kv_bytes_per_token(2.0) == 147_456
+    # per layer: q 4096 x 4096, k and v 4096 x 1024, o 4096 x 4096 = 41,943,040 matrix
+    # + q_norm and k_norm (128 each) = 256 vector; x 36 layers
+    assert model.group_params["attention"].matrix == 41_943_040 * 36
+    assert model.group_params["attention"].vector == 256 * 36
+    assert weights(model)["dense_mlp"] == 3 * 4096 * 12288 * 36 * 2.0
+    # + untied embeddings and LM head 151936 x 4096 each + norms 2 x 4096 x 36 + 4096
+    assert model.total_params == 1_509_958_656 + 5_435_817_984 + 1_244_659_712 + 299_008
+    assert model.total_params == pytest.approx(8.2e9, rel=0.005)  # model card: 8.2B
+
+
 # --- MoE ---------------------------------------------------------------------------------------
 
 
