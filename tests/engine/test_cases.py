@@ -381,10 +381,10 @@ ORIGINAL_IDS = {
 def test_it_ships_a_public_corpus_of_the_required_breadth() -> None:
     cases = [case for case in read_cases(PUBLIC) if case.engine == "vllm"]
     publishers = {case.source.split(" ")[0] for case in cases}
-    assert len(cases) == 199
-    assert len({case.model for case in cases}) == 15
+    assert len(cases) == 482
+    assert len({case.model for case in cases}) == 16
     assert len({case.gpu for case in cases}) == 8
-    assert {"InferenceMAX", "dstack", "vLLM", "Qwen2.5"} <= publishers
+    assert {"InferenceMAX", "dstack", "vLLM", "Qwen2.5", "silybench-data"} <= publishers
     moe = {case.model for case in cases if case.model_config and case_model(case).is_moe}
     # gpt-oss-20b/120b, DeepSeek-R1/V3.2, Qwen3-30B-A3B/235B, Nemotron-3, MiniMax-M2
     assert len(moe) == 8

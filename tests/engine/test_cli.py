@@ -119,7 +119,7 @@ def test_it_validates_the_public_cases_per_split_and_metric(
     assert main(["validate", str(PUBLIC)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[-1].startswith("median_ape=")
-    assert out[-2].startswith("cases=204 unmodellable=")
+    assert out[-2].startswith("cases=487 unmodellable=")
     groups = [line for line in out if line.startswith("split=")]
     assert {line.split()[0] for line in groups} == {"split=train", "split=test"}
     assert "split=test metric=median_ttft_ms cases=23 " in "\n".join(groups)
@@ -138,7 +138,7 @@ def test_it_validates_the_public_cases_per_split_and_metric(
 def test_it_validates_one_split(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(PUBLIC), "--split", "test"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[-2].startswith("cases=73 unmodellable=")
+    assert out[-2].startswith("cases=293 unmodellable=")
     assert not [line for line in out if line.startswith("split=train")]
 
 
