@@ -233,7 +233,8 @@ def _select_split(cases: list[Case], split: str | None) -> list[Case]:
 
 def _print_groups(report: ValidationReport, label: str = "") -> None:
     """One line per split and metric: counts and median error (all / modelled only); then
-    per split the median of each metric family (`public_<split>_median_ape_<family>`)."""
+    per split the median of each metric family (`public_<split>_median_ape_<family>`), each
+    source's, and the median over sources of theirs (`public_<split>_balanced_...`)."""
     for group in report.groups():
         print(f"{label}split={group.split} metric={group.metric} cases={group.cases} "
               f"unmodellable={group.unmodellable} median_ape={group.median_ape:.4f} "
@@ -245,6 +246,14 @@ def _print_groups(report: ValidationReport, label: str = "") -> None:
         )
         print(f"{label}{families} public_{split}_cases_unmodellable="
               f"{report.unmodellable_count(split)}")  # fmt: skip
+        for source, medians in report.source_family_medians(split).items():
+            shown = " ".join(f"{family}={value:.4f}" for family, value in medians.items())
+            print(f"{label}split={split} source={source!r} {shown}")
+        balanced = " ".join(
+            f"public_{split}_balanced_median_ape_{family}={value:.4f}"
+            for family, value in report.balanced_family_medians(split).items()
+        )
+        print(f"{label}{balanced}")
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -729,6 +729,32 @@ class ValidationReport:
                 medians[family] = float(np.median(apes))
         return medians
 
+    def source_family_medians(self, split: str) -> dict[str, dict[str, float]]:
+        """`family_medians` of each source's cases alone (the `source` column), per source."""
+        sources = sorted(
+            {p.case.source for p in self.predictions if (p.case.split or "none") == split}
+        )
+        return {
+            source: ValidationReport(
+                tuple(p for p in self.predictions if p.case.source == source)
+            ).family_medians(split)
+            for source in sources
+        }
+
+    def balanced_family_medians(self, split: str) -> dict[str, float]:
+        """Per family, the median over sources of each source's median error.
+
+        One large source (hundreds of rows of one model on one GPU) decides the pooled
+        median of a split; this figure gives every source one vote instead.
+        """
+        votes: dict[str, list[float]] = {}
+        for medians in self.source_family_medians(split).values():
+            for family, value in medians.items():
+                votes.setdefault(family, []).append(value)
+        return {
+            family: float(np.median(votes[family])) for family in METRIC_FAMILIES if family in votes
+        }
+
     def unmodellable_count(self, split: str) -> int:
         return sum(1 for p in self.failures if (p.case.split or "none") == split)
 

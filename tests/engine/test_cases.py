@@ -306,6 +306,32 @@ def test_it_reports_the_median_error_per_metric_family_of_a_split() -> None:
     assert (report.unmodellable_count("test"), report.unmodellable_count("train")) == (1, 0)
 
 
+def test_it_gives_every_source_one_vote_in_the_balanced_median() -> None:
+    big = [
+        CasePrediction(case_of(id=f"big{i}", split="test", source="big", value=100.0), 101.0)
+        for i in range(5)
+    ]
+    report = ValidationReport(
+        (
+            *big,
+            CasePrediction(case_of(id="s1", split="test", source="one", value=100.0), 150.0),
+            CasePrediction(case_of(id="s2", split="test", source="two", value=100.0), 140.0),
+            CasePrediction(
+                case_of(id="t", split="test", source="two", metric="median_tpot_ms", value=10.0),
+                12.0,
+            ),
+            CasePrediction(case_of(id="x", split="train", source="one", value=100.0), 300.0),
+        )
+    )
+    assert report.family_medians("test")["throughput"] == pytest.approx(0.01)
+    by_source = report.source_family_medians("test")
+    assert sorted(by_source) == ["big", "one", "two"]
+    assert by_source["big"] == pytest.approx({"throughput": 0.01})
+    assert by_source["one"] == pytest.approx({"throughput": 0.5})
+    assert by_source["two"] == pytest.approx({"throughput": 0.4, "tpot": 0.2})
+    assert report.balanced_family_medians("test") == pytest.approx({"throughput": 0.4, "tpot": 0.2})
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
