@@ -251,6 +251,11 @@ class PlanView:
         return tuple(d for d in self.deployments if d.baseline is not None or d.held is not None)
 
     @property
+    def moves(self) -> tuple[str, ...]:
+        """The plan's moves to another GPU kind, in words (one line per deployment)."""
+        return tuple(d.move for d in self.assessed if d.move and d.status == "ok")
+
+    @property
     def infeasible(self) -> tuple[dict[str, Any], ...]:
         return tuple(h for h in self.held if h.get("status") == "infeasible")
 
