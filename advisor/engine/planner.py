@@ -624,7 +624,8 @@ def assess(scenario: Scenario) -> Plan:
         hours,
     )
     saved = fleet_baseline.usd_per_month - fleet_plan.usd_per_month
-    assumptions = _assumptions(ctx)
+    moved_to = sorted({str(p.config["hardware"]) for p in plans if "hardware" in p.config})
+    assumptions = _assumptions(ctx, moved_to)
     return Plan(
         scenario=scenario.name,
         scenario_digest=scenario.digest(),
@@ -645,7 +646,7 @@ def assess(scenario: Scenario) -> Plan:
     )
 
 
-def _assumptions(ctx: AssessmentContext) -> tuple[str, ...]:
+def _assumptions(ctx: AssessmentContext, moved_to: list[str]) -> tuple[str, ...]:
     out = [
         "fleet latency figures are the worst deployment's p95 and load-weighted p50s; "
         "utilization is served load over what the provisioned replicas could serve at saturation",
@@ -661,6 +662,12 @@ def _assumptions(ctx: AssessmentContext) -> tuple[str, ...]:
         out.append(
             f"GPU kinds a deployment may move to: those the price sheet lists ({kinds}); a "
             "move is priced on-demand (reserved and spot prices are shown, not used)"
+        )
+    for kind in moved_to:
+        profile = ctx.profiles.lookup(kind, ctx.options.engine)
+        out.append(
+            f"deployments moved to {kind}: step times from the calibration profile for "
+            f"({profile.hardware}, {profile.engine}): {profile.source}"
         )
     for key in ctx.prices.unknown:
         out.append(f"prices/power entry {key!r} names no known hardware: ignored")

@@ -71,6 +71,17 @@ def test_it_moves_an_idle_8b_deployment_off_h100_to_the_cheapest_kind_meeting_it
     )
 
 
+def test_it_says_which_kinds_it_searched_and_which_profile_a_move_rests_on(moved: Plan) -> None:
+    assert (
+        "GPU kinds a deployment may move to: those the price sheet lists (H100-SXM, L4, L40S); "
+        "a move is priced on-demand (reserved and spot prices are shown, not used)"
+    ) in moved.assumptions
+    assert (
+        "deployments moved to L4: step times from the calibration profile for (*, *): "
+        "fit-public advisor/engine/data/public_cases.csv (train split)"
+    ) in moved.assumptions
+
+
 def test_it_says_which_nodes_a_move_needs_and_patches_the_deployment_onto_them(
     moved: Plan,
 ) -> None:
