@@ -145,7 +145,7 @@ def moves(ctx: AssessmentContext, item: Resolved, precisions: list[ReplicaConfig
     for hardware in available(ctx, item):
         limit = limits.get(hardware.name)
         for precision in precisions:
-            on_kind = replace(precision, hardware=hardware, spec=None)
+            on_kind = replace(precision, hardware=hardware)
             for tp in _fitting_tp(on_kind, ctx.options.max_tensor_parallel):
                 config = replace(on_kind, tensor_parallel=tp)
                 if config in seen or (limit is not None and limit < tp * floor):
