@@ -15,8 +15,9 @@ per-token figures are output (generated) tokens, as `vllm bench serve` counts th
   energy per output token and per month (kWh, the GPUs' board power whether busy or idle),
   quality change versus BF16.
 - `ConfigChange`: vLLM CLI arguments to set (`{"--max-num-seqs": 512}`; True/False for
-  boolean flags), a different model path (quantized checkpoints), replicas / TP, and
-  manifests (HPA `autoscaling/v2`, KEDA `ScaledObject`) as YAML text.
+  boolean flags), a different model path (quantized checkpoints), replicas / TP, another GPU
+  kind (`hardware`), and manifests (HPA `autoscaling/v2`, KEDA `ScaledObject`, the
+  Deployment patch for a GPU kind's nodes) as YAML text.
 - `StrategyResult`: one strategy on one deployment: status, one-line summary, baseline,
   reference and projected `Projection`, the config change, every variant considered
   (`Alternative`), assumptions, risks, and strategy-specific `details`. The reference is
@@ -39,7 +40,7 @@ from typing import Any, Literal, TypeVar
 
 from advisor.engine.jsonable import JsonValue, from_plain, to_plain
 
-ENGINE_VERSION = "engine-3.0"
+ENGINE_VERSION = "engine-4.0"
 
 ArgValue = str | int | float | bool
 StrategyStatus = Literal["recommended", "not_recommended", "not_applicable", "infeasible"]
@@ -101,11 +102,15 @@ class ConfigChange(_Jsonable):
     env: Mapping[str, str] = field(default_factory=dict)
     manifests: Mapping[str, str] = field(default_factory=dict)  # file name -> YAML text
     notes: tuple[str, ...] = ()
+    # another GPU kind: not applied by a node controller; `manifests` holds the Deployment
+    # patch (node selector, GPU resources) and `notes` the nodes it needs
+    hardware: str | None = None
 
     @property
     def is_empty(self) -> bool:
         return not (
-            self.engine_args
+            self.hardware
+            or self.engine_args
             or self.model_path
             or self.replicas is not None
             or self.tensor_parallel is not None
@@ -197,6 +202,9 @@ class DeploymentPlan(_Jsonable):
     # what the plan had to respect: the SLOs and the redundancy rule (`min_replicas`, whether
     # it was defaulted, in words, and whether it kept more replicas than the load needs)
     constraints: Mapping[str, JsonValue] = field(default_factory=dict)
+    # a move to another GPU kind in words ("chat: H100-SXM x2 -> L40S x3, -$4,321/month,
+    # TTFT p95 85 ms -> 120 ms"); empty when the plan keeps today's kind
+    move: str = ""
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ savings" with this fleet's own numbers: for every subset of the enabled strategi
 deployment takes its cheapest candidate using only those strategies (the planner's
 simulated lattice, so interactions are in), sharing is applied when in the subset, and the
 fleet's GPUs, utilization, cost and savings versus today are reported. The empty subset is
-right-sizing today's configurations alone.
+right-sizing today's configurations alone. "hardware" (a move to another GPU kind) is one
+more lever in the subsets when the price sheet offers a kind some deployment could use.
 
 `sensitivity` moves one input at a time (load, GPU price, output and prompt lengths, the
 calibration's bandwidth and compute efficiencies, speculative acceptance, cold-start time)
@@ -25,6 +26,7 @@ import numpy as np
 from advisor.engine.advice import CombinationRow, Projection, SensitivityRow
 from advisor.engine.capacity import ReplicaConfig, WorkloadShape
 from advisor.engine.context import AssessmentContext, Resolved
+from advisor.engine.hardware import HARDWARE
 from advisor.engine.planner import Chosen, DeploymentSearch, choose, fleet_totals
 from advisor.engine.scenario import LoadShape
 from advisor.engine.specdecode import SpecConfig
@@ -40,6 +42,9 @@ def combinations(
     today: Projection,
 ) -> tuple[CombinationRow, ...]:
     order = [n for n in names() if n in enabled]
+    moves = any(HARDWARE in c.strategies for f in searches.values() for c in f.candidates)
+    if HARDWARE in enabled and moves:  # a column only where the price sheet offers a move
+        order.append(HARDWARE)
     rows = []
     for size in range(len(order) + 1):
         for subset in itertools.combinations(order, size):

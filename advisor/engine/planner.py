@@ -11,10 +11,15 @@ on a lattice built from the strategies' best moves:
       x provisioning (fewest always-on replicas, or an HPA policy on that configuration's
         own per-replica load curve)
 
-then applies multi-model sharing across the fleet to the chosen fleets. The interactions are
-not added up, they are simulated: a precision that frees KV memory changes the batch sizes
-the scheduler reaches, which changes what speculation gains there; autoscaling works on the
-new per-replica capacity; sharing packs the new memory footprints and busy fractions.
+and, as one more lever ("hardware"), the other GPU kinds the price sheet offers
+(`advisor.engine.hardware`): each precision above at the tensor-parallel sizes that fit
+there, cheapest cost bound first, simulated only when its bound undercuts the best
+configuration found with the same or fewer levers (autoscaling then works on those too).
+It then picks per deployment within each kind's count limit (`max_gpus`) and applies
+multi-model sharing across the fleet to the chosen fleets. The interactions are not added
+up, they are simulated: a precision that frees KV memory changes the batch sizes the
+scheduler reaches, which changes what speculation gains there; autoscaling works on the new
+per-replica capacity; sharing packs the new memory footprints and busy fractions.
 
 Per deployment the answer is the cheapest configuration meeting TTFT p95, TPOT p95 and the
 quality floor, keeping at least the redundancy rule's replicas (`advisor.engine.redundancy`;
@@ -27,8 +32,11 @@ closest: ..." instead. A deployment the catalog cannot resolve is reported, not 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 
+from advisor.engine import hardware
 from advisor.engine.advice import (
     ENGINE_VERSION,
     Alternative,
@@ -39,7 +47,9 @@ from advisor.engine.advice import (
     StrategyResult,
 )
 from advisor.engine.capacity import ReplicaConfig
+from advisor.engine.catalog import HardwareSpec
 from advisor.engine.context import AssessmentContext, Resolved
+from advisor.engine.hardware import HARDWARE
 from advisor.engine.jsonable import JsonValue
 from advisor.engine.redundancy import replica_floor
 from advisor.engine.replay import replay
@@ -85,10 +95,20 @@ class DeploymentSearch:
     item: Resolved
     today: Sized
     candidates: list[Candidate] = field(default_factory=list)
+    pruned: int = 0  # hardware moves whose cost bound ruled them out unsimulated
 
-    def best(self, allowed: frozenset[str]) -> Candidate | None:
-        """The cheapest candidate meeting the SLOs; within `TIE` of it, the one changing least."""
-        usable = [c for c in self.candidates if c.strategies <= allowed and c.meets]
+    def best(
+        self, allowed: frozenset[str], fits: Callable[[Candidate], bool] | None = None
+    ) -> Candidate | None:
+        """The cheapest candidate meeting the SLOs; within `TIE` of it, the one changing least.
+
+        `fits`: which candidates the fleet has room for (the GPU kinds' count limits).
+        """
+        usable = [
+            c
+            for c in self.candidates
+            if c.strategies <= allowed and c.meets and (fits is None or fits(c))
+        ]
         if not usable:
             return None
         lowest = min(c.sized.usd_per_month for c in usable)
@@ -104,12 +124,14 @@ class DeploymentSearch:
 
 
 def strategies_of(base: ReplicaConfig, config: ReplicaConfig, autoscaled: bool) -> frozenset[str]:
-    """Which strategies turn today's configuration into this one."""
+    """Which strategies turn today's configuration into this one (on another GPU kind, its
+    tensor-parallel size belongs to the move)."""
     used = set()
-    if (config.weight_dtype, config.kv_cache_dtype, config.tensor_parallel) != (
-        base.weight_dtype,
-        base.kv_cache_dtype,
-        base.tensor_parallel,
+    moved = config.hardware != base.hardware
+    if moved:
+        used.add(HARDWARE)
+    if (config.weight_dtype, config.kv_cache_dtype) != (base.weight_dtype, base.kv_cache_dtype) or (
+        not moved and config.tensor_parallel != base.tensor_parallel
     ):
         used.add("quantization")
     if (
@@ -163,7 +185,8 @@ def search(ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]) -> D
         limits = tuned.config
     # a static-batching server is not vLLM: precisions are tried on the continuous limits
     origin = base if base.batching == "continuous" or limits is None else limits
-    for precision in [base, *_precisions(ctx, item, enabled, origin)[1:]]:
+    precisions = [base, *_precisions(ctx, item, enabled, origin)[1:]]
+    for precision in precisions:
         schedulers = [add(precision)]
         if limits is not None and limits.max_num_batched_tokens >= limits.max_num_seqs:
             retuned = replace(
@@ -187,6 +210,18 @@ def search(ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]) -> D
                 add(plain.config)
                 if best is not None:
                     add(best.config)
+    for move in hardware.moves(ctx, item, [origin, *precisions[1:]]):
+        used = strategies_of(base, move.config, False)
+        bound = min(
+            (c.sized.usd_per_month for c in found.candidates if c.meets and c.strategies <= used),
+            default=math.inf,
+        )
+        # a move must undercut what fewer levers reach by more than a tie to be chosen
+        if move.bound_usd_per_month * (1.0 + TIE) >= bound:
+            found.pruned += 1
+            continue
+        fixed[move.config] = size_fixed(ctx, item, move.config, max_replicas=move.max_replicas)
+        found.candidates.append(Candidate(fixed[move.config], used))
     if "autoscaling" in enabled:
         ranked = sorted(
             (c for c in found.candidates if c.meets), key=lambda c: c.sized.usd_per_month
@@ -249,7 +284,9 @@ def pareto(found: DeploymentSearch) -> tuple[Alternative, ...]:
 
 def _label(candidate: Candidate, strategies: set[str] | None = None) -> str:
     used = ", ".join(sorted(strategies or candidate.strategies)) or "right-sized"
-    label = f"[{used}] {candidate.sized.config.label()}, {candidate.sized.replicas} replica(s)"
+    config = candidate.sized.config
+    kind = f"{config.hardware.name} " if HARDWARE in candidate.strategies else ""
+    label = f"[{used}] {kind}{config.label()}, {candidate.sized.replicas} replica(s)"
     if candidate.sized.policy is not None:
         policy = candidate.sized.policy
         label += f", HPA on {policy.metric} at {policy.target:.3g}"
@@ -282,10 +319,10 @@ def config_change(item: Resolved, chosen: Candidate) -> ConfigChange:
                 ),
             },
         )
+    name = item.spec.name
     if sized.policy is not None:
         from advisor.engine.autoscale import hpa_manifest, keda_manifest
 
-        name = item.spec.name
         result = replace(
             result,
             replicas=None,
@@ -295,6 +332,21 @@ def config_change(item: Resolved, chosen: Candidate) -> ConfigChange:
                     sized.policy, deployment=name, model_name=item.spec.served_path
                 ),
             },
+        )
+    if sized.config.hardware != base.hardware and sized.projection is not None:
+        kind = sized.config.hardware.name
+        replicas = sized.replicas if sized.policy is None else max(sized.policy.min_replicas, 1)
+        peak = round(sized.projection.gpus_peak)
+        result = replace(
+            result,
+            hardware=kind,
+            manifests={
+                **result.manifests,
+                f"{name}-{kind.lower()}-nodes.yaml": hardware.node_manifest(
+                    sized.config, deployment=name, replicas=replicas
+                ),
+            },
+            notes=(*result.notes, hardware.nodes_note(sized.config, peak, base.hardware)),
         )
     return result
 
@@ -405,17 +457,47 @@ class Chosen:
     projection: Projection | None
 
 
+def _on_kind(kind: HardwareSpec, candidate: Candidate) -> bool:
+    return candidate.sized.config.hardware == kind
+
+
 def choose(
     ctx: AssessmentContext, searches: dict[str, DeploymentSearch], allowed: frozenset[str]
 ) -> tuple[dict[str, Chosen], SharingPlan | None]:
-    """The cheapest candidate per deployment using only `allowed` strategies, then sharing."""
+    """The cheapest candidate per deployment using only `allowed` strategies, then sharing.
+
+    A GPU kind with a count limit (`max_gpus`) is spent deployment by deployment, the one
+    saving most first: each takes its cheapest candidate whose peak GPUs still fit; one that
+    fits nowhere keeps its cheapest candidate on today's kind (it holds those GPUs now).
+    """
     out: dict[str, Chosen] = {}
-    for name, found in searches.items():
+    left: dict[str, float] = dict(hardware.gpu_limits(ctx))
+
+    def saving(name: str) -> float:
+        found = searches[name]
         best = found.best(allowed)
+        return found.today.usd_per_month - best.sized.usd_per_month if best else -math.inf
+
+    def fits(candidate: Candidate) -> bool:
+        kind = candidate.sized.config.hardware.name
+        projection = candidate.sized.projection
+        return kind not in left or projection is None or projection.gpus_peak <= left[kind] + 1e-9
+
+    order = sorted(searches, key=lambda n: (-saving(n), n)) if left else list(searches)
+    for name in order:
+        found = searches[name]
+        best = found.best(allowed, fits if left else None)
+        if best is None and left:
+            best = found.best(allowed, partial(_on_kind, found.item.hardware))
+        if best is not None and best.sized.projection is not None:
+            kind = best.sized.config.hardware.name
+            if kind in left:
+                left[kind] -= best.sized.projection.gpus_peak
         base = baseline_projection(ctx, found.item, found.today)
         pick = best or found.nearest(allowed)
         projection = pick.sized.projection if pick is not None else None
         out[name] = Chosen(found, base, best, projection)
+    out = {name: out[name] for name in searches}
     sharing = None
     if "sharing" in allowed and len(out) > 1:
         fleets = {n: c.chosen.sized for n, c in out.items() if c.chosen is not None}
@@ -437,7 +519,7 @@ def assess(scenario: Scenario) -> Plan:
     from advisor.engine.plan_tables import combinations, sensitivity
 
     ctx = AssessmentContext(scenario)
-    enabled = frozenset(scenario.options.strategy_names)
+    enabled = frozenset(scenario.options.strategy_names) | {HARDWARE}
     results: list[StrategyResult] = []
     for item in ctx.resolved.values():
         for name in scenario.options.strategy_names:
@@ -499,12 +581,20 @@ def assess(scenario: Scenario) -> Plan:
             used.add("sharing")
         projection = pick.projection or pick.baseline
         described = pick.chosen.sized.config.describe()
+        if pick.chosen.sized.config.hardware != item.hardware:
+            described["hardware"] = pick.chosen.sized.config.hardware.name
         described["replicas"] = pick.chosen.sized.replicas
         if pick.chosen.sized.policy is not None:
             described["autoscaling"] = pick.chosen.sized.policy.describe()
         if "sharing" in used and group is not None:
             described["sharing"] = group.describe()
         rules = constraints(ctx, deployment, pick.chosen)
+        move = ""
+        if pick.chosen.sized.config.hardware != item.hardware and pick.projection is not None:
+            move = hardware.move_line(
+                name, item.baseline, pick.baseline.gpus_peak, pick.chosen.sized.config,
+                pick.baseline, pick.projection,
+            )  # fmt: skip
         plans.append(
             DeploymentPlan(
                 name,
@@ -519,6 +609,7 @@ def assess(scenario: Scenario) -> Plan:
                 pareto=front,
                 replay=replay(ctx, item),
                 constraints=rules,
+                move=move,
             )
         )
     hours = scenario.options.hours_per_month
@@ -533,7 +624,8 @@ def assess(scenario: Scenario) -> Plan:
         hours,
     )
     saved = fleet_baseline.usd_per_month - fleet_plan.usd_per_month
-    assumptions = _assumptions(ctx)
+    moved_to = sorted({str(p.config["hardware"]) for p in plans if "hardware" in p.config})
+    assumptions = _assumptions(ctx, moved_to)
     return Plan(
         scenario=scenario.name,
         scenario_digest=scenario.digest(),
@@ -554,13 +646,29 @@ def assess(scenario: Scenario) -> Plan:
     )
 
 
-def _assumptions(ctx: AssessmentContext) -> tuple[str, ...]:
+def _assumptions(ctx: AssessmentContext, moved_to: list[str]) -> tuple[str, ...]:
     out = [
         "fleet latency figures are the worst deployment's p95 and load-weighted p50s; "
         "utilization is served load over what the provisioned replicas could serve at saturation",
         f"{ctx.options.hours_per_month:g} hours per month; energy from board power linear in "
         "the busy fraction between idle and full (see advisor.engine.energy)",
     ]
+    offered = {n: e for n, e in ctx.prices.as_dict().items() if not e.defaulted}
+    if len(offered) > 1:
+        kinds = ", ".join(
+            name + (f" (at most {e.max_gpus} GPUs)" if e.max_gpus is not None else "")
+            for name, e in sorted(offered.items())
+        )
+        out.append(
+            f"GPU kinds a deployment may move to: those the price sheet lists ({kinds}); a "
+            "move is priced on-demand (reserved and spot prices are shown, not used)"
+        )
+    for kind in moved_to:
+        profile = ctx.profiles.lookup(kind, ctx.options.engine)
+        out.append(
+            f"deployments moved to {kind}: step times from the calibration profile for "
+            f"({profile.hardware}, {profile.engine}): {profile.source}"
+        )
     for key in ctx.prices.unknown:
         out.append(f"prices/power entry {key!r} names no known hardware: ignored")
     for name, error in ctx.model_errors.items():

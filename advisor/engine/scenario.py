@@ -455,11 +455,21 @@ class DeploymentSpec:
 
 @dataclass(frozen=True)
 class PriceEntry:
-    """USD per GPU-hour for one hardware kind, with where the figure comes from."""
+    """USD per GPU-hour for one hardware kind, with where the figure comes from.
+
+    A row the user gave (not `defaulted`) also says the kind can be had: the planner may move
+    deployments onto it (`advisor.engine.hardware`), using at most `max_gpus` of it across
+    the fleet at once (None: no limit). `usd_per_gpu_hour` is the on-demand price, the one
+    every cost uses; the reserved and spot prices are kept with the sheet and shown, not
+    used to price a plan.
+    """
 
     usd_per_gpu_hour: float
     source: str
     defaulted: bool = False
+    max_gpus: int | None = None
+    reserved_usd_per_gpu_hour: float | None = None
+    spot_usd_per_gpu_hour: float | None = None
 
     def __post_init__(self) -> None:
         problem = PRICE_USD_PER_GPU_HOUR.problem(self.usd_per_gpu_hour)
@@ -467,6 +477,14 @@ class PriceEntry:
             fail("usd_per_gpu_hour", problem)
         if not isinstance(self.source, str) or not self.source.strip():
             fail("source", "say where the price comes from (e.g. 'price sheet 2026-01')")
+        if self.max_gpus is not None:
+            check_int("max_gpus", self.max_gpus, 1)
+        for name in ("reserved_usd_per_gpu_hour", "spot_usd_per_gpu_hour"):
+            value = getattr(self, name)
+            if value is not None:
+                problem = PRICE_USD_PER_GPU_HOUR.problem(value)
+                if problem:
+                    fail(name, problem)
 
 
 @dataclass(frozen=True)

@@ -421,6 +421,9 @@ def _price(value: Any, path: str) -> PriceEntry:
         usd_per_gpu_hour=obj.get("usd_per_gpu_hour", _num),
         source=obj.get("source", _str),
         defaulted=obj.get("defaulted", _bool, False),
+        max_gpus=obj.opt("max_gpus", _int),
+        reserved_usd_per_gpu_hour=obj.opt("reserved_usd_per_gpu_hour", _num),
+        spot_usd_per_gpu_hour=obj.opt("spot_usd_per_gpu_hour", _num),
     )
 
 

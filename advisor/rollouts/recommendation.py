@@ -6,6 +6,10 @@ its `Projection`s give GPUs, busy fraction, latency p95s, throughput and USD. A 
 change names engine args as `max_num_seqs` and keeps the projection in the ledger's terms
 (`advisor.rollouts.ledger.PROJECTION_FIELDS`).
 
+A move to another GPU kind (`hardware` set) is refused with what to do instead: nodes of
+that kind must be provisioned and the plan's Deployment patch applied, which no node
+controller does.
+
 `split_replica_part` keeps the per-replica part (engine args, model, precision, speculative
 config) for nodes whose controller cannot scale replicas (a local vLLM process) and turns
 the replica count and the autoscaling manifest into manual steps a person carries out.
@@ -52,6 +56,17 @@ def change_from_recommendation(result: Mapping[str, Any], *, source: str) -> dic
     change = result.get("config_change")
     if not isinstance(change, Mapping):
         raise RecommendationError(f"{source} has no config change")
+    kind = change.get("hardware")
+    if kind:
+        patches = sorted(str(n) for n in (change.get("manifests") or {}) if "-nodes." in str(n))
+        where = f" ({', '.join(patches)})" if patches else ""
+        raise RecommendationError(
+            f"{source} moves the deployment to {kind} GPUs, which a rollout cannot do: it "
+            "changes engine args, model, replicas and autoscaling on the nodes the deployment "
+            f"has. Provision the {kind} nodes the plan names, apply its Deployment patch"
+            f"{where} there, then release the old GPUs; or apply a strategy's recommendation, "
+            "which keeps today's GPUs"
+        )
     env = change.get("env") or {}
     if env:
         raise RecommendationError(

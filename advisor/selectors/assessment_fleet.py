@@ -3,7 +3,9 @@
 Everything comes from the database: GPUs per node and catalog kind (NVML names mapped by
 `probes.gpu_kinds`), each deployment's current vLLM engine args and model (its stored
 config.json, else the catalog), prices from the user-editable `PriceSheet` with their source
-and date (a kind without a row falls back to the catalog's list price, and says so), SLOs
+and date (a kind without a row falls back to the catalog's list price, and says so; a row
+for a catalog GPU kind the cluster does not run is a kind deployments may move to, in
+`Fleet.offered`), SLOs
 per deployment (fields left empty are the defaults, marked as such), and per GPU kind the
 calibration profile to use (a fitted record from this fleet's benchmarks with its fit error,
 else the engine's built-in profile).
@@ -26,7 +28,7 @@ from advisor.engine.perf import CalibrationProfile
 from advisor.models import SLO_DEFAULTS, DeploymentSlo
 from advisor.selectors.benchmarks import calibration_profile_for
 from probes.bounds import stored_refusal
-from probes.gpu_kinds import gpu_kind_of, prices_for
+from probes.gpu_kinds import gpu_kind_of, price_rows, prices_for
 from probes.hf_config import config_reading
 from probes.models import Cluster, Gpu, ModelDeployment
 
@@ -137,6 +139,9 @@ class Fleet:
     # skipped by name: a refused price falls back to the catalog's, a refused SLO or replica
     # count leaves its deployment out (a data gap); the rest is assessed.
     refused: tuple[RefusedValue, ...] = field(default=())
+    # Price sheet rows for catalog GPU kinds this cluster does not run: where the planner may
+    # move a deployment (advisor.engine.hardware).
+    offered: dict[str, Price] = field(default_factory=dict)
 
     def price_of_gpu(self) -> dict[int, float | None]:
         """USD per GPU-hour of every GPU id (None: a kind the catalog does not know)."""
@@ -338,5 +343,24 @@ def fleet_of(*, cluster: Cluster) -> Fleet:
         )
     unknown = tuple(sorted({gpu.model_name for gpu in gpus if gpu.kind is None}))
     return Fleet(
-        cluster, gpus, tuple(deployments), prices, calibrations, unknown, tuple(refused.values())
-    )
+        cluster, gpus, tuple(deployments), prices, calibrations, unknown, tuple(refused.values()),
+        offered_kinds(exclude=set(prices)),
+    )  # fmt: skip
+
+
+def offered_kinds(*, exclude: set[str]) -> dict[str, Price]:
+    """The price sheet's usable rows for catalog GPU kinds not in `exclude`, by kind."""
+    usable, _ = price_rows()
+    out: dict[str, Price] = {}
+    for row in usable.values():
+        try:
+            spec = DEFAULT_CATALOG.gpu(row.gpu_kind)
+        except CatalogError:
+            continue  # an NVML name the catalog does not know: nothing to simulate
+        if spec.kind != "gpu" or spec.name in exclude or spec.name in out:
+            continue
+        out[spec.name] = Price(
+            spec.name, float(row.usd_per_gpu_hour), f"{row.source}, {row.as_of:%Y-%m-%d}",
+            row.as_of.isoformat(), True,
+        )  # fmt: skip
+    return dict(sorted(out.items()))

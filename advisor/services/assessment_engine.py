@@ -192,6 +192,15 @@ def scenario_build(
         for kind, price in fleet.prices.items()
         if kind in kinds
     }
+    # the price sheet's other GPU kinds: where the planner may move a deployment
+    for kind, price in fleet.offered.items():
+        prices.setdefault(
+            kind,
+            PriceEntry(
+                price.usd_per_gpu_hour,
+                price.source + (f" (as of {price.as_of})" if price.as_of else ""),
+            ),
+        )
     profiles = tuple(
         calibration.profile
         for kind, calibration in fleet.calibrations.items()

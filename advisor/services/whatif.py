@@ -197,7 +197,12 @@ def whatif_scenario(*, scenario: Scenario, changes: Any) -> WhatIf:
         old = before.usd_per_gpu_hour if before else DEFAULT_CATALOG.gpu(kind).price_usd_per_hour
         if value != old:
             source = "what-if" + (f" (was ${old:g}: {before.source})" if before else "")
-            prices[kind] = PriceEntry(value, source[:500])
+            # the row's count limit and other prices stay; the what-if price is the user's own
+            prices[kind] = (
+                replace(before, usd_per_gpu_hour=value, source=source[:500], defaulted=False)
+                if before
+                else PriceEntry(value, source[:500])
+            )
             said.append(f"price of {kind} ${old:g} -> ${value:g} per GPU-hour")
 
     options = scenario.options

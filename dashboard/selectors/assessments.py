@@ -47,13 +47,21 @@ from dashboard.selectors.config_diff import ArgLine, args_diff
 
 # The planner's order (advisor.engine.planner: precision, scheduler, speculative, provisioning,
 # then sharing across deployments).
-PLANNER_ORDER = ("quantization", "batching", "speculative", "autoscaling", "sharing")
+PLANNER_ORDER = (
+    "quantization",
+    "batching",
+    "speculative",
+    "autoscaling",
+    "sharing",
+    "hardware",
+)
 STRATEGY_LABELS = {
     "batching": "continuous batching",
     "quantization": "quantization",
     "autoscaling": "elastic scaling",
     "speculative": "speculative decoding",
     "sharing": "multi-model GPU sharing",
+    "hardware": "another GPU kind",
 }
 
 
@@ -136,6 +144,7 @@ class DeploymentView:
     confidence: Confidence | None = None  # None: not judged (what-ifs)
     # What the plan respected (the engine's `DeploymentPlan.constraints`): SLOs, redundancy.
     constraints: dict[str, Any] = field(default_factory=dict)
+    move: str = ""  # a move to another GPU kind in words (the engine's `DeploymentPlan.move`)
     plan_config: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -240,6 +249,11 @@ class PlanView:
     def rows(self) -> tuple[DeploymentView, ...]:
         """Every deployment the totals count: the simulated ones and the held ones."""
         return tuple(d for d in self.deployments if d.baseline is not None or d.held is not None)
+
+    @property
+    def moves(self) -> tuple[str, ...]:
+        """The plan's moves to another GPU kind, in words (one line per deployment)."""
+        return tuple(d.move for d in self.assessed if d.move and d.status == "ok")
 
     @property
     def infeasible(self) -> tuple[dict[str, Any], ...]:
@@ -403,6 +417,7 @@ def plan_view(
                 confidence=judged,
                 constraints=dict(item.get("constraints") or {}),
                 plan_config=dict(item.get("config") or {}),
+                move=str(item.get("move") or ""),
             )
         )
     listed = {view.name for view in views}

@@ -8,12 +8,15 @@ static-batching server, two light models, a nightly batch job), each with 7 days
 load (10,080 steps, diurnal and weekly shapes) and a 100,000-request sample bootstrapped
 from the Azure 2023 conversation or code trace at its mean rate: a 1,000,000-request trace
 sample in all, every request of which is replayed once on today's configuration. All five
-strategies run on every deployment, then the planner's search, sharing, the 32-row
-combination table and the sensitivity analysis. Building the scenario is not timed. A warm-up
-assessment of a one-deployment fleet first loads (or compiles) the simulator's and the HPA's
-compiled loops, as a running worker would have. Target: <= 60 s on one core (the engine is
-single-threaded). Also printed: the process CPU time of the same run (on a shared machine the
-wall time includes waiting for a core) and the number of load curves simulated.
+strategies run on every deployment, then the planner's search (with the price sheet offering
+the five GPU kinds of `KINDS`, at their catalog prices, so every deployment may also move to
+another kind), sharing, the 64-row combination table and the sensitivity analysis. Building
+the scenario is not timed. A warm-up assessment of a one-deployment fleet first loads (or
+compiles) the simulator's and the HPA's compiled loops, as a running worker would have.
+Target: <= 60 s on one core (the engine is single-threaded). Also printed: the process CPU
+time of the same run (on a shared machine the wall time includes waiting for a core), each
+move to another GPU kind the plan makes, and, from the planner's search run again on its
+own, the load curves it simulates and the hardware moves its cost bound rules out unsimulated.
 """
 
 from __future__ import annotations
@@ -24,11 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from advisor.engine.planner import assess
+from advisor.engine.catalog import DEFAULT_CATALOG
+from advisor.engine.context import AssessmentContext
+from advisor.engine.planner import PER_DEPLOYMENT, assess, search
 from advisor.engine.scenario import (
     DeploymentSpec,
     EngineArgs,
     Options,
+    PriceEntry,
     Scenario,
     SloSpec,
     WorkloadSpec,
@@ -41,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TRACES = ROOT / "probes" / "data" / "traces"
 SAMPLE_REQUESTS = 100_000
 DAYS = 7
+KINDS = ("H100-SXM", "H200-SXM", "A100-80GB", "L40S", "L4")  # what the price sheet offers
 
 # name, model, hardware, TP, replicas, mean req/s, peak/trough, trace, SLO (TTFT, TPOT), extra
 FLEET: tuple[tuple[str, str, str, int, int, float, float, str, tuple[float, float], dict], ...] = (
@@ -92,7 +99,13 @@ def fleet(rng_seed: int = 0) -> Scenario:
                 slo=SloSpec(slo[0], slo[1]),
             )
         )
-    return Scenario(tuple(deployments), options=Options(seed=rng_seed), name="bench fleet")
+    prices = {
+        kind: PriceEntry(DEFAULT_CATALOG.gpu(kind).price_usd_per_hour, "bench: catalog price")
+        for kind in KINDS
+    }
+    return Scenario(
+        tuple(deployments), prices=prices, options=Options(seed=rng_seed), name="bench fleet"
+    )
 
 
 def run() -> Iterator[Figure]:
@@ -112,5 +125,16 @@ def run() -> Iterator[Figure]:
         f"${new.usd_per_month:,.0f} vs ${base.usd_per_month:,.0f}/month "
         f"({plan.savings_fraction:.1%} saved); {len(plan.combinations)} combinations"
     )
+    for item in plan.deployments:
+        if item.move:
+            print(f"# move: {item.move}")
     yield Figure("assessment_seconds", wall_s, "s", "<= 60")
     yield Figure("assessment_cpu_seconds", cpu_s, "s", "info")
+    # the search alone again, to count its work (curves are cached per context)
+    ctx = AssessmentContext(scenario)
+    enabled = frozenset(scenario.options.strategy_names) & frozenset(PER_DEPLOYMENT)
+    pruned = sum(search(ctx, item, enabled).pruned for item in ctx.resolved.values())
+    print(
+        f"# price sheet offers {len(KINDS)} kinds ({', '.join(KINDS)}); the search alone: "
+        f"{ctx.curves_simulated} load curves, {pruned} hardware moves pruned unsimulated"
+    )

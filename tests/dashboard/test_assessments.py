@@ -602,3 +602,21 @@ def test_the_gpu_accounting_names_the_deployments_not_assessed() -> None:
     )
     shared = gpu_accounting(cluster_gpus=4, in_totals=4, not_assessed={"b": 1}, unassigned=0)
     assert shared.endswith("(a GPU that serves two deployments counts in each).")
+
+
+def test_the_page_says_a_move_to_another_gpu_kind_in_words(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    plan = assessment.plan
+    llama = next(p for p in plan["deployments"] if p["deployment"] == "llama")
+    llama["move"] = "llama: H100-SXM x3 -> L4 x2, -$9,593/month, TTFT p95 80 ms -> 130 ms"
+    assessment.plan = plan
+    assessment.save(update_fields=["plan"])
+    client.force_login(carol)
+    html = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    line = html.split('data-testid="hardware-move"')[1].split("</p>")[0]
+    assert (
+        "<strong>llama: H100-SXM x3 -&gt; L4 x2, -$9,593/month, TTFT p95 80 ms -&gt; 130 ms" in line
+    )
+    assert "a rollout cannot change GPU kinds" in line
+    assert html.count('data-testid="hardware-move"') == 1

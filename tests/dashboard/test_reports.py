@@ -312,3 +312,22 @@ def test_the_footer_names_the_kinds_an_assessment_priced_at_the_list_price(
     assert html.split('data-testid="pricing-note">')[1].split("</p>")[0] == escape(note)
     assert note in text
     assert "never priced" not in html
+
+
+def test_the_report_lists_the_plans_moves_to_another_gpu_kind(small_fleet: SmallFleet) -> None:
+    assessment = assessment_completed(cluster=small_fleet.cluster, end=END)
+    plan = assessment.plan
+    llama = next(p for p in plan["deployments"] if p["deployment"] == "llama")
+    move = "llama: H100-SXM x3 -> L4 x2, -$9,593/month, TTFT p95 80 ms -> 130 ms"
+    llama["move"] = move
+    assessment.plan = plan
+    assessment.save(update_fields=["plan"])
+    content = report_content(cluster=small_fleet.cluster, window=week())
+    section = next(s for s in content.sections if s.key == "assessment")
+    assert section.context["entries"][0]["view"].moves == (move,)
+    context = {"section": section, "report": {"site_url": "https://advisor.example"}}
+    text = render_to_string("reports/_assessment.txt", context)
+    assert f"    move to another GPU kind: {move}\n" in text
+    html = render_to_string("reports/_assessment.html", {**context, "src": {}})
+    assert f"<li>{escape(move)}</li>" in html
+    assert "A node controller does not change GPU kinds" in html

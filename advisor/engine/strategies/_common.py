@@ -50,10 +50,16 @@ class Sized:
 
 
 def size_fixed(
-    ctx: AssessmentContext, item: Resolved, config: ReplicaConfig, *, redundancy: bool = True
+    ctx: AssessmentContext,
+    item: Resolved,
+    config: ReplicaConfig,
+    *,
+    redundancy: bool = True,
+    max_replicas: int | None = None,
 ) -> Sized:
     """The fewest always-on replicas of `config` meeting the deployment's SLOs, and at least
-    the redundancy rule's minimum (`redundancy=False`: what the load alone needs)."""
+    the redundancy rule's minimum (`redundancy=False`: what the load alone needs); at most
+    `max_replicas` (e.g. a GPU kind's count limit) besides the deployment's own maximum."""
     curve = ctx.curve(item, config)
     if not curve.feasible:
         return Sized(config, curve, None, 0)
@@ -65,7 +71,10 @@ def size_fixed(
         item.slo,
         mean_output_tokens=item.shape.mean_output_tokens,
         min_replicas=max(item.spec.autoscaling.min_replicas, 1, floor),
-        max_replicas=item.spec.autoscaling.max_replicas,
+        max_replicas=min(
+            (m for m in (item.spec.autoscaling.max_replicas, max_replicas) if m is not None),
+            default=None,
+        ),
     )
     return Sized(config, curve, run, replicas)
 
@@ -228,6 +237,8 @@ def alternative(
     option: Sized, item: Resolved, *, label: str | None = None, reason: str = ""
 ) -> Alternative:
     config = option.config.describe()
+    if option.config.hardware != item.hardware:
+        config["hardware"] = option.config.hardware.name
     config["replicas"] = option.replicas
     if option.policy is not None:
         config["autoscaling"] = option.policy.describe()

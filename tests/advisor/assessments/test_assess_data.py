@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
 import pytest
 
 from advisor.models import CalibrationRecord, DeploymentSlo
-from advisor.selectors.assessment_fleet import fleet_of
+from advisor.selectors.assessment_fleet import Price, fleet_of
 from advisor.selectors.assessment_measured import gpu_telemetry_in_window, usage_measured
 from advisor.selectors.assessment_workload import DataGap, DerivedWorkload, workload_derive
+from advisor.services.assessment_engine import scenario_build
 from probes.agent.vllm_metrics import Histogram
-from probes.models import EngineRollup, GpuRollup, ModelDeployment, RequestRecord
+from probes.models import EngineRollup, GpuRollup, ModelDeployment, PriceSheet, RequestRecord
 from tests.advisor.assessments.fleet import PRICE_USD, TRACE_END, LabFleet, fleet_build
 
 START = TRACE_END - timedelta(days=7)
@@ -167,6 +168,25 @@ def test_it_reads_the_fleet_prices_slos_and_calibration(lab: LabFleet) -> None:
     calibration = fleet.calibrations["H100-SXM"]
     assert (calibration.record_id, calibration.fit_median_ape) == (record.pk, 0.07)
     assert calibration.profile.bw_efficiency == 0.8
+
+
+def test_it_offers_the_price_sheets_other_gpu_kinds_to_the_planner(lab: LabFleet) -> None:
+    as_of = date(2023, 11, 2)
+    PriceSheet.objects.create(gpu_kind="L4", usd_per_gpu_hour="0.8000", source="quote",
+                              as_of=as_of)  # fmt: skip
+    PriceSheet.objects.create(gpu_kind="Acme X1", usd_per_gpu_hour="0.1000", source="quote",
+                              as_of=as_of)  # fmt: skip
+    fleet = fleet_of(cluster=lab.cluster)
+    assert list(fleet.prices) == ["H100-SXM"]  # what the cluster runs
+    assert fleet.offered == {"L4": Price("L4", 0.8, "quote, 2023-11-02", "2023-11-02", True)}
+    workload = _derive(lab, lab.chat)
+    assert isinstance(workload, DerivedWorkload)
+    scenario, _ = scenario_build(fleet=fleet, workloads=[workload], start=START, end=TRACE_END)
+    assert scenario is not None
+    assert sorted(scenario.prices) == ["H100-SXM", "L4"]
+    l4 = scenario.prices["L4"]
+    assert (l4.usd_per_gpu_hour, l4.defaulted) == (0.8, False)
+    assert l4.source == "quote, 2023-11-02 (as of 2023-11-02)"
 
 
 def test_it_names_a_deployment_whose_model_the_engine_does_not_know(lab: LabFleet) -> None:

@@ -3,11 +3,12 @@ engine's answer under the changes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
-from advisor.engine.scenario import Scenario
+from advisor.engine.scenario import PriceEntry, Scenario
 from advisor.services.whatif import WhatIfInputError, whatif_scenario, whatif_simulate
 from probes.models import Cluster
 from tests.dashboard.assessed import (
@@ -145,6 +146,14 @@ def test_it_accepts_a_value_at_the_shared_bound_and_refuses_one_beyond(
     )  # fmt: skip
     assert caught.value.field == field
     assert caught.value.message == f"{message}, got {beyond!r}"
+
+
+def test_a_price_change_keeps_the_rows_count_limit(scenario: Scenario) -> None:
+    limited = replace(scenario, prices={"H100-SXM": PriceEntry(4.0, "contract", max_gpus=8)})
+    accepted = whatif_scenario(scenario=limited, changes={"prices": {"H100-SXM": 2.0}})
+    assert accepted.scenario.prices["H100-SXM"] == PriceEntry(
+        2.0, "what-if (was $4: contract)", max_gpus=8
+    )
 
 
 @pytest.mark.django_db

@@ -416,3 +416,33 @@ def test_a_refused_start_is_audited_and_says_what_to_do(alice: User, bob: User) 
     assert refused.data == {"action": "start", "field": "nodes", "status": 409}
     assert Rollout.objects.get(id=rollout.id).status == "pending"
     assert not rollout.events.filter(to_status="canary").exists()
+
+
+def test_a_plan_that_moves_to_another_gpu_kind_is_refused_saying_what_to_do(bob: User) -> None:
+    f = fleet(1)
+    f.nodes[0].controller_kind = "kubernetes"
+    f.nodes[0].save()
+    move = {
+        **RESULTS["plan"],
+        "config_change": {"engine_args": {"--quantization": "fp8"}, "replicas": 2,
+                          "hardware": "L4", "manifests": {"llama-l4-nodes.yaml": "kind: x\n"}},
+    }  # fmt: skip
+    assessment = Assessment.objects.create(
+        cluster=f.cluster, window_start=timezone.now() - timedelta(days=7),
+        window_end=timezone.now(), status="completed", plan={"deployments": [move]},
+    )  # fmt: skip
+    error = _error(
+        rollout_propose, user=bob, nodes=[f.nodes[0].id],
+        recommendation={"assessment": assessment.id, "deployment": f.deployment.id,
+                        "strategy": "plan"},
+    )  # fmt: skip
+    assert (error.field, error.message) == (
+        "recommendation",
+        f"assessment #{assessment.id} plan for llama moves the deployment to L4 GPUs, which a "
+        "rollout cannot do: it changes engine args, model, replicas and autoscaling on the "
+        "nodes the deployment has. Provision the L4 nodes the plan names, apply its "
+        "Deployment patch (llama-l4-nodes.yaml) there, then release the old GPUs; or apply a "
+        "strategy's recommendation, which keeps today's GPUs",
+    )
+    assert not ConfigChange.objects.exists()
+    assert not Rollout.objects.exists()
