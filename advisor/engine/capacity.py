@@ -169,6 +169,7 @@ class WorkloadShape:
             self.base.output_tokens,
             concurrency,
             f"{self.base.name} closed loop x{concurrency}",
+            self.base.prefix,
         )
 
 

@@ -27,6 +27,9 @@ What this approximates (each makes the hit rate an upper bound of vLLM's):
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 from numba import njit
@@ -141,3 +144,27 @@ def reused_prompt_share(prefix: PrefixBlocks, prompt_tokens: IntArray) -> float:
         0,
     )
     return float(cached.sum()) / total
+
+
+def prefix_blocks_from_rows(
+    hashes: Sequence[Sequence[int] | None], block_tokens: Sequence[int | None]
+) -> tuple[PrefixBlocks | None, int]:
+    """Ragged block hashes from one hash list (or None) and block size per request.
+
+    The block size is the most common one among the rows with hashes (ties: the smallest);
+    rows without hashes or with another block size get no blocks (no reuse known). Returns
+    (None, 0) when no row has hashes, else the blocks and how many rows kept theirs.
+    """
+    if len(hashes) != len(block_tokens):
+        raise WorkloadError(f"prefix: {len(hashes)} hash lists for {len(block_tokens)} block sizes")
+    sizes = Counter(
+        size for row, size in zip(hashes, block_tokens, strict=True) if row is not None and size
+    )
+    if not sizes:
+        return None, 0
+    size = min(sizes, key=lambda s: (-sizes[s], s))
+    rows = [
+        list(row) if row is not None and tokens == size else []
+        for row, tokens in zip(hashes, block_tokens, strict=True)
+    ]
+    return PrefixBlocks.from_lists(size, rows), sizes[size]
