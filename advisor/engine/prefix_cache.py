@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 from numba import njit
 
-from advisor.engine.workload import PrefixBlocks, WorkloadError
+from advisor.engine.workload import PrefixBlocks, Workload, WorkloadError
 
 IntArray = npt.NDArray[np.int64]
 
@@ -168,3 +168,19 @@ def prefix_blocks_from_rows(
         for row, tokens in zip(hashes, block_tokens, strict=True)
     ]
     return PrefixBlocks.from_lists(size, rows), sizes[size]
+
+
+def prefix_reuse_assumption(sample: Workload) -> str:
+    """What an assessment assumes about prefix reuse for this request sample, in words."""
+    if sample.prefix is None:
+        return (
+            "prefix reuse unknown: the request sample carries no prompt block hashes, so "
+            "prefill is charged for every prompt token (as with prefix caching off)"
+        )
+    share = reused_prompt_share(sample.prefix, sample.prompt_tokens)
+    return (
+        f"prefix reuse {share:.0%} of the sample's prompt tokens (block hashes, "
+        f"{sample.prefix.block_tokens}-token blocks, no cache limit); with prefix caching on "
+        "(vLLM's default) each replica keeps an LRU of its KV blocks and prefill is charged "
+        "only for the tokens it does not find there"
+    )

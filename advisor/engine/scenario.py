@@ -284,6 +284,16 @@ class LoadShape:
     __hash__ = None  # type: ignore[assignment]
 
 
+def _same_prefix(a: Workload, b: Workload) -> bool:
+    if a.prefix is None or b.prefix is None:
+        return a.prefix is b.prefix
+    return (
+        a.prefix.block_tokens == b.prefix.block_tokens
+        and np.array_equal(a.prefix.hashes, b.prefix.hashes)
+        and np.array_equal(a.prefix.offsets, b.prefix.offsets)
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class WorkloadSpec:
     """A deployment's traffic: a request sample (lengths, burstiness) and its load over time."""
@@ -323,6 +333,7 @@ class WorkloadSpec:
             and np.array_equal(a.arrival_s, b.arrival_s)
             and np.array_equal(a.prompt_tokens, b.prompt_tokens)
             and np.array_equal(a.output_tokens, b.output_tokens)
+            and _same_prefix(a, b)
         )
 
     __hash__ = None  # type: ignore[assignment]

@@ -128,6 +128,7 @@ def _deployment_spec(
         workload.output_tokens,
         None,
         f"{deployment.served_name} requests",
+        workload.prefix,
     )
     # Deployments with an unknown model or GPU kind were refused before (fleet problems).
     assert deployment.model is not None
@@ -154,7 +155,10 @@ def _deployment_spec(
             load=LoadShape(
                 np.asarray(workload.rate_rps, dtype=np.float64), 60.0, start.isoformat()
             ),
-            source=f"{workload.rate_source}; sample: {workload.lengths_source}",
+            source=(
+                f"{workload.rate_source}; sample: {workload.lengths_source}; "
+                f"{workload.prefix_source}"
+            ),
         ),
     )
 

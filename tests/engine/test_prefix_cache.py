@@ -5,8 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from advisor.engine.prefix_cache import prefix_cached_tokens, reused_prompt_share
-from advisor.engine.workload import PrefixBlocks, WorkloadError
+from advisor.engine.prefix_cache import (
+    prefix_blocks_from_rows,
+    prefix_cached_tokens,
+    prefix_reuse_assumption,
+    reused_prompt_share,
+)
+from advisor.engine.workload import PrefixBlocks, Workload, WorkloadError
 
 
 def cached(
@@ -60,3 +65,29 @@ def test_it_measures_the_share_of_prompt_tokens_in_blocks_seen_before() -> None:
 def test_it_rejects_prompts_of_another_length() -> None:
     with pytest.raises(WorkloadError, match="block hashes for 1 requests, prompts for 2"):
         cached([[1]], [4, 4], capacity_tokens=100)
+
+
+def test_it_states_the_reuse_it_assumes_or_that_it_is_unknown() -> None:
+    plain = Workload(np.zeros(3), np.array([10, 9, 8]), np.ones(3, np.int64))
+    assert prefix_reuse_assumption(plain) == (
+        "prefix reuse unknown: the request sample carries no prompt block hashes, so "
+        "prefill is charged for every prompt token (as with prefix caching off)"
+    )
+    hashed = Workload(
+        plain.arrival_s,
+        plain.prompt_tokens,
+        plain.output_tokens,
+        prefix=PrefixBlocks.from_lists(4, [[1, 2, 3], [1, 2, 7], [1, 2]]),
+    )
+    assert prefix_reuse_assumption(hashed).startswith(
+        "prefix reuse 59% of the sample's prompt tokens (block hashes, 4-token blocks, no cache "
+        "limit); with prefix caching on"
+    )
+
+
+def test_it_builds_ragged_blocks_from_records_of_the_commonest_block_size() -> None:
+    blocks, kept = prefix_blocks_from_rows([[1, 2], None, [3], [4, 5]], [512, None, 256, 512])
+    assert blocks is not None
+    assert (blocks.block_tokens, kept) == (512, 2)
+    assert [blocks.row(i).tolist() for i in range(4)] == [[1, 2], [], [], [4, 5]]
+    assert prefix_blocks_from_rows([None, None], [None, None]) == (None, 0)
