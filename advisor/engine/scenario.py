@@ -218,6 +218,7 @@ class EngineArgs:
     kv_cache_dtype: str = "auto"
     block_size: int = 16
     speculative_config: SpeculativeSpec | None = None
+    enable_prefix_caching: bool = True  # vLLM V1's default
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "max_model_len"):
@@ -228,6 +229,11 @@ class EngineArgs:
             fail(
                 "enable_chunked_prefill",
                 f"must be true or false, got {self.enable_chunked_prefill!r}",
+            )
+        if not isinstance(self.enable_prefix_caching, bool):
+            fail(
+                "enable_prefix_caching",
+                f"must be true or false, got {self.enable_prefix_caching!r}",
             )
         util = self.gpu_memory_utilization
         if isinstance(util, bool) or not isinstance(util, int | float) or not 0.0 < util <= 1.0:

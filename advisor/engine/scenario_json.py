@@ -316,6 +316,9 @@ def _engine_args(value: Any, path: str) -> EngineArgs:
         kv_cache_dtype=obj.get("kv_cache_dtype", _str, defaults.kv_cache_dtype),
         block_size=obj.get("block_size", _int, defaults.block_size),
         speculative_config=obj.opt("speculative_config", _speculative),
+        enable_prefix_caching=obj.get(
+            "enable_prefix_caching", _bool, defaults.enable_prefix_caching
+        ),
     )
 
 

@@ -53,6 +53,7 @@ DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "auto": "bf16",
 ENGINE_ARG_NAMES = (
     "max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill",
     "gpu_memory_utilization", "max_model_len", "kv_cache_dtype", "block_size",
+    "enable_prefix_caching",
 )  # fmt: skip
 
 
@@ -77,8 +78,15 @@ def _weight_dtype(args: dict[str, Any]) -> tuple[str, str | None]:
     return DTYPES[dtype.lower()], None
 
 
+def engine_args_read(raw: dict[str, Any]) -> EngineArgs:
+    """The engine's EngineArgs from a deployment's recorded vLLM args (either spelling)."""
+    return _engine_args(_args(raw))
+
+
 def _engine_args(args: dict[str, Any]) -> EngineArgs:
     given = {name: args[name] for name in ENGINE_ARG_NAMES if args.get(name) is not None}
+    if args.get("no_enable_prefix_caching") is True:  # vLLM's --no-enable-prefix-caching
+        given["enable_prefix_caching"] = False
     speculative = args.get("speculative_config")
     try:
         if isinstance(speculative, dict):

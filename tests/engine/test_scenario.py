@@ -120,6 +120,21 @@ def test_it_round_trips_the_samples_block_hashes() -> None:
     assert again.deployments[1].workload.sample.prefix is None
 
 
+def test_it_round_trips_prefix_caching_off() -> None:
+    scenario = _scenario()
+    first = scenario.deployments[0]
+    off = replace(first, engine_args=replace(first.engine_args, enable_prefix_caching=False))
+    changed = replace(scenario, deployments=(off, *scenario.deployments[1:]))
+    again = Scenario.from_json(changed.to_json())
+    assert again.deployments[0].engine_args.enable_prefix_caching is False
+    assert again.deployments[1].engine_args.enable_prefix_caching is True
+    data = json.loads(changed.to_json())
+    data["deployments"][0]["engine_args"]["enable_prefix_caching"] = "no"
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_dict(data)
+    assert caught.value.field == "deployments[0].engine_args.enable_prefix_caching"
+
+
 def test_it_names_the_request_whose_block_hashes_do_not_fit() -> None:
     data = json.loads(_with_prefix(_scenario()).to_json())
     sample = data["deployments"][0]["workload"]["sample"]

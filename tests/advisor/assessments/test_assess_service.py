@@ -17,7 +17,7 @@ from django_celery_beat.models import PeriodicTask
 from advisor.engine.scenario import Scenario
 from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus, DeploymentSlo
 from advisor.services import assessments
-from advisor.services.assessment_engine import EngineOutcome
+from advisor.services.assessment_engine import EngineOutcome, engine_args_read
 from advisor.tasks.sim import assessment_run
 from probes.models import Cluster, EngineRollup, TraceFormat
 from probes.services import import_trace
@@ -148,6 +148,21 @@ def test_it_refuses_engine_args_the_engine_cannot_read_and_goes_on(
     )
     assert assessment.scenario == ""
     assert assessment.progress_message == "no deployment has enough data to assess"
+
+
+@pytest.mark.parametrize(
+    ("raw", "enabled"),
+    [
+        ({}, True),
+        ({"enable-prefix-caching": False}, False),
+        ({"no-enable-prefix-caching": True}, False),
+        ({"enable_prefix_caching": True}, True),
+    ],
+)
+def test_it_reads_whether_the_deployment_caches_prefixes(
+    raw: dict[str, Any], enabled: bool
+) -> None:
+    assert engine_args_read(raw).enable_prefix_caching is enabled
 
 
 def test_it_passes_measured_speculative_acceptance_to_the_engine(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from advisor.engine.scenario import DeploymentSpec
+from advisor.engine.scenario import DeploymentSpec, EngineArgs
 from advisor.engine.strategies import batching
 from advisor.engine.workload import PrefixBlocks, Workload
 from tests.engine.strategies.helpers import context, deployment, run
@@ -44,3 +44,13 @@ def test_a_shared_system_prompt_lowers_todays_ttft_and_is_stated() -> None:
         line.startswith("prefix reuse 6") and "512-token blocks" in line
         for line in with_reuse.assumptions
     )
+
+
+def test_a_deployment_without_prefix_caching_gains_nothing_from_hashes() -> None:
+    plain = deployment(rate_rps=4.0, prompt=3000, output=100)
+    off = replace(plain, engine_args=EngineArgs(enable_prefix_caching=False))
+    hashed = with_system_prompt(off, shared_blocks=4)
+    without = run(batching, context(plain), "chat")
+    hashed_off = run(batching, context(hashed), "chat")
+    assert hashed_off.baseline.ttft_p50_s == without.baseline.ttft_p50_s
+    assert hashed_off.baseline.ttft_p95_s == without.baseline.ttft_p95_s
