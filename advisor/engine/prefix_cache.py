@@ -111,9 +111,8 @@ def prefix_cached_tokens(
         )
     if kv_block_tokens < 1:
         raise WorkloadError(f"kv_block_tokens: must be >= 1, got {kv_block_tokens}")
-    _unique, dense = np.unique(prefix.hashes, return_inverse=True)
     out: IntArray = _lru_pass(
-        dense.astype(np.int64).reshape(-1),
+        prefix.dense_ids,
         prefix.offsets,
         np.asarray(prompt_tokens, dtype=np.int64),
         prefix.block_tokens,
@@ -133,9 +132,8 @@ def reused_prompt_share(prefix: PrefixBlocks, prompt_tokens: IntArray) -> float:
     total = float(np.asarray(prompt_tokens).sum())
     if total <= 0:
         return 0.0
-    _unique, dense = np.unique(prefix.hashes, return_inverse=True)
     cached = _lru_pass(
-        dense.astype(np.int64).reshape(-1),
+        prefix.dense_ids,
         prefix.offsets,
         np.asarray(prompt_tokens, dtype=np.int64),
         prefix.block_tokens,

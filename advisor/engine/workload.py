@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,14 @@ class PrefixBlocks:
         offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
         flat = [value for row in rows for value in row]
         return cls(block_tokens, np.array(flat, dtype=np.int64), offsets)
+
+    @cached_property
+    def dense_ids(self) -> IntArray:
+        """The hashes renumbered 0..m-1 (equal hashes, equal ids); computed once, read-only."""
+        _unique, inverse = np.unique(self.hashes, return_inverse=True)
+        out = inverse.astype(np.int64).reshape(-1)
+        out.setflags(write=False)
+        return out
 
     @property
     def num_requests(self) -> int:
