@@ -22,7 +22,8 @@ What this approximates (each makes the hit rate an upper bound of vLLM's):
   earlier one with the same prefix is still waiting or prefilling hits here, in vLLM only
   blocks already computed can be hit;
 - one order, arrival order: requests preempted and recomputed, and requests rejected as too
-  long, still touch the cache once, at arrival.
+  long, still touch the cache once, at arrival (a preempted request resumes with its prompt's
+  cached tokens only, although vLLM may still hold its generated tokens' blocks too).
 """
 
 from __future__ import annotations

@@ -190,7 +190,7 @@ class Workload:
                 f"max_concurrency: must be >= 1 or None, got {self.max_concurrency}"
             )
         if self.prefix is not None:
-            _check_prefix(self.prefix, prompt.astype(np.int64))
+            _check_prefix(self.prefix, np.asarray(prompt, dtype=np.int64))
         object.__setattr__(self, "arrival_s", arrival)
         object.__setattr__(self, "prompt_tokens", prompt)
         object.__setattr__(self, "output_tokens", output)

@@ -65,8 +65,10 @@ class ImportReport:
     warning: str | None = None  # e.g. the trace lies outside every assessment window
     prefix_reuse_share: float | None = None  # None: no block hashes in the file
     # Rows with block hashes, for the reuse share: (arrival, prompt tokens, block tokens,
-    # hashes); about 100 bytes + 8 per block each.
-    _hashed: list[tuple[float, int, int, tuple[int, ...]]] = field(default_factory=list)
+    # hashes); about 100 bytes + 8 per block each, dropped once the share is known.
+    hashed_rows: list[tuple[float, int, int, tuple[int, ...]]] = field(
+        default_factory=list, repr=False
+    )
 
     @property
     def ok(self) -> bool:
@@ -288,14 +290,14 @@ def _stream_rows(
     if report.rows_read == 0 and not report.errors:
         report.errors.append(RowError(0, "", "the file holds no requests"))
     if not report.errors:
-        report.prefix_reuse_share = trace_prefix_reuse(report._hashed)
-    report._hashed = []
+        report.prefix_reuse_share = trace_prefix_reuse(report.hashed_rows)
+    report.hashed_rows = []
 
 
 def _note(report: ImportReport, row: TraceRow) -> None:
     report.rows_read += 1
     if row.prefix_block_hashes is not None and row.prefix_block_tokens is not None:
-        report._hashed.append(
+        report.hashed_rows.append(
             (
                 row.arrival.timestamp(),
                 row.prompt_tokens,
