@@ -6,7 +6,9 @@ Formats (`TraceFormat`):
 - `burstgpt`: BurstGPT CSV `Timestamp,Model,Request tokens,Response tokens,Total tokens,Log
   Type`; Timestamp is seconds from the trace start; `Response tokens` 0 marks a failure.
 - `mooncake`: Mooncake JSON lines `{"timestamp": ms from start, "input_length",
-  "output_length", ...}`.
+  "output_length", "hash_ids": [...]}`; `hash_ids` (optional) are the prompt's block hashes
+  over `MOONCAKE_BLOCK_TOKENS`-token blocks (the last block may be partial), kept per request
+  so prefix reuse can be measured and simulated.
 - `vllm-bench`: the JSON of `vllm bench serve --save-result --save-detailed` (arrays
   `input_lens`, `output_lens`, `start_times`, optional `ttfts`, `latencies`, `errors`); it is
   read whole (one JSON document), the others line by line.
@@ -29,7 +31,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+import numpy as np
+
+from advisor.engine.prefix_cache import prefix_blocks_from_rows, reused_prompt_share
+
 MAX_TOKENS = 2**31 - 1
+MOONCAKE_BLOCK_TOKENS = 512  # the block size of Mooncake's hash_ids (its trace README)
+INT64_MAX = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -41,6 +49,8 @@ class TraceRow:
     ttft_s: float | None = None
     e2e_s: float | None = None
     status: str = "ok"
+    prefix_block_hashes: tuple[int, ...] | None = None  # None: unknown
+    prefix_block_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +111,22 @@ def parse_trace(
         yield RowError(0, "", f"the file is not UTF-8 text ({exc.reason} at byte {exc.start})")
     except (gzip.BadGzipFile, EOFError, OSError) as exc:
         yield RowError(0, "", f"the file cannot be read: {exc}")
+
+
+def trace_prefix_reuse(rows: list[tuple[float, int, int, tuple[int, ...]]]) -> float | None:
+    """Measured prefix reuse of a trace: share of prompt tokens in blocks seen before.
+
+    `rows`: (arrival, prompt tokens, block tokens, block hashes) of the requests that carry
+    hashes, in any order (taken in arrival order). None when there are none.
+    """
+    if not rows:
+        return None
+    ordered = sorted(rows, key=lambda row: row[0])
+    blocks, _kept = prefix_blocks_from_rows([r[3] for r in ordered], [r[2] for r in ordered])
+    if blocks is None:
+        return None
+    prompts = np.array([r[1] for r in ordered], dtype=np.int64)
+    return reused_prompt_share(blocks, prompts)
 
 
 def _csv_rows(
@@ -190,11 +216,15 @@ def _mooncake(text: IO[str], start: datetime) -> Iterator[TraceRow | RowError]:
             continue
         try:
             offset_ms = _seconds("timestamp", _field(record, "timestamp"))
+            prompt = _tokens("input_length", _field(record, "input_length"))
+            hashes = _block_hashes("hash_ids", record.get("hash_ids"), prompt)
             yield TraceRow(
                 row=row,
                 arrival=start + timedelta(milliseconds=offset_ms),
-                prompt_tokens=_tokens("input_length", _field(record, "input_length")),
+                prompt_tokens=prompt,
                 output_tokens=_tokens("output_length", _field(record, "output_length")),
+                prefix_block_hashes=hashes,
+                prefix_block_tokens=None if hashes is None else MOONCAKE_BLOCK_TOKENS,
             )
         except _Bad as bad:
             yield RowError(row, bad.column, bad.message)
@@ -302,6 +332,25 @@ def _field(record: dict[str, Any], name: str) -> Any:
     if name not in record:
         raise _Bad(name, "missing")
     return record[name]
+
+
+def _block_hashes(column: str, value: Any, prompt_tokens: int) -> tuple[int, ...] | None:
+    """A list of integer block hashes (None when absent), at most one per started block."""
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise _Bad(column, f"expected a list of integers, got {type(value).__name__}")
+    for i, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, int) or not 0 <= item <= INT64_MAX:
+            raise _Bad(f"{column}[{i}]", f"{item!r} is not an integer in 0..2^63-1")
+    most = -(-prompt_tokens // MOONCAKE_BLOCK_TOKENS)
+    if len(value) > most:
+        raise _Bad(
+            column,
+            f"{len(value)} blocks of {MOONCAKE_BLOCK_TOKENS} tokens for a {prompt_tokens}-token "
+            f"prompt (at most {most})",
+        )
+    return tuple(value)
 
 
 def _tokens(column: str, value: Any) -> int:

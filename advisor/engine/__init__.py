@@ -12,7 +12,12 @@ Modules and their main API (stable; engine II's strategies and planner build on 
   `poisson_arrivals_s`, `gamma_arrivals_s` (burstiness as `vllm bench serve`),
   `synthetic_workload`, `closed_loop_workload`, `load_azure_trace(path)`,
   `resample_workload(w, rng, num_requests=, rate_rps=)`, `Workload.with_rate/time_scaled`.
-  Errors: `WorkloadError` naming the field, or the file line and column.
+  `Workload(..., prefix=PrefixBlocks(block_tokens, hashes, offsets))`: optional per-request
+  prompt block hashes (ragged). Errors: `WorkloadError` naming the field, or the file line and
+  column.
+- `prefix_cache`: `prefix_cached_tokens(prefix, prompt_tokens, capacity_tokens=,
+  kv_block_tokens=)` (vLLM's automatic prefix caching as an LRU pre-pass in arrival order),
+  `reused_prompt_share(prefix, prompt_tokens)` (a trace's measured reuse).
 - `catalog`: `DEFAULT_CATALOG.gpu(name) -> HardwareSpec`, `.model(name) -> ModelSpec` (built-in,
   else a vendored config.json in `data/configs/`), `.quant(name) -> QuantScheme`;
   `resolve_model(name_or_config_json_path)`, `model_from_hf_config(path)`,
@@ -28,9 +33,10 @@ Modules and their main API (stable; engine II's strategies and planner build on 
   `CalibrationProfile` (efficiencies, overheads, TP all-reduce latency, host/device overlap,
   API latency), `StepModel(deployment, profile).step_time_s(...)`.
 - `sim`: `SchedulerConfig(max_num_seqs, max_num_batched_tokens, enable_chunked_prefill,
-  block_size_tokens)`, `vllm_default_scheduler(hardware)`, `Replica(deployment, scheduler,
-  profile)`, `simulate(replica, workload) -> SimResult` (vLLM V1 continuous batching, closed
-  form over decode runs), `simulate_static(replica, workload, StaticBatchConfig(...))`.
+  block_size_tokens, prefill_first, enable_prefix_caching)`, `vllm_default_scheduler(hardware)`,
+  `Replica(deployment, scheduler, profile)`, `simulate(replica, workload) -> SimResult` (vLLM
+  V1 continuous batching, closed form over decode runs; prefix caching when the workload has
+  block hashes), `simulate_static(replica, workload, StaticBatchConfig(...))`.
   `sim_reference.simulate_reference` is the readable step-by-step twin the tests compare with.
 - `results`: `SimResult` (per-request send/first-token/finish times, preemptions, counters)
   and `SimResult.metrics(Slo(ttft_s=, tpot_s=, e2e_s=)) -> ServingMetrics` (throughputs,

@@ -327,13 +327,18 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
     block_size,
     total_blocks,
     max_model_len,
-    prefill_first=False,
+    prefill_first,
+    cached_tokens,
 ):
     """Serve the workload on one replica with vLLM V1 scheduling; see module docstring.
 
     `prefill_first`: vLLM V0 without chunked prefill: a step that admits waiting prompts
     runs them alone (decoding sequences stall for it); otherwise decodes and prefill chunks
     share each step (V1, and V0 with chunked prefill).
+    `cached_tokens[r]`: prompt tokens request r finds in the prefix cache (< its prompt; see
+    `advisor.engine.prefix_cache`): each admission starts its prefill there, so only the rest
+    costs compute and token budget, while its blocks (cached ones included) are allocated as
+    usual and the attention of its chunks reads the cached context.
 
     Returns (send_s, first_token_s, finish_s, preemptions, stats, itl_hist).
     """
@@ -389,7 +394,8 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
     done = 0
     new_req = np.empty(max_num_seqs + 1, np.int64)
     new_chunk = np.empty(max_num_seqs + 1, np.int64)
-    new_before = np.empty(max_num_seqs + 1, np.int64)
+    new_before = np.empty(max_num_seqs + 1, np.int64)  # context before the chunk
+    new_held = np.empty(max_num_seqs + 1, np.int64)  # tokens whose blocks are already held
 
     while done < n:
         # 1. requests whose time has come are sent (client cap permitting)
@@ -414,11 +420,12 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
         admissible = False
         if pf < 0 and wh < wt and running < max_num_seqs and budget_left > 0:
             head = wq[wh]
-            need_tokens = target[head] - computed[head]
+            start = cached_tokens[head]
+            need_tokens = target[head] - start
             if chunked_prefill or need_tokens <= budget_left:
                 chunk = min(need_tokens, budget_left)
                 need_dec = hist[(-g) % block_size] if n_dec > 0 and not prefill_first else 0
-                admissible = _blocks(chunk, block_size) <= free - need_dec
+                admissible = _blocks(start + chunk, block_size) <= free - need_dec
 
         # 2. a closed-form run of decode steps when nothing else can change the batch
         if pf < 0 and not admissible and n_dec > 0:
@@ -572,22 +579,24 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
                 new_req[0] = pf
                 new_chunk[0] = chunk
                 new_before[0] = computed[pf]
+                new_held[0] = computed[pf]
                 n_new = 1
                 budget -= chunk
                 free -= need
         if not preempted:
             while wh < wt and n_dec + n_new < max_num_seqs and budget > 0:
                 r = wq[wh]
-                need_tokens = target[r]
+                start = cached_tokens[r]
+                need_tokens = target[r] - start
                 if not chunked_prefill and need_tokens > budget:
                     break
                 chunk = min(need_tokens, budget)
-                need = _blocks(chunk, block_size)
+                need = _blocks(start + chunk, block_size)
                 if need > free:
                     break
                 wh += 1
                 state[r] = PREFILLING
-                computed[r] = 0
+                computed[r] = start
                 admissions += 1
                 admit_no[r] = admissions
                 if vn == vk.shape[0]:
@@ -595,7 +604,8 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
                 vn = _heap_push(vk, vv, vt, vn, -admissions, r, 0)
                 new_req[n_new] = r
                 new_chunk[n_new] = chunk
-                new_before[n_new] = 0
+                new_before[n_new] = start
+                new_held[n_new] = 0
                 n_new += 1
                 budget -= chunk
                 free -= need
@@ -641,7 +651,7 @@ def simulate_continuous(  # type: ignore[no-untyped-def]
         for i in range(n_new):
             r = new_req[i]
             used += _blocks(new_before[i] + new_chunk[i], block_size) - _blocks(
-                new_before[i], block_size
+                new_held[i], block_size
             )
         stats[S_KV_BLOCK_S] += used * d
         stats[S_PEAK_BLOCKS] = max(stats[S_PEAK_BLOCKS], used)

@@ -73,6 +73,7 @@ class ReplicaConfig:
     static_batch_size: int = 32
     static_timeout_s: float = 1.0
     spec: SpecConfig | None = None
+    enable_prefix_caching: bool = True
 
     @property
     def gpus(self) -> int:
@@ -96,6 +97,7 @@ class ReplicaConfig:
             max_num_batched_tokens=self.max_num_batched_tokens,
             enable_chunked_prefill=self.enable_chunked_prefill,
             block_size_tokens=self.block_size,
+            enable_prefix_caching=self.enable_prefix_caching,
         )
 
     def label(self) -> str:
@@ -109,6 +111,8 @@ class ReplicaConfig:
             parts.append(f"seqs {self.max_num_seqs}, tokens {self.max_num_batched_tokens}")
             if not self.enable_chunked_prefill:
                 parts.append("no chunked prefill")
+            if not self.enable_prefix_caching:
+                parts.append("no prefix caching")
         if self.spec is not None:
             parts.append(f"spec {self.spec.drafter.method} k={self.spec.num_speculative_tokens}")
         return ", ".join(parts)
@@ -124,6 +128,8 @@ class ReplicaConfig:
             "enable_chunked_prefill": self.enable_chunked_prefill,
             "gpu_memory_utilization": self.gpu_memory_utilization,
         }
+        if not self.enable_prefix_caching:
+            out["enable_prefix_caching"] = False
         if self.batching == "static":
             out["static_batch_size"] = self.static_batch_size
             out["static_timeout_s"] = self.static_timeout_s
@@ -169,6 +175,7 @@ class WorkloadShape:
             self.base.output_tokens,
             concurrency,
             f"{self.base.name} closed loop x{concurrency}",
+            self.base.prefix,
         )
 
 

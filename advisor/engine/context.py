@@ -173,6 +173,7 @@ class AssessmentContext:
             max_num_seqs=seqs,
             max_num_batched_tokens=tokens,
             enable_chunked_prefill=args.enable_chunked_prefill,
+            enable_prefix_caching=args.enable_prefix_caching,
             kv_cache_dtype=args.kv_cache_dtype,
             block_size=args.block_size,
             gpu_memory_utilization=args.gpu_memory_utilization,

@@ -218,6 +218,7 @@ class EngineArgs:
     kv_cache_dtype: str = "auto"
     block_size: int = 16
     speculative_config: SpeculativeSpec | None = None
+    enable_prefix_caching: bool = True  # vLLM V1's default
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "max_model_len"):
@@ -228,6 +229,11 @@ class EngineArgs:
             fail(
                 "enable_chunked_prefill",
                 f"must be true or false, got {self.enable_chunked_prefill!r}",
+            )
+        if not isinstance(self.enable_prefix_caching, bool):
+            fail(
+                "enable_prefix_caching",
+                f"must be true or false, got {self.enable_prefix_caching!r}",
             )
         util = self.gpu_memory_utilization
         if isinstance(util, bool) or not isinstance(util, int | float) or not 0.0 < util <= 1.0:
@@ -284,6 +290,16 @@ class LoadShape:
     __hash__ = None  # type: ignore[assignment]
 
 
+def _same_prefix(a: Workload, b: Workload) -> bool:
+    if a.prefix is None or b.prefix is None:
+        return a.prefix is b.prefix
+    return (
+        a.prefix.block_tokens == b.prefix.block_tokens
+        and np.array_equal(a.prefix.hashes, b.prefix.hashes)
+        and np.array_equal(a.prefix.offsets, b.prefix.offsets)
+    )
+
+
 @dataclass(frozen=True, eq=False)
 class WorkloadSpec:
     """A deployment's traffic: a request sample (lengths, burstiness) and its load over time."""
@@ -323,6 +339,7 @@ class WorkloadSpec:
             and np.array_equal(a.arrival_s, b.arrival_s)
             and np.array_equal(a.prompt_tokens, b.prompt_tokens)
             and np.array_equal(a.output_tokens, b.output_tokens)
+            and _same_prefix(a, b)
         )
 
     __hash__ = None  # type: ignore[assignment]

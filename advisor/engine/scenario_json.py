@@ -41,7 +41,7 @@ from advisor.engine.scenario import (
     default_autoscaling,
     diurnal_load,
 )
-from advisor.engine.workload import Workload, WorkloadError
+from advisor.engine.workload import PrefixBlocks, Workload, WorkloadError
 
 # --- serialisation ----------------------------------------------------------------------------
 
@@ -51,12 +51,19 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.ndarray):
         return value.tolist()
     if isinstance(value, Workload):
-        return {
+        out: dict[str, Any] = {
             "name": value.name,
             "arrival_s": value.arrival_s.tolist(),
             "prompt_tokens": value.prompt_tokens.tolist(),
             "output_tokens": value.output_tokens.tolist(),
         }
+        if value.prefix is not None:
+            out["prefix"] = {
+                "block_tokens": value.prefix.block_tokens,
+                "hashes": value.prefix.hashes.tolist(),
+                "offsets": value.prefix.offsets.tolist(),
+            }
+        return out
     if hasattr(value, "__dataclass_fields__"):
         return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):
@@ -90,12 +97,19 @@ def scenario_digest(scenario: Scenario) -> str:
         if isinstance(value, np.ndarray):
             return _array_digest(value)
         if isinstance(value, Workload):
-            return {
+            out: dict[str, Any] = {
                 "name": value.name,
                 "arrival_s": _array_digest(value.arrival_s),
                 "prompt_tokens": _array_digest(value.prompt_tokens),
                 "output_tokens": _array_digest(value.output_tokens),
             }
+            if value.prefix is not None:
+                out["prefix"] = {
+                    "block_tokens": value.prefix.block_tokens,
+                    "hashes": _array_digest(value.prefix.hashes),
+                    "offsets": _array_digest(value.prefix.offsets),
+                }
+            return out
         if hasattr(value, "__dataclass_fields__"):
             return {f.name: swap(getattr(value, f.name)) for f in fields(value)}
         if isinstance(value, Mapping):
@@ -302,6 +316,9 @@ def _engine_args(value: Any, path: str) -> EngineArgs:
         kv_cache_dtype=obj.get("kv_cache_dtype", _str, defaults.kv_cache_dtype),
         block_size=obj.get("block_size", _int, defaults.block_size),
         speculative_config=obj.opt("speculative_config", _speculative),
+        enable_prefix_caching=obj.get(
+            "enable_prefix_caching", _bool, defaults.enable_prefix_caching
+        ),
     )
 
 
@@ -315,15 +332,31 @@ def _sample(value: Any, path: str) -> Workload:
     prompt = obj.get("prompt_tokens", _ints)
     output = obj.get("output_tokens", _ints)
     name = obj.get("name", _str, "sample")
+    prefix = obj.opt("prefix", _prefix_blocks)
     obj.done()
     try:
-        return Workload(arrival, prompt, output, None, name)
+        return Workload(arrival, prompt, output, None, name, prefix)
     except WorkloadError as exc:
         text = str(exc)
         head = text.split(":", 1)[0]
-        if head in ("arrival_s", "prompt_tokens", "output_tokens"):
+        if head in ("arrival_s", "prompt_tokens", "output_tokens", "prefix.hashes"):
             raise ScenarioError(f"{path}.{head}", text.split(":", 1)[1].strip()) from None
         raise ScenarioError(path, text) from None
+
+
+def _prefix_blocks(value: Any, path: str) -> PrefixBlocks:
+    """A sample's prompt block hashes: `{"block_tokens", "hashes", "offsets"}`."""
+    obj = _Obj(value, path)
+    block_tokens = obj.get("block_tokens", _int)
+    hashes = obj.get("hashes", _ints)
+    offsets = obj.get("offsets", _ints)
+    obj.done()
+    try:
+        return PrefixBlocks(block_tokens, hashes, offsets)
+    except WorkloadError as exc:
+        head, _, rest = str(exc).partition(":")
+        field = head.removeprefix("prefix.")
+        raise ScenarioError(f"{path}.{field}", rest.strip()) from None
 
 
 def _load(value: Any, path: str) -> LoadShape:

@@ -28,6 +28,7 @@ from advisor.engine.perf import (
     StepModel,
     memory_plan,
 )
+from advisor.engine.prefix_cache import IntArray, prefix_cached_tokens
 from advisor.engine.results import SimResult
 from advisor.engine.workload import Workload
 
@@ -39,6 +40,9 @@ class SchedulerConfig:
     `prefill_first`: vLLM V0's scheduling without chunked prefill, where a step that admits
     waiting prompts runs them alone and the decoding sequences wait for it (V1 always mixes
     them); it needs `enable_chunked_prefill=False`.
+    `enable_prefix_caching`: vLLM's automatic prefix caching (`--enable-prefix-caching`, on
+    by default in V1); it skips prefill only for workloads that carry prompt block hashes
+    (`Workload.prefix`), see `advisor.engine.prefix_cache`.
     """
 
     max_num_seqs: int = 256
@@ -46,6 +50,7 @@ class SchedulerConfig:
     enable_chunked_prefill: bool = True
     block_size_tokens: int = 16
     prefill_first: bool = False
+    enable_prefix_caching: bool = True
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size_tokens"):
@@ -69,6 +74,7 @@ class SchedulerConfig:
             "max_num_batched_tokens": self.max_num_batched_tokens,
             "enable_chunked_prefill": self.enable_chunked_prefill,
             "block_size": self.block_size_tokens,
+            "enable_prefix_caching": self.enable_prefix_caching,
         }
 
 
@@ -102,19 +108,23 @@ def vllm_default_scheduler(
     256), else 2048 and 256. V0 (before 0.8): 256 sequences; chunked prefill only for models
     longer than 32768 tokens, with a 512-token budget, and never for MLA models (0.7.x forced
     it off); without it a step holds max(max_model_len, 2048) tokens and prompts run first.
+    Prefix caching is on by default in V1 and off in V0.
     `max_model_len` and `mla` matter only for V0.
     """
     if hardware.kind != "cpu" and vllm_engine_generation(version) == "v0":
         long_context = (max_model_len or 0) > V0_LONG_CONTEXT_TOKENS
         if long_context and not mla:
             return SchedulerConfig(
-                max_num_seqs=256, max_num_batched_tokens=V0_CHUNKED_PREFILL_TOKENS
+                max_num_seqs=256,
+                max_num_batched_tokens=V0_CHUNKED_PREFILL_TOKENS,
+                enable_prefix_caching=False,
             )
         return SchedulerConfig(
             max_num_seqs=256,
             max_num_batched_tokens=max(max_model_len or 0, V0_MIN_BATCHED_TOKENS),
             enable_chunked_prefill=False,
             prefill_first=True,
+            enable_prefix_caching=False,
         )
     if hardware.kind == "cpu":
         return SchedulerConfig(max_num_seqs=128, max_num_batched_tokens=2048)
@@ -182,8 +192,29 @@ class StaticBatchConfig:
             raise ConfigError(f"timeout_s: must be finite and >= 0, got {self.timeout_s}")
 
 
+def prefix_cached_tokens_on(replica: Replica, workload: Workload) -> IntArray:
+    """Prompt tokens each request finds in the replica's prefix cache.
+
+    Zeros when the replica runs without prefix caching or the workload has no block hashes.
+    The cache holds the replica's whole KV space (see `advisor.engine.prefix_cache`).
+    """
+    if not replica.scheduler.enable_prefix_caching or workload.prefix is None:
+        return np.zeros(workload.num_requests, np.int64)
+    block = replica.scheduler.block_size_tokens
+    return prefix_cached_tokens(
+        workload.prefix,
+        workload.prompt_tokens,
+        capacity_tokens=replica.total_kv_blocks * block,
+        kv_block_tokens=block,
+    )
+
+
 def simulate(replica: Replica, workload: Workload) -> SimResult:
-    """Continuous batching (vLLM V1) on one replica; deterministic for a given workload."""
+    """Continuous batching (vLLM V1) on one replica; deterministic for a given workload.
+
+    With prefix caching on and block hashes in the workload, prefill skips each request's
+    cached prompt tokens (`prefix_cached_tokens_on`).
+    """
     step = replica.step_model
     scheduler = replica.scheduler
     send, first, finish, preemptions, stats, itl = _simcore.simulate_continuous(
@@ -199,6 +230,7 @@ def simulate(replica: Replica, workload: Workload) -> SimResult:
         replica.total_kv_blocks,
         replica.deployment.effective_max_model_len,
         scheduler.prefill_first,
+        prefix_cached_tokens_on(replica, workload),
     )
     return SimResult.from_core(
         replica=replica,

@@ -8,6 +8,8 @@ admission order (decodes take one token, a partial prefill takes what the token 
 leaves), preempting the most recently admitted request while KV blocks are short; then, only
 if nothing was preempted, waiting requests in FCFS order while sequences, budget and blocks
 allow. Preempted requests go to the front of the queue and recompute prompt + output so far.
+With prefix caching, an admitted request starts with its cached prompt tokens computed
+(`prefix_cached_tokens_on`): they hold blocks but cost no prefill compute.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import numpy as np
 from advisor.engine import _simcore
 from advisor.engine.perf import step_time
 from advisor.engine.results import SimResult
-from advisor.engine.sim import Replica
+from advisor.engine.sim import Replica, prefix_cached_tokens_on
 from advisor.engine.workload import Workload
 
 
@@ -50,6 +52,7 @@ def simulate_reference(replica: Replica, workload: Workload) -> SimResult:
     max_len = replica.deployment.effective_max_model_len
     cap = workload.max_concurrency or 0
     n = workload.num_requests
+    cached = prefix_cached_tokens_on(replica, workload)
     reqs = [
         _Request(i, int(workload.prompt_tokens[i]), int(workload.output_tokens[i]))
         for i in range(n)
@@ -154,14 +157,16 @@ def simulate_reference(replica: Replica, workload: Workload) -> SimResult:
         if not preempted:
             while waiting and len(running) < sched.max_num_seqs and budget > 0:
                 req = waiting[0]
-                tokens = req.target
+                start = int(cached[req.index])
+                tokens = req.target - start
                 if not sched.enable_chunked_prefill and tokens > budget:
                     break
                 tokens = min(tokens, budget)
-                need = _blocks(tokens, block)
+                need = _blocks(start + tokens, block)
                 if need > free:
                     break
                 waiting.popleft()
+                req.kv_tokens = start
                 admissions += 1
                 req.admitted_as = admissions
                 req.state = "prefilling"

@@ -20,6 +20,13 @@ Generators take a seeded `numpy.random.Generator` and never touch global random 
   (prompt, output) distribution and the inter-arrival distribution (so its burstiness), and
   optionally rescales it to a target rate; `Workload.time_scaled` stretches or compresses time.
 
+Prefix reuse: `Workload.prefix` (optional) holds each request's prompt block hashes as a
+`PrefixBlocks` (a ragged array: one flat int64 array of hashes and per-request offsets, with
+the block size in tokens; Mooncake traces use 512-token blocks). Block j of a request hashes
+its whole prefix up to the end of block j, so two requests share their first k blocks exactly
+when their first k hashes are equal. `advisor.engine.prefix_cache` turns them into cached
+tokens per request.
+
 Only numpy, pandas and the standard library are used, so this module can be reused outside
 the engine (e.g. by a load generator).
 """
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -56,11 +64,90 @@ def _frozen(array: npt.ArrayLike, dtype: type[np.generic], name: str) -> npt.NDA
 
 
 @dataclass(frozen=True, eq=False)
+class PrefixBlocks:
+    """Prompt block hashes per request: request i's are `hashes[offsets[i]:offsets[i + 1]]`.
+
+    `block_tokens` is the block size the hashes were taken over (Mooncake: 512). A request's
+    last block may be partial (Mooncake hashes ceil(prompt / block) blocks); only full blocks
+    can be reused. Arrays are copied and made read-only.
+    """
+
+    block_tokens: int
+    hashes: IntArray
+    offsets: IntArray
+
+    def __post_init__(self) -> None:
+        if (
+            isinstance(self.block_tokens, bool)
+            or not isinstance(self.block_tokens, int)
+            or self.block_tokens < 1
+        ):
+            raise WorkloadError(
+                f"prefix.block_tokens: must be an integer >= 1, got {self.block_tokens!r}"
+            )
+        hashes = _frozen(self.hashes, np.int64, "prefix.hashes")
+        offsets = _frozen(self.offsets, np.int64, "prefix.offsets")
+        if offsets.shape[0] < 1 or offsets[0] != 0:
+            raise WorkloadError("prefix.offsets: must start with 0 (one more entry than requests)")
+        back = np.flatnonzero(np.diff(offsets) < 0)
+        if back.size:
+            raise WorkloadError(f"prefix.offsets: decreases at request {int(back[0])}")
+        if offsets[-1] != hashes.shape[0]:
+            raise WorkloadError(
+                f"prefix.offsets: ends at {int(offsets[-1])}, expected the number of hashes "
+                f"{hashes.shape[0]}"
+            )
+        object.__setattr__(self, "hashes", hashes)
+        object.__setattr__(self, "offsets", offsets)
+
+    @classmethod
+    def from_lists(cls, block_tokens: int, rows: list[list[int]]) -> PrefixBlocks:
+        """From one list of block hashes per request (e.g. Mooncake's `hash_ids`)."""
+        lengths = np.array([len(row) for row in rows], dtype=np.int64)
+        offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        flat = [value for row in rows for value in row]
+        return cls(block_tokens, np.array(flat, dtype=np.int64), offsets)
+
+    @cached_property
+    def dense_ids(self) -> IntArray:
+        """The hashes renumbered 0..m-1 (equal hashes, equal ids); computed once, read-only."""
+        _unique, inverse = np.unique(self.hashes, return_inverse=True)
+        out = inverse.astype(np.int64).reshape(-1)
+        out.setflags(write=False)
+        return out
+
+    @property
+    def num_requests(self) -> int:
+        return int(self.offsets.shape[0] - 1)
+
+    @property
+    def blocks_per_request(self) -> IntArray:
+        return np.diff(self.offsets)
+
+    def row(self, index: int) -> IntArray:
+        return self.hashes[self.offsets[index] : self.offsets[index + 1]]
+
+    def head(self, num_requests: int) -> PrefixBlocks:
+        offsets = self.offsets[: max(num_requests, 0) + 1]
+        return PrefixBlocks(self.block_tokens, self.hashes[: offsets[-1]], offsets)
+
+    def take(self, indices: IntArray) -> PrefixBlocks:
+        """The rows at `indices` (a ragged gather; indices may repeat)."""
+        lengths = self.blocks_per_request[indices]
+        offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        flat = np.repeat(self.offsets[:-1][indices] - offsets[:-1], lengths) + np.arange(
+            int(offsets[-1]), dtype=np.int64
+        )
+        return PrefixBlocks(self.block_tokens, self.hashes[flat], offsets)
+
+
+@dataclass(frozen=True, eq=False)
 class Workload:
     """Requests to serve: arrival times (s, non-decreasing, >= 0) and token lengths (>= 1 each).
 
     Arrays are copied and made read-only on construction, so a workload can be shared safely.
     `max_concurrency` None means open loop (requests are sent at their arrival times).
+    `prefix` None means the prompts' block hashes are unknown (prefix reuse cannot be modelled).
     """
 
     arrival_s: FloatArray
@@ -68,6 +155,7 @@ class Workload:
     output_tokens: IntArray
     max_concurrency: int | None = None
     name: str = field(default="workload")
+    prefix: PrefixBlocks | None = None
 
     def __post_init__(self) -> None:
         arrival = _frozen(self.arrival_s, np.float64, "arrival_s")
@@ -101,6 +189,8 @@ class Workload:
             raise WorkloadError(
                 f"max_concurrency: must be >= 1 or None, got {self.max_concurrency}"
             )
+        if self.prefix is not None:
+            _check_prefix(self.prefix, np.asarray(prompt, dtype=np.int64))
         object.__setattr__(self, "arrival_s", arrival)
         object.__setattr__(self, "prompt_tokens", prompt)
         object.__setattr__(self, "output_tokens", output)
@@ -138,6 +228,7 @@ class Workload:
             self.output_tokens,
             self.max_concurrency,
             f"{self.name} x{factor:g} time",
+            self.prefix,
         )
 
     def with_rate(self, rate_rps: float) -> Workload:
@@ -153,7 +244,12 @@ class Workload:
 
     def with_max_concurrency(self, max_concurrency: int | None) -> Workload:
         return Workload(
-            self.arrival_s, self.prompt_tokens, self.output_tokens, max_concurrency, self.name
+            self.arrival_s,
+            self.prompt_tokens,
+            self.output_tokens,
+            max_concurrency,
+            self.name,
+            self.prefix,
         )
 
     def select(self, which: npt.ArrayLike) -> Workload:
@@ -168,6 +264,7 @@ class Workload:
             self.output_tokens[indices],
             self.max_concurrency,
             self.name,
+            None if self.prefix is None else self.prefix.take(indices),
         )
 
     def head(self, num_requests: int) -> Workload:
@@ -178,6 +275,26 @@ class Workload:
             self.output_tokens[:num_requests],
             self.max_concurrency,
             self.name,
+            None if self.prefix is None else self.prefix.head(num_requests),
+        )
+
+
+def _check_prefix(prefix: PrefixBlocks, prompt: IntArray) -> None:
+    if not isinstance(prefix, PrefixBlocks):
+        raise WorkloadError(f"prefix: expected PrefixBlocks or None, got {type(prefix).__name__}")
+    if prefix.num_requests != prompt.shape[0]:
+        raise WorkloadError(
+            f"prefix: block hashes for {prefix.num_requests} requests, workload has "
+            f"{prompt.shape[0]}"
+        )
+    most = -(-prompt // prefix.block_tokens)
+    over = np.flatnonzero(prefix.blocks_per_request > most)
+    if over.size:
+        row = int(over[0])
+        raise WorkloadError(
+            f"prefix.hashes: request {row} has {int(prefix.blocks_per_request[row])} blocks of "
+            f"{prefix.block_tokens} tokens for a {int(prompt[row])}-token prompt "
+            f"(at most {int(most[row])})"
         )
 
 
@@ -378,5 +495,6 @@ def resample_workload(
         workload.output_tokens[pick],
         workload.max_concurrency,
         f"{workload.name} resampled to {num_requests}",
+        None if workload.prefix is None else workload.prefix.take(pick),
     )
     return out.with_rate(rate_rps) if rate_rps is not None else out

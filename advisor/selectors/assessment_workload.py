@@ -14,6 +14,9 @@
   records in a row (real gaps and (prompt, output) pairs), or, without enough records,
   lengths drawn from vLLM's prompt and generation token histograms (independently:
   histograms do not pair them) with Poisson arrivals at the window's mean rate.
+- Prefix reuse: the sample keeps the records' prompt block hashes (`Workload.prefix`) when
+  any record carries them (Mooncake imports, the recording proxy), so the engine simulates
+  vLLM's prefix cache; otherwise reuse is unknown (`prefix_reuse_known` False) and said so.
 - Daily and weekly shape: mean rate per hour of day (UTC) and per hour of week, relative to
   the window's mean rate.
 
@@ -36,7 +39,8 @@ from django.db.models import Avg, Count, Max, Min, Sum
 from django.db.models.functions import TruncMinute
 
 from advisor.burstiness import burstiness_gamma_shape
-from advisor.engine.workload import gamma_arrivals_s
+from advisor.engine.prefix_cache import prefix_blocks_from_rows, reused_prompt_share
+from advisor.engine.workload import PrefixBlocks, gamma_arrivals_s
 from advisor.evidence import Coverage, below_floor_text
 from probes.agent.vllm_metrics import Histogram, VllmMetricsError
 from probes.models import (
@@ -55,6 +59,7 @@ MIN_LOAD_HOURS = 24.0
 SAMPLE_MAX = 20_000  # requests in the scenario's sample (~400 kB of JSON)
 # Records read for lengths and burstiness: the most recent ones (3 columns, ~10 MB at most).
 MAX_RECORDS_READ = 200_000
+PREFIX_UNKNOWN = "prefix reuse unknown: the request records carry no prompt block hashes"
 PROMPT_HISTOGRAM = "request_prompt_tokens"
 OUTPUT_HISTOGRAM = "request_generation_tokens"
 
@@ -86,6 +91,19 @@ class DerivedWorkload:
     notes: tuple[str, ...] = field(default=())
     spec_decode: dict[str, int] | None = None  # vLLM spec-decode counter increases
     estimated_minutes: int = 0  # rate scaled from the GPUs' measured utilization
+    prefix: PrefixBlocks | None = None  # the sample's prompt block hashes; None: unknown
+    prefix_source: str = PREFIX_UNKNOWN
+
+    @property
+    def prefix_reuse_known(self) -> bool:
+        return self.prefix is not None
+
+    @property
+    def prefix_reuse_share(self) -> float | None:
+        """Share of the sample's prompt tokens in blocks seen earlier in it (None: unknown)."""
+        if self.prefix is None:
+            return None
+        return reused_prompt_share(self.prefix, self.prompt_tokens)
 
     @property
     def coverage(self) -> Coverage:
@@ -117,6 +135,8 @@ class DerivedWorkload:
             "weekly_shape": None if self.weekly_shape is None else list(self.weekly_shape),
             "shape_source": self.shape_source,
             "request_records": self.request_records,
+            "prefix_reuse_share": self.prefix_reuse_share,
+            "prefix_source": self.prefix_source,
             "spec_decode": self.spec_decode,
             "notes": list(self.notes),
         }
@@ -441,8 +461,10 @@ def workload_derive(
         )
 
     recent = records.order_by("-arrival_ts").values_list(
-        "arrival_ts", "prompt_tokens", "output_tokens"
+        "arrival_ts", "prompt_tokens", "output_tokens", "prefix_block_hashes", "prefix_block_tokens"
     )[:MAX_RECORDS_READ]
+    prefix: PrefixBlocks | None = None
+    prefix_source = PREFIX_UNKNOWN
     if record_count >= MIN_REQUESTS:
         rows = list(recent)[::-1]
         arrival = np.array([r[0].timestamp() for r in rows])
@@ -459,6 +481,7 @@ def workload_derive(
             f"request records (the latest {prompt_tokens.size} of {record_count} in the window)"
         )
         burst = burstiness_gamma_shape(arrival, by_records.per_minute, start.timestamp())
+        prefix, prefix_source = _sample_prefix(rows[tail])
     else:
         size = int(min(SAMPLE_MAX, hist_count))
         prompt_tokens = sample_histogram(histograms[PROMPT_HISTOGRAM], rng, size)
@@ -501,7 +524,31 @@ def workload_derive(
         notes=tuple(notes),
         spec_decode=spec_decode_totals(deployment=deployment, start=start, end=end),
         estimated_minutes=estimated,
+        prefix=prefix,
+        prefix_source=prefix_source,
     )
+
+
+def _sample_prefix(rows: list[Any]) -> tuple[PrefixBlocks | None, str]:
+    """Block hashes of the sample's records (rows ending in hashes and block size), and why."""
+    size = len(rows)
+    # a record with more blocks than its prompt starts holds no usable hashes
+    hashes = [
+        row[3]
+        if isinstance(row[3], list) and row[4] and len(row[3]) <= -(-max(row[1], 1) // row[4])
+        else None
+        for row in rows
+    ]
+    blocks, kept = prefix_blocks_from_rows(hashes, [row[4] for row in rows])
+    if blocks is None:
+        return None, PREFIX_UNKNOWN
+    source = (
+        f"prompt block hashes of {kept} of the {size} sampled requests "
+        f"({blocks.block_tokens}-token blocks)"
+    )
+    if kept < size:
+        source += "; the others count as not reused"
+    return blocks, source
 
 
 def spec_decode_totals(

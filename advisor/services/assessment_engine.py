@@ -53,6 +53,7 @@ DTYPES = {"bfloat16": "bf16", "float16": "fp16", "half": "fp16", "auto": "bf16",
 ENGINE_ARG_NAMES = (
     "max_num_seqs", "max_num_batched_tokens", "enable_chunked_prefill",
     "gpu_memory_utilization", "max_model_len", "kv_cache_dtype", "block_size",
+    "enable_prefix_caching",
 )  # fmt: skip
 
 
@@ -77,8 +78,15 @@ def _weight_dtype(args: dict[str, Any]) -> tuple[str, str | None]:
     return DTYPES[dtype.lower()], None
 
 
+def engine_args_read(raw: dict[str, Any]) -> EngineArgs:
+    """The engine's EngineArgs from a deployment's recorded vLLM args (either spelling)."""
+    return _engine_args(_args(raw))
+
+
 def _engine_args(args: dict[str, Any]) -> EngineArgs:
     given = {name: args[name] for name in ENGINE_ARG_NAMES if args.get(name) is not None}
+    if args.get("no_enable_prefix_caching") is True:  # vLLM's --no-enable-prefix-caching
+        given["enable_prefix_caching"] = False
     speculative = args.get("speculative_config")
     try:
         if isinstance(speculative, dict):
@@ -128,6 +136,7 @@ def _deployment_spec(
         workload.output_tokens,
         None,
         f"{deployment.served_name} requests",
+        workload.prefix,
     )
     # Deployments with an unknown model or GPU kind were refused before (fleet problems).
     assert deployment.model is not None
@@ -154,7 +163,10 @@ def _deployment_spec(
             load=LoadShape(
                 np.asarray(workload.rate_rps, dtype=np.float64), 60.0, start.isoformat()
             ),
-            source=f"{workload.rate_source}; sample: {workload.lengths_source}",
+            source=(
+                f"{workload.rate_source}; sample: {workload.lengths_source}; "
+                f"{workload.prefix_source}"
+            ),
         ),
     )
 

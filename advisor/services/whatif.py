@@ -1,7 +1,8 @@
 """What-ifs: a stored assessment's scenario with some inputs changed, simulated again.
 
 An assessment's `scenario` snapshot is the engine's whole input; a what-if changes only what
-a user may want to try (per deployment: GPU kind, GPUs per replica, replicas, SLOs; a price
+a user may want to try (per deployment: GPU kind, GPUs per replica, replicas, SLOs, vLLM's
+prefix caching on or off; a price
 per GPU kind; which strategies the planner may use) and runs the same engine call as the
 assessment (`scenario_run`), so the answer differs from the stored plan only by the changes.
 
@@ -9,7 +10,8 @@ assessment (`scenario_run`), so the answer differs from the stored plan only by 
 
     {"deployments": {"chat": {"hardware": "A100-80GB", "tensor_parallel": 2, "replicas": 3,
                               "slo": {"ttft_p95_s": 1.0, "tpot_p95_s": 0.05,
-                                      "max_quality_loss_points": 0.5}}},
+                                      "max_quality_loss_points": 0.5},
+                              "enable_prefix_caching": false}},
      "prices": {"H100-SXM": 3.5},
      "strategies": ["batching", "quantization"]}
 
@@ -39,7 +41,9 @@ from advisor.held import held_entry, held_of, plan_hold
 from advisor.models import Assessment
 from advisor.services.assessment_engine import EngineOutcome, scenario_from_json, scenario_run
 
-DEPLOYMENT_KEYS = frozenset({"hardware", "tensor_parallel", "replicas", "slo"})
+DEPLOYMENT_KEYS = frozenset(
+    {"hardware", "tensor_parallel", "replicas", "slo", "enable_prefix_caching"}
+)
 SLO_KEYS = ("ttft_p95_s", "tpot_p95_s", "max_quality_loss_points")
 # A what-if keeps at least one replica (the bound's 0, scaled to zero, is for stored rows).
 MIN_REPLICAS = 1
@@ -180,6 +184,17 @@ def whatif_scenario(*, scenario: Scenario, changes: Any) -> WhatIf:
         if raw.get("slo") is not None:
             slo = _slo(updated.slo, raw["slo"], f"{field}.slo", said, name)
             updated = replace(updated, slo=slo)
+        if raw.get("enable_prefix_caching") is not None:
+            caching = raw["enable_prefix_caching"]
+            if not isinstance(caching, bool):
+                raise WhatIfInputError(
+                    f"{field}.enable_prefix_caching", f"expected true or false, got {caching!r}"
+                )
+            if caching != updated.engine_args.enable_prefix_caching:
+                was, now = ("off", "on") if caching else ("on", "off")
+                said.append(f"{name}: prefix caching {was} -> {now}")
+                args = replace(updated.engine_args, enable_prefix_caching=caching)
+                updated = replace(updated, engine_args=args)
         deployments.append(updated)
     missing = sorted(set(edits) - set(by_name))
     if missing:

@@ -4,6 +4,10 @@ The arrival rate comes from request rollups (cheap for any window); distribution
 burstiness need per-request rows, so they use the window's most recent MAX_RECORDS
 requests (all of them when the window holds fewer) and say so.
 
+Prefix reuse: the share of prompt tokens in blocks seen earlier in the window, from the block
+hashes of the newest MAX_RECORDS requests that carry them (Mooncake imports, the recording
+proxy); None when none does.
+
 Burstiness is `advisor.burstiness`'s (the gamma shape the assessment gives the engine); the
 inter-arrival CV (std / mean of the raw gaps) is shown beside it under its own name.
 """
@@ -20,7 +24,9 @@ from advisor.burstiness import burstiness_gamma_shape, inter_arrival_cv, request
 from dashboard.selectors.sql import Epoch
 from dashboard.windows import Window
 from probes.models import ModelDeployment, RequestRecord, RollupResolution
+from probes.models.traces import prefix_reuse_text
 from probes.selectors import request_rollups_in_window, requests_in_window
+from probes.traces import trace_prefix_reuse
 
 MAX_RECORDS = 100_000
 MINUTES_UP_TO = timedelta(days=3)
@@ -43,6 +49,12 @@ class TraceStats:
     ttft_s: np.ndarray
     e2e_s: np.ndarray
     latest_arrival: datetime | None
+    prefix_reuse_share: float | None = None
+    prefix_hashed_requests: int = 0
+
+    @property
+    def prefix_reuse_text(self) -> str:
+        return prefix_reuse_text(self.prefix_reuse_share)
 
     @property
     def rate_times(self) -> list[str]:
@@ -133,6 +145,18 @@ def trace_stats(*, deployment: ModelDeployment, window: Window) -> TraceStats:
         rate = _binned(rows[:, 0], bucket_s)
         request_count = rows.shape[0]
     rate = _zero_filled(rate, window, bucket_s)
+    hashed_rows = (
+        requests_in_window(deployment=deployment, start=window.start, end=window.end)
+        .filter(prefix_block_hashes__isnull=False, prefix_block_tokens__isnull=False)
+        .order_by("-arrival_ts")
+        .annotate(epoch=Epoch("arrival_ts"))
+        .values_list("epoch", "prompt_tokens", "prefix_block_tokens", "prefix_block_hashes")
+    )
+    hashed = [
+        (float(epoch), int(prompt), int(block_tokens), tuple(hashes))
+        for epoch, prompt, block_tokens, hashes in hashed_rows[:MAX_RECORDS]
+        if block_tokens is not None and isinstance(hashes, list)
+    ]
     latest = (
         RequestRecord.objects.filter(deployment=deployment)
         .order_by("-arrival_ts")
@@ -153,6 +177,8 @@ def trace_stats(*, deployment: ModelDeployment, window: Window) -> TraceStats:
         ttft_s=rows[:, 3],
         e2e_s=rows[:, 4],
         latest_arrival=latest,
+        prefix_reuse_share=trace_prefix_reuse(hashed),
+        prefix_hashed_requests=len(hashed),
     )
 
 

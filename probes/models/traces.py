@@ -12,7 +12,10 @@ from probes.models.telemetry import RollupResolution
 class TraceFormat(models.TextChoices):
     AZURE = "azure", "Azure LLM inference trace (TIMESTAMP, ContextTokens, GeneratedTokens)"
     BURSTGPT = "burstgpt", "BurstGPT (Timestamp, Model, Request tokens, Response tokens, ...)"
-    MOONCAKE = "mooncake", "Mooncake JSON lines (timestamp ms, input_length, output_length)"
+    MOONCAKE = (
+        "mooncake",
+        ("Mooncake JSON lines (timestamp ms, input_length, output_length[, hash_ids])"),
+    )
     VLLM_BENCH = "vllm-bench", "vllm bench serve --save-result --save-detailed JSON"
     CSV = "csv", "CSV: arrival_ts, prompt_tokens, output_tokens[, ttft_s, e2e_s, status]"
 
@@ -48,6 +51,9 @@ class TraceImport(models.Model):
     original_last_arrival_ts = models.DateTimeField(null=True, blank=True)
     # Set once the request rollups of [first_arrival_ts, last_arrival_ts] were recomputed.
     rolled_up_at = models.DateTimeField(null=True, blank=True)
+    # Share of the file's prompt tokens in blocks seen earlier in it (block hashes, in arrival
+    # order, no cache limit); None when its requests carry no block hashes.
+    prefix_reuse_share = models.FloatField(null=True, blank=True)
 
     class Meta:
         ordering = ["-created_at"]
@@ -56,9 +62,20 @@ class TraceImport(models.Model):
         return f"{self.file_name} ({self.format}, {self.request_count} requests)"
 
     @property
+    def prefix_reuse_text(self) -> str:
+        return prefix_reuse_text(self.prefix_reuse_share)
+
+    @property
     def shift_text(self) -> str:
         """The offset applied, e.g. "+781 d 15:45:51" (empty when not shifted)."""
         return offset_text(self.shift_s) if self.shift else ""
+
+
+def prefix_reuse_text(share: float | None) -> str:
+    """ "prefix reuse 43% of prompt tokens (block hashes)", or that it is unknown."""
+    if share is None:
+        return "prefix reuse unknown (no block hashes)"
+    return f"prefix reuse {share:.0%} of prompt tokens (block hashes)"
 
 
 def offset_text(seconds: float) -> str:
@@ -102,6 +119,11 @@ class RequestRecord(models.Model):
     trace_import = models.ForeignKey(
         TraceImport, on_delete=models.CASCADE, null=True, blank=True, related_name="requests"
     )
+    # The prompt's block hashes (a JSON list of integers; block j hashes the prompt up to the
+    # end of block j) over blocks of `prefix_block_tokens`; None when unknown. Hashes only,
+    # never prompt text.
+    prefix_block_hashes = models.JSONField(null=True, blank=True)
+    prefix_block_tokens = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         indexes = [

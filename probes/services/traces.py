@@ -30,17 +30,17 @@ from probes.models import (
     TraceImport,
     TraceShift,
 )
-from probes.models.traces import offset_text
+from probes.models.traces import offset_text, prefix_reuse_text
 from probes.services.bulk import bulk_insert_ignoring_conflicts
 from probes.trace_shift import ASSESSMENT_WINDOWS, outside_windows, shift_offset
-from probes.traces import RowError, TraceRow, open_text, parse_trace
+from probes.traces import RowError, TraceRow, open_text, parse_trace, trace_prefix_reuse
 
 MAX_ERRORS = 50
 # Rows inserted per COPY; ~100 bytes each in memory.
 CHUNK_ROWS = 5_000
 COLUMNS = (
     "deployment_id", "trace_import_id", "arrival_ts", "prompt_tokens", "output_tokens",
-    "ttft_s", "e2e_s", "status", "source",
+    "ttft_s", "e2e_s", "status", "source", "prefix_block_hashes", "prefix_block_tokens",
 )  # fmt: skip
 
 
@@ -63,6 +63,12 @@ class ImportReport:
     original_first_arrival: datetime | None = None
     original_last_arrival: datetime | None = None
     warning: str | None = None  # e.g. the trace lies outside every assessment window
+    prefix_reuse_share: float | None = None  # None: no block hashes in the file
+    # Rows with block hashes, for the reuse share: (arrival, prompt tokens, block tokens,
+    # hashes); about 100 bytes + 8 per block each, dropped once the share is known.
+    hashed_rows: list[tuple[float, int, int, tuple[int, ...]]] = field(
+        default_factory=list, repr=False
+    )
 
     @property
     def ok(self) -> bool:
@@ -87,7 +93,10 @@ class ImportReport:
                 f" ({how}: shifted {offset_text(self.offset.total_seconds())}; the file starts "
                 f"{self.original_first_arrival:%Y-%m-%d %H:%M:%S} UTC)"
             )
-        return f"{self.file_name}: {verb} {self.rows_read} requests{span}{shifted}"
+        reuse = ""
+        if self.prefix_reuse_share is not None:
+            reuse = f"; {prefix_reuse_text(self.prefix_reuse_share)}"
+        return f"{self.file_name}: {verb} {self.rows_read} requests{span}{shifted}{reuse}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +118,7 @@ class ImportReport:
             "original_first_arrival": _iso(self.original_first_arrival),
             "original_last_arrival": _iso(self.original_last_arrival),
             "warning": self.warning,
+            "prefix_reuse_share": self.prefix_reuse_share,
             "summary": self.summary(),
         }
 
@@ -192,7 +202,12 @@ def trace_import(
             record.request_count = report.rows_imported
             record.first_arrival_ts = report.first_arrival
             record.last_arrival_ts = report.last_arrival
-            record.save(update_fields=["request_count", "first_arrival_ts", "last_arrival_ts"])
+            record.prefix_reuse_share = report.prefix_reuse_share
+            record.save(
+                update_fields=[
+                    "request_count", "first_arrival_ts", "last_arrival_ts", "prefix_reuse_share",
+                ]
+            )  # fmt: skip
             report.trace_import_id = record.pk
             transaction.on_commit(lambda: _queue_rollup(record.pk))
     except _Rollback:
@@ -259,10 +274,12 @@ def _stream_rows(
         _note(report, item)
         if report.errors or record is None or deployment is None:
             continue  # keep validating, stop inserting
+        hashes = item.prefix_block_hashes
         chunk.append(
             (
                 deployment.pk, record.pk, item.arrival.timestamp(), item.prompt_tokens,
                 item.output_tokens, item.ttft_s, item.e2e_s, item.status, RequestSource.IMPORT,
+                None if hashes is None else list(hashes), item.prefix_block_tokens,
             )
         )  # fmt: skip
         if len(chunk) >= CHUNK_ROWS:
@@ -272,10 +289,22 @@ def _stream_rows(
         report.rows_imported += _insert(chunk)
     if report.rows_read == 0 and not report.errors:
         report.errors.append(RowError(0, "", "the file holds no requests"))
+    if not report.errors:
+        report.prefix_reuse_share = trace_prefix_reuse(report.hashed_rows)
+    report.hashed_rows = []
 
 
 def _note(report: ImportReport, row: TraceRow) -> None:
     report.rows_read += 1
+    if row.prefix_block_hashes is not None and row.prefix_block_tokens is not None:
+        report.hashed_rows.append(
+            (
+                row.arrival.timestamp(),
+                row.prompt_tokens,
+                row.prefix_block_tokens,
+                row.prefix_block_hashes,
+            )
+        )
     if report.first_arrival is None or row.arrival < report.first_arrival:
         report.first_arrival = row.arrival
     if report.last_arrival is None or row.arrival > report.last_arrival:
@@ -284,7 +313,11 @@ def _note(report: ImportReport, row: TraceRow) -> None:
 
 def _insert(chunk: list[tuple[Any, ...]]) -> int:
     return bulk_insert_ignoring_conflicts(
-        RequestRecord, COLUMNS, chunk, ts_columns=frozenset({"arrival_ts"})
+        RequestRecord,
+        COLUMNS,
+        chunk,
+        ts_columns=frozenset({"arrival_ts"}),
+        json_columns=frozenset({"prefix_block_hashes"}),
     )
 
 

@@ -233,3 +233,39 @@ def test_a_bad_shift_names_the_field_and_stores_nothing(
     assert error in response.content.decode()
     assert not TraceImport.objects.exists()
     assert not RequestRecord.objects.exists()
+
+
+def test_an_uploaded_mooncake_trace_shows_its_measured_prefix_reuse(
+    client: Client, bob, small_fleet: SmallFleet, django_capture_on_commit_callbacks
+) -> None:
+    client.force_login(bob)
+    fixture = Path(__file__).parents[1] / "probes" / "data" / "mooncake_prefix.jsonl"
+    upload = SimpleUploadedFile("mooncake.jsonl", fixture.read_bytes())
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            "/traces/import/",
+            {"deployment": small_fleet.deployment.pk, "format": "mooncake", "file": upload},
+        )
+    text = response.content.decode()
+    assert response.status_code == 200, text
+    # 1536 of 3624 prompt tokens sit in 512-token blocks seen before (tests/probes)
+    assert "imported 4 requests" in text
+    assert "; prefix reuse 42% of prompt tokens (block hashes)" in text
+    view = text.split('href="/traces/?')[1].split('"')[0].replace("&amp;", "&")
+    page = client.get("/traces/?" + view).content.decode()
+    kpi = page.split('data-testid="kpi-prefix-reuse"')[1].split("</div>")[0]
+    assert '<span class="value">42.4%</span>' in kpi
+    assert "block hashes of 4 requests" in kpi
+    cell = _imports_table(client).split('data-testid="import-prefix-reuse"')[1].split("</td>")[0]
+    assert cell.endswith(">42.4%")
+
+
+def test_a_window_without_block_hashes_says_reuse_is_unknown(
+    client: Client, bob, small_fleet: SmallFleet
+) -> None:
+    records(small_fleet, [1.0, 2.0, 3.0])
+    client.force_login(bob)
+    page = client.get(f"/traces/?deployment={small_fleet.deployment.pk}").content.decode()
+    kpi = page.split('data-testid="kpi-prefix-reuse"')[1].split("</div>")[0]
+    assert '<span class="value">unknown</span>' in kpi
+    assert "no block hashes in this window" in kpi

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from advisor.engine.scenario import (
     diurnal_load,
     load_scenario,
 )
-from advisor.engine.workload import Workload, synthetic_workload
+from advisor.engine.workload import PrefixBlocks, Workload, synthetic_workload
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -81,6 +82,69 @@ def test_it_round_trips_exactly_through_json() -> None:
     assert again.digest() == scenario.digest()
     assert again.deployments[0].workload.sample.arrival_s.tolist() == (
         scenario.deployments[0].workload.sample.arrival_s.tolist()
+    )
+
+
+def _with_prefix(scenario: Scenario) -> Scenario:
+    """The first deployment's prompts over 512 tokens open with blocks 7 8, the others with 7."""
+    first = scenario.deployments[0]
+    sample = first.workload.sample
+    rows = [[7, 8] if p > 512 else [7] for p in sample.prompt_tokens.tolist()]
+    hashed = Workload(
+        sample.arrival_s,
+        sample.prompt_tokens,
+        sample.output_tokens,
+        None,
+        sample.name,
+        PrefixBlocks.from_lists(512, rows),
+    )
+    workload = replace(first.workload, sample=hashed)
+    deployments = (replace(first, workload=workload), *scenario.deployments[1:])
+    return replace(scenario, deployments=deployments)
+
+
+def test_it_round_trips_the_samples_block_hashes() -> None:
+    scenario = _with_prefix(_scenario())
+    again = Scenario.from_json(scenario.to_json())
+    assert again == scenario
+    assert again != _scenario()
+    assert again.digest() == scenario.digest()
+    assert again.digest() != _scenario().digest()
+    prefix = again.deployments[0].workload.sample.prefix
+    assert prefix is not None
+    prompts = again.deployments[0].workload.sample.prompt_tokens.tolist()
+    assert prefix.block_tokens == 512
+    assert [prefix.row(i).tolist() for i in range(len(prompts))] == [
+        [7, 8] if p > 512 else [7] for p in prompts
+    ]
+    assert again.deployments[1].workload.sample.prefix is None
+
+
+def test_it_round_trips_prefix_caching_off() -> None:
+    scenario = _scenario()
+    first = scenario.deployments[0]
+    off = replace(first, engine_args=replace(first.engine_args, enable_prefix_caching=False))
+    changed = replace(scenario, deployments=(off, *scenario.deployments[1:]))
+    again = Scenario.from_json(changed.to_json())
+    assert again.deployments[0].engine_args.enable_prefix_caching is False
+    assert again.deployments[1].engine_args.enable_prefix_caching is True
+    data = json.loads(changed.to_json())
+    data["deployments"][0]["engine_args"]["enable_prefix_caching"] = "no"
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_dict(data)
+    assert caught.value.field == "deployments[0].engine_args.enable_prefix_caching"
+
+
+def test_it_names_the_request_whose_block_hashes_do_not_fit() -> None:
+    data = json.loads(_with_prefix(_scenario()).to_json())
+    sample = data["deployments"][0]["workload"]["sample"]
+    row = next(i for i, p in enumerate(sample["prompt_tokens"]) if p > 512)
+    sample["prompt_tokens"][row] = 500
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_dict(data)
+    assert caught.value.field == "deployments[0].workload.sample.prefix.hashes"
+    assert caught.value.message == (
+        f"request {row} has 2 blocks of 512 tokens for a 500-token prompt (at most 1)"
     )
 
 

@@ -23,7 +23,12 @@ from advisor.engine.sim import (
     vllm_default_scheduler,
 )
 from advisor.engine.sim_reference import simulate_reference
-from advisor.engine.workload import Workload, closed_loop_workload, synthetic_workload
+from advisor.engine.workload import (
+    PrefixBlocks,
+    Workload,
+    closed_loop_workload,
+    synthetic_workload,
+)
 
 PROFILE = CalibrationProfile(step_overhead_s=1e-3, seq_overhead_s=2e-5, overlap=0.3)
 H100 = DEFAULT_CATALOG.gpu("H100-SXM")
@@ -50,6 +55,25 @@ def tiny_replica(
         max_model_len=2048,
     )
     return Replica(deployment, scheduler, profile)
+
+
+def with_shared_prefixes(
+    workload: Workload, rng: np.random.Generator, *, block_tokens: int
+) -> Workload:
+    """Each request opens with up to 2 blocks of one of 3 shared prompts, then its own blocks."""
+    rows = []
+    for r, prompt in enumerate(workload.prompt_tokens.tolist()):
+        group = int(rng.integers(3))
+        blocks = -(-prompt // block_tokens)
+        rows.append([10 * group + j if j < 2 else 1000 * (r + 1) + j for j in range(blocks)])
+    return Workload(
+        workload.arrival_s,
+        workload.prompt_tokens,
+        workload.output_tokens,
+        workload.max_concurrency,
+        workload.name,
+        PrefixBlocks.from_lists(block_tokens, rows),
+    )
 
 
 def one_request(prompt: int, output: int) -> Workload:
@@ -258,6 +282,7 @@ def test_it_matches_the_reference_on_the_azure_conversation_shape() -> None:
     cap=st.sampled_from([None, 1, 3, 12]),
     overlap=st.floats(0, 1),
     api_latency_s=st.sampled_from([0.0, 0.004, 0.05]),
+    shared_prefix=st.booleans(),
 )
 def test_it_jumps_over_decode_runs_exactly_like_stepping(
     seed: int,
@@ -270,6 +295,7 @@ def test_it_jumps_over_decode_runs_exactly_like_stepping(
     cap: int | None,
     overlap: float,
     api_latency_s: float,
+    shared_prefix: bool,
 ) -> None:
     budget = max(budget, max_num_seqs)
     scheduler = SchedulerConfig(
@@ -292,6 +318,8 @@ def test_it_jumps_over_decode_runs_exactly_like_stepping(
         burstiness=0.5,
         max_concurrency=cap,
     )
+    if shared_prefix:
+        workload = with_shared_prefixes(workload, np.random.default_rng(seed), block_tokens=32)
     fast = simulate(replica, workload)
     reference = simulate_reference(replica, workload)
     for name in ("send_s", "first_token_s", "finish_s"):
@@ -361,3 +389,58 @@ def test_it_takes_vllm_scheduler_defaults_by_release(
         scheduler.enable_chunked_prefill,
         scheduler.prefill_first,
     ) == expected
+
+
+def two_apart_with_one_prompt(prompt: int) -> Workload:
+    """Two lone requests 10 s apart with the same prompt (512-token blocks, as Mooncake)."""
+    blocks = -(-prompt // 512)
+    return Workload(
+        np.array([0.0, 10.0]),
+        np.array([prompt, prompt]),
+        np.array([3, 3]),
+        prefix=PrefixBlocks.from_lists(512, [list(range(blocks)), list(range(blocks))]),
+    )
+
+
+def test_it_skips_the_prefill_of_cached_prompt_blocks() -> None:
+    replica = llama_replica()
+    coef = replica.step_model.coef
+    on = simulate(replica, two_apart_with_one_prompt(1024))
+    off = simulate(
+        replace(replica, scheduler=replace(replica.scheduler, enable_prefix_caching=False)),
+        two_apart_with_one_prompt(1024),
+    )
+    full = step_time(coef, 0, 0, 1024, 1024.0, 1024 * 512.5, 1)
+    # the second request finds both 512-token blocks; vLLM recomputes the last token, so
+    # 1023 tokens rounded down to the 16-token KV block: 1008 cached, a 16-token prefill
+    # whose attention still reads the 1008 cached tokens
+    rest = step_time(coef, 0, 0, 16, 1024.0, 16 * (1008 + 8.5), 1)
+    ttft_on = on.first_token_s - on.send_s
+    ttft_off = off.first_token_s - off.send_s
+    assert ttft_on[0] == pytest.approx(full)
+    assert ttft_off.tolist() == pytest.approx([full, full])
+    assert ttft_on[1] == pytest.approx(rest)
+    assert ttft_off[1] - ttft_on[1] == pytest.approx(full - rest)
+    # decode is untouched: same KV context either way
+    assert on.finish_s[1] - on.first_token_s[1] == pytest.approx(
+        off.finish_s[1] - off.first_token_s[1]
+    )
+    assert on.flops_per_device < off.flops_per_device
+
+
+def test_it_caches_nothing_without_block_hashes() -> None:
+    replica = llama_replica()
+    hashed = two_apart_with_one_prompt(1024)
+    plain = Workload(hashed.arrival_s, hashed.prompt_tokens, hashed.output_tokens)
+    assert simulate(replica, plain).first_token_s.tolist() == (
+        simulate(
+            replace(replica, scheduler=replace(replica.scheduler, enable_prefix_caching=False)),
+            hashed,
+        ).first_token_s.tolist()
+    )
+
+
+def test_it_turns_prefix_caching_off_in_v0_defaults() -> None:
+    assert vllm_default_scheduler(H100).enable_prefix_caching
+    assert not vllm_default_scheduler(H100, version=(0, 6)).enable_prefix_caching
+    assert vllm_default_scheduler(H100).as_vllm_args()["enable_prefix_caching"] is True

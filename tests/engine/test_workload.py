@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from advisor.engine.workload import (
+    PrefixBlocks,
     Workload,
     WorkloadError,
     closed_loop_workload,
@@ -247,3 +248,56 @@ def test_it_always_generates_a_valid_workload(
     assert workload.num_requests == n
     assert np.all(np.diff(workload.arrival_s) >= 0)
     assert np.all(workload.output_tokens >= 1)
+
+
+def hashed(rows: list[list[int]], prompts: list[int], block_tokens: int = 4) -> Workload:
+    n = len(prompts)
+    return Workload(
+        np.arange(n, dtype=np.float64),
+        np.array(prompts),
+        np.ones(n, np.int64),
+        prefix=PrefixBlocks.from_lists(block_tokens, rows),
+    )
+
+
+def test_it_keeps_block_hashes_through_select_head_and_resampling() -> None:
+    workload = hashed([[1, 2, 3], [1], [7, 8]], [10, 3, 8])
+    assert workload.prefix is not None
+    assert workload.prefix.offsets.tolist() == [0, 3, 4, 6]
+    picked = workload.select(np.array([False, True, True])).prefix
+    assert picked is not None
+    assert [picked.row(i).tolist() for i in range(2)] == [[1], [7, 8]]
+    first = workload.head(2).prefix
+    assert first is not None
+    assert first.hashes.tolist() == [1, 2, 3, 1]
+    assert workload.time_scaled(2.0).prefix is workload.prefix
+    assert workload.with_max_concurrency(2).prefix is workload.prefix
+    resampled = resample_workload(workload, np.random.default_rng(0), num_requests=50)
+    assert resampled.prefix is not None
+    for i in range(50):
+        source = {10: 0, 3: 1, 8: 2}[int(resampled.prompt_tokens[i])]
+        assert resampled.prefix.row(i).tolist() == workload.prefix.row(source).tolist()
+
+
+@pytest.mark.parametrize(
+    ("rows", "prompts", "block_tokens", "message"),
+    [
+        ([[1, 2, 3, 4]], [10], 4, "prefix.hashes: request 0 has 4 blocks of 4 tokens for a "),
+        ([[1], [2]], [4], 4, "prefix: block hashes for 2 requests, workload has 1"),
+        ([[1]], [4], 0, "prefix.block_tokens: must be an integer >= 1"),
+    ],
+)
+def test_it_rejects_block_hashes_that_do_not_fit_naming_the_row(
+    rows: list[list[int]], prompts: list[int], block_tokens: int, message: str
+) -> None:
+    with pytest.raises(WorkloadError, match=message):
+        hashed(rows, prompts, block_tokens)
+
+
+def test_it_rejects_ragged_offsets_that_do_not_match_the_hashes() -> None:
+    with pytest.raises(WorkloadError, match=r"prefix\.offsets: decreases at request 1"):
+        PrefixBlocks(4, np.array([1, 2]), np.array([0, 2, 1, 2]))
+    with pytest.raises(WorkloadError, match=r"prefix\.offsets: ends at 1, expected the number"):
+        PrefixBlocks(4, np.array([1, 2]), np.array([0, 1]))
+    with pytest.raises(WorkloadError, match=r"prefix\.offsets: must start with 0"):
+        PrefixBlocks(4, np.array([1, 2]), np.array([1, 2]))

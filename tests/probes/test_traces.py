@@ -100,6 +100,35 @@ def test_it_imports_mooncake_json_lines(deployment: ModelDeployment) -> None:
     assert [(r[1], r[2]) for r in rows] == [(6955, 52), (6472, 26), (4, 1)]
 
 
+def test_it_keeps_mooncake_block_hashes_and_measures_their_reuse(
+    deployment: ModelDeployment,
+) -> None:
+    report = trace_import(deployment=deployment, file=DATA / "mooncake_prefix.jsonl",
+                          format="mooncake", start=START)  # fmt: skip
+    assert report.ok, report.errors
+    stored = RequestRecord.objects.filter(deployment=deployment).order_by("arrival_ts")
+    assert list(stored.values_list("prefix_block_hashes", "prefix_block_tokens")) == [
+        ([1, 2], 512), ([1, 2, 3], 512), ([1, 4], 512), ([5, 6], 512),
+    ]  # fmt: skip
+    # full 512-token blocks seen before: 0, 1024 of 1300 (the third block is partial), 512 of
+    # 600 (block 4 is partial), 0 of 700: 1536 of 3624 prompt tokens
+    assert report.prefix_reuse_share == pytest.approx(1536 / 3624)
+    assert TraceImport.objects.get().prefix_reuse_share == pytest.approx(1536 / 3624)
+    assert report.summary().endswith("; prefix reuse 42% of prompt tokens (block hashes)")
+    assert TraceImport.objects.get().prefix_reuse_text == (
+        "prefix reuse 42% of prompt tokens (block hashes)"
+    )
+
+
+def test_it_leaves_reuse_unknown_for_a_trace_without_hashes(deployment: ModelDeployment) -> None:
+    report = trace_import(deployment=deployment, file=DATA / "burstgpt.csv", format="burstgpt",
+                          start=START)  # fmt: skip
+    assert report.prefix_reuse_share is None
+    record = TraceImport.objects.get()
+    assert record.prefix_reuse_text == "prefix reuse unknown (no block hashes)"
+    assert set(RequestRecord.objects.values_list("prefix_block_hashes", flat=True)) == {None}
+
+
 def test_it_imports_a_vllm_bench_result(deployment: ModelDeployment) -> None:
     report = trace_import(deployment=deployment, file=DATA / "vllm-bench.json",
                           format="vllm-bench")  # fmt: skip
@@ -156,6 +185,11 @@ def test_it_reads_gzipped_uploads(deployment: ModelDeployment) -> None:
         ("mooncake", '{"timestamp": 0, "input_length": 5}\n', 1, "output_length", "missing"),
         ("mooncake", '{"timestamp": 0, "input_length": 5, "output_length": 1}\nnot json\n', 2,
          "", "not a JSON object"),
+        ("mooncake", '{"timestamp": 0, "input_length": 600, "output_length": 1, '
+         '"hash_ids": [7, "x"]}\n', 1, "hash_ids[1]", "'x' is not an integer in 0..2^63-1"),
+        ("mooncake", '{"timestamp": 0, "input_length": 4, "output_length": 1, '
+         '"hash_ids": [7, 8]}\n', 1, "hash_ids",
+         "2 blocks of 512 tokens for a 4-token prompt (at most 1)"),
         ("vllm-bench", '{"input_lens": [1], "output_lens": [1]}', 0, "start_times",
          "--save-detailed"),
         ("vllm-bench", '{"date": "20260105-120010", "input_lens": [1, 2], "output_lens": [1],'

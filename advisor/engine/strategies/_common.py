@@ -22,6 +22,7 @@ from advisor.engine.capacity import LoadCurve, ReplicaConfig
 from advisor.engine.context import AssessmentContext, PriceBook, Resolved, context_for
 from advisor.engine.fleet import FleetRun, evaluate_fleet, fixed_fleet
 from advisor.engine.perf import weight_bytes
+from advisor.engine.prefix_cache import prefix_reuse_assumption
 from advisor.engine.redundancy import replica_floor
 from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
 
@@ -350,6 +351,7 @@ def common_assumptions(ctx: AssessmentContext, item: Resolved) -> tuple[str, ...
         f"price {item.hardware.name}: ${price.usd_per_gpu_hour:g}/GPU-hour ({price.source})"
         + (" [default]" if price.defaulted else ""),
     ]
+    out.append(prefix_reuse_assumption(item.spec.workload.sample))
     slo = item.spec.slo
     if slo.defaulted:
         out.append("SLO defaults used for: " + ", ".join(slo.defaulted))

@@ -11,7 +11,12 @@ import pytest
 from advisor.models import CalibrationRecord, DeploymentSlo
 from advisor.selectors.assessment_fleet import Price, fleet_of
 from advisor.selectors.assessment_measured import gpu_telemetry_in_window, usage_measured
-from advisor.selectors.assessment_workload import DataGap, DerivedWorkload, workload_derive
+from advisor.selectors.assessment_workload import (
+    PREFIX_UNKNOWN,
+    DataGap,
+    DerivedWorkload,
+    workload_derive,
+)
 from advisor.services.assessment_engine import scenario_build
 from probes.agent.vllm_metrics import Histogram
 from probes.models import EngineRollup, GpuRollup, ModelDeployment, PriceSheet, RequestRecord
@@ -98,6 +103,31 @@ def test_it_derives_the_workload_from_the_imported_trace_and_the_gpu_load(
     assert len(derived.weekly_shape) == 168
     assert np.mean(derived.weekly_shape) == pytest.approx(1.0)
     assert np.mean(derived.daily_shape) == pytest.approx(1.0)
+
+
+def test_it_carries_the_records_block_hashes_into_the_sample(lab: LabFleet) -> None:
+    plain = _derive(lab, lab.chat)
+    assert isinstance(plain, DerivedWorkload)
+    assert plain.prefix is None
+    assert plain.prefix_source == PREFIX_UNKNOWN
+    assert plain.summary()["prefix_reuse_share"] is None
+    # given: the long prompts of the trace share their first two 512-token blocks
+    records = RequestRecord.objects.filter(deployment=lab.chat)
+    long = records.filter(prompt_tokens__gte=1024)
+    hashed = long.update(prefix_block_hashes=[7, 8], prefix_block_tokens=512)
+    derived = _derive(lab, lab.chat)
+    assert isinstance(derived, DerivedWorkload)
+    assert derived.prefix is not None
+    assert derived.prefix.block_tokens == 512
+    rows = [derived.prefix.row(i).tolist() for i in range(derived.prefix.num_requests)]
+    assert rows == [[7, 8] if p >= 1024 else [] for p in derived.prompt_tokens.tolist()]
+    assert derived.prefix_source == (
+        f"prompt block hashes of {hashed} of the 19366 sampled requests (512-token blocks); "
+        "the others count as not reused"
+    )
+    # every long prompt but the first reuses its 1024 tokens
+    share = 1024 * (hashed - 1) / float(derived.prompt_tokens.sum())
+    assert derived.prefix_reuse_share == pytest.approx(share)
 
 
 def test_it_answers_missing_data_instead_of_failing(lab: LabFleet) -> None:

@@ -17,9 +17,9 @@ from django_celery_beat.models import PeriodicTask
 from advisor.engine.scenario import Scenario
 from advisor.models import Assessment, AssessmentSchedule, AssessmentStatus, DeploymentSlo
 from advisor.services import assessments
-from advisor.services.assessment_engine import EngineOutcome
+from advisor.services.assessment_engine import EngineOutcome, engine_args_read
 from advisor.tasks.sim import assessment_run
-from probes.models import Cluster, EngineRollup, TraceFormat
+from probes.models import Cluster, EngineRollup, RequestRecord, TraceFormat
 from probes.services import import_trace
 from tests.advisor.assessments.fleet import AZURE_CONV, TRACE_END, LabFleet, fleet_build
 
@@ -80,6 +80,32 @@ def test_it_stores_measured_usage_gaps_and_the_scenario(
     assert inputs["slo"]["ttft_p95_s"] == {"value": 2.0, "default": True}
     assert inputs["workload"]["request_records"] == 19366
     assert assessment.inputs["deployments"]["llama-8b"]["workload"] is None
+
+
+def test_it_hands_the_traces_block_hashes_to_the_engine(
+    lab: LabFleet, django_capture_on_commit_callbacks: Any
+) -> None:
+    plain = _run(django_capture_on_commit_callbacks, end=TRACE_END)
+    sample = json.loads(plain.scenario)["deployments"][0]["workload"]["sample"]
+    assert "prefix" not in sample
+    assert plain.inputs["deployments"]["chat"]["workload"]["prefix_reuse_share"] is None
+    assert json.loads(plain.scenario)["deployments"][0]["workload"]["source"].endswith(
+        "; prefix reuse unknown: the request records carry no prompt block hashes"
+    )
+    # given: every trace request opens with the same 512-token block
+    records = RequestRecord.objects.filter(deployment=lab.chat, prompt_tokens__gte=512)
+    hashed = records.update(prefix_block_hashes=[42], prefix_block_tokens=512)
+    assessment = _run(django_capture_on_commit_callbacks, end=TRACE_END + timedelta(hours=1))
+    sample = json.loads(assessment.scenario)["deployments"][0]["workload"]["sample"]
+    assert sample["prefix"]["block_tokens"] == 512
+    assert sample["prefix"]["hashes"] == [42] * hashed
+    prompts = sample["prompt_tokens"]
+    offsets = sample["prefix"]["offsets"]
+    assert [offsets[i + 1] - offsets[i] for i in range(len(prompts))] == [
+        1 if p >= 512 else 0 for p in prompts
+    ]
+    share = assessment.inputs["deployments"]["chat"]["workload"]["prefix_reuse_share"]
+    assert share == pytest.approx(512 * (hashed - 1) / sum(prompts))
 
 
 def test_it_claims_a_row_once_and_fails_loudly(
@@ -148,6 +174,21 @@ def test_it_refuses_engine_args_the_engine_cannot_read_and_goes_on(
     )
     assert assessment.scenario == ""
     assert assessment.progress_message == "no deployment has enough data to assess"
+
+
+@pytest.mark.parametrize(
+    ("raw", "enabled"),
+    [
+        ({}, True),
+        ({"enable-prefix-caching": False}, False),
+        ({"no-enable-prefix-caching": True}, False),
+        ({"enable_prefix_caching": True}, True),
+    ],
+)
+def test_it_reads_whether_the_deployment_caches_prefixes(
+    raw: dict[str, Any], enabled: bool
+) -> None:
+    assert engine_args_read(raw).enable_prefix_caching is enabled
 
 
 def test_it_passes_measured_speculative_acceptance_to_the_engine(

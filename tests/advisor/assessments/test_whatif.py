@@ -58,6 +58,24 @@ def test_it_applies_each_change_and_says_what_changed(scenario: Scenario) -> Non
     assert changed.scenario.digest() != scenario.digest()
 
 
+def test_it_turns_prefix_caching_off_and_on(scenario: Scenario) -> None:
+    off = whatif_scenario(
+        scenario=scenario, changes={"deployments": {"llama": {"enable_prefix_caching": False}}}
+    )
+    assert off.scenario.deployment("llama").engine_args.enable_prefix_caching is False
+    assert off.described == ("llama: prefix caching on -> off",)
+    assert off.scenario.digest() != scenario.digest()
+    again = whatif_scenario(
+        scenario=off.scenario, changes={"deployments": {"llama": {"enable_prefix_caching": True}}}
+    )
+    assert again.described == ("llama: prefix caching off -> on",)
+    assert again.scenario.deployments == scenario.deployments
+    same = whatif_scenario(
+        scenario=scenario, changes={"deployments": {"llama": {"enable_prefix_caching": True}}}
+    )
+    assert same.described == ()
+
+
 def test_the_same_values_are_no_change(scenario: Scenario) -> None:
     same = whatif_scenario(
         scenario=scenario,
@@ -92,6 +110,8 @@ def test_the_same_values_are_no_change(scenario: Scenario) -> None:
         ({"strategies": ["batching", "magic"]}, "strategies[1]", "unknown 'magic'"),
         ({"strategies": "batching"}, "strategies", "expected a list"),
         ({"gpus": 3}, "gpus", "unknown field"),
+        ({"deployments": {"llama": {"enable_prefix_caching": "off"}}},
+         "deployments.llama.enable_prefix_caching", "expected true or false, got 'off'"),
     ],
 )  # fmt: skip
 def test_bad_changes_name_the_field(
