@@ -131,14 +131,55 @@ class PrefixBlocks:
         offsets = self.offsets[: max(num_requests, 0) + 1]
         return PrefixBlocks(self.block_tokens, self.hashes[: offsets[-1]], offsets)
 
+    def bootstrap(self, indices: IntArray) -> PrefixBlocks:
+        """The rows at `indices` drawn as new requests of the same shape (for resampling).
+
+        A row drawn again stands for another request with the same lengths, not a retry of
+        the same prompt: its blocks that only this row holds in the source (its own text,
+        such as a user's question) get fresh hashes, so the copy cannot hit them in a cache;
+        blocks that several source rows hold (a shared system prompt, an earlier turn of the
+        conversation) keep theirs. The first draw of a row keeps all of its hashes.
+        """
+        indices = np.asarray(indices, dtype=np.int64)
+        out = self.take(indices)
+        if out.hashes.shape[0] == 0:
+            return out
+        holders = np.bincount(self.dense_ids, minlength=int(self.dense_ids.max()) + 1)
+        order = np.argsort(indices, kind="stable")
+        sorted_picks = indices[order]
+        starts = np.flatnonzero(np.r_[True, sorted_picks[1:] != sorted_picks[:-1]])
+        rank_sorted = np.arange(indices.shape[0]) - np.repeat(
+            starts, np.diff(np.r_[starts, indices.shape[0]])
+        )
+        repeat = np.empty(indices.shape[0], dtype=np.int64)
+        repeat[order] = rank_sorted
+        row_of = np.repeat(np.arange(indices.shape[0]), out.blocks_per_request)
+        dense = self.dense_ids[self.take_positions(indices)]  # the same gather as `take`
+        private = (holders[dense] == 1) & (repeat[row_of] > 0)
+        count = int(private.sum())
+        if count == 0:
+            return out
+        hashes = np.array(out.hashes)
+        top, bottom = int(self.hashes.max()), int(self.hashes.min())
+        if top < np.iinfo(np.int64).max - count:
+            hashes[private] = top + 1 + np.arange(count, dtype=np.int64)
+        else:
+            hashes[private] = bottom - 1 - np.arange(count, dtype=np.int64)
+        return PrefixBlocks(self.block_tokens, hashes, out.offsets)
+
+    def take_positions(self, indices: IntArray) -> IntArray:
+        """Flat positions in `hashes` of the rows at `indices`, row after row."""
+        lengths = self.blocks_per_request[indices]
+        offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
+        return np.repeat(self.offsets[:-1][indices] - offsets[:-1], lengths) + np.arange(
+            int(offsets[-1]), dtype=np.int64
+        )
+
     def take(self, indices: IntArray) -> PrefixBlocks:
         """The rows at `indices` (a ragged gather; indices may repeat)."""
         lengths = self.blocks_per_request[indices]
         offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-        flat = np.repeat(self.offsets[:-1][indices] - offsets[:-1], lengths) + np.arange(
-            int(offsets[-1]), dtype=np.int64
-        )
-        return PrefixBlocks(self.block_tokens, self.hashes[flat], offsets)
+        return PrefixBlocks(self.block_tokens, self.hashes[self.take_positions(indices)], offsets)
 
 
 @dataclass(frozen=True, eq=False)
@@ -477,7 +518,9 @@ def resample_workload(
 
     (prompt, output) pairs are drawn jointly with replacement; inter-arrival gaps are drawn
     with replacement from the source's gaps (keeping their distribution, hence burstiness),
-    then the whole trace is time-scaled to `rate_rps` when given.
+    then the whole trace is time-scaled to `rate_rps` when given. Prompt block hashes go
+    with their rows (`PrefixBlocks.bootstrap`: a row drawn twice does not hit its own
+    private blocks, or a 1M-request sample of 20k prompts would look 98% cached).
     """
     _check_count(num_requests)
     if workload.num_requests == 0:
@@ -495,6 +538,6 @@ def resample_workload(
         workload.output_tokens[pick],
         workload.max_concurrency,
         f"{workload.name} resampled to {num_requests}",
-        None if workload.prefix is None else workload.prefix.take(pick),
+        None if workload.prefix is None else workload.prefix.bootstrap(pick),
     )
     return out.with_rate(rate_rps) if rate_rps is not None else out

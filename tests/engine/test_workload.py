@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from advisor.engine.prefix_cache import reused_prompt_share
 from advisor.engine.workload import (
     PrefixBlocks,
     Workload,
@@ -274,9 +275,35 @@ def test_it_keeps_block_hashes_through_select_head_and_resampling() -> None:
     assert workload.with_max_concurrency(2).prefix is workload.prefix
     resampled = resample_workload(workload, np.random.default_rng(0), num_requests=50)
     assert resampled.prefix is not None
-    for i in range(50):
-        source = {10: 0, 3: 1, 8: 2}[int(resampled.prompt_tokens[i])]
-        assert resampled.prefix.row(i).tolist() == workload.prefix.row(source).tolist()
+    assert resampled.prefix.blocks_per_request.tolist() == [
+        {10: 3, 3: 1, 8: 2}[int(prompt)] for prompt in resampled.prompt_tokens
+    ]
+
+
+def test_a_row_drawn_again_keeps_only_the_blocks_other_rows_share() -> None:
+    # hash 1 is held by rows 0 and 1 (a shared system prompt); 2, 3, 7, 8 by one row each
+    workload = hashed([[1, 2, 3], [1], [7, 8]], [10, 3, 8])
+    assert workload.prefix is not None
+    drawn = workload.prefix.bootstrap(np.array([2, 0, 2, 0, 1, 1]))
+    assert [drawn.row(i).tolist() for i in range(6)] == [
+        [7, 8],  # first draws keep every hash
+        [1, 2, 3],
+        [9, 10],  # drawn again: its own blocks are new text
+        [1, 11, 12],  # the shared block stays
+        [1],
+        [1],
+    ]
+
+
+def test_resampling_does_not_invent_reuse_from_repeated_draws() -> None:
+    rows = [[100 + i, 1000 + i] for i in range(20)]  # no block shared between prompts
+    workload = hashed(rows, [8] * 20)
+    big = resample_workload(workload, np.random.default_rng(3), num_requests=400)
+    assert big.prefix is not None and workload.prefix is not None
+    assert reused_prompt_share(big.prefix, big.prompt_tokens) == 0.0
+    # what plain copies of the rows would have claimed: every draw after the first cached
+    copies = workload.prefix.take(np.arange(400) % 20)
+    assert reused_prompt_share(copies, big.prompt_tokens) == pytest.approx(380 / 400)
 
 
 @pytest.mark.parametrize(
