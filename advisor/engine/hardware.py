@@ -28,6 +28,7 @@ from advisor.engine.capacity import ReplicaConfig
 from advisor.engine.catalog import CatalogError, HardwareSpec
 from advisor.engine.context import AssessmentContext, Resolved
 from advisor.engine.perf import ConfigError
+from advisor.engine.prefix_cache import reused_prompt_share
 from advisor.engine.redundancy import replica_floor
 from advisor.engine.strategies._common import ms, usd
 
@@ -92,15 +93,34 @@ def floor_replicas(item: Resolved) -> int:
     return max(item.spec.autoscaling.min_replicas, 1, replica_floor(item.spec).replicas)
 
 
+def fewest_prefill_tokens(item: Resolved) -> float:
+    """Mean prompt tokens per request that no prefix cache can spare the simulator.
+
+    With block hashes in the simulated sample, the share an unbounded cache would find
+    (`reused_prompt_share`: any full block seen before, to the last token) is an upper
+    bound of what any replica's LRU finds; without them every prompt token is prefilled.
+    """
+    base = item.shape.base
+    if base.prefix is None:
+        return item.shape.mean_prompt_tokens
+    share = reused_prompt_share(base.prefix, base.prompt_tokens)
+    return float(base.prompt_tokens.mean()) * (1.0 - share)
+
+
 def lower_bound_usd_per_month(
-    ctx: AssessmentContext, item: Resolved, config: ReplicaConfig
+    ctx: AssessmentContext,
+    item: Resolved,
+    config: ReplicaConfig,
+    prefill_tokens: float | None = None,
 ) -> float:
     """A monthly cost no fixed fleet of `config` can go below, without simulating it.
 
     Replicas: at least the redundancy floor, and at least the mean load over the most
     requests per second a replica completes when its matmuls alone ran at the calibrated
-    compute peak (every prompt and output token passes 2 x matmul parameters FLOPs; the
-    simulator's step time is never shorter than that). Times TP, the price and the hours.
+    compute peak (every prefilled prompt token and every output token passes 2 x matmul
+    parameters FLOPs; the simulator's step time is never shorter than that). Times TP, the
+    price and the hours. `prefill_tokens`: the mean prompt tokens that must be prefilled
+    with prefix caching on (`fewest_prefill_tokens`); None counts every prompt token.
     """
     profile = ctx.profiles.lookup(config.hardware.name, ctx.options.engine)
     deployment = config.deployment()
@@ -109,7 +129,10 @@ def lower_bound_usd_per_month(
         * profile.compute_efficiency
         * config.tensor_parallel
     )
-    tokens = item.shape.mean_prompt_tokens + item.shape.mean_output_tokens
+    prompt = item.shape.mean_prompt_tokens
+    if config.enable_prefix_caching and prefill_tokens is not None:
+        prompt = prefill_tokens
+    tokens = prompt + item.shape.mean_output_tokens
     seconds_per_request = 2.0 * config.model.matmul_params_per_token * tokens / flops_per_s
     replicas = max(floor_replicas(item), math.ceil(item.load.mean_rps * seconds_per_request - 1e-9))
     usd_per_hour = ctx.prices.usd_per_gpu_hour(config.hardware) * config.gpus * replicas
@@ -140,6 +163,7 @@ def moves(ctx: AssessmentContext, item: Resolved, precisions: list[ReplicaConfig
     """
     limits = gpu_limits(ctx)
     floor = floor_replicas(item)
+    prefill_tokens = fewest_prefill_tokens(item)
     out: list[Move] = []
     seen: set[ReplicaConfig] = set()
     for hardware in available(ctx, item):
@@ -151,7 +175,7 @@ def moves(ctx: AssessmentContext, item: Resolved, precisions: list[ReplicaConfig
                 if config in seen or (limit is not None and limit < tp * floor):
                     continue
                 seen.add(config)
-                bound = lower_bound_usd_per_month(ctx, item, config)
+                bound = lower_bound_usd_per_month(ctx, item, config, prefill_tokens)
                 out.append(Move(config, bound, None if limit is None else limit // tp))
     out.sort(key=lambda m: (m.bound_usd_per_month, m.config.hardware.name, m.config.gpus))
     return out

@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
+from types import SimpleNamespace
+from typing import cast
 
+import numpy as np
 import pytest
 import yaml
 
 from advisor.engine.advice import Plan
-from advisor.engine.context import AssessmentContext
-from advisor.engine.hardware import available, lower_bound_usd_per_month, moves
+from advisor.engine.capacity import WorkloadShape
+from advisor.engine.context import AssessmentContext, Resolved
+from advisor.engine.hardware import (
+    available,
+    fewest_prefill_tokens,
+    lower_bound_usd_per_month,
+    moves,
+)
 from advisor.engine.planner import assess, search
 from advisor.engine.scenario import DeploymentSpec, PriceEntry, Scenario, ScenarioError, SloSpec
 from advisor.engine.strategies._common import size_fixed
+from advisor.engine.workload import PrefixBlocks, Workload
 from tests.engine.strategies.helpers import deployment, scenario
 
 HOURS = 730.0
@@ -214,3 +225,21 @@ def test_it_checks_a_price_rows_count_limit_and_other_prices() -> None:
     data["prices"]["L4"]["max_gpus"] = 1.5
     with pytest.raises(ScenarioError, match=r"^prices\.L4\.max_gpus: must be an integer"):
         Scenario.from_dict(data)
+
+
+def test_its_bound_counts_only_prompt_tokens_no_cache_could_spare() -> None:
+    # four 8-token prompts in 4-token blocks: the first block is a shared system prompt
+    sample = Workload(
+        np.arange(4, dtype=np.float64),
+        np.full(4, 8),
+        np.full(4, 2),
+        prefix=PrefixBlocks.from_lists(4, [[1, 10], [1, 11], [1, 12], [1, 13]]),
+    )
+    shape = WorkloadShape(sample, mean_output_tokens=2.0, mean_prompt_tokens=8.0)
+    item = cast(Resolved, SimpleNamespace(shape=shape))
+    # blocks 2-4 of block 1 are found (4 tokens each): 12 of 32 prompt tokens spared
+    assert fewest_prefill_tokens(item) == pytest.approx((32 - 12) / 4)
+    plain = cast(
+        Resolved, SimpleNamespace(shape=WorkloadShape(replace(sample, prefix=None), 2.0, 8.0))
+    )
+    assert fewest_prefill_tokens(plain) == 8.0
