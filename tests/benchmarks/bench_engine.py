@@ -17,6 +17,13 @@ Reproduce with `make bench` or `.venv/bin/python -m tests.benchmarks bench_engin
   failures (infinite error). Targets <= 0.15, 0.25, 0.35. The train figures are printed beside
   them (info), and `public_cases_unmodellable` counts the rows of either split the engine
   cannot model (target 0).
+- `public_test_balanced_median_ape_*` (and `_train_`): per metric family, the median over
+  the split's sources of each source's median error (one vote per source: 220 of the test
+  split's 293 rows are one source). Reported beside the targets.
+- `hardware_choice_cheapest_agreement` / `_order_agreement`: of the six workloads InferenceMAX
+  measured gpt-oss-120b on B200, H100-SXM and H200-SXM (vLLM 0.13.0, train rows), the share
+  where the engine's cheapest kind per million output tokens (catalog prices) is the
+  measured one, and where its whole order is (`tests/engine/public_kinds.py`).
 - `validate_500_cases_s`: wall seconds `validate_cases` takes for the corpus (after a warm-up),
   scaled to 500 cases at the corpus's own mix (about 60 published runs of 1-4 metrics each;
   the metrics of one run share its simulation). Target < 30.
@@ -121,8 +128,28 @@ def _public_cases() -> Iterator[Figure]:
             if family in TARGETS:
                 target = TARGETS[family] if split == "test" else ""
                 yield Figure(f"public_{split}_median_ape_{family}", median, "fraction", target)
+        for family, median in report.balanced_family_medians(split).items():
+            if family in TARGETS:
+                yield Figure(f"public_{split}_balanced_median_ape_{family}", median, "fraction")
     yield Figure("public_cases_unmodellable", len(report.failures), "cases", "= 0")
+    yield from _kind_choices()
     yield Figure("validate_500_cases_s", 500 * elapsed_s / len(cases), "s", "< 30")
+
+
+def _kind_choices() -> Iterator[Figure]:
+    from tests.engine.public_kinds import kind_choices
+
+    choices = kind_choices()
+    for choice in choices:
+        measured = {k: round(v, 3) for k, v in choice.measured_usd_per_mtok.items()}
+        predicted = {k: round(v, 3) for k, v in choice.predicted_usd_per_mtok.items()}
+        print(f"# kinds at {choice.workload}: measured {choice.measured_order} predicted "
+              f"{choice.predicted_order} ($/M tokens measured {measured}, "
+              f"predicted {predicted})")  # fmt: skip
+    cheapest = sum(c.predicted_order[0] == c.measured_order[0] for c in choices)
+    order = sum(c.predicted_order == c.measured_order for c in choices)
+    yield Figure("hardware_choice_cheapest_agreement", cheapest / len(choices), "fraction")
+    yield Figure("hardware_choice_order_agreement", order / len(choices), "fraction")
 
 
 def _fidelity() -> Iterator[Figure]:
@@ -176,7 +203,17 @@ def _our_cpu_s() -> float:
     return t.user + t.system + t.children_user + t.children_system
 
 
+def _prefix_fidelity() -> Iterator[Figure]:
+    from tests.engine.vllm_prefix_bench import prefix_fidelity
+
+    report = prefix_fidelity()
+    for line in report.lines():
+        print(f"# {line}")
+    yield Figure("prefix_cache_fidelity_ape", report.ape, "fraction", "<= 0.15")
+
+
 def run() -> Iterator[Figure]:
     yield from _sim_speed()
     yield from _public_cases()
     yield from _fidelity()
+    yield from _prefix_fidelity()

@@ -32,6 +32,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -120,6 +121,12 @@ class BenchPoint:
         ]  # fmt: skip
 
 
+class Run(Protocol):
+    """Anything that gives `vllm bench serve` its command line for a server."""
+
+    def argv(self, base_url: str) -> list[str]: ...
+
+
 BOOST_NICE = -10
 
 
@@ -162,7 +169,7 @@ def _nice_pinned_child() -> None:
 
 
 def run_vllm_bench(
-    base_url: str, points: list[BenchPoint], *, timeout_s: float = 1200.0, pinned: bool = False
+    base_url: str, points: Sequence[Run], *, timeout_s: float = 1200.0, pinned: bool = False
 ) -> list[dict[str, float]]:
     """Run the benchmark for each point in turn, in one client process (vLLM imports once).
 
