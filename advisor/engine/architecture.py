@@ -37,6 +37,9 @@ GROUPS = (
     "lm_head",
 )
 
+# `--kv-cache-dtype` values that keep KV in 16 bits (the others are 8-bit or "auto").
+SIXTEEN_BIT_KV_DTYPES = frozenset({"bf16", "bfloat16", "fp16", "float16", "half"})
+
 
 class ArchitectureError(ValueError):
     """A malformed architecture field; `catalog` re-raises it as `CatalogError`."""
@@ -87,6 +90,24 @@ class AttentionSpec:
     sparse_topk: int = 0
     index_bytes_per_token: int = 0  # the indexer's key cache (fp8 key + scale), any kv_dtype
     index_flops_per_pair: int = 0
+    rope_elements_per_token: int = 0  # MLA: the rope part of the cached latent
+
+    def packed_kv_bytes_per_token(self) -> int:
+        """vLLM's "fp8_ds_mla" record for a sparse MLA layer (FlashMLA sparse backend): the
+        latent in FP8 with an FP32 scale per 128 values, the rope part in BF16 (DeepSeek-V3.2:
+        512 + 16 + 128 = 656 bytes a token)."""
+        latent = self.kv_elements_per_token - self.rope_elements_per_token
+        return latent + latent // 128 * 4 + 2 * self.rope_elements_per_token
+
+    def stores_packed(self, kv_dtype: str) -> bool:
+        """Whether vLLM keeps this layer's KV as `packed_kv_bytes_per_token`: a sparse MLA
+        layer does by default (`--kv-cache-dtype auto`) and for any fp8 dtype; only an
+        explicit 16-bit dtype keeps the latent in BF16 (vLLM recipes, DeepSeek-V3.2)."""
+        return (
+            bool(self.sparse_topk)
+            and self.kind == "mla"
+            and kv_dtype.strip().lower() not in (SIXTEEN_BIT_KV_DTYPES)
+        )
 
     def cached_tokens(self, context_tokens: int) -> int:
         """Tokens whose KV this layer holds for a sequence of `context_tokens` tokens.
@@ -296,6 +317,7 @@ def _mla_attention(
         sparse_topk=topk,
         index_bytes_per_token=index_bytes,
         index_flops_per_pair=index_flops,
+        rope_elements_per_token=rope,
     )
 
 

@@ -237,16 +237,21 @@ class ModelSpec:
             + (self.lm_head_params if self.tie_word_embeddings else 0)
         )
 
-    def kv_bytes_per_token(self, kv_bytes_per_element: float) -> float:
+    def kv_bytes_per_token(self, kv_bytes_per_element: float, *, kv_dtype: str = "") -> float:
         """KV bytes each further token adds once the context is long: layers that keep every
         token (full attention, MLA, with a sparse layer's index cache). Uniform models:
-        2 x layers x kv heads x head_dim x bytes."""
+        2 x layers x kv heads x head_dim x bytes. With `kv_dtype` (a `--kv-cache-dtype`
+        name), a sparse MLA layer that vLLM packs counts its packed record."""
         growing = [
             layer.attention for layer in self.layers if layer.attention.kind in ("full", "mla")
         ]
-        elements = sum(attention.kv_elements_per_token for attention in growing)
-        index = sum(attention.index_bytes_per_token for attention in growing)
-        return elements * kv_bytes_per_element + index
+        total = 0.0
+        for attention in growing:
+            if kv_dtype and attention.stores_packed(kv_dtype):
+                total += attention.packed_kv_bytes_per_token()
+            else:
+                total += attention.kv_elements_per_token * kv_bytes_per_element
+        return total + sum(attention.index_bytes_per_token for attention in growing)
 
     def kv_bytes_by_kind(
         self, context_tokens: int, kv_bytes_per_element: float
@@ -341,7 +346,16 @@ class QuantScheme:
 
 
 KV_DTYPE_BYTES: Mapping[str, float] = MappingProxyType(
-    {"bf16": 2.0, "fp16": 2.0, "auto": 2.0, "fp8": 1.0, "fp8_e4m3": 1.0, "fp8_e5m2": 1.0}
+    {
+        "bf16": 2.0,
+        "bfloat16": 2.0,  # vLLM's own spelling (DeepSeek-V3.2's 16-bit opt-out)
+        "fp16": 2.0,
+        "auto": 2.0,
+        "fp8": 1.0,
+        "fp8_e4m3": 1.0,
+        "fp8_e5m2": 1.0,
+        "fp8_ds_mla": 1.0,  # sparse MLA's packed record (see architecture.AttentionSpec)
+    }
 )
 
 

@@ -221,7 +221,7 @@ class Deployment:
     def kv_bytes_per_token(self) -> float:
         """Whole-model KV bytes each token adds at long context (all devices together): the
         layers that keep every token; see `memory_plan` for windowed and linear layers."""
-        return self.model.kv_bytes_per_token(kv_dtype_bytes(self.kv_dtype))
+        return self.model.kv_bytes_per_token(kv_dtype_bytes(self.kv_dtype), kv_dtype=self.kv_dtype)
 
     @property
     def weight_bytes(self) -> float:
@@ -269,7 +269,7 @@ class AttentionCosts:
 
 
 def attention_costs(
-    model: ModelSpec, tensor_parallel: int, kv_bytes: float, reference: int
+    model: ModelSpec, tensor_parallel: int, kv_bytes: float, reference: int, kv_dtype: str = "auto"
 ) -> AttentionCosts:
     """Fold each layer's KV and attention FLOPs into per-token / per-pair figures at `reference`.
 
@@ -277,7 +277,8 @@ def attention_costs(
     sliding/chunked layer what it holds (attends to) at `reference` divided by `reference`; a
     linear layer its state; a sparse (DeepSeek-V3.2) layer holds its latents and index keys
     for every token but reads the index keys and only its top-k latents. KV heads below one
-    per device are replicated; an MLA latent and index are on every device.
+    per device are replicated; an MLA latent and index are on every device. `kv_dtype` (the
+    `--kv-cache-dtype` name) decides whether a sparse MLA layer packs its latent.
     """
     tp = tensor_parallel
     held_growing = read_growing = held_part = read_part = 0.0
@@ -285,6 +286,7 @@ def attention_costs(
     full_pairs = reference * (reference + 1) / 2
     for layer in model.layers:
         attention = layer.attention
+        packed = attention.stores_packed(kv_dtype)
         if attention.kind == "linear":
             held_part += attention.state_bytes_per_sequence / tp
             read_part += attention.state_bytes_per_sequence / tp
@@ -295,6 +297,8 @@ def attention_costs(
             per_device = max(attention.num_kv_heads / tp, 1.0)
             share = per_device / attention.num_kv_heads
         element_bytes = attention.kv_elements_per_token * share * kv_bytes
+        if packed:  # a sparse MLA layer's fp8_ds_mla record (see AttentionSpec)
+            element_bytes = float(attention.packed_kv_bytes_per_token())
         keys = attention.attended_keys(reference)
         if attention.kind in ("full", "mla") and not attention.sparse_topk:
             held_growing += element_bytes
@@ -332,7 +336,7 @@ def memory_plan(
     weights = weight_bytes(model, deployment.quant) / tp
     reference = deployment.reference_context
     kv_per_token = attention_costs(
-        model, tp, kv_dtype_bytes(deployment.kv_dtype), reference
+        model, tp, kv_dtype_bytes(deployment.kv_dtype), reference, deployment.kv_dtype
     ).kv_bytes_per_token
     # Peak activations of one forward at max_num_batched_tokens, plus FP32 logits for sampling.
     activations = (
@@ -439,7 +443,11 @@ def coefficients(deployment: Deployment, profile: CalibrationProfile) -> npt.NDA
     dense = (streamed - experts) / tp
     experts /= tp
     costs = attention_costs(
-        model, tp, kv_dtype_bytes(deployment.kv_dtype), deployment.reference_context
+        model,
+        tp,
+        kv_dtype_bytes(deployment.kv_dtype),
+        deployment.reference_context,
+        deployment.kv_dtype,
     )
     kv_bytes_per_ctx = costs.kv_read_bytes_per_token
     attn_flops_per_pair = costs.decode_flops_per_pair

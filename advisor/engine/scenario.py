@@ -52,6 +52,7 @@ import numpy as np
 import numpy.typing as npt
 
 from advisor.engine.bounds import MIN_REPLICAS, PRICE_USD_PER_GPU_HOUR, SLO_BOUNDS
+from advisor.engine.catalog import KV_DTYPE_BYTES
 from advisor.engine.perf import CalibrationProfile
 from advisor.engine.workload import Workload
 
@@ -238,7 +239,7 @@ class EngineArgs:
         util = self.gpu_memory_utilization
         if isinstance(util, bool) or not isinstance(util, int | float) or not 0.0 < util <= 1.0:
             fail("gpu_memory_utilization", f"must be in (0, 1], got {util!r}")
-        if self.kv_cache_dtype not in ("auto", "bf16", "fp16", "fp8", "fp8_e4m3", "fp8_e5m2"):
+        if self.kv_cache_dtype not in KV_DTYPE_BYTES:
             fail("kv_cache_dtype", f"unknown {self.kv_cache_dtype!r}")
         check_int("block_size", self.block_size, 1)
 

@@ -322,16 +322,34 @@ def test_it_streams_dense_first_layers_and_shared_experts_every_step() -> None:
 
 def test_it_reads_only_the_top_k_latents_of_a_sparse_attention_layer() -> None:
     v32 = Deployment(H200, DEFAULT_CATALOG.model("DeepSeek-V3.2"), BF16, "fp8", 8)
-    # held: 61 x (576 + 132) B per token, on every device
+    # held: 61 x (656 + 132) B per token, on every device: fp8 maps to vLLM's fp8_ds_mla
+    # record (512 fp8 latent + 4 fp32 scales + 64 BF16 rope = 656 B) and the index key cache
     assert (
         memory_plan(v32, max_num_batched_tokens=2048, max_num_seqs=1).kv_bytes_per_token_per_gpu
-        == 43_188
+        == 61 * (656 + 132)
+        == 48_068
     )
     coef = coefficients(v32, IDEAL)
     # read per context token at 4,096: every index key (61 x 132) + 2,048 of 4,096 latents
-    assert coef[C_KV_BYTES_PER_CTX] == 61 * 132 + 61 * 576 * 2048 / 4096 == 25_620
+    assert coef[C_KV_BYTES_PER_CTX] == 61 * 132 + 61 * 656 * 2048 / 4096 == 28_060
     # index scores 2 x 64 x 128 per pair over all tokens + absorbed MLA over the top 2,048
     assert coef[C_ATTN_FLOPS_PER_PAIR] == (61 * 16_384 + 61 * 278_528 * 2048 / 4096) / 8
+
+
+@pytest.mark.parametrize(
+    ("kv_dtype", "bytes_per_token"),
+    [("auto", 61 * (656 + 132)), ("fp8", 61 * (656 + 132)), ("bfloat16", 61 * (1152 + 132))],
+)
+def test_a_sparse_mla_layer_packs_its_latent_unless_told_16_bit(
+    kv_dtype: str, bytes_per_token: int
+) -> None:
+    v32 = Deployment(H200, DEFAULT_CATALOG.model("DeepSeek-V3.2"), BF16, kv_dtype, 8)
+    assert v32.kv_bytes_per_token == bytes_per_token
+    plan = memory_plan(v32, max_num_batched_tokens=2048, max_num_seqs=1)
+    assert plan.kv_bytes_per_token_per_gpu == bytes_per_token
+    # DeepSeek-V3 (dense MLA) keeps 576 elements at the dtype's width whatever the name
+    v3 = Deployment(H200, DEFAULT_CATALOG.model("DeepSeek-V3"), BF16, kv_dtype, 8)
+    assert v3.kv_bytes_per_token == 61 * 576 * (1 if kv_dtype == "fp8" else 2)
 
 
 def test_it_folds_sliding_attention_flops_at_the_reference_context() -> None:
