@@ -16,6 +16,7 @@ vLLM stops too (`close`). A process that exits on its own is noticed by `check()
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -27,6 +28,7 @@ import httpx
 
 from probes.agent.controller import ApplyError, Health, smoke_request
 from probes.agent.desired import NodeConfig
+from probes.agent.model_config import checkpoint_missing
 from probes.agent.vllm_process import (
     VllmLaunch,
     VllmProcess,
@@ -127,6 +129,12 @@ class LocalController:
                 "local vLLM process",
                 restored=True,
             )
+        if config.model:
+            # A checkpoint that is not here would leave the node down until the previous
+            # config came back: refuse before stopping what serves.
+            missing = checkpoint_missing(config.model, {**os.environ, **self.base.env})
+            if missing is not None:
+                raise ApplyError(f"{missing}; nothing was stopped", restored=True)
         previous = self._config
         self._stop()
         try:
