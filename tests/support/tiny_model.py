@@ -1,10 +1,7 @@
 """Make a tiny random-weight Llama that a real vLLM CPU server can load (no downloads).
 
-Run with the vLLM venv's python: `python tests/support/tiny_model.py OUT_DIR [SHAPE]`. About
-5 s. SHAPE `base` (default) is the model every real-vLLM test serves; `wide` is a second,
-different checkpoint (twice the hidden size, 8 heads, its own random weights) for A/B tests
-between two checkpoints. head_dim must be 64: the CPU attention kernel refuses head_dim 16
-(VLLM_NOTES.md).
+Run with the vLLM venv's python: `python tests/support/tiny_model.py OUT_DIR`. About 5 s.
+head_dim must be 64: the CPU attention kernel refuses head_dim 16 (VLLM_NOTES.md).
 """
 
 from __future__ import annotations
@@ -28,12 +25,7 @@ CHAT_TEMPLATE = (
 )
 
 
-# hidden_size, intermediate_size, layers, attention heads, KV heads, seed (head_dim 64 each)
-SHAPES = {"base": (256, 512, 2, 4, 2, 0), "wide": (512, 1024, 2, 8, 2, 1)}
-
-
-def main(out_dir: Path, shape: str = "base") -> None:
-    hidden, intermediate, layers, heads, kv_heads, seed = SHAPES[shape]
+def main(out_dir: Path) -> None:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
@@ -51,11 +43,11 @@ def main(out_dir: Path, shape: str = "base") -> None:
 
     config = LlamaConfig(
         vocab_size=len(fast),
-        hidden_size=hidden,
-        intermediate_size=intermediate,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
         max_position_embeddings=2048,
         bos_token_id=fast.bos_token_id,
         eos_token_id=fast.eos_token_id,
@@ -63,15 +55,15 @@ def main(out_dir: Path, shape: str = "base") -> None:
     )
     import torch
 
-    torch.manual_seed(seed)
+    torch.manual_seed(0)
     model = LlamaForCausalLM(config).to(torch.bfloat16)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out_dir)
     fast.save_pretrained(out_dir)
-    print(f"tiny model ({shape}) written to {out_dir}")
+    print(f"tiny model written to {out_dir}")
 
 
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3) or (len(sys.argv) == 3 and sys.argv[2] not in SHAPES):
-        sys.exit(f"usage: tiny_model.py OUT_DIR [{'|'.join(SHAPES)}]")
-    main(Path(sys.argv[1]), *sys.argv[2:])
+    if len(sys.argv) != 2:
+        sys.exit("usage: tiny_model.py OUT_DIR")
+    main(Path(sys.argv[1]))

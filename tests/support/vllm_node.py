@@ -16,8 +16,8 @@ from tests.support.components import free_port, missing
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = os.environ.get("GCA_VLLM_PYTHON", str(ROOT / "var/cache/vllm-venv/bin/python"))
 TINY_MODEL = os.environ.get("GCA_TINY_MODEL", str(ROOT / "var/cache/tiny-llama"))
-# A second, different checkpoint (tiny_model.py's `wide` shape) for A/B tests between two.
-TINY_MODEL_WIDE = os.environ.get("GCA_TINY_MODEL_WIDE", str(ROOT / "var/cache/tiny-llama-wide"))
+# The tiny model quantized to 4-bit AWQ (`tiny_awq.py`): a second checkpoint vLLM CPU serves.
+TINY_MODEL_AWQ = os.environ.get("GCA_TINY_MODEL_AWQ", str(ROOT / "var/cache/tiny-llama-awq"))
 SERVED_NAME = "tiny-llama"
 # CPU-friendly defaults; KV cache size on CPU comes from VLLM_CPU_KVCACHE_SPACE (GiB).
 BASE_ARGS = ("--max-model-len", "1024", "--dtype", "bfloat16")
@@ -48,22 +48,23 @@ def tiny_launch(
     )
 
 
-def tiny_model_wide() -> str:
-    """The second tiny checkpoint's directory, made with the vLLM venv's python if missing.
+def tiny_model_awq() -> str:
+    """The AWQ checkpoint's directory, quantized from the tiny model with the vLLM venv's
+    python if missing (about 2 s).
 
-    Written beside the cached first one (gitignored var/cache) under a temporary name and
-    renamed into place, so a concurrent build cannot leave half a checkpoint (about 5 s).
+    Written beside the cached tiny model (gitignored var/cache) under a temporary name and
+    renamed into place, so a concurrent build cannot leave half a checkpoint.
     """
-    out = Path(TINY_MODEL_WIDE)
+    out = Path(TINY_MODEL_AWQ)
     if (out / "config.json").exists():
         return str(out)
-    if not Path(VLLM_PYTHON).exists():
-        missing("vLLM CPU node", f"{VLLM_PYTHON} missing: run `make vllm-node`")
+    if not Path(VLLM_PYTHON).exists() or not (Path(TINY_MODEL) / "config.json").exists():
+        missing("vLLM CPU node", f"{VLLM_PYTHON} or {TINY_MODEL} missing: run `make vllm-node`")
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:
         subprocess.run(
-            [VLLM_PYTHON, str(ROOT / "tests/support/tiny_model.py"), str(scratch), "wide"],
+            [VLLM_PYTHON, str(ROOT / "tests/support/tiny_awq.py"), TINY_MODEL, str(scratch)],
             check=True, capture_output=True, timeout=300,
         )  # fmt: skip
         try:
