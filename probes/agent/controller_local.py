@@ -6,7 +6,8 @@ then calls it applied. If the new process exits, never answers /health within
 `ready_timeout_s`, or fails the smoke request, it is stopped, the previous args are started
 again (same checks), and `ApplyError` says why (the tail of vLLM's log: e.g. the pydantic
 validation error of a bad `max_model_len`), with `restored=False` when even the previous
-config did not come back.
+config did not come back. A config naming a checkpoint that is not on this machine (no
+config.json in the directory or in the Hugging Face cache) is refused before anything stops.
 
 The served process is a child of the agent (its own process group): when the agent exits,
 vLLM stops too (`close`). A process that exits on its own is noticed by `check()` (counted in
