@@ -12,8 +12,11 @@ CACHE_DIR ?= var/cache
 VLLM_VENV := $(CACHE_DIR)/vllm-venv
 VLLM_STAMP := $(VLLM_VENV)/.ready
 TINY_MODEL := $(CACHE_DIR)/tiny-llama
+# The tiny model quantized to 4-bit AWQ (tiny_awq.py), for A/Bs between two checkpoints.
+TINY_MODEL_AWQ := $(CACHE_DIR)/tiny-llama-awq
 export GCA_VLLM_PYTHON ?= $(abspath $(VLLM_VENV))/bin/python
 export GCA_TINY_MODEL ?= $(abspath $(TINY_MODEL))
+export GCA_TINY_MODEL_AWQ ?= $(abspath $(TINY_MODEL_AWQ))
 
 ifeq ($(CI),true)
 export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/gca
@@ -49,7 +52,10 @@ $(VLLM_STAMP):
 $(TINY_MODEL)/config.json: $(VLLM_STAMP) tests/support/tiny_model.py
 	$(VLLM_VENV)/bin/python tests/support/tiny_model.py $(TINY_MODEL)
 
-vllm-node: $(VLLM_STAMP) $(TINY_MODEL)/config.json
+$(TINY_MODEL_AWQ)/config.json: $(TINY_MODEL)/config.json tests/support/tiny_awq.py
+	$(VLLM_VENV)/bin/python tests/support/tiny_awq.py $(TINY_MODEL) $(TINY_MODEL_AWQ)
+
+vllm-node: $(VLLM_STAMP) $(TINY_MODEL)/config.json $(TINY_MODEL_AWQ)/config.json
 
 demo: $(DEPS) var/secret_key
 	$(DEMO_ENV) $(BIN)/python manage.py migrate --noinput -v0

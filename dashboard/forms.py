@@ -126,6 +126,16 @@ class BenchmarkStartForm(forms.Form):
         required=False, label="A/B: candidate args (JSON)",
         widget=forms.TextInput(attrs={"placeholder": '{"max_num_seqs": 64}'}),
     )  # fmt: skip
+    ab_candidate_model = forms.CharField(
+        required=False, label="A/B: candidate checkpoint", max_length=1000,
+        help_text="A local path or Hugging Face id on the node (e.g. an AWQ checkpoint); "
+        "empty: the endpoint's own.",
+    )  # fmt: skip
+    ab_candidate_quant = forms.CharField(
+        required=False, label="A/B: candidate precision", max_length=32,
+        help_text="e.g. awq-int4, gptq-int4, fp8: labels its quality figure (the catalog's); "
+        "empty: read from a local checkpoint's config.json.",
+    )  # fmt: skip
     trace_start = forms.DateTimeField(required=False, help_text="Replay: from (UTC).")
     trace_end = forms.DateTimeField(required=False, help_text="Replay: until (UTC).")
     slo_ttft_ms = forms.FloatField(required=False, label="SLO: TTFT per request (ms)")
@@ -144,7 +154,8 @@ class BenchmarkStartForm(forms.Form):
         "sweep": "sweep_values", "goodput.min_rate_rps": "goodput_min_rate_rps",
         "goodput.max_rate_rps": "goodput_max_rate_rps", "goodput": "goodput_min_rate_rps",
         "ab": "ab_baseline_args", "ab.baseline_args": "ab_baseline_args",
-        "ab.candidate_args": "ab_candidate_args", "trace": "trace_start",
+        "ab.candidate_args": "ab_candidate_args", "ab.candidate_model": "ab_candidate_model",
+        "ab.candidate_quant": "ab_candidate_quant", "trace": "trace_start",
         "trace.start": "trace_start", "trace.end": "trace_end", "slo": "slo_ttft_ms",
         "slo.ttft_ms": "slo_ttft_ms", "slo.tpot_ms": "slo_tpot_ms",
         "options.warmup_requests": "warmup_requests",
@@ -221,6 +232,10 @@ class BenchmarkStartForm(forms.Form):
                 "baseline_args": self._json("ab_baseline_args", "ab.baseline_args"),
                 "candidate_args": self._json("ab_candidate_args", "ab.candidate_args"),
             }
+            for name in ("model", "quant"):
+                value = (data.get(f"ab_candidate_{name}") or "").strip()
+                if value:
+                    args["ab"][f"candidate_{name}"] = value
         if data["workload_kind"] == "replay":
             start, end = data.get("trace_start"), data.get("trace_end")
             args["trace"] = {

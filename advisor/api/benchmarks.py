@@ -59,7 +59,11 @@ class JobCreateDoc(serializers.Serializer[Any]):
     trace = serializers.JSONField(required=False, help_text="replay: {start, end} ISO times")
     sweep = serializers.JSONField(required=False, help_text="{over: rate|concurrency, values}")
     goodput = serializers.JSONField(required=False, help_text="{min_rate_rps, max_rate_rps, ...}")
-    ab = serializers.JSONField(required=False, help_text="{baseline_args, candidate_args}")
+    ab = serializers.JSONField(
+        required=False,
+        help_text="{baseline_args, candidate_args, label, candidate_model, candidate_quant, "
+        "candidate_quality: {delta_points, source}} (and baseline_*)",
+    )
     slo = serializers.JSONField(required=False, help_text="{ttft_ms, tpot_ms, e2el_ms, ...}")
     options = serializers.JSONField(required=False)
     max_concurrency = serializers.IntegerField(required=False)

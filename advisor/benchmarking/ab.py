@@ -2,8 +2,10 @@
 
 Until the rollout issue's node controller exists, switching configuration means stopping the
 local vLLM process and starting it with the candidate's engine args (`probes.agent.
-vllm_process`, the same supervisor the agent uses). Each variant runs on the same port, model
-and workload; the process is always stopped afterwards. A variant that does not start gives a
+vllm_process`, the same supervisor the agent uses). Each variant runs on the same port, served
+model name and workload, on the launch's checkpoint or its own (`Variant.model`, e.g. an AWQ
+one: every variant's checkpoint is checked present before anything starts); the process is
+always stopped afterwards. A variant that does not start gives a
 failed result with the tail of its log; the others still run. A cancel, or an unexpected
 exception while a variant is measured (a bug), ends the A/B: the variants measured so far keep
 their results and the rest get an unmeasured one saying why (`measure_in_turn`, which the
@@ -16,8 +18,9 @@ figures, e.g. `output_throughput_ratio` 3.2 means the candidate streamed 3.2x th
 from __future__ import annotations
 
 import logging
+import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
@@ -34,6 +37,7 @@ from advisor.benchmarking.runner import (
 from advisor.benchmarking.stream import Api
 from advisor.benchmarking.summary import summarize
 from advisor.engine.workload import Workload
+from probes.agent.model_config import checkpoint_missing
 from probes.agent.vllm_process import VllmLaunch, VllmProcess, VllmStartError
 
 log = logging.getLogger(__name__)
@@ -47,10 +51,20 @@ COMPARED: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class Variant:
-    """A named configuration: engine args added to the base launch's."""
+    """A named configuration: engine args added to the base launch's, and its own checkpoint.
+
+    `model` (a local path or a Hugging Face id, e.g. the AWQ checkpoint the quantization
+    strategy recommends) replaces the launch's `--model`; the served model name stays the
+    launch's, so the benchmark client addresses every variant by the same name.
+    """
 
     name: str
     engine_args: tuple[str, ...] = ()
+    model: str | None = None
+
+
+class CheckpointMissing(RuntimeError):
+    """A variant names a checkpoint this node does not hold; nothing was started or stopped."""
 
 
 @dataclass(frozen=True)
@@ -76,12 +90,22 @@ def run_variants(
     ready_timeout_s: float = 300.0,
     cancel: CancelCheck | None = None,
 ) -> list[VariantRun]:
-    """Start, benchmark and stop each variant in turn (blocking; minutes on a CPU node)."""
+    """Start, benchmark and stop each variant in turn (blocking; minutes on a CPU node).
+
+    Raises `CheckpointMissing` before anything starts when a variant's checkpoint is absent.
+    """
+    problem = missing_checkpoint(variants, {**os.environ, **launch.env})
+    if problem is not None:
+        raise CheckpointMissing(problem)
     target = Target(launch.base_url, launch.served_name, api=api)
     not_run = partial(unmeasured, target, workload)
 
     def measure(_part: int, variant: Variant) -> tuple[VariantRun, Stop | None]:
-        config = replace(launch, engine_args=(*launch.engine_args, *variant.engine_args))
+        config = replace(
+            launch,
+            model=variant.model or launch.model,
+            engine_args=(*launch.engine_args, *variant.engine_args),
+        )
         process = VllmProcess(config, log_dir / f"ab-{variant.name}-{launch.port}.log")
         started = time.perf_counter()
         try:
@@ -97,6 +121,19 @@ def run_variants(
         return VariantRun(variant, result, ready_after_s), None
 
     return measure_in_turn(variants, measure, not_run=not_run, cancel=cancel)
+
+
+def missing_checkpoint(variants: Sequence[Variant], env: Mapping[str, str]) -> str | None:
+    """Why the first variant naming an absent checkpoint cannot run here, else None.
+
+    `env`: the environment the vLLM process gets (where its Hugging Face cache is).
+    """
+    for variant in variants:
+        if variant.model:
+            problem = checkpoint_missing(variant.model, env)
+            if problem is not None:
+                return f"variant {variant.name!r}: {problem}; nothing was stopped or started"
+    return None
 
 
 def measure_in_turn(

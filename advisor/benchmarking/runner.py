@@ -237,6 +237,7 @@ class _Run:
         self.metrics: dict[str, Any] = {}
         self.metrics_error = ""
         self.callback_error = ""
+        self.served_model: dict[str, Any] | None = None  # /v1/models' entry: id and root
 
     # -- orchestration ---------------------------------------------------------------------
     async def execute(self) -> BenchmarkResult:
@@ -336,6 +337,8 @@ class _Run:
             raise EndpointError(f"GET {url}: no model list in the answer")
         for entry in models:
             if isinstance(entry, dict) and entry.get("id") == self.target.model:
+                root = entry.get("root")  # vLLM: what --model named (the checkpoint served)
+                self.served_model = {"id": self.target.model, "root": root}
                 length = entry.get("max_model_len")
                 return int(length) if isinstance(length, int) and length > 0 else None
         served = sorted(str(e.get("id")) for e in models if isinstance(e, dict))
@@ -492,6 +495,7 @@ class _Run:
                 "options": self.options.to_json(),
                 "concurrency": self.concurrency,
                 "num_requests": self.workload.num_requests,
+                **({"served_model": self.served_model} if self.served_model else {}),
             },
         )
 

@@ -108,9 +108,13 @@ class NodeSwitch:
             cancelled=cancelled,
         )
 
-    def switch_to(self, name: str, engine_args: dict[str, Any]) -> float:
+    def switch_to(self, name: str, engine_args: dict[str, Any], model: str | None = None) -> float:
         """Serve the original config with `engine_args` over it; seconds until it served.
 
+        `model`: the variant's own checkpoint instead of the original's. The server cannot see
+        the node's disk: the agent checks the checkpoint is there before it stops anything
+        (the local controller; a Kubernetes pod only finds out when it starts) and refuses
+        with the reason, which comes back here.
         Raises `AbSwitchError` with the agent's reason (or a timeout, or args a controller
         does not take); `AbCancelled` when the job is cancelled while waiting.
         """
@@ -120,8 +124,9 @@ class NodeSwitch:
         except ProtocolError as exc:
             raise AbSwitchError(f"node {self.hostname}, {name}: {exc}") from exc
         config = NodeConfig(
-            {**base.engine_args, **engine_args}, base.model, base.replicas, base.autoscaling
-        )
+            {**base.engine_args, **engine_args}, model or base.model, base.replicas,
+            base.autoscaling,
+        )  # fmt: skip
         generation = node_desired_config_set(node_id=self.node_id, config=config)
         self.generations[name] = generation
         started = time.perf_counter()

@@ -14,9 +14,10 @@ variant; the runs measured before it are stored and a switched node is restored.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any
@@ -29,6 +30,7 @@ from django.utils import timezone
 
 from advisor.benchmarking.ab import (
     CANCELLED,
+    CheckpointMissing,
     Stop,
     Variant,
     VariantRun,
@@ -36,6 +38,11 @@ from advisor.benchmarking.ab import (
     measure_in_turn,
     run_variants,
     unmeasured,
+)
+from advisor.benchmarking.checkpoints import (
+    QUALITY_NOT_MEASURED,
+    checkpoint_precision,
+    side_quality,
 )
 from advisor.benchmarking.export import finite_json
 from advisor.benchmarking.prediction import (
@@ -49,6 +56,7 @@ from advisor.benchmarking.runner import Limits, RunOptions, Target, run_benchmar
 from advisor.benchmarking.summary import Slo
 from advisor.benchmarking.sweep import GoodputPlan, SweepPoint, meets
 from advisor.benchmarking.workloads import WorkloadSpec
+from advisor.engine.scenario import QualityOverride
 from advisor.engine.workload import Workload
 from advisor.models import (
     BenchmarkEndpoint,
@@ -366,12 +374,14 @@ def _ab_job(ctx: _Context) -> tuple[str, str, dict[str, Any]]:
     if isinstance(outcome, str):
         return JobStatus.FAILED, outcome, {}
     runs, switched = outcome
+    quality = _ab_quality(ctx, ab, switched)
     stored: dict[str, BenchmarkRun] = {}
     for (name, args), variant_run in zip(sides, runs, strict=True):
         try:
             stored[name] = _store_run(
                 ctx, name, None, ctx.spec, workload, variant_run.result,
                 engine_args=args, ready_after_s=variant_run.ready_after_s,
+                model=ab.get(f"{name}_model"), quant=quality[name]["precision"],
             )  # fmt: skip
         except Exception as exc:  # a bug: say which run it lost; the ones stored stay
             log.exception("A/B job %s: storing the %s run raised", ctx.job.id, name)
@@ -387,6 +397,7 @@ def _ab_job(ctx: _Context) -> tuple[str, str, dict[str, Any]]:
             "candidate_run_id": stored["candidate"].id,
             "measured": measured,
             "predicted": _predicted_ratios(stored["baseline"], stored["candidate"], measured),
+            "quality": {"measured": False, "note": QUALITY_NOT_MEASURED, **quality},
             **switched,
         }
     }
@@ -400,10 +411,36 @@ def _ab_job(ctx: _Context) -> tuple[str, str, dict[str, Any]]:
     return JobStatus.COMPLETED, "", result
 
 
+def _ab_quality(ctx: _Context, ab: dict[str, Any], switched: dict[str, Any]) -> dict[str, Any]:
+    """Each side's checkpoint, precision and quality figure, labelled (`checkpoints`)."""
+    model_name = ctx.endpoint.model_ref or ctx.endpoint.deployment.model_id
+    env = {**os.environ, **(ctx.endpoint.local_launch or {}).get("env", {})}
+    out: dict[str, Any] = {}
+    for side in ("baseline", "candidate"):
+        model = ab.get(f"{side}_model")
+        if ab.get(f"{side}_quant"):
+            precision, origin = ab[f"{side}_quant"], "stated in the job"
+        elif model is None:
+            precision, origin = ctx.endpoint.quant, "the endpoint's precision"
+        elif switched.get("switched_by") == "local restart":
+            precision = checkpoint_precision(model, env)
+            origin = "the checkpoint's config.json"
+        else:  # the checkpoint lies on the node, not here
+            precision, origin = None, "not stated, and the checkpoint is on the node"
+        own = ab.get(f"{side}_quality")
+        override = QualityOverride(own["delta_points"], own["source"]) if own else None
+        out[side] = {"model": model, **side_quality(model_name, precision, origin, override)}
+    return out
+
+
 def _ab_variants(
     ctx: _Context, sides: tuple[tuple[str, dict[str, Any]], ...], workload: Workload
 ) -> tuple[list[VariantRun], dict[str, Any]] | str:
-    """Each side's run and how the node was switched; why not when it cannot be switched."""
+    """Each side's run and how the node was switched; why not when it cannot be switched.
+
+    A side naming a checkpoint the bench worker's machine lacks (local restart) fails the job
+    before anything stops; through a controller the agent refuses it before stopping.
+    """
     if ab_uses_controller(ctx.endpoint):
         try:
             switch = NodeSwitch.hold(
@@ -416,7 +453,10 @@ def _ab_variants(
         runs = _controller_variants(ctx, switch, sides, workload)
         return runs, {"switched_by": "controller", "controller": switch.to_json()}
     if ctx.endpoint.local_launch:
-        return _local_variants(ctx, sides, workload), {"switched_by": "local restart"}
+        try:
+            return _local_variants(ctx, sides, workload), {"switched_by": "local restart"}
+        except CheckpointMissing as exc:
+            return str(exc)
     return (
         f"endpoint {ctx.endpoint} has no local launch configuration and node "
         f"{ctx.endpoint.node.hostname} has no agent reporting a controller: there is no way "
@@ -441,7 +481,10 @@ def _local_variants(
         ),
         env=dict(launch_conf.get("env", {})),
     )
-    variants = [Variant(name, engine_args_to_argv(args)) for name, args in sides]
+    variants = [
+        Variant(name, engine_args_to_argv(args), ctx.job.spec["ab"].get(f"{name}_model"))
+        for name, args in sides
+    ]
     return run_variants(
         launch, variants, workload,
         log_dir=settings.VAR_DIR / "bench-logs", api=ctx.target.api, limits=ctx.limits,
@@ -466,7 +509,7 @@ def _controller_variants(
 
     def measure(part: int, variant: Variant) -> tuple[VariantRun, Stop | None]:
         try:
-            ready_after_s = switch.switch_to(variant.name, args[variant.name])
+            ready_after_s = switch.switch_to(variant.name, args[variant.name], variant.model)
         except AbCancelled:
             return VariantRun(variant, not_run(*CANCELLED), None), CANCELLED
         except AbSwitchError as exc:
@@ -478,7 +521,10 @@ def _controller_variants(
         )  # fmt: skip
         return VariantRun(variant, result, ready_after_s), None
 
-    variants = [Variant(name, engine_args_to_argv(engine_args)) for name, engine_args in sides]
+    models = {name: ctx.job.spec["ab"].get(f"{name}_model") for name, _ in sides}
+    variants = [
+        Variant(name, engine_args_to_argv(engine_args), models[name]) for name, engine_args in sides
+    ]
     try:
         return measure_in_turn(
             variants, measure, not_run=not_run, cancel=lambda: _cancelled_now(ctx.job.id)
@@ -538,12 +584,16 @@ def _store_run(
     meets_slo: bool | None = None,
     engine_args: dict[str, Any] | None = None,
     ready_after_s: float | None = None,
+    model: str | None = None,
+    quant: str | None = None,
 ) -> BenchmarkRun:
     started = datetime.fromtimestamp(result.started_at_unix_s, tz=UTC)
-    predicted, errors = _prediction(ctx, workload, result, engine_args or {})
+    predicted, errors = _prediction(ctx, workload, result, engine_args or {}, quant)
     config = dict(result.config)
     if ready_after_s is not None:
         config["vllm_ready_after_s"] = ready_after_s
+    if model is not None:
+        config["model"] = model  # the side's own checkpoint (what --model named)
     with transaction.atomic():
         ctx.sequence += 1
         run = BenchmarkRun.objects.create(
@@ -587,7 +637,11 @@ def _store_run(
 
 
 def _prediction(
-    ctx: _Context, workload: Workload, result: BenchmarkResult, extra_args: dict[str, Any]
+    ctx: _Context,
+    workload: Workload,
+    result: BenchmarkResult,
+    extra_args: dict[str, Any],
+    quant: str | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The engine's figures for this run's workload on this node, and their error.
 
@@ -598,6 +652,8 @@ def _prediction(
     if ctx.engine is None:
         return {"error": "the endpoint does not say its hardware: no prediction"}, {}
     engine = ctx.engine.with_args(extra_args)
+    if quant is not None:  # an A/B side serving a checkpoint of another precision
+        engine = replace(engine, quant=quant)
     profile, record = calibration_profile_for(hardware=engine.hardware, engine=engine.engine)
     about = {
         "profile_source": profile.source,

@@ -23,6 +23,8 @@ from advisor.benchmarking.runner import BenchmarkConfigError, RunOptions
 from advisor.benchmarking.summary import Slo, SloError
 from advisor.benchmarking.sweep import GoodputPlan
 from advisor.benchmarking.workloads import WorkloadSpec, WorkloadSpecError
+from advisor.engine.catalog import DEFAULT_CATALOG, CatalogError
+from advisor.engine.scenario import QualityOverride
 from advisor.models import BenchmarkEndpoint, BenchmarkJob, JobKind, JobStatus
 from advisor.services.ab_controller import APPLY_TIMEOUT_S, ab_possible
 from probes.models import RequestRecord
@@ -36,7 +38,15 @@ OPTION_KEYS = frozenset({
     "sampling", "calibrate",
 })  # fmt: skip
 SLO_KEYS = frozenset({"ttft_ms", "tpot_ms", "e2el_ms", "min_attainment"})
-AB_KEYS = frozenset({"baseline_args", "candidate_args", "label", "apply_timeout_s"})
+AB_SIDES = ("baseline", "candidate")
+AB_KEYS = frozenset({
+    "label", "apply_timeout_s",
+    *(f"{side}_{part}" for side in AB_SIDES for part in ("args", "model", "quant", "quality")),
+})  # fmt: skip
+# Args an A/B sets itself: the checkpoint goes in ab.<side>_model, and every side is served
+# under the endpoint's served model name (what the benchmark client asks for).
+AB_RESERVED_ARGS = frozenset({"model", "served_model_name", "host", "port"})
+MAX_MODEL_CHARS = 1000
 
 
 class BenchmarkJobError(ValueError):
@@ -166,22 +176,78 @@ def _ab(raw: Any, endpoint: BenchmarkEndpoint) -> dict[str, Any]:
         or not (1 <= timeout_s <= 24 * 3600)
     ):
         raise BenchmarkJobError("ab.apply_timeout_s", "expected seconds in [1, 86400]")
-    for side in ("baseline_args", "candidate_args"):
-        args = data.get(side, {})
+    sides: dict[str, Any] = {}
+    for side in AB_SIDES:
+        args = data.get(f"{side}_args", {})
         if not isinstance(args, Mapping):
-            raise BenchmarkJobError(f"ab.{side}", "expected an object of vLLM engine args")
+            raise BenchmarkJobError(f"ab.{side}_args", "expected an object of vLLM engine args")
         for name in args:
             if not isinstance(name, str) or not name.replace("_", "").isalnum():
-                raise BenchmarkJobError(f"ab.{side}.{name}", "not a vLLM argument name")
+                raise BenchmarkJobError(f"ab.{side}_args.{name}", "not a vLLM argument name")
+            if name in AB_RESERVED_ARGS:
+                raise BenchmarkJobError(
+                    f"ab.{side}_args.{name}",
+                    f"set by the A/B itself (a checkpoint goes in ab.{side}_model; every side "
+                    "is served under the endpoint's served model name)",
+                )
+        sides[f"{side}_args"] = dict(args)
+        sides.update(_ab_side_model(data, side))
     label = data.get("label", "")
     if not isinstance(label, str) or len(label) > 120:
         raise BenchmarkJobError("ab.label", "expected text of at most 120 characters")
     return {
-        "baseline_args": dict(data.get("baseline_args", {})),
-        "candidate_args": dict(data.get("candidate_args", {})),
+        **sides,
         "label": label,
         **({"apply_timeout_s": float(timeout_s)} if "apply_timeout_s" in data else {}),
     }
+
+
+def _ab_side_model(data: Mapping[str, Any], side: str) -> dict[str, Any]:
+    """A side's own checkpoint, its precision and the user's quality figure (all optional)."""
+    out: dict[str, Any] = {}
+    model = data.get(f"{side}_model")
+    if model is not None:
+        field = f"ab.{side}_model"
+        if not isinstance(model, str) or not model.strip():
+            raise BenchmarkJobError(
+                field, "expected a checkpoint: a local path or a Hugging Face id (org/name)"
+            )
+        if model != model.strip() or "\n" in model or len(model) > MAX_MODEL_CHARS:
+            raise BenchmarkJobError(
+                field, f"expected one line of at most {MAX_MODEL_CHARS} characters, no spaces "
+                "around it"
+            )  # fmt: skip
+        if model.startswith("-"):
+            raise BenchmarkJobError(field, "must not start with '-' (vLLM would read a flag)")
+        out[f"{side}_model"] = model
+    quant = data.get(f"{side}_quant")
+    if quant is not None:
+        try:
+            out[f"{side}_quant"] = DEFAULT_CATALOG.quant(str(quant)).name
+        except CatalogError as exc:
+            message = str(exc).removeprefix("weight_dtype: ")
+            raise BenchmarkJobError(f"ab.{side}_quant", message) from exc
+    quality = _object(data.get(f"{side}_quality"), f"ab.{side}_quality")
+    if quality is not None:
+        field = f"ab.{side}_quality"
+        _no_unknown(quality, frozenset({"delta_points", "source"}), field)
+        if f"{side}_quant" not in out:
+            raise BenchmarkJobError(
+                field, f"say which precision the figure is for (ab.{side}_quant)"
+            )
+        points, source = quality.get("delta_points"), quality.get("source")
+        if isinstance(points, bool) or not isinstance(points, int | float):
+            raise BenchmarkJobError(f"{field}.delta_points", f"expected a number, got {points!r}")
+        if not isinstance(source, str) or not source.strip() or len(source) > 500:
+            raise BenchmarkJobError(
+                f"{field}.source", "say where the figure comes from (at most 500 characters)"
+            )
+        try:
+            QualityOverride(float(points), source.strip())
+        except ValueError as exc:
+            raise _nested(field, exc) from exc
+        out[f"{side}_quality"] = {"delta_points": float(points), "source": source.strip()}
+    return out
 
 
 def _options(raw: Any, endpoint: BenchmarkEndpoint) -> dict[str, Any]:

@@ -152,6 +152,20 @@ class AbRatio:
 
 
 @dataclass(frozen=True)
+class AbQuality:
+    """One side's checkpoint and its quality figure, which the A/B itself did not measure."""
+
+    name: str
+    checkpoint: str  # what the job asked for: the side's own, or the endpoint's
+    served_root: str  # what the server said it loaded (/v1/models root), "" when unknown
+    precision: str  # "" when not known
+    precision_from: str
+    delta_points: float | None  # vs BF16, negative = worse; None: no figure
+    source: str  # the label: the catalog's source or "measured by you: ..."
+    kind: str  # reference, measured, published, estimate ("" without a figure)
+
+
+@dataclass(frozen=True)
 class AbView:
     label: str
     switched_by: str
@@ -159,6 +173,22 @@ class AbView:
     args: tuple[ArgLine, ...]  # baseline's args -> candidate's
     ratios: tuple[AbRatio, ...]
     prediction_note: str  # why there is no prediction, or what the engine does not model
+    quality_note: str = ""  # A/Bs stored before checkpoints could differ have none
+    quality: tuple[AbQuality, ...] = ()
+
+
+def _ab_quality(name: str, run: BenchmarkRun | None, figure: dict[str, Any]) -> AbQuality:
+    served = ((run.config or {}).get("served_model") or {}) if run is not None else {}
+    return AbQuality(
+        name=name,
+        checkpoint=str(figure.get("model") or "the endpoint's"),
+        served_root=str(served.get("root") or ""),
+        precision=str(figure.get("precision") or ""),
+        precision_from=str(figure.get("precision_from") or ""),
+        delta_points=finite(figure.get("delta_points")),
+        source=str(figure.get("source") or ""),
+        kind=str(figure.get("kind") or ""),
+    )
 
 
 def _ab_side(name: str, run: BenchmarkRun | None, spec_args: dict[str, Any]) -> AbSide:
@@ -205,6 +235,12 @@ def ab_view(job: BenchmarkJob) -> AbView | None:
                 error=finite(guess.get("error")),
             )
         )
+    quality = ab.get("quality") or {}
+    figures = tuple(
+        _ab_quality(side, runs.get(ab.get(f"{side}_run_id")), quality.get(side) or {})
+        for side in AB_SIDES
+        if quality
+    )
     if predicted.get("error"):
         note = f"no prediction: {predicted['error']}"
     elif predicted.get("unmodelled"):
@@ -218,4 +254,6 @@ def ab_view(job: BenchmarkJob) -> AbView | None:
         args=args_diff(baseline.engine_args, {"engine_args": candidate.engine_args}, replaces=True),
         ratios=tuple(ratios),
         prediction_note=note,
+        quality_note=str(quality.get("note") or ""),
+        quality=figures,
     )

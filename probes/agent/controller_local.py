@@ -6,7 +6,8 @@ then calls it applied. If the new process exits, never answers /health within
 `ready_timeout_s`, or fails the smoke request, it is stopped, the previous args are started
 again (same checks), and `ApplyError` says why (the tail of vLLM's log: e.g. the pydantic
 validation error of a bad `max_model_len`), with `restored=False` when even the previous
-config did not come back.
+config did not come back. A config naming a checkpoint that is not on this machine (no
+config.json in the directory or in the Hugging Face cache) is refused before anything stops.
 
 The served process is a child of the agent (its own process group): when the agent exits,
 vLLM stops too (`close`). A process that exits on its own is noticed by `check()` (counted in
@@ -16,6 +17,7 @@ vLLM stops too (`close`). A process that exits on its own is noticed by `check()
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
 from collections.abc import Mapping
@@ -27,6 +29,7 @@ import httpx
 
 from probes.agent.controller import ApplyError, Health, smoke_request
 from probes.agent.desired import NodeConfig
+from probes.agent.model_config import checkpoint_missing
 from probes.agent.vllm_process import (
     VllmLaunch,
     VllmProcess,
@@ -127,6 +130,12 @@ class LocalController:
                 "local vLLM process",
                 restored=True,
             )
+        if config.model:
+            # A checkpoint that is not here would leave the node down until the previous
+            # config came back: refuse before stopping what serves.
+            missing = checkpoint_missing(config.model, {**os.environ, **self.base.env})
+            if missing is not None:
+                raise ApplyError(f"{missing}; nothing was stopped", restored=True)
         previous = self._config
         self._stop()
         try:

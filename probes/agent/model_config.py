@@ -82,6 +82,20 @@ def config_path(model_id: str, env: Mapping[str, str]) -> Path:
     return found[-1]
 
 
+def checkpoint_missing(model_id: str, env: Mapping[str, str]) -> str | None:
+    """Why `model_id` cannot be loaded on this machine, or None when its config.json is here.
+
+    What "present" means before anything is stopped for it: a local directory holding
+    config.json, or a Hugging Face id with a snapshot holding one in the cache of a process
+    with environment `env` (`config_path`). The weights themselves are not checked.
+    """
+    try:
+        config_path(model_id, env)
+    except ConfigNotFound as exc:
+        return f"checkpoint {model_id!r} is not on this node: {exc}"
+    return None
+
+
 def config_read(model_id: str, env: Mapping[str, str]) -> FoundConfig:
     """The parsed config.json of `model_id`; ConfigNotFound says why there is none."""
     path = config_path(model_id, env)

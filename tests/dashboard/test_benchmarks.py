@@ -12,8 +12,9 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
+from advisor.benchmarking.checkpoints import QUALITY_NOT_MEASURED
 from advisor.models import BenchmarkEndpoint, BenchmarkJob, BenchmarkRun, JobStatus
-from dashboard.selectors.benchmarks import AbRatio, ab_view
+from dashboard.selectors.benchmarks import AbQuality, AbRatio, ab_view
 from dashboard.selectors.config_diff import ArgLine
 from probes.models import Cluster, Gpu, ModelDeployment, Node
 from tests.advisor.benchmarking.fake_openai import FakeServer, fake_server_thread
@@ -95,6 +96,29 @@ def test_form_errors_name_the_field_and_start_nothing(
     ]  # fmt: skip
     for changes, field, text in cases:
         response = client.post("/benchmarks/", {**FORM, "endpoint": endpoint.pk, **changes})
+        html = response.content.decode()
+        assert response.status_code == 400, changes
+        on_field = html.split(f'data-testid="error-{field}">')[1].split("</span>")[0]
+        assert text in on_field, (changes, on_field)
+    assert not BenchmarkJob.objects.exists()
+
+
+def test_the_ab_checkpoint_fields_show_their_errors(
+    client: Client, bob, endpoint: BenchmarkEndpoint
+) -> None:
+    BenchmarkEndpoint.objects.filter(id=endpoint.id).update(
+        local_launch={"python": "/no/python", "model": "fake/model", "port": 9}
+    )
+    client.force_login(bob)
+    cases = [
+        ({"ab_candidate_model": "-x"}, "ab_candidate_model",
+         "ab.candidate_model: must not start with &#x27;-&#x27; (vLLM would read a flag)"),
+        ({"ab_candidate_quant": "int3"}, "ab_candidate_quant",
+         "ab.candidate_quant: unknown &#x27;int3&#x27;; known: bf16"),
+    ]  # fmt: skip
+    for changes, field, text in cases:
+        data = {**FORM, "endpoint": endpoint.pk, "kind": "ab", **changes}
+        response = client.post("/benchmarks/", data)
         html = response.content.decode()
         assert response.status_code == 400, changes
         on_field = html.split(f'data-testid="error-{field}">')[1].split("</span>")[0]
@@ -242,6 +266,64 @@ def test_an_ab_job_shows_measured_and_predicted_ratios(client: Client, carol) ->
     ) in ratios
     assert "not modelled by the engine: enable_chunked_prefill" in card
     assert '<span class="add">+ --max-num-seqs 64</span>' in card
+
+
+@pytest.mark.django_db
+def test_an_ab_of_two_checkpoints_shows_each_and_says_quality_is_not_measured(
+    client: Client, carol
+) -> None:
+    job = ab_job_stored()
+    awq = "/models/llama-AWQ"
+    job.result["ab"]["quality"] = {
+        "measured": False,
+        "note": QUALITY_NOT_MEASURED,
+        "baseline": {"model": None, "precision": "bf16",
+                     "precision_from": "the endpoint's precision", "delta_points": 0.0,
+                     "source": "reference precision", "kind": "reference"},
+        "candidate": {"model": awq, "precision": "awq-int4",
+                      "precision_from": "the checkpoint's config.json", "delta_points": -1.8,
+                      "source": "Qwen docs (AWQ 80.5 vs 82.3)", "kind": "published"},
+    }  # fmt: skip
+    job.save(update_fields=["result"])
+    BenchmarkRun.objects.filter(job=job, label="candidate").update(
+        config={"served_model": {"id": "m", "root": awq}, "model": awq}
+    )
+    view = ab_view(job)
+    assert view is not None
+    assert view.quality_note == QUALITY_NOT_MEASURED
+    assert view.quality == (
+        AbQuality("baseline", "the endpoint's", "", "bf16", "the endpoint's precision", 0.0,
+                  "reference precision", "reference"),
+        AbQuality("candidate", awq, awq, "awq-int4", "the checkpoint's config.json", -1.8,
+                  "Qwen docs (AWQ 80.5 vs 82.3)", "published"),
+    )  # fmt: skip
+
+    client.force_login(carol)
+    html = client.get(f"/benchmarks/{job.pk}/").content.decode()
+    assert (
+        '<p class="notice" data-testid="ab-quality-note">Quality is not measured by a speed '
+        "benchmark: this A/B measured throughput and latency only."
+    ) in html
+    table = html.split('data-testid="ab-quality"')[1].split("</table>")[0]
+    assert (
+        f'<tr data-side="candidate"><td>candidate</td><td class="wrap"><code>{awq}</code></td>'
+        f'<td class="wrap"><code>{awq}</code></td>'
+    ) in table
+    assert (
+        '<td class="num">-1.8 points</td><td class="wrap"><strong>published</strong>: '
+        "Qwen docs (AWQ 80.5 vs 82.3)</td>"
+    ) in table
+    assert "<strong>reference</strong>: reference precision" in table
+
+
+@pytest.mark.django_db
+def test_an_ab_stored_before_checkpoints_has_no_quality_table(client: Client, carol) -> None:
+    job = ab_job_stored()
+    view = ab_view(job)
+    assert view is not None
+    assert (view.quality_note, view.quality) == ("", ())
+    client.force_login(carol)
+    assert 'data-testid="ab-quality"' not in client.get(f"/benchmarks/{job.pk}/").content.decode()
 
 
 @pytest.mark.django_db

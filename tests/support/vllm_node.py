@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +16,8 @@ from tests.support.components import free_port, missing
 ROOT = Path(__file__).resolve().parents[2]
 VLLM_PYTHON = os.environ.get("GCA_VLLM_PYTHON", str(ROOT / "var/cache/vllm-venv/bin/python"))
 TINY_MODEL = os.environ.get("GCA_TINY_MODEL", str(ROOT / "var/cache/tiny-llama"))
+# The tiny model quantized to 4-bit AWQ (`tiny_awq.py`): a second checkpoint vLLM CPU serves.
+TINY_MODEL_AWQ = os.environ.get("GCA_TINY_MODEL_AWQ", str(ROOT / "var/cache/tiny-llama-awq"))
 SERVED_NAME = "tiny-llama"
 # CPU-friendly defaults; KV cache size on CPU comes from VLLM_CPU_KVCACHE_SPACE (GiB).
 BASE_ARGS = ("--max-model-len", "1024", "--dtype", "bfloat16")
@@ -41,6 +46,35 @@ def tiny_launch(
             **(env or {}),
         },
     )
+
+
+def tiny_model_awq() -> str:
+    """The AWQ checkpoint's directory, quantized from the tiny model with the vLLM venv's
+    python if missing (about 2 s).
+
+    Written beside the cached tiny model (gitignored var/cache) under a temporary name and
+    renamed into place, so a concurrent build cannot leave half a checkpoint.
+    """
+    out = Path(TINY_MODEL_AWQ)
+    if (out / "config.json").exists():
+        return str(out)
+    if not Path(VLLM_PYTHON).exists() or not (Path(TINY_MODEL) / "config.json").exists():
+        missing("vLLM CPU node", f"{VLLM_PYTHON} or {TINY_MODEL} missing: run `make vllm-node`")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        subprocess.run(
+            [VLLM_PYTHON, str(ROOT / "tests/support/tiny_awq.py"), TINY_MODEL, str(scratch)],
+            check=True, capture_output=True, timeout=300,
+        )  # fmt: skip
+        try:
+            scratch.rename(out)
+        except OSError:  # another session built it meanwhile
+            if not (out / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return str(out)
 
 
 # Measurement layout (benchmarks only, see `pin_measurement`): the engine (vLLM's EngineCore

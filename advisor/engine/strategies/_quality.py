@@ -8,11 +8,12 @@ no published figure here: it is counted as an estimate of no change.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
 from advisor.engine.catalog import DEFAULT_CATALOG
-from advisor.engine.scenario import DeploymentSpec
+from advisor.engine.scenario import DeploymentSpec, QualityOverride
 
 Kind = Literal["reference", "measured", "published", "estimate"]
 _RANK = {"reference": 0, "measured": 1, "published": 2, "estimate": 3}
@@ -35,9 +36,20 @@ class Quality:
 
 
 def weights_quality(spec: DeploymentSpec, weight_dtype: str) -> Quality:
+    return scheme_quality(spec.model, spec.quality_overrides, weight_dtype)
+
+
+def scheme_quality(
+    model: str, overrides: Mapping[str, QualityOverride], weight_dtype: str
+) -> Quality:
+    """A precision's quality change for `model`: the user's figure, else the catalog's.
+
+    `weights_quality` without a whole deployment spec (a benchmark A/B labels each side's
+    checkpoint with it). CatalogError for an unknown `weight_dtype`.
+    """
     scheme = DEFAULT_CATALOG.quant(weight_dtype)
-    override = spec.quality_overrides.get(scheme.name) or next(
-        (v for k, v in spec.quality_overrides.items() if DEFAULT_CATALOG.quant(k) is scheme), None
+    override = overrides.get(scheme.name) or next(
+        (v for k, v in overrides.items() if DEFAULT_CATALOG.quant(k) is scheme), None
     )
     if override is not None:
         return Quality(override.delta_points, f"measured by you: {override.source}", "measured")
@@ -45,7 +57,7 @@ def weights_quality(spec: DeploymentSpec, weight_dtype: str) -> Quality:
         return Quality(0.0, "reference precision", "reference")
     source = scheme.quality_source
     kind: Kind = "estimate" if "assumption" in source.lower() else "published"
-    note = "" if kind == "estimate" else f"; applied to {spec.model} as published for that model"
+    note = "" if kind == "estimate" else f"; applied to {model} as published for that model"
     return Quality(scheme.quality_delta_points, source + note, kind)
 
 

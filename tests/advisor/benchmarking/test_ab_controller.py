@@ -352,3 +352,44 @@ def test_the_endpoint_list_says_a_controller_endpoint_can_run_an_ab(
     listed = client.get("/api/v1/benchmark-endpoints/").json()
 
     assert [(item["id"], item["ab"]) for item in listed] == [(endpoint.id, True)]
+
+
+def test_a_side_with_its_own_checkpoint_asks_the_controller_for_it(
+    endpoint: BenchmarkEndpoint, managed: FakeAgent
+) -> None:
+    job = _ab(endpoint, candidate_model="org/llama-AWQ", candidate_quant="awq-int4")
+
+    assert job.status == JobStatus.COMPLETED, job.error
+    assert managed.applied == [
+        (2, _with({"max_num_seqs": 1})),
+        (3, {**_with({"max_num_seqs": 64}), "model": "org/llama-AWQ"}),
+        (4, ORIGINAL),
+    ]
+    candidate = job.result["ab"]["quality"]["candidate"]
+    assert (candidate["model"], candidate["precision"], candidate["precision_from"]) == (
+        "org/llama-AWQ",
+        "awq-int4",
+        "stated in the job",
+    )
+
+
+def test_a_checkpoint_the_agent_lacks_fails_with_its_reason_and_restores(
+    endpoint: BenchmarkEndpoint, managed: FakeAgent
+) -> None:
+    # what the local controller answers for an absent checkpoint (before it stops anything)
+    managed.plan[3] = ("fail", "checkpoint 'org/llama-AWQ' is not on this node: no config.json "
+                       "for 'org/llama-AWQ' in the Hugging Face cache /hf/models--org--llama-AWQ; "
+                       "nothing was stopped")  # fmt: skip
+
+    job = _ab(endpoint, candidate_model="org/llama-AWQ")
+
+    assert job.status == JobStatus.FAILED
+    assert job.error == (
+        "node bench-node, candidate (generation 3): the agent could not apply it: checkpoint "
+        "'org/llama-AWQ' is not on this node: no config.json for 'org/llama-AWQ' in the Hugging "
+        "Face cache /hf/models--org--llama-AWQ; nothing was stopped (previous config serves)"
+    )
+    assert managed.applied == [(2, _with({"max_num_seqs": 1})), (4, ORIGINAL)]
+    assert job.result["ab"]["quality"]["candidate"]["precision_from"] == (
+        "not stated, and the checkpoint is on the node"
+    )

@@ -105,3 +105,28 @@ def test_replicas_are_refused_without_touching_the_process(controller: LocalCont
         controller.apply(NodeConfig({"max_num_seqs": 8}, replicas=2))
     assert controller.pid == pid
     assert is_healthy(controller.base_url)
+
+
+def test_an_absent_checkpoint_is_refused_before_anything_stops(
+    controller: LocalController, tmp_path: Path
+) -> None:
+    pid = controller.pid
+    with pytest.raises(ApplyError) as error:
+        controller.apply(NodeConfig({}, model=str(tmp_path / "no-such-awq")))
+    assert str(error.value) == (
+        f"checkpoint '{tmp_path / 'no-such-awq'}' is not on this node: no config.json in "
+        f"'{tmp_path / 'no-such-awq'}' (not a directory holding one); nothing was stopped"
+    )
+    assert error.value.restored is True
+    assert controller.pid == pid
+    assert is_healthy(controller.base_url)
+
+
+def test_a_present_checkpoint_is_served_in_place_of_the_base_model(
+    controller: LocalController, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "tiny-awq"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    controller.apply(NodeConfig({}, model=str(checkpoint)))
+    assert f"--model {checkpoint} --served-model-name tiny" in _argv(controller)

@@ -184,3 +184,23 @@ def test_the_agent_looks_in_the_cache_of_the_vllm_it_starts() -> None:
     assert env is not None
     assert hub_cache_dir(env) == Path("/srv/hf/hub")
     assert supervised_env(None) is None
+
+
+def test_a_checkpoint_is_present_with_a_config_json_here_or_in_the_hub_cache(
+    tmp_path: Path,
+) -> None:
+    snapshot = tmp_path / "hub" / "models--org--model-AWQ" / "snapshots" / "abc"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub")}
+
+    assert model_config.checkpoint_missing("org/model-AWQ", env) is None
+    assert model_config.checkpoint_missing(str(snapshot), {}) is None
+    assert model_config.checkpoint_missing("org/model-GPTQ", env) == (
+        "checkpoint 'org/model-GPTQ' is not on this node: no config.json for 'org/model-GPTQ' "
+        f"in the Hugging Face cache {tmp_path / 'hub' / 'models--org--model-GPTQ'}"
+    )
+    assert model_config.checkpoint_missing(str(tmp_path), env) == (
+        f"checkpoint '{tmp_path}' is not on this node: no config.json in '{tmp_path}' (not a "
+        "directory holding one)"
+    )
