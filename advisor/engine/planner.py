@@ -96,6 +96,13 @@ class DeploymentSearch:
     today: Sized
     candidates: list[Candidate] = field(default_factory=list)
     pruned: int = 0  # hardware moves whose cost bound ruled them out unsimulated
+    # the user excluded today's GPU kind (`GpuKindChoice.exclude`): its candidates stay in
+    # the search (the Pareto set, the closest miss) but none can be chosen
+    today_excluded: bool = False
+    lever_on: bool = True  # `Options.hardware_moves`
+
+    def allowed_kind(self, candidate: Candidate) -> bool:
+        return not (self.today_excluded and candidate.sized.config.hardware == self.item.hardware)
 
     def best(
         self, allowed: frozenset[str], fits: Callable[[Candidate], bool] | None = None
@@ -107,7 +114,10 @@ class DeploymentSearch:
         usable = [
             c
             for c in self.candidates
-            if c.strategies <= allowed and c.meets and (fits is None or fits(c))
+            if c.strategies <= allowed
+            and c.meets
+            and self.allowed_kind(c)
+            and (fits is None or fits(c))
         ]
         if not usable:
             return None
@@ -118,7 +128,7 @@ class DeploymentSearch:
         return next((c for c in tied if c.sized is chosen), None)
 
     def nearest(self, allowed: frozenset[str]) -> Candidate | None:
-        usable = [c for c in self.candidates if c.strategies <= allowed]
+        usable = [c for c in self.candidates if c.strategies <= allowed and self.allowed_kind(c)]
         chosen = closest([c.sized for c in usable])
         return next((c for c in usable if c.sized is chosen), None)
 
@@ -170,7 +180,12 @@ def _precisions(
 def search(ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]) -> DeploymentSearch:
     """The lattice of combinations for one deployment (module docstring)."""
     base = item.baseline
-    found = DeploymentSearch(item, today(ctx, item))
+    found = DeploymentSearch(
+        item,
+        today(ctx, item),
+        today_excluded=not hardware.today_allowed(ctx, item),
+        lever_on=ctx.options.hardware_moves,
+    )
     fixed: dict[ReplicaConfig, Sized] = {}
 
     def add(config: ReplicaConfig) -> Sized:
@@ -213,7 +228,11 @@ def search(ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]) -> D
     for move in hardware.moves(ctx, item, [origin, *precisions[1:]]):
         used = strategies_of(base, move.config, False)
         bound = min(
-            (c.sized.usd_per_month for c in found.candidates if c.meets and c.strategies <= used),
+            (
+                c.sized.usd_per_month
+                for c in found.candidates
+                if c.meets and c.strategies <= used and found.allowed_kind(c)
+            ),
             default=math.inf,
         )
         # a move must undercut what fewer levers reach by more than a tie to be chosen
@@ -241,6 +260,13 @@ def search(ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]) -> D
 
 def _no_config_message(item: Resolved, near: Candidate | None, found: DeploymentSearch) -> str:
     slo = item.spec.slo
+    if found.today_excluded and near is None:
+        lever = "" if found.lever_on else " (the hardware lever is off)"
+        return (
+            f"no configuration is allowed for {item.name}: its gpu_kinds exclude today's "
+            f"{item.hardware.name}, and no other kind the price sheet offers and gpu_kinds "
+            f"allows serves it{lever}"
+        )
     if near is None or near.sized.projection is None:
         reasons = sorted({c.sized.curve.reason for c in found.candidates if c.sized.curve.reason})
         return f"no configuration can serve {item.name}: " + ("; ".join(reasons) or "nothing fits")
@@ -516,7 +542,7 @@ def choose(
 
 def assess(scenario: Scenario) -> Plan:
     """The plan for a scenario (module docstring). Deterministic for a given scenario."""
-    from advisor.engine.plan_tables import combinations, sensitivity
+    from advisor.engine.plan_tables import combinations, prefix_reuse, sensitivity
 
     ctx = AssessmentContext(scenario)
     enabled = frozenset(scenario.options.strategy_names) | {HARDWARE}
@@ -610,6 +636,7 @@ def assess(scenario: Scenario) -> Plan:
                 replay=replay(ctx, item),
                 constraints=rules,
                 move=move,
+                prefix_reuse=prefix_reuse(ctx, pick),
             )
         )
     hours = scenario.options.hours_per_month
