@@ -681,7 +681,9 @@ def _assumptions(ctx: AssessmentContext, moved_to: list[str]) -> tuple[str, ...]
         "the busy fraction between idle and full (see advisor.engine.energy)",
     ]
     offered = {n: e for n, e in ctx.prices.as_dict().items() if not e.defaulted}
-    if len(offered) > 1:
+    if len(offered) > 1 and not ctx.options.hardware_moves:
+        out.append("moves to other GPU kinds: off (every deployment keeps its kind)")
+    elif len(offered) > 1:
         kinds = ", ".join(
             name + (f" (at most {e.max_gpus} GPUs)" if e.max_gpus is not None else "")
             for name, e in sorted(offered.items())
@@ -690,6 +692,12 @@ def _assumptions(ctx: AssessmentContext, moved_to: list[str]) -> tuple[str, ...]
             f"GPU kinds a deployment may move to: those the price sheet lists ({kinds}); a "
             "move is priced on-demand (reserved and spot prices are shown, not used)"
         )
+    for deployment in ctx.scenario.deployments:
+        choice = deployment.gpu_kinds
+        if ctx.options.hardware_moves and choice.restricted:
+            said = [f"only to {', '.join(choice.pin)}"] if choice.pin else []
+            said += [f"never to {', '.join(choice.exclude)}"] if choice.exclude else []
+            out.append(f"{deployment.name}: moves to other GPU kinds {'; '.join(said)}")
     for kind in moved_to:
         profile = ctx.profiles.lookup(kind, ctx.options.engine)
         out.append(

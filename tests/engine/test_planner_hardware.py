@@ -288,7 +288,9 @@ def test_it_moves_to_the_next_cheapest_kind_when_the_cheapest_is_excluded() -> N
 
 
 def test_it_moves_only_to_a_pinned_kind() -> None:
-    chat = assess(_choosing(GpuKindChoice(pin=("L40S",)))).deployment("chat")
+    plan = assess(_choosing(GpuKindChoice(pin=("L40S",), exclude=("L4",))))
+    assert "chat: moves to other GPU kinds only to L40S; never to L4" in plan.assumptions
+    chat = plan.deployment("chat")
     assert chat.config["hardware"] == "L40S"
     assert chat.plan is not None
     assert chat.plan.usd_per_month == pytest.approx(2 * L40S * HOURS)
@@ -302,6 +304,8 @@ def test_it_keeps_todays_kind_when_the_lever_is_off() -> None:
     assert chat.plan is not None
     assert chat.plan.usd_per_month == pytest.approx(2 * H100 * HOURS)  # $5,840
     assert not any("hardware" in row.strategies for row in plan.combinations)
+    assert "moves to other GPU kinds: off (every deployment keeps its kind)" in plan.assumptions
+    assert not any(a.startswith("GPU kinds a deployment may move to") for a in plan.assumptions)
 
 
 def test_excluding_todays_kind_makes_the_plan_move() -> None:
