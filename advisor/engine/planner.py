@@ -11,10 +11,12 @@ on a lattice built from the strategies' best moves:
       x provisioning (fewest always-on replicas, or an HPA policy on that configuration's
         own per-replica load curve)
 
-and, as one more lever ("hardware"), the other GPU kinds the price sheet offers
-(`advisor.engine.hardware`): each precision above at the tensor-parallel sizes that fit
-there, cheapest cost bound first, simulated only when its bound undercuts the best
-configuration found with the same or fewer levers (autoscaling then works on those too).
+and, as one more lever ("hardware"), the other GPU kinds the price sheet offers and the user
+allows (`advisor.engine.hardware`: a deployment's pinned or excluded kinds, the lever off;
+with today's kind excluded, no candidate on it can be chosen): each precision above at the
+tensor-parallel sizes that fit there, cheapest cost bound first, simulated only when its
+bound undercuts the best configuration found with the same or fewer levers (autoscaling then
+works on those too).
 It then picks per deployment within each kind's count limit (`max_gpus`) and applies
 multi-model sharing across the fleet to the chosen fleets. The interactions are not added
 up, they are simulated: a precision that frees KV memory changes the batch sizes the
