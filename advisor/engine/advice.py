@@ -183,6 +183,15 @@ class StrategyResult(_Jsonable):
 
 
 @dataclass(frozen=True)
+class ReusePoint(_Jsonable):
+    """The plan's monthly cost for a deployment at an assumed prefix reuse share."""
+
+    reuse_share: float  # the share of prompt tokens assumed reused (0.3: 30%)
+    usd_per_month: float | None  # None: the chosen configuration cannot serve it
+    meets_slo: bool
+
+
+@dataclass(frozen=True)
 class DeploymentPlan(_Jsonable):
     """Baseline versus the chosen configuration for one deployment."""
 
@@ -205,6 +214,9 @@ class DeploymentPlan(_Jsonable):
     # a move to another GPU kind in words ("chat: H100-SXM x2 -> L40S x3, -$4,321/month,
     # TTFT p95 85 ms -> 120 ms"); empty when the plan keeps today's kind
     move: str = ""
+    # prefix reuse unknown (no block hashes in the sample): the plan at assumed reuse shares
+    # (`advisor.engine.plan_tables.prefix_reuse`); empty when the hashes are known
+    prefix_reuse: tuple[ReusePoint, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,12 @@ A kind is available when the scenario's price sheet has a row for it that the us
 sheet is never proposed. `max_gpus` on a row caps the GPUs of that kind the plan uses across
 the fleet at once (the planner's `choose` spends it deployment by deployment).
 
+The user narrows it: `Options.hardware_moves` False switches the lever off for the fleet,
+and a deployment's `gpu_kinds` (`GpuKindChoice`) pins it to some kinds (moves only to those)
+or excludes some (never those). Today's kind stays allowed unless excluded; excluding it
+(`today_allowed` False) means the plan must move the deployment, and where no allowed kind
+serves it the planner reports no configuration rather than keeping today's.
+
 `moves(ctx, item, precisions)` lists, per available kind, each precision the planner's
 lattice already considers at the smallest tensor-parallel size where it fits (and twice that,
 for the latency a wider replica buys), with a lower bound on its monthly cost that needs no
@@ -62,13 +68,38 @@ class Move:
     max_replicas: int | None  # the kind's `max_gpus` // TP; None: no limit
 
 
+def _kind_names(ctx: AssessmentContext, names: tuple[str, ...]) -> set[str]:
+    """Catalog names of the kinds given (aliases resolved; unknown names kept as given)."""
+    out = set()
+    for name in names:
+        try:
+            out.add(ctx.catalog.gpu(name).name)
+        except CatalogError:
+            out.add(name)
+    return out
+
+
+def today_allowed(ctx: AssessmentContext, item: Resolved) -> bool:
+    """Whether the plan may keep the deployment on today's GPU kind (not excluded)."""
+    return item.hardware.name not in _kind_names(ctx, item.spec.gpu_kinds.exclude)
+
+
 def available(ctx: AssessmentContext, item: Resolved) -> tuple[HardwareSpec, ...]:
-    """The GPU kinds other than today's that the price sheet offers, by name."""
-    if item.hardware.kind != "gpu":
+    """The GPU kinds other than today's that the price sheet offers and the user allows.
+
+    None when the lever is off (`Options.hardware_moves`); only pinned kinds when the
+    deployment pins some; never an excluded kind.
+    """
+    if item.hardware.kind != "gpu" or not ctx.options.hardware_moves:
         return ()
+    choice = item.spec.gpu_kinds
+    pinned = _kind_names(ctx, choice.pin)
+    excluded = _kind_names(ctx, choice.exclude)
     out = []
     for name, entry in ctx.prices.as_dict().items():
-        if entry.defaulted or name == item.hardware.name:
+        if entry.defaulted or name == item.hardware.name or name in excluded:
+            continue
+        if pinned and name not in pinned:
             continue
         try:
             hardware = ctx.catalog.gpu(name)

@@ -13,6 +13,12 @@ calibration's bandwidth and compute efficiencies, speculative acceptance, cold-s
 to a low and a high value, re-sizes the chosen configurations under it (new load curves where
 the input changes them), and reports the plan's monthly cost and savings at both ends,
 largest swing first. Sharing is kept as planned.
+
+`prefix_reuse` answers, per deployment whose request sample carries no prompt block hashes
+(reuse unknown), what its chosen configuration costs at 0%, 30% and 60% prefix reuse
+(`advisor.engine.prefix_reuse`): the chosen configuration (its autoscaling policy, if any) is
+re-sized on the simulation sample with synthetic block hashes, rather than the whole search
+run again, so each share costs one sizing. 0% is the plan as chosen (before sharing).
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from advisor.engine.advice import CombinationRow, Projection, SensitivityRow
+from advisor.engine.advice import CombinationRow, Projection, ReusePoint, SensitivityRow
 from advisor.engine.capacity import ReplicaConfig, WorkloadShape
 from advisor.engine.context import AssessmentContext, Resolved
 from advisor.engine.hardware import HARDWARE
 from advisor.engine.planner import Chosen, DeploymentSearch, choose, fleet_totals
+from advisor.engine.prefix_reuse import REUSE_SHARES, with_reuse
 from advisor.engine.scenario import LoadShape
 from advisor.engine.specdecode import SpecConfig
 from advisor.engine.strategies._common import Sized, size_fixed, with_policy
@@ -214,3 +221,42 @@ def sensitivity(
 
 def _label(p: Perturbation, value: float) -> str:
     return f"x{value:g}" if p.unit == "x" else f"{value:+g}"
+
+
+def prefix_reuse(ctx: AssessmentContext, pick: Chosen) -> tuple[ReusePoint, ...]:
+    """The chosen configuration's cost at each of `REUSE_SHARES`, where reuse is unknown.
+
+    Empty when the deployment's sample has block hashes (its reuse is measured) or nothing
+    was chosen. The hashes use the deployment's KV block size (`--block-size`); with prefix
+    caching off in the chosen configuration every share costs the same.
+    """
+    item = pick.search.item
+    chosen = pick.chosen
+    if chosen is None or chosen.sized.projection is None or item.shape.base.prefix is not None:
+        return ()
+    sized = chosen.sized
+    block_tokens = item.spec.engine_args.block_size
+    out = []
+    for share in REUSE_SHARES:
+        if share == 0.0:
+            projection: Projection | None = sized.projection
+        else:
+            shape = item.shape
+            base = with_reuse(shape.base, share, block_tokens)
+            variant = replace(
+                item,
+                shape=WorkloadShape(base, shape.mean_output_tokens, shape.mean_prompt_tokens),
+                variant=f"prefix reuse={share:g}",
+            )
+            if sized.policy is not None:
+                projection = with_policy(ctx, variant, sized.config, sized.policy).projection
+            else:
+                projection = size_fixed(ctx, variant, sized.config).projection
+        out.append(
+            ReusePoint(
+                reuse_share=share,
+                usd_per_month=None if projection is None else projection.usd_per_month,
+                meets_slo=projection is not None and projection.meets_slo,
+            )
+        )
+    return tuple(out)

@@ -11,10 +11,12 @@ on a lattice built from the strategies' best moves:
       x provisioning (fewest always-on replicas, or an HPA policy on that configuration's
         own per-replica load curve)
 
-and, as one more lever ("hardware"), the other GPU kinds the price sheet offers
-(`advisor.engine.hardware`): each precision above at the tensor-parallel sizes that fit
-there, cheapest cost bound first, simulated only when its bound undercuts the best
-configuration found with the same or fewer levers (autoscaling then works on those too).
+and, as one more lever ("hardware"), the other GPU kinds the price sheet offers and the user
+allows (`advisor.engine.hardware`: a deployment's pinned or excluded kinds, the lever off;
+with today's kind excluded, no candidate on it can be chosen): each precision above at the
+tensor-parallel sizes that fit there, cheapest cost bound first, simulated only when its
+bound undercuts the best configuration found with the same or fewer levers (autoscaling then
+works on those too).
 It then picks per deployment within each kind's count limit (`max_gpus`) and applies
 multi-model sharing across the fleet to the chosen fleets. The interactions are not added
 up, they are simulated: a precision that frees KV memory changes the batch sizes the
@@ -96,6 +98,13 @@ class DeploymentSearch:
     today: Sized
     candidates: list[Candidate] = field(default_factory=list)
     pruned: int = 0  # hardware moves whose cost bound ruled them out unsimulated
+    # the user excluded today's GPU kind (`GpuKindChoice.exclude`): its candidates stay in
+    # the search (the Pareto set, the closest miss) but none can be chosen
+    today_excluded: bool = False
+    lever_on: bool = True  # `Options.hardware_moves`
+
+    def allowed_kind(self, candidate: Candidate) -> bool:
+        return not (self.today_excluded and candidate.sized.config.hardware == self.item.hardware)
 
     def best(
         self, allowed: frozenset[str], fits: Callable[[Candidate], bool] | None = None
@@ -107,7 +116,10 @@ class DeploymentSearch:
         usable = [
             c
             for c in self.candidates
-            if c.strategies <= allowed and c.meets and (fits is None or fits(c))
+            if c.strategies <= allowed
+            and c.meets
+            and self.allowed_kind(c)
+            and (fits is None or fits(c))
         ]
         if not usable:
             return None
@@ -118,7 +130,7 @@ class DeploymentSearch:
         return next((c for c in tied if c.sized is chosen), None)
 
     def nearest(self, allowed: frozenset[str]) -> Candidate | None:
-        usable = [c for c in self.candidates if c.strategies <= allowed]
+        usable = [c for c in self.candidates if c.strategies <= allowed and self.allowed_kind(c)]
         chosen = closest([c.sized for c in usable])
         return next((c for c in usable if c.sized is chosen), None)
 
@@ -170,7 +182,12 @@ def _precisions(
 def search(ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]) -> DeploymentSearch:
     """The lattice of combinations for one deployment (module docstring)."""
     base = item.baseline
-    found = DeploymentSearch(item, today(ctx, item))
+    found = DeploymentSearch(
+        item,
+        today(ctx, item),
+        today_excluded=not hardware.today_allowed(ctx, item),
+        lever_on=ctx.options.hardware_moves,
+    )
     fixed: dict[ReplicaConfig, Sized] = {}
 
     def add(config: ReplicaConfig) -> Sized:
@@ -213,7 +230,11 @@ def search(ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]) -> D
     for move in hardware.moves(ctx, item, [origin, *precisions[1:]]):
         used = strategies_of(base, move.config, False)
         bound = min(
-            (c.sized.usd_per_month for c in found.candidates if c.meets and c.strategies <= used),
+            (
+                c.sized.usd_per_month
+                for c in found.candidates
+                if c.meets and c.strategies <= used and found.allowed_kind(c)
+            ),
             default=math.inf,
         )
         # a move must undercut what fewer levers reach by more than a tie to be chosen
@@ -241,6 +262,13 @@ def search(ctx: AssessmentContext, item: Resolved, enabled: frozenset[str]) -> D
 
 def _no_config_message(item: Resolved, near: Candidate | None, found: DeploymentSearch) -> str:
     slo = item.spec.slo
+    if found.today_excluded and near is None:
+        lever = "" if found.lever_on else " (the hardware lever is off)"
+        return (
+            f"no configuration is allowed for {item.name}: its gpu_kinds exclude today's "
+            f"{item.hardware.name}, and no other kind the price sheet offers and gpu_kinds "
+            f"allows serves it{lever}"
+        )
     if near is None or near.sized.projection is None:
         reasons = sorted({c.sized.curve.reason for c in found.candidates if c.sized.curve.reason})
         return f"no configuration can serve {item.name}: " + ("; ".join(reasons) or "nothing fits")
@@ -516,7 +544,7 @@ def choose(
 
 def assess(scenario: Scenario) -> Plan:
     """The plan for a scenario (module docstring). Deterministic for a given scenario."""
-    from advisor.engine.plan_tables import combinations, sensitivity
+    from advisor.engine.plan_tables import combinations, prefix_reuse, sensitivity
 
     ctx = AssessmentContext(scenario)
     enabled = frozenset(scenario.options.strategy_names) | {HARDWARE}
@@ -610,6 +638,7 @@ def assess(scenario: Scenario) -> Plan:
                 replay=replay(ctx, item),
                 constraints=rules,
                 move=move,
+                prefix_reuse=prefix_reuse(ctx, pick),
             )
         )
     hours = scenario.options.hours_per_month
@@ -654,7 +683,9 @@ def _assumptions(ctx: AssessmentContext, moved_to: list[str]) -> tuple[str, ...]
         "the busy fraction between idle and full (see advisor.engine.energy)",
     ]
     offered = {n: e for n, e in ctx.prices.as_dict().items() if not e.defaulted}
-    if len(offered) > 1:
+    if len(offered) > 1 and not ctx.options.hardware_moves:
+        out.append("moves to other GPU kinds: off (every deployment keeps its kind)")
+    elif len(offered) > 1:
         kinds = ", ".join(
             name + (f" (at most {e.max_gpus} GPUs)" if e.max_gpus is not None else "")
             for name, e in sorted(offered.items())
@@ -663,6 +694,12 @@ def _assumptions(ctx: AssessmentContext, moved_to: list[str]) -> tuple[str, ...]
             f"GPU kinds a deployment may move to: those the price sheet lists ({kinds}); a "
             "move is priced on-demand (reserved and spot prices are shown, not used)"
         )
+    for deployment in ctx.scenario.deployments:
+        choice = deployment.gpu_kinds
+        if ctx.options.hardware_moves and choice.restricted:
+            said = [f"only to {', '.join(choice.pin)}"] if choice.pin else []
+            said += [f"never to {', '.join(choice.exclude)}"] if choice.exclude else []
+            out.append(f"{deployment.name}: moves to other GPU kinds {'; '.join(said)}")
     for kind in moved_to:
         profile = ctx.profiles.lookup(kind, ctx.options.engine)
         out.append(

@@ -13,7 +13,8 @@ Structure (JSON field names are the dataclass field names; see
   (quantization of the current checkpoint), tensor_parallel, replicas, `engine_args` (the
   vLLM arguments the engine models), batching ("continuous" for vLLM; "static" for a naive
   server), `slo`, `workload`, `autoscaling`, measured `spec_decode` counters, speculative
-  candidates (draft / EAGLE checkpoints the user has), quality overrides per scheme.
+  candidates (draft / EAGLE checkpoints the user has), quality overrides per scheme, and
+  `gpu_kinds` (`GpuKindChoice`: the GPU kinds the planner may pin it to or must exclude).
 - `workload`: `WorkloadSpec` — `sample` (an engine `Workload`: arrival times and token
   lengths of a request sample, whose gaps carry the burstiness) and `load` (`LoadShape`:
   request rate per step, 1-minute steps, over days, for autoscaling and fleet sizing). Without
@@ -418,6 +419,41 @@ class QualityOverride:
             fail("source", "say where the figure comes from")
 
 
+@dataclass(frozen=True)
+class GpuKindChoice:
+    """Which GPU kinds the planner may move a deployment to (the hardware lever).
+
+    `pin`: only these kinds (empty: any kind the price sheet offers); `exclude`: never these.
+    Today's kind stays allowed unless `exclude` names it: then the plan must move the
+    deployment to an allowed kind, or it reports that no configuration is allowed. Names are
+    catalog GPU names; one the catalog does not know is answered by the planner, not here.
+    """
+
+    pin: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for key in ("pin", "exclude"):
+            values = getattr(self, key)
+            if isinstance(values, str) or not isinstance(values, tuple | list):
+                fail(key, f"must be a list of GPU kinds, got {values!r}")
+            seen: set[str] = set()
+            for index, name in enumerate(values):
+                if not isinstance(name, str) or not name.strip():
+                    fail(f"{key}[{index}]", f"must be a GPU kind name, got {name!r}")
+                if name in seen:
+                    fail(f"{key}[{index}]", f"{name!r} given twice")
+                seen.add(name)
+            object.__setattr__(self, key, tuple(values))
+        for index, name in enumerate(self.exclude):
+            if name in self.pin:
+                fail(f"exclude[{index}]", f"{name!r} is also pinned: pin or exclude it, not both")
+
+    @property
+    def restricted(self) -> bool:
+        return bool(self.pin or self.exclude)
+
+
 @dataclass(frozen=True, eq=False)
 class DeploymentSpec:
     """One served model: what runs today, on what, for which traffic and objectives."""
@@ -439,6 +475,7 @@ class DeploymentSpec:
     spec_decode: SpecDecodeCounters | None = None
     speculative_candidates: tuple[SpecCandidate, ...] = ()
     quality_overrides: Mapping[str, QualityOverride] = field(default_factory=dict)
+    gpu_kinds: GpuKindChoice = field(default_factory=GpuKindChoice)
 
     def __post_init__(self) -> None:
         for name in ("name", "model", "hardware", "weight_dtype"):
@@ -451,6 +488,8 @@ class DeploymentSpec:
             fail("batching", f"must be 'continuous' or 'static', got {self.batching!r}")
         check_int("static_batch_size", self.static_batch_size, 1)
         check_positive("static_timeout_s", self.static_timeout_s, strict=False)
+        if not isinstance(self.gpu_kinds, GpuKindChoice):
+            fail("gpu_kinds", "must be a GpuKindChoice")
         object.__setattr__(self, "quality_overrides", dict(self.quality_overrides))
 
     @property
@@ -526,6 +565,8 @@ class Options:
 
     `strategies`: which to run (None: every registered strategy, resolved on construction).
     `sim_requests`: requests per simulated load point (more is slower and less noisy).
+    `hardware_moves`: whether the planner may move deployments to other GPU kinds the price
+    sheet offers (the hardware lever; per deployment `DeploymentSpec.gpu_kinds` narrows it).
     """
 
     strategies: tuple[str, ...] | None = None
@@ -534,6 +575,7 @@ class Options:
     sim_requests: int = 2000
     max_tensor_parallel: int = 8
     engine: str = "vllm"
+    hardware_moves: bool = True
 
     def __post_init__(self) -> None:
         from advisor.engine.strategies.registry import names
@@ -552,6 +594,8 @@ class Options:
         check_positive("hours_per_month", self.hours_per_month)
         check_int("sim_requests", self.sim_requests, 200)
         check_int("max_tensor_parallel", self.max_tensor_parallel, 1)
+        if not isinstance(self.hardware_moves, bool):
+            fail("hardware_moves", f"must be true or false, got {self.hardware_moves!r}")
 
     @property
     def strategy_names(self) -> tuple[str, ...]:

@@ -26,6 +26,7 @@ from advisor.engine.scenario import (
     AutoscalingSpec,
     DeploymentSpec,
     EngineArgs,
+    GpuKindChoice,
     LoadShape,
     Options,
     PowerEntry,
@@ -444,6 +445,16 @@ def _deployment(value: Any, path: str) -> DeploymentSpec:
         spec_decode=obj.opt("spec_decode", _counters),
         speculative_candidates=candidates or (),
         quality_overrides=overrides,
+        gpu_kinds=obj.get("gpu_kinds", _gpu_kinds, GpuKindChoice()),
+    )
+
+
+def _gpu_kinds(value: Any, path: str) -> GpuKindChoice:
+    obj = _Obj(value, path)
+    return obj.build(
+        GpuKindChoice,
+        pin=obj.opt("pin", _strs) or (),
+        exclude=obj.opt("exclude", _strs) or (),
     )
 
 
@@ -495,6 +506,7 @@ def _options(value: Any, path: str) -> Options:
         sim_requests=obj.get("sim_requests", _int, base.sim_requests),
         max_tensor_parallel=obj.get("max_tensor_parallel", _int, base.max_tensor_parallel),
         engine=obj.get("engine", _str, base.engine),
+        hardware_moves=obj.get("hardware_moves", _bool, base.hardware_moves),
     )
 
 

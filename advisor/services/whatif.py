@@ -2,8 +2,9 @@
 
 An assessment's `scenario` snapshot is the engine's whole input; a what-if changes only what
 a user may want to try (per deployment: GPU kind, GPUs per replica, replicas, SLOs, vLLM's
-prefix caching on or off; a price
-per GPU kind; which strategies the planner may use) and runs the same engine call as the
+prefix caching on or off, the GPU kinds the planner may move it to; a price per GPU kind;
+which strategies the planner may use, and whether it may move deployments to other GPU
+kinds at all) and runs the same engine call as the
 assessment (`scenario_run`), so the answer differs from the stored plan only by the changes.
 
 `changes` is JSON-ready (stored as such by the caller):
@@ -11,9 +12,17 @@ assessment (`scenario_run`), so the answer differs from the stored plan only by 
     {"deployments": {"chat": {"hardware": "A100-80GB", "tensor_parallel": 2, "replicas": 3,
                               "slo": {"ttft_p95_s": 1.0, "tpot_p95_s": 0.05,
                                       "max_quality_loss_points": 0.5},
-                              "enable_prefix_caching": false}},
+                              "enable_prefix_caching": false,
+                              "gpu_kinds": {"pin": ["L40S", "L4"], "exclude": []}}},
      "prices": {"H100-SXM": 3.5},
-     "strategies": ["batching", "quantization"]}
+     "strategies": ["batching", "quantization"],
+     "hardware_moves": true}
+
+`gpu_kinds` (`advisor.engine.scenario.GpuKindChoice`): `pin` lists the only kinds the planner
+may move the deployment to, `exclude` kinds it must not use; excluding the deployment's own
+kind makes the plan move it or answer that no allowed configuration is left. Either list
+given replaces the stored one ([] clears it). `hardware_moves` false keeps every deployment on
+its kind (the hardware lever off).
 
 Every key is optional; a value equal to the stored one is not a change. Bad input raises
 `WhatIfInputError` naming the field (`deployments.chat.hardware`, `prices.H100-SXM`, ...)
@@ -35,15 +44,16 @@ from typing import Any
 from advisor.engine.bounds import PRICE_USD_PER_GPU_HOUR, REPLICAS, SLO_BOUNDS, Bound
 from advisor.engine.catalog import DEFAULT_CATALOG, CatalogError
 from advisor.engine.context import PriceBook
-from advisor.engine.scenario import PriceEntry, Scenario, ScenarioError, SloSpec
+from advisor.engine.scenario import GpuKindChoice, PriceEntry, Scenario, ScenarioError, SloSpec
 from advisor.engine.strategies.registry import names as strategy_names
 from advisor.held import held_entry, held_of, plan_hold
 from advisor.models import Assessment
 from advisor.services.assessment_engine import EngineOutcome, scenario_from_json, scenario_run
 
 DEPLOYMENT_KEYS = frozenset(
-    {"hardware", "tensor_parallel", "replicas", "slo", "enable_prefix_caching"}
+    {"hardware", "tensor_parallel", "replicas", "slo", "enable_prefix_caching", "gpu_kinds"}
 )
+GPU_KIND_KEYS = ("pin", "exclude")
 SLO_KEYS = ("ttft_p95_s", "tpot_p95_s", "max_quality_loss_points")
 # A what-if keeps at least one replica (the bound's 0, scaled to zero, is for stored rows).
 MIN_REPLICAS = 1
@@ -147,10 +157,41 @@ def _slo(current: SloSpec, raw: Any, field: str, said: list[str], name: str) -> 
     return SloSpec(**values, defaulted=tuple(k for k in SLO_KEYS if k in defaulted))
 
 
+def _bool(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise WhatIfInputError(field, f"expected true or false, got {value!r}")
+    return value
+
+
+def _gpu_kinds(
+    current: GpuKindChoice, raw: Any, field: str, said: list[str], name: str
+) -> GpuKindChoice:
+    data = _mapping(raw, field)
+    unknown = sorted(set(data) - set(GPU_KIND_KEYS))
+    if unknown:
+        raise WhatIfInputError(f"{field}.{unknown[0]}", "unknown field")
+    lists = {key: getattr(current, key) for key in GPU_KIND_KEYS}
+    for key in GPU_KIND_KEYS:
+        if data.get(key) is None:
+            continue
+        given = data[key]
+        if not isinstance(given, list | tuple):
+            raise WhatIfInputError(f"{field}.{key}", f"expected a list of GPU kinds, got {given!r}")
+        kinds = tuple(_hardware(kind, f"{field}.{key}[{i}]") for i, kind in enumerate(given))
+        if kinds != lists[key]:
+            words = ", ".join(kinds) or "none"
+            said.append(f"{name}: GPU kinds {'pinned to' if key == 'pin' else 'excluded'} {words}")
+            lists[key] = kinds
+    try:
+        return GpuKindChoice(**lists)
+    except ScenarioError as exc:
+        raise WhatIfInputError(f"{field}.{exc.field}", exc.message) from None
+
+
 def whatif_scenario(*, scenario: Scenario, changes: Any) -> WhatIf:
     """`scenario` with `changes` applied (module docstring); errors name the field."""
     data = _mapping(changes, "changes")
-    unknown = sorted(set(data) - {"deployments", "prices", "strategies"})
+    unknown = sorted(set(data) - {"deployments", "prices", "strategies", "hardware_moves"})
     if unknown:
         raise WhatIfInputError(unknown[0], "unknown field")
     said: list[str] = []
@@ -185,16 +226,17 @@ def whatif_scenario(*, scenario: Scenario, changes: Any) -> WhatIf:
             slo = _slo(updated.slo, raw["slo"], f"{field}.slo", said, name)
             updated = replace(updated, slo=slo)
         if raw.get("enable_prefix_caching") is not None:
-            caching = raw["enable_prefix_caching"]
-            if not isinstance(caching, bool):
-                raise WhatIfInputError(
-                    f"{field}.enable_prefix_caching", f"expected true or false, got {caching!r}"
-                )
+            caching = _bool(raw["enable_prefix_caching"], f"{field}.enable_prefix_caching")
             if caching != updated.engine_args.enable_prefix_caching:
                 was, now = ("off", "on") if caching else ("on", "off")
                 said.append(f"{name}: prefix caching {was} -> {now}")
                 args = replace(updated.engine_args, enable_prefix_caching=caching)
                 updated = replace(updated, engine_args=args)
+        if raw.get("gpu_kinds") is not None:
+            kinds = _gpu_kinds(
+                updated.gpu_kinds, raw["gpu_kinds"], f"{field}.gpu_kinds", said, name
+            )
+            updated = replace(updated, gpu_kinds=kinds)
         deployments.append(updated)
     missing = sorted(set(edits) - set(by_name))
     if missing:
@@ -239,6 +281,11 @@ def whatif_scenario(*, scenario: Scenario, changes: Any) -> WhatIf:
             words += [f"with {', '.join(on)}"] if on else []
             said.append("strategies: " + "; ".join(words))
             options = replace(options, strategies=picked)
+    if data.get("hardware_moves") is not None:
+        moves = _bool(data["hardware_moves"], "hardware_moves")
+        if moves != options.hardware_moves:
+            said.append(f"moves to other GPU kinds {'on' if moves else 'off'}")
+            options = replace(options, hardware_moves=moves)
     try:
         changed = replace(
             scenario,
@@ -343,6 +390,8 @@ def whatif_choices(*, assessment: Assessment) -> dict[str, Any]:
                 "replicas": d.replicas,
                 "slo": {key: getattr(d.slo, key) for key in SLO_KEYS},
                 "slo_defaulted": list(d.slo.defaulted),
+                "enable_prefix_caching": d.engine_args.enable_prefix_caching,
+                "gpu_kinds": {key: list(getattr(d.gpu_kinds, key)) for key in GPU_KIND_KEYS},
             }
             for d in scenario.deployments
         ],
@@ -361,6 +410,7 @@ def whatif_choices(*, assessment: Assessment) -> dict[str, Any]:
         ],
         "strategies": list(strategy_names()),
         "enabled": list(scenario.options.strategy_names),
+        "hardware_moves": scenario.options.hardware_moves,
     }
 
 

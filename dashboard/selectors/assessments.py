@@ -43,6 +43,7 @@ from advisor.evidence import (
     thresholds,
 )
 from advisor.models import Assessment, AssessmentStatus
+from dashboard.formatting import prefix_reuse_line
 from dashboard.selectors.config_diff import ArgLine, args_diff
 
 # The planner's order (advisor.engine.planner: precision, scheduler, speculative, provisioning,
@@ -146,6 +147,8 @@ class DeploymentView:
     constraints: dict[str, Any] = field(default_factory=dict)
     move: str = ""  # a move to another GPU kind in words (the engine's `DeploymentPlan.move`)
     plan_config: dict[str, Any] = field(default_factory=dict)
+    # reuse unknown: the plan at 0/30/60% prefix reuse in words (`prefix_reuse_line`)
+    prefix_reuse: str = ""
 
     @property
     def savings_usd_per_month(self) -> float | None:
@@ -254,6 +257,15 @@ class PlanView:
     def moves(self) -> tuple[str, ...]:
         """The plan's moves to another GPU kind, in words (one line per deployment)."""
         return tuple(d.move for d in self.assessed if d.move and d.status == "ok")
+
+    @property
+    def prefix_reuse_lines(self) -> tuple[str, ...]:
+        """Per deployment whose reuse is unknown: "chat: prefix reuse unknown: plan ..."."""
+        return tuple(
+            f"{d.name}: {d.prefix_reuse}"
+            for d in self.assessed
+            if d.prefix_reuse and d.status == "ok"
+        )
 
     @property
     def infeasible(self) -> tuple[dict[str, Any], ...]:
@@ -418,6 +430,7 @@ def plan_view(
                 constraints=dict(item.get("constraints") or {}),
                 plan_config=dict(item.get("config") or {}),
                 move=str(item.get("move") or ""),
+                prefix_reuse=prefix_reuse_line(item.get("prefix_reuse") or ()),
             )
         )
     listed = {view.name for view in views}

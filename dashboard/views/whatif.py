@@ -1,7 +1,9 @@
 """The what-if playground: change an assessment's inputs and simulate again (operator+).
 
-The form lists every assessed deployment (GPU kind, GPUs per replica, replicas, SLOs), a
-price per GPU kind and the strategies; the view turns the posted fields into the `changes`
+The form lists every assessed deployment (GPU kind, GPUs per replica, replicas, SLOs, prefix
+caching on or off, the GPU kinds the planner may move it to: pinned or excluded), a price per
+GPU kind, the strategies and whether the planner may move deployments to other kinds at all;
+the view turns the posted fields into the `changes`
 object of `advisor.services.whatif` and calls one service. Bad input is answered all at once
 (`whatif_problems`), each problem by its input's label ("llama: TTFT p95 (s): ...") and that
 input marked; nothing is stored. The run is simulated on the `sim` queue; its page polls
@@ -41,7 +43,7 @@ class FormField:
     name: str  # the input's name ("d0-replicas")
     label: str  # as an error names it ("llama: replicas today")
     path: tuple[str, ...]  # its place in `changes` ("deployments", "llama", "replicas")
-    kind: str  # "text" | "whole" | "number"
+    kind: str  # "text" | "whole" | "number" | "switch" (on/off) | "kinds" (a multiple select)
 
     @property
     def field(self) -> str:
@@ -62,6 +64,17 @@ def form_fields(choices: dict[str, Any]) -> list[FormField]:
                 (*at, "tensor_parallel"), "whole",
             ),
             FormField(f"d{index}-replicas", f"{name}: replicas today", (*at, "replicas"), "whole"),
+            FormField(
+                f"d{index}-enable_prefix_caching", f"{name}: prefix caching",
+                (*at, "enable_prefix_caching"), "switch",
+            ),
+            FormField(
+                f"d{index}-pin", f"{name}: move only to", (*at, "gpu_kinds", "pin"), "kinds"
+            ),
+            FormField(
+                f"d{index}-exclude", f"{name}: never move to", (*at, "gpu_kinds", "exclude"),
+                "kinds",
+            ),
         ]  # fmt: skip
         fields += [
             FormField(f"d{index}-{key}", f"{name}: {label(key)}", (*at, "slo", key), "number")
@@ -74,13 +87,29 @@ def form_fields(choices: dict[str, Any]) -> list[FormField]:
         )
         for gpu in choices["gpu_kinds"]
     ]  # fmt: skip
+    fields.append(
+        FormField("hardware_moves", "moves to other GPU kinds", ("hardware_moves",), "switch")
+    )
     return fields
+
+
+SWITCH = {"on": True, "off": False}
+
+
+def kinds_marker(name: str) -> str:
+    """The hidden input that says a deployment's kind lists were posted ("d0-kinds"): a
+    browser posts nothing for a multiple select left empty, which must still clear a list."""
+    return name.rsplit("-", 1)[0] + "-kinds"
 
 
 def _parsed(raw: str, kind: str) -> str | float | int:
     """The input's value; ValueError (the message) when it is not a number it should be."""
     if kind == "text":
         return raw
+    if kind == "switch":
+        if raw not in SWITCH:
+            raise ValueError(f"expected on or off, got {raw!r}")
+        return SWITCH[raw]
     try:
         value = float(raw)
     except ValueError:
@@ -98,14 +127,20 @@ def changes_from_post(post: Any, choices: dict[str, Any]) -> tuple[dict[str, Any
     changes: dict[str, Any] = {"deployments": {}, "prices": {}}
     invalid: dict[str, str] = {}
     for f in form_fields(choices):
-        raw = (post.get(f.name) or "").strip()
-        if not raw:
-            continue
-        try:
-            value = _parsed(raw, f.kind)
-        except ValueError as exc:
-            invalid[f.name] = str(exc)
-            continue
+        value: Any
+        if f.kind == "kinds":
+            if not post.get(kinds_marker(f.name)):
+                continue
+            value = [kind.strip() for kind in post.getlist(f.name) if kind.strip()]
+        else:
+            raw = (post.get(f.name) or "").strip()
+            if not raw:
+                continue
+            try:
+                value = _parsed(raw, f.kind)
+            except ValueError as exc:
+                invalid[f.name] = str(exc)
+                continue
         target = changes
         for key in f.path[:-1]:
             target = target.setdefault(key, {})
@@ -133,7 +168,7 @@ def form_errors(
         known = [
             by_field[prefix]
             for prefix in by_field
-            if problem.field == prefix or problem.field.startswith(prefix + ".")
+            if problem.field == prefix or problem.field.startswith((prefix + ".", prefix + "["))
         ]
         if known:
             marked.setdefault(known[0].name, problem.message)
@@ -157,9 +192,14 @@ def _form_rows(
             "replicas": item["replicas"],
             **item["slo"],
         }
+        values["enable_prefix_caching"] = "on" if item["enable_prefix_caching"] else "off"
+        kinds = {key: list(item["gpu_kinds"][key]) for key in ("pin", "exclude")}
         if post is not None:
             for key in values:
                 values[key] = post.get(f"d{index}-{key}", "")
+            if post.get(f"d{index}-kinds"):
+                kinds = {key: post.getlist(f"d{index}-{key}") for key in ("pin", "exclude")}
+        values.update(kinds)
         problems = {
             key: invalid[f"d{index}-{key}"] for key in values if f"d{index}-{key}" in invalid
         }
@@ -182,7 +222,11 @@ def _form_rows(
         {"name": name, "label": combination_label([name]), "on": name in enabled}
         for name in choices["strategies"]
     ]
-    return {"rows": rows, "prices": prices, "strategies": strategies}
+    moves = "on" if choices["hardware_moves"] else "off"
+    if post is not None:
+        moves = post.get("hardware_moves", "")
+    hardware = {"value": moves, "error": invalid.get("hardware_moves", "")}
+    return {"rows": rows, "prices": prices, "strategies": strategies, "hardware": hardware}
 
 
 @role_required(VIEWER, post=OPERATOR)

@@ -620,3 +620,59 @@ def test_the_page_says_a_move_to_another_gpu_kind_in_words(
     )
     assert "a rollout cannot change GPU kinds" in line
     assert html.count('data-testid="hardware-move"') == 1
+
+
+REUSE = [
+    {"reuse_share": 0.0, "usd_per_month": 8760.0, "meets_slo": True},
+    {"reuse_share": 0.3, "usd_per_month": 5840.0, "meets_slo": True},
+    {"reuse_share": 0.6, "usd_per_month": 2920.0, "meets_slo": True},
+]
+REUSE_LINE = "llama: prefix reuse unknown: plan $8,760/month at 0%, $5,840 at 30%, $2,920 at 60%"
+
+
+def _with_reuse_only_on_llama(assessment: Assessment) -> None:
+    plan = assessment.plan
+    for item in plan["deployments"]:
+        item["prefix_reuse"] = REUSE if item["deployment"] == "llama" else []
+    assessment.plan = plan
+    assessment.save(update_fields=["plan"])
+
+
+def test_the_engine_shows_the_plan_at_assumed_reuse_for_samples_without_hashes(
+    assessment: Assessment,
+) -> None:
+    # the fixture's samples carry no block hashes: each assessed deployment gets 0/30/60%
+    for item in assessment.plan["deployments"]:
+        if item["status"] != "ok":
+            continue
+        points = item["prefix_reuse"]
+        assert [p["reuse_share"] for p in points] == [0.0, 0.3, 0.6]
+        costs = [p["usd_per_month"] for p in points]
+        assert costs == sorted(costs, reverse=True)  # reuse never costs more
+
+
+def test_the_page_says_the_plan_at_assumed_prefix_reuse_in_one_line(
+    client: Client, carol, assessment: Assessment
+) -> None:
+    _with_reuse_only_on_llama(assessment)
+    client.force_login(carol)
+    html = client.get(f"/assessments/{assessment.pk}/").content.decode()
+    listed = html.split('data-testid="prefix-reuse"')[1].split("</ul>")[0]
+    assert re.findall(r"<li>(.*?)</li>", listed) == [REUSE_LINE]
+
+
+def test_the_report_says_the_plan_at_assumed_prefix_reuse(small_fleet: SmallFleet) -> None:
+    from django.template.loader import render_to_string
+
+    from dashboard.reports.content import report_content
+    from dashboard.windows import Window
+
+    _with_reuse_only_on_llama(assessment_completed(cluster=small_fleet.cluster, end=END))
+    window = Window("7d", END - timedelta(days=7), END, end_given=True)
+    content = report_content(cluster=small_fleet.cluster, window=window)
+    section = next(s for s in content.sections if s.key == "assessment")
+    html = render_to_string(section.template, {"section": section, "src": {}})
+    listed = html.split("<h3>Prefix reuse unknown</h3>")[1].split("</ul>")[0]
+    assert re.findall(r"<li>(.*?)</li>", listed) == [REUSE_LINE]
+    text = render_to_string(section.text_template, {"section": section})
+    assert f"\n    {REUSE_LINE}\n" in text

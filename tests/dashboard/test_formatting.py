@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from dashboard.formatting import signed_usd, usd
+from dashboard.formatting import prefix_reuse_line, signed_usd, usd
 from dashboard.templatetags import dashboard_tags
 
 
@@ -25,3 +25,26 @@ def test_every_money_filter_writes_it_the_same_way() -> None:
     assert dashboard_tags.money(math.nan) == "\u2013"
     assert dashboard_tags.usd(None) == "no price"
     assert dashboard_tags.signed_usd(4060.0) == "+$4,060"
+
+
+def test_it_writes_the_plan_at_each_assumed_prefix_reuse_in_one_line() -> None:
+    points = [
+        {"reuse_share": 0.0, "usd_per_month": 17944.3125, "meets_slo": True},
+        {"reuse_share": 0.3, "usd_per_month": 14355.45, "meets_slo": True},
+        {"reuse_share": 0.6, "usd_per_month": 10766.5875, "meets_slo": False},
+    ]
+    assert prefix_reuse_line(points) == (
+        "prefix reuse unknown: plan $17,944/month at 0%, $14,355 at 30%, "
+        "$10,767 (misses its SLOs) at 60%"
+    )
+
+
+def test_it_says_a_share_cannot_be_served_and_nothing_without_points() -> None:
+    points: list[dict[str, object]] = [
+        {"reuse_share": 0.0, "usd_per_month": None, "meets_slo": False},
+        {"reuse_share": 0.3, "usd_per_month": 99.5, "meets_slo": True},
+    ]
+    assert prefix_reuse_line(points) == (
+        "prefix reuse unknown: plan cannot be served at 0%, $99.50 at 30%"
+    )
+    assert prefix_reuse_line([]) == ""

@@ -237,3 +237,77 @@ def test_an_infeasible_what_if_says_so_and_keeps_the_deployment_in_the_totals(
     assert "infeasible: big" in listed
     page = client.get(f"/assessments/{assessment.pk}/").content.decode()
     assert "(infeasible for big: counted at today" in page
+
+
+def _select(html: str, name: str) -> str:
+    """The select element named `name`, options included."""
+    found = re.search(rf'<select[^>]*name="{re.escape(name)}".*?</select>', html, re.S)
+    assert found is not None, name
+    return found.group(0)
+
+
+def _selected(select: str) -> list[str]:
+    return re.findall(r'<option value="([^"]+)" selected>', select)
+
+
+def test_the_form_offers_prefix_caching_gpu_kinds_and_the_hardware_lever(
+    client: Client, bob, assessment: Assessment
+) -> None:
+    client.force_login(bob)
+    html = client.get(f"/assessments/{assessment.pk}/whatif/").content.decode()
+    assert _selected(_select(html, "d0-enable_prefix_caching")) == ["on"]
+    assert _selected(_select(html, "d0-pin")) == []
+    assert _selected(_select(html, "d1-exclude")) == []
+    assert 'value="L40S"' in _select(html, "d1-pin")
+    assert '<input type="hidden" name="d0-kinds" value="1">' in html
+    assert _selected(_select(html, "hardware_moves")) == ["on"]
+
+
+def test_an_operator_pins_excludes_and_switches_caching_and_the_lever(
+    client: Client, bob, assessment: Assessment, django_capture_on_commit_callbacks: Any
+) -> None:
+    client.force_login(bob)
+    form: dict[str, Any] = _form(assessment, **{
+        "d0-enable_prefix_caching": "off", "d0-kinds": "1", "d1-kinds": "1",
+        "hardware_moves": "off",
+    })  # fmt: skip
+    form["d0-pin"] = ["L40S", "L4"]
+    form["d1-exclude"] = ["H100-SXM"]
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(f"/assessments/{assessment.pk}/whatif/", form)
+    assert response.status_code == 302
+    whatif = WhatIf.objects.get()
+    assert whatif.described == [
+        "llama: prefix caching on -> off",
+        "llama: GPU kinds pinned to L40S, L4",
+        "qwen: GPU kinds excluded H100-SXM",
+        "moves to other GPU kinds off",
+    ]
+    assert whatif.changes["deployments"]["llama"]["gpu_kinds"] == {
+        "pin": ["L40S", "L4"], "exclude": [],
+    }  # fmt: skip
+    assert whatif.changes["deployments"]["llama"]["enable_prefix_caching"] is False
+    assert whatif.changes["hardware_moves"] is False
+
+
+def test_a_kind_both_pinned_and_excluded_is_named_and_marked(
+    client: Client, bob, assessment: Assessment
+) -> None:
+    client.force_login(bob)
+    form: dict[str, Any] = _form(
+        assessment, **{"d0-kinds": "1", "d1-enable_prefix_caching": "maybe"}
+    )
+    form["d0-pin"] = ["L4"]
+    form["d0-exclude"] = ["L4"]
+    response = client.post(f"/assessments/{assessment.pk}/whatif/", form)
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert _errors(html) == [
+        "llama: never move to: &#x27;L4&#x27; is also pinned: pin or exclude it, not both",
+        "qwen: prefix caching: expected on or off, got &#x27;maybe&#x27;",
+    ]
+    exclude = _select(html, "d0-exclude")
+    assert 'aria-invalid="true"' in exclude
+    assert _selected(exclude) == ["L4"]  # what was posted, to fix
+    assert _selected(_select(html, "d0-pin")) == ["L4"]
+    assert not WhatIf.objects.exists()

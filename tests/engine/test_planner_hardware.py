@@ -19,9 +19,17 @@ from advisor.engine.hardware import (
     fewest_prefill_tokens,
     lower_bound_usd_per_month,
     moves,
+    today_allowed,
 )
 from advisor.engine.planner import assess, search
-from advisor.engine.scenario import DeploymentSpec, PriceEntry, Scenario, ScenarioError, SloSpec
+from advisor.engine.scenario import (
+    DeploymentSpec,
+    GpuKindChoice,
+    PriceEntry,
+    Scenario,
+    ScenarioError,
+    SloSpec,
+)
 from advisor.engine.strategies._common import size_fixed
 from advisor.engine.workload import PrefixBlocks, Workload
 from tests.engine.strategies.helpers import deployment, scenario
@@ -243,3 +251,91 @@ def test_its_bound_counts_only_prompt_tokens_no_cache_could_spare() -> None:
         Resolved, SimpleNamespace(shape=WorkloadShape(replace(sample, prefix=None), 2.0, 8.0))
     )
     assert fewest_prefill_tokens(plain) == 8.0
+
+
+def _choosing(choice: GpuKindChoice, **options: object) -> Scenario:
+    chosen = replace(idle_8b(), gpu_kinds=choice)
+    return priced(chosen, prices=ALL_THREE, **options)
+
+
+@pytest.mark.parametrize(
+    ("choice", "options", "kinds", "today"),
+    [
+        (GpuKindChoice(), {}, ["L4", "L40S"], True),
+        (GpuKindChoice(pin=("L40S",)), {}, ["L40S"], True),
+        (GpuKindChoice(exclude=("L4",)), {}, ["L40S"], True),
+        (GpuKindChoice(exclude=("H100-SXM",)), {}, ["L4", "L40S"], False),
+        # a pinned kind the sheet does not offer adds nothing
+        (GpuKindChoice(pin=("A100-80GB", "L4")), {}, ["L4"], True),
+        (GpuKindChoice(), {"hardware_moves": False}, [], True),
+        (GpuKindChoice(exclude=("H100-SXM",)), {"hardware_moves": False}, [], False),
+    ],
+)
+def test_it_offers_only_the_kinds_the_user_allows(
+    choice: GpuKindChoice, options: dict[str, object], kinds: list[str], today: bool
+) -> None:
+    ctx = AssessmentContext(_choosing(choice, **options))
+    item = ctx.resolved["chat"]
+    assert [h.name for h in available(ctx, item)] == kinds
+    assert today_allowed(ctx, item) is today
+
+
+def test_it_moves_to_the_next_cheapest_kind_when_the_cheapest_is_excluded() -> None:
+    chat = assess(_choosing(GpuKindChoice(exclude=("L4",)))).deployment("chat")
+    assert (chat.config["hardware"], chat.config["weight_dtype"]) == ("L40S", "bf16")
+    assert chat.plan is not None
+    assert chat.plan.usd_per_month == pytest.approx(2 * L40S * HOURS)  # $2,190
+
+
+def test_it_moves_only_to_a_pinned_kind() -> None:
+    plan = assess(_choosing(GpuKindChoice(pin=("L40S",), exclude=("L4",))))
+    assert "chat: moves to other GPU kinds only to L40S; never to L4" in plan.assumptions
+    chat = plan.deployment("chat")
+    assert chat.config["hardware"] == "L40S"
+    assert chat.plan is not None
+    assert chat.plan.usd_per_month == pytest.approx(2 * L40S * HOURS)
+
+
+def test_it_keeps_todays_kind_when_the_lever_is_off() -> None:
+    plan = assess(_choosing(GpuKindChoice(), hardware_moves=False))
+    chat = plan.deployment("chat")
+    assert "hardware" not in chat.config
+    assert chat.move == ""
+    assert chat.plan is not None
+    assert chat.plan.usd_per_month == pytest.approx(2 * H100 * HOURS)  # $5,840
+    assert not any("hardware" in row.strategies for row in plan.combinations)
+    assert "moves to other GPU kinds: off (every deployment keeps its kind)" in plan.assumptions
+    assert not any(a.startswith("GPU kinds a deployment may move to") for a in plan.assumptions)
+
+
+def test_excluding_todays_kind_makes_the_plan_move() -> None:
+    chat = assess(_choosing(GpuKindChoice(exclude=("H100-SXM",)))).deployment("chat")
+    assert chat.status == "ok"
+    assert chat.config["hardware"] == "L4"
+    assert chat.plan is not None
+    assert chat.plan.usd_per_month == pytest.approx(2 * L4 * HOURS)  # $1,168
+
+
+@pytest.mark.parametrize(
+    ("choice", "options", "tail"),
+    [
+        (GpuKindChoice(exclude=("H100-SXM", "L4", "L40S")), {}, ""),
+        (GpuKindChoice(exclude=("H100-SXM",)), {"hardware_moves": False},
+         " (the hardware lever is off)"),
+    ],
+)  # fmt: skip
+def test_it_reports_no_configuration_when_no_allowed_kind_is_left(
+    choice: GpuKindChoice, options: dict[str, object], tail: str
+) -> None:
+    plan = assess(_choosing(choice, **options))
+    chat = plan.deployment("chat")
+    assert chat.status == "no_feasible_configuration"
+    assert chat.plan is None
+    assert chat.closest is None
+    assert chat.message == (
+        "no configuration is allowed for chat: its gpu_kinds exclude today's H100-SXM, and "
+        f"no other kind the price sheet offers and gpu_kinds allows serves it{tail}"
+    )
+    assert plan.messages == (f"chat: {chat.message}",)
+    # the fleet's plan keeps what runs today: nothing was found to replace it
+    assert plan.fleet_plan.usd_per_month == pytest.approx(2 * H100 * HOURS)

@@ -15,6 +15,7 @@ from advisor.engine.scenario import (
     AutoscalingSpec,
     DeploymentSpec,
     EngineArgs,
+    GpuKindChoice,
     LoadShape,
     PriceEntry,
     QualityOverride,
@@ -133,6 +134,70 @@ def test_it_round_trips_prefix_caching_off() -> None:
     with pytest.raises(ScenarioError) as caught:
         Scenario.from_dict(data)
     assert caught.value.field == "deployments[0].engine_args.enable_prefix_caching"
+
+
+def test_it_round_trips_pinned_and_excluded_gpu_kinds_and_the_lever_switch() -> None:
+    scenario = _scenario()
+    first = replace(scenario.deployments[0], gpu_kinds=GpuKindChoice(pin=("L4", "L40S")))
+    second = replace(scenario.deployments[1], gpu_kinds=GpuKindChoice(exclude=("H100-SXM",)))
+    changed = replace(
+        scenario,
+        deployments=(first, second, *scenario.deployments[2:]),
+        options=replace(scenario.options, hardware_moves=False),
+    )
+    again = Scenario.from_json(changed.to_json())
+    assert again == changed
+    assert again.digest() == changed.digest() != scenario.digest()
+    assert again.deployments[0].gpu_kinds == GpuKindChoice(pin=("L4", "L40S"), exclude=())
+    assert again.deployments[1].gpu_kinds == GpuKindChoice(pin=(), exclude=("H100-SXM",))
+    assert again.options.hardware_moves is False
+    data = json.loads(scenario.to_json())
+    del data["deployments"][0]["gpu_kinds"]
+    del data["options"]["hardware_moves"]
+    left_out = Scenario.from_dict(data)
+    assert left_out.deployments[0].gpu_kinds == GpuKindChoice()
+    assert left_out.options.hardware_moves is True
+
+
+@pytest.mark.parametrize(
+    ("gpu_kinds", "field", "message"),
+    [
+        ({"pin": "L4"}, "deployments[0].gpu_kinds.pin", "must be a list, got str"),
+        ({"pin": ["L4", "L4"]}, "deployments[0].gpu_kinds.pin[1]", "'L4' given twice"),
+        (
+            {"exclude": [" "]},
+            "deployments[0].gpu_kinds.exclude[0]",
+            "must be a GPU kind name, got ' '",
+        ),
+        (
+            {"pin": ["L4", "L40S"], "exclude": ["H100-SXM", "L40S"]},
+            "deployments[0].gpu_kinds.exclude[1]",
+            "'L40S' is also pinned: pin or exclude it, not both",
+        ),
+        (
+            {"only": ["L4"]},
+            "deployments[0].gpu_kinds.only",
+            "unknown field; known: ['exclude', 'pin']",
+        ),
+    ],
+)
+def test_it_names_the_bad_value_of_a_gpu_kind_choice(
+    gpu_kinds: dict[str, Any], field: str, message: str
+) -> None:
+    data = json.loads(_scenario().to_json())
+    data["deployments"][0]["gpu_kinds"] = gpu_kinds
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_dict(data)
+    assert caught.value.field == field
+    assert caught.value.message == message
+
+
+def test_it_refuses_a_lever_switch_that_is_not_a_boolean() -> None:
+    data = json.loads(_scenario().to_json())
+    data["options"]["hardware_moves"] = "off"
+    with pytest.raises(ScenarioError) as caught:
+        Scenario.from_dict(data)
+    assert caught.value.field == "options.hardware_moves"
 
 
 def test_it_names_the_request_whose_block_hashes_do_not_fit() -> None:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from advisor.engine.scenario import PriceEntry, Scenario
+from advisor.engine.scenario import GpuKindChoice, PriceEntry, Scenario
 from advisor.services.whatif import WhatIfInputError, whatif_scenario, whatif_simulate
 from probes.models import Cluster
 from tests.dashboard.assessed import (
@@ -76,6 +76,42 @@ def test_it_turns_prefix_caching_off_and_on(scenario: Scenario) -> None:
     assert same.described == ()
 
 
+def test_it_pins_and_excludes_gpu_kinds_and_switches_the_lever(scenario: Scenario) -> None:
+    changed = whatif_scenario(
+        scenario=scenario,
+        changes={
+            "deployments": {
+                "llama": {"gpu_kinds": {"pin": ["l40s", "L4"]}},
+                "qwen": {"gpu_kinds": {"exclude": ["H100-SXM"], "pin": []}},
+            },
+            "hardware_moves": False,
+        },
+    )
+    assert changed.scenario.deployment("llama").gpu_kinds == GpuKindChoice(pin=("L40S", "L4"))
+    assert changed.scenario.deployment("qwen").gpu_kinds == GpuKindChoice(exclude=("H100-SXM",))
+    assert changed.scenario.options.hardware_moves is False
+    assert changed.described == (
+        "llama: GPU kinds pinned to L40S, L4",
+        "qwen: GPU kinds excluded H100-SXM",
+        "moves to other GPU kinds off",
+    )
+    # the stored lists and the lever as they are: no change
+    again = whatif_scenario(
+        scenario=changed.scenario,
+        changes={
+            "deployments": {"llama": {"gpu_kinds": {"pin": ["L40S", "L4"], "exclude": []}}},
+            "hardware_moves": False,
+        },
+    )
+    assert again.described == ()
+    cleared = whatif_scenario(
+        scenario=changed.scenario,
+        changes={"deployments": {"llama": {"gpu_kinds": {"pin": []}}}, "hardware_moves": True},
+    )
+    assert cleared.scenario.deployment("llama").gpu_kinds == GpuKindChoice()
+    assert cleared.described == ("llama: GPU kinds pinned to none", "moves to other GPU kinds on")
+
+
 def test_the_same_values_are_no_change(scenario: Scenario) -> None:
     same = whatif_scenario(
         scenario=scenario,
@@ -112,6 +148,18 @@ def test_the_same_values_are_no_change(scenario: Scenario) -> None:
         ({"gpus": 3}, "gpus", "unknown field"),
         ({"deployments": {"llama": {"enable_prefix_caching": "off"}}},
          "deployments.llama.enable_prefix_caching", "expected true or false, got 'off'"),
+        ({"deployments": {"llama": {"gpu_kinds": {"pin": "L4"}}}},
+         "deployments.llama.gpu_kinds.pin", "expected a list of GPU kinds, got 'L4'"),
+        ({"deployments": {"llama": {"gpu_kinds": {"exclude": ["L4", "Z80"]}}}},
+         "deployments.llama.gpu_kinds.exclude[1]", "unknown 'Z80'"),
+        ({"deployments": {"llama": {"gpu_kinds": {"pin": ["L4"], "exclude": ["l4"]}}}},
+         "deployments.llama.gpu_kinds.exclude[0]",
+         "'L4' is also pinned: pin or exclude it, not both"),
+        ({"deployments": {"llama": {"gpu_kinds": {"pin": ["L4", "L4"]}}}},
+         "deployments.llama.gpu_kinds.pin[1]", "'L4' given twice"),
+        ({"deployments": {"llama": {"gpu_kinds": {"only": ["L4"]}}}},
+         "deployments.llama.gpu_kinds.only", "unknown field"),
+        ({"hardware_moves": "no"}, "hardware_moves", "expected true or false, got 'no'"),
     ],
 )  # fmt: skip
 def test_bad_changes_name_the_field(
