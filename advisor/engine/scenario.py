@@ -13,7 +13,9 @@ Structure (JSON field names are the dataclass field names; see
   (quantization of the current checkpoint), tensor_parallel, replicas, `engine_args` (the
   vLLM arguments the engine models), batching ("continuous" for vLLM; "static" for a naive
   server), `slo`, `workload`, `autoscaling`, measured `spec_decode` counters, speculative
-  candidates (draft / EAGLE checkpoints the user has), quality overrides per scheme.
+  candidates (draft / EAGLE checkpoints the user has), quality overrides per scheme, and
+  `routing` over the replicas ("round_robin" or "prefix_aware", see
+  `advisor.engine.routing`); `engine_args.kv_offload_gib` adds host memory for KV blocks.
 - `workload`: `WorkloadSpec` — `sample` (an engine `Workload`: arrival times and token
   lengths of a request sample, whose gaps carry the burstiness) and `load` (`LoadShape`:
   request rate per step, 1-minute steps, over days, for autoscaling and fleet sizing). Without
@@ -53,6 +55,7 @@ import numpy.typing as npt
 
 from advisor.engine.bounds import MIN_REPLICAS, PRICE_USD_PER_GPU_HOUR, SLO_BOUNDS
 from advisor.engine.perf import CalibrationProfile
+from advisor.engine.routing import ROUTING_POLICIES, RoutingPolicy
 from advisor.engine.workload import Workload
 
 FloatArray = npt.NDArray[np.float64]
@@ -71,6 +74,7 @@ DEFAULT_SCALE_DOWN_STABILIZATION_S = 300.0  # Kubernetes HPA default
 DEFAULT_SCALE_UP_STABILIZATION_S = 0.0  # Kubernetes HPA default
 DEFAULT_SYNC_PERIOD_S = 15.0  # kube-controller-manager --horizontal-pod-autoscaler-sync-period
 DEFAULT_LOAD_BANDWIDTH_BYTES_PER_S = 2e9  # weights from local NVMe / a warm page cache
+MAX_KV_OFFLOAD_GIB = 16384.0  # host memory per replica for KV offload (16 TiB: a typo guard)
 DEFAULT_STARTUP_OVERHEAD_S = 60.0  # pod start, CUDA init, vLLM profiling and graph capture
 
 
@@ -219,6 +223,7 @@ class EngineArgs:
     block_size: int = 16
     speculative_config: SpeculativeSpec | None = None
     enable_prefix_caching: bool = True  # vLLM V1's default
+    kv_offload_gib: float = 0.0  # `--kv-offloading-size`: host memory for evicted KV blocks
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "max_model_len"):
@@ -235,6 +240,13 @@ class EngineArgs:
                 "enable_prefix_caching",
                 f"must be true or false, got {self.enable_prefix_caching!r}",
             )
+        offload = self.kv_offload_gib
+        if (
+            isinstance(offload, bool)
+            or not isinstance(offload, int | float)
+            or not 0.0 <= offload <= MAX_KV_OFFLOAD_GIB
+        ):
+            fail("kv_offload_gib", f"must be in [0, {MAX_KV_OFFLOAD_GIB}] GiB, got {offload!r}")
         util = self.gpu_memory_utilization
         if isinstance(util, bool) or not isinstance(util, int | float) or not 0.0 < util <= 1.0:
             fail("gpu_memory_utilization", f"must be in (0, 1], got {util!r}")
@@ -438,6 +450,7 @@ class DeploymentSpec:
     spec_decode: SpecDecodeCounters | None = None
     speculative_candidates: tuple[SpecCandidate, ...] = ()
     quality_overrides: Mapping[str, QualityOverride] = field(default_factory=dict)
+    routing: RoutingPolicy = "round_robin"  # how requests spread over the replicas
 
     def __post_init__(self) -> None:
         for name in ("name", "model", "hardware", "weight_dtype"):
@@ -450,6 +463,8 @@ class DeploymentSpec:
             fail("batching", f"must be 'continuous' or 'static', got {self.batching!r}")
         check_int("static_batch_size", self.static_batch_size, 1)
         check_positive("static_timeout_s", self.static_timeout_s, strict=False)
+        if self.routing not in ROUTING_POLICIES:
+            fail("routing", f"must be one of {list(ROUTING_POLICIES)}, got {self.routing!r}")
         object.__setattr__(self, "quality_overrides", dict(self.quality_overrides))
 
     @property

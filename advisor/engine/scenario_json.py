@@ -319,6 +319,7 @@ def _engine_args(value: Any, path: str) -> EngineArgs:
         enable_prefix_caching=obj.get(
             "enable_prefix_caching", _bool, defaults.enable_prefix_caching
         ),
+        kv_offload_gib=obj.get("kv_offload_gib", _num, defaults.kv_offload_gib),
     )
 
 
@@ -444,6 +445,7 @@ def _deployment(value: Any, path: str) -> DeploymentSpec:
         spec_decode=obj.opt("spec_decode", _counters),
         speculative_candidates=candidates or (),
         quality_overrides=overrides,
+        routing=obj.get("routing", _str, "round_robin"),
     )
 
 

@@ -299,7 +299,8 @@ def test_resampling_does_not_invent_reuse_from_repeated_draws() -> None:
     rows = [[100 + i, 1000 + i] for i in range(20)]  # no block shared between prompts
     workload = hashed(rows, [8] * 20)
     big = resample_workload(workload, np.random.default_rng(3), num_requests=400)
-    assert big.prefix is not None and workload.prefix is not None
+    assert big.prefix is not None
+    assert workload.prefix is not None
     assert reused_prompt_share(big.prefix, big.prompt_tokens) == 0.0
     # what plain copies of the rows would have claimed: every draw after the first cached
     copies = workload.prefix.take(np.arange(400) % 20)

@@ -76,6 +76,25 @@ def test_it_turns_prefix_caching_off_and_on(scenario: Scenario) -> None:
     assert same.described == ()
 
 
+def test_it_compares_prefix_aware_routing_and_adds_kv_offload(scenario: Scenario) -> None:
+    changed = whatif_scenario(
+        scenario=scenario,
+        changes={"deployments": {"llama": {"routing": "prefix_aware", "kv_offload_gib": 64}}},
+    )
+    llama = changed.scenario.deployment("llama")
+    assert llama.routing == "prefix_aware"
+    assert llama.engine_args.kv_offload_gib == 64.0
+    assert changed.described == (
+        "llama: routing round_robin -> prefix_aware",
+        "llama: KV offload to host memory 0 -> 64 GiB",
+    )
+    same = whatif_scenario(
+        scenario=scenario,
+        changes={"deployments": {"llama": {"routing": "round_robin", "kv_offload_gib": 0}}},
+    )
+    assert same.described == ()
+
+
 def test_the_same_values_are_no_change(scenario: Scenario) -> None:
     same = whatif_scenario(
         scenario=scenario,
@@ -112,6 +131,10 @@ def test_the_same_values_are_no_change(scenario: Scenario) -> None:
         ({"gpus": 3}, "gpus", "unknown field"),
         ({"deployments": {"llama": {"enable_prefix_caching": "off"}}},
          "deployments.llama.enable_prefix_caching", "expected true or false, got 'off'"),
+        ({"deployments": {"llama": {"routing": "random"}}},
+         "deployments.llama.routing", "got 'random'"),
+        ({"deployments": {"llama": {"kv_offload_gib": -1}}},
+         "deployments.llama.kv_offload_gib", "got -1"),
     ],
 )  # fmt: skip
 def test_bad_changes_name_the_field(
