@@ -1,4 +1,4 @@
-"""vLLM's automatic prefix caching on one replica, as cached prompt tokens per request.
+"""vLLM's automatic prefix caching on each replica, as cached prompt tokens per request.
 
 vLLM keeps the KV blocks of finished and running requests, keyed by a hash of the whole
 prefix up to each block's end, and evicts free blocks least recently used first. A new
