@@ -36,7 +36,7 @@ from numba import njit
 
 from advisor.engine import _simcore
 from advisor.engine.prefix_cache import PREFIX_AWARE, ROUND_ROBIN, CacheHits, cache_hits
-from advisor.engine.sim import Replica, host_capacity_tokens
+from advisor.engine.sim import HOST_LINK_BYTES_PER_S, Replica, host_capacity_tokens
 from advisor.engine.workload import PrefixBlocks, Workload, WorkloadError
 
 IntArray = npt.NDArray[np.int64]
@@ -134,3 +134,24 @@ def route(
         max_imbalance_requests=max_imbalance_requests,
     )
     return Routed(policy, num_replicas, hits)
+
+
+def routing_assumptions(policy: RoutingPolicy, *, kv_offload_gib: float) -> list[str]:
+    """What an assessment assumes about the router and host KV offload, in words (none for
+    round robin without offload, the defaults)."""
+    out = []
+    if policy == "prefix_aware":
+        out.append(
+            "routing: prefix-aware (the replica holding the longest cached prefix, at most "
+            f"{MAX_IMBALANCE_REQUESTS} outstanding requests above the least loaded): the "
+            "replay routes every request this way; the load curves assume an even spread, so "
+            "the sizing does not count its extra cache hits"
+        )
+    if kv_offload_gib > 0:
+        out.append(
+            f"KV offload: {kv_offload_gib:g} GiB of host memory per replica as a second LRU "
+            "tier of the prefix cache; a hit there is charged its load over an assumed "
+            f"{HOST_LINK_BYTES_PER_S / 1e9:g} GB/s host link per GPU (PCIe Gen4 x16; the "
+            "catalog has no PCIe figure) as the prefill tokens that take as long"
+        )
+    return out

@@ -8,7 +8,7 @@ import pytest
 from advisor.engine.catalog import DEFAULT_CATALOG
 from advisor.engine.perf import CalibrationProfile, Deployment
 from advisor.engine.prefix_cache import cache_hits
-from advisor.engine.routing import hold_s, route
+from advisor.engine.routing import hold_s, route, routing_assumptions
 from advisor.engine.sim import Replica, SchedulerConfig, prefix_cached_tokens_on
 from advisor.engine.workload import PrefixBlocks, Workload, WorkloadError
 
@@ -127,3 +127,12 @@ def test_it_rejects_an_unknown_policy_naming_the_field() -> None:
         route(replica(), two_prompts(), num_replicas=2, policy="random")  # type: ignore[arg-type]
     with pytest.raises(WorkloadError, match="num_replicas: must be an integer >= 1, got 0"):
         route(replica(), two_prompts(), num_replicas=0, policy="round_robin")
+
+
+def test_it_states_its_routing_and_offload_assumptions_only_when_not_the_defaults() -> None:
+    assert routing_assumptions("round_robin", kv_offload_gib=0.0) == []
+    aware, offload = routing_assumptions("prefix_aware", kv_offload_gib=64.0)
+    assert aware.startswith("routing: prefix-aware")
+    assert "at most 8 outstanding requests above the least loaded" in aware
+    assert offload.startswith("KV offload: 64 GiB of host memory per replica")
+    assert "assumed 25 GB/s host link per GPU" in offload
