@@ -271,6 +271,8 @@ def prefix_cached_tokens_on(replica: Replica, workload: Workload) -> IntArray:
     The cached tokens (`prefix_hits_on`) less the prefill-equivalent tokens charged for the
     part loaded from the host tier (`host_load_tokens`). Zeros without caching or hashes.
     """
+    if not replica.scheduler.enable_prefix_caching or workload.prefix is None:
+        return np.zeros(workload.num_requests, np.int64)  # the hot path without hashes
     hits = prefix_hits_on(replica, workload)
     if not hits.host_tokens.any():
         return hits.cached_tokens
