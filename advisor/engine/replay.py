@@ -96,9 +96,11 @@ def replay_sample(
         rate.append(float(share.output_tokens[done].sum()) / span)
         preemptions += int(result.total_preemptions)
         completed += int(done.sum())
-        if config.batching == "continuous":
+        if config.batching == "continuous" and not aware:
             cached += float(prefix_hits_on(replica, share).cached_tokens.sum())
         prompt += float(share.prompt_tokens.sum())
+    if aware:  # the routing pass already ran each replica's cache over its share
+        cached = float(routed.hits.cached_tokens.sum())
     ttft_pooled = np.concatenate(ttft_all)
     tpot_pooled = np.concatenate(tpot_all)
     out: dict[str, object] = {
