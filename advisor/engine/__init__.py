@@ -17,7 +17,10 @@ Modules and their main API (stable; engine II's strategies and planner build on 
   column.
 - `prefix_cache`: `prefix_cached_tokens(prefix, prompt_tokens, capacity_tokens=,
   kv_block_tokens=)` (vLLM's automatic prefix caching as an LRU pre-pass in arrival order),
-  `reused_prompt_share(prefix, prompt_tokens)` (a trace's measured reuse).
+  `reused_prompt_share(prefix, prompt_tokens)` (a trace's measured reuse), `cache_hits(...)`
+  (GPU and host-offload tiers, over several replicas).
+- `routing`: `route(replica, workload, num_replicas=, policy="round_robin"|"prefix_aware")`
+  (which replica serves each request and what it finds in that replica's prefix cache).
 - `catalog`: `DEFAULT_CATALOG.gpu(name) -> HardwareSpec`, `.model(name) -> ModelSpec` (built-in,
   else a vendored config.json in `data/configs/`), `.quant(name) -> QuantScheme`;
   `resolve_model(name_or_config_json_path)`, `model_from_hf_config(path)`,
@@ -58,7 +61,7 @@ Engine II (strategies and planner, built on the above):
 - `advice`: `Projection`, `ConfigChange`, `StrategyResult`, `DeploymentPlan`, `Plan` (JSON).
 - `capacity.load_curve` (a configuration across rates), `fleet.evaluate_fleet` / `fixed_fleet`
   (days of load), `autoscale.simulate_hpa` (+ HPA/KEDA YAML), `specdecode` (Leviathan et al.
-  on the simulator), `replay` (the whole sample on today's configuration), `energy`.
+  on the simulator), `replay` (the whole sample on today's configuration and router), `energy`.
 - `strategies.<name>.evaluate(workload, deployment, prices, slo, *, context=None) ->
   StrategyResult`; `strategies.registry.STRATEGIES`.
 - `planner.assess(scenario) -> Plan`; `plan_tables` (combinations, sensitivity);

@@ -15,6 +15,12 @@ A fleet then only needs table look-ups: the requests of a minute served by n rep
 rate r each behave like the curve at r (a router that spreads requests evenly). The same
 base sample (common random numbers) is used for every configuration and rate, so
 differences between configurations are not sampling noise.
+
+Routing: the curve's replica sees the whole sample's mix of prompts at its own rate, as
+under round robin, where every replica's prefix cache sees every shared prefix. A
+prefix-aware router (`DeploymentSpec.routing`) gives each replica fewer distinct prefixes
+and more hits; the sizing does not count that gain (it is conservative there), the replay
+(`advisor.engine.replay`) does. Host KV offload (`kv_offload_bytes`) is in the curves.
 """
 
 from __future__ import annotations
@@ -74,6 +80,7 @@ class ReplicaConfig:
     static_timeout_s: float = 1.0
     spec: SpecConfig | None = None
     enable_prefix_caching: bool = True
+    kv_offload_bytes: int = 0  # host memory for offloaded KV blocks (see SchedulerConfig)
 
     @property
     def gpus(self) -> int:
@@ -98,6 +105,7 @@ class ReplicaConfig:
             enable_chunked_prefill=self.enable_chunked_prefill,
             block_size_tokens=self.block_size,
             enable_prefix_caching=self.enable_prefix_caching,
+            kv_offload_bytes=self.kv_offload_bytes,
         )
 
     def label(self) -> str:
@@ -113,6 +121,8 @@ class ReplicaConfig:
                 parts.append("no chunked prefill")
             if not self.enable_prefix_caching:
                 parts.append("no prefix caching")
+            if self.kv_offload_bytes:
+                parts.append(f"KV offload {self.kv_offload_bytes / 1024**3:g} GiB")
         if self.spec is not None:
             parts.append(f"spec {self.spec.drafter.method} k={self.spec.num_speculative_tokens}")
         return ", ".join(parts)
@@ -130,6 +140,8 @@ class ReplicaConfig:
         }
         if not self.enable_prefix_caching:
             out["enable_prefix_caching"] = False
+        if self.kv_offload_bytes:
+            out["kv_offload_bytes"] = self.kv_offload_bytes
         if self.batching == "static":
             out["static_batch_size"] = self.static_batch_size
             out["static_timeout_s"] = self.static_timeout_s

@@ -21,6 +21,7 @@ import numpy as np
 from advisor.engine.capacity import LoadCurve, ReplicaConfig, SloTargets, WorkloadShape, load_curve
 from advisor.engine.catalog import (
     DEFAULT_CATALOG,
+    GIB,
     Catalog,
     CatalogError,
     HardwareSpec,
@@ -174,6 +175,7 @@ class AssessmentContext:
             max_num_batched_tokens=tokens,
             enable_chunked_prefill=args.enable_chunked_prefill,
             enable_prefix_caching=args.enable_prefix_caching,
+            kv_offload_bytes=round(args.kv_offload_gib * GIB),
             kv_cache_dtype=args.kv_cache_dtype,
             block_size=args.block_size,
             gpu_memory_utilization=args.gpu_memory_utilization,

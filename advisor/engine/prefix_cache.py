@@ -1,4 +1,4 @@
-"""vLLM's automatic prefix caching on one replica, as cached prompt tokens per request.
+"""vLLM's automatic prefix caching on each replica, as cached prompt tokens per request.
 
 vLLM keeps the KV blocks of finished and running requests, keyed by a hash of the whole
 prefix up to each block's end, and evicts free blocks least recently used first. A new
@@ -13,6 +13,22 @@ touches all its full blocks, the last first, so that its first block is the most
 used and its tail is evicted first (vLLM frees a finished request's blocks in reverse order
 for the same reason). The simulator then charges prefill compute only for the uncached
 tokens (attention over the cached context still reads its KV).
+
+Host-memory KV offload (vLLM's `--kv-offloading-size`, LMCache's CPU tier) adds a second
+LRU per replica of `host_capacity_tokens`: a block evicted from the GPU tier moves to the
+front of the host tier (the host tier's least recent block is dropped when it is full), and
+a request's leading run may mix both tiers. A hit in the host tier counts as cached; the
+block moves back to the GPU tier when the request touches it (the tiers are exclusive), and
+`CacheHits.host_tokens` says how many cached tokens were loaded over the host link, which
+`advisor.engine.sim` charges. vLLM's CPU tier may instead keep a copy (inclusive tiers):
+that holds fewer distinct blocks in the same memory, so the exclusive model is an upper bound.
+
+Across replicas (`cache_hits(..., num_replicas=n)`) each replica keeps its own tiers and
+the same pass also decides where each request goes: round robin (request i to replica
+i mod n), or prefix-aware (`advisor.engine.routing`): the replica whose tiers hold the
+longest leading run of the request's blocks, ties to the one with the fewest outstanding
+requests, then the lowest index, skipping replicas with more than `max_imbalance_requests`
+outstanding requests above the least loaded one.
 
 What this approximates (each makes the hit rate an upper bound of vLLM's):
 - the cache gets the whole KV space: in vLLM the blocks of running sequences (prompts and
@@ -30,6 +46,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -40,57 +57,213 @@ from advisor.engine.workload import PrefixBlocks, Workload, WorkloadError
 IntArray = npt.NDArray[np.int64]
 
 
-@njit(cache=True)
-def _lru_pass(  # type: ignore[no-untyped-def]
-    ids, offsets, prompt_tokens, block_tokens, capacity_blocks, kv_block_tokens, keep_last
-):
-    """Cached tokens per request; ids are dense (0..m-1) block ids, see the module docstring.
+ROUND_ROBIN = 0  # `_cache_pass` policies (see `advisor.engine.routing`)
+PREFIX_AWARE = 1
+_ABSENT, _DEVICE, _HOST = 0, 1, 2
 
-    `keep_last` (0 or 1): prompt tokens that are always recomputed. The LRU is a doubly
-    linked list over block ids with a sentinel at index m (next: towards the least recently
-    used end).
+
+@njit(cache=True)
+def _unlink(nxt, prv, r, b):  # type: ignore[no-untyped-def]
+    nxt[r, prv[r, b]] = nxt[r, b]
+    prv[r, nxt[r, b]] = prv[r, b]
+
+
+@njit(cache=True)
+def _link_front(nxt, prv, r, head, b):  # type: ignore[no-untyped-def]
+    nxt[r, b] = nxt[r, head]
+    prv[r, b] = head
+    prv[r, nxt[r, head]] = b
+    nxt[r, head] = b
+
+
+@njit(cache=True)
+def _heap_push(keys, tags, n, key, tag):  # type: ignore[no-untyped-def]
+    i = n
+    keys[i] = key
+    tags[i] = tag
+    while i > 0:
+        up = (i - 1) // 2
+        if keys[up] <= keys[i]:
+            break
+        keys[up], keys[i] = keys[i], keys[up]
+        tags[up], tags[i] = tags[i], tags[up]
+        i = up
+    return n + 1
+
+
+@njit(cache=True)
+def _heap_pop(keys, tags, n):  # type: ignore[no-untyped-def]
+    n -= 1
+    keys[0] = keys[n]
+    tags[0] = tags[n]
+    i = 0
+    while True:
+        small = i
+        for c in (2 * i + 1, 2 * i + 2):
+            if c < n and keys[c] < keys[small]:
+                small = c
+        if small == i:
+            break
+        keys[small], keys[i] = keys[i], keys[small]
+        tags[small], tags[i] = tags[i], tags[small]
+        i = small
+    return n
+
+
+@njit(cache=True)
+def _cache_pass(  # type: ignore[no-untyped-def]
+    ids, offsets, prompt_tokens, block_tokens, device_blocks, host_blocks, kv_block_tokens,
+    keep_last, num_replicas, policy, arrival_s, hold_s, max_imbalance,
+):  # fmt: skip
+    """Replica, cached tokens and the host tier's share of them per request (module docstring).
+
+    `ids` are dense (0..m-1) block ids; `keep_last` (0 or 1): prompt tokens always recomputed.
+    Each replica keeps two LRU lists over block ids in one pair of link arrays (a block is in
+    at most one tier of a replica): sentinel m heads the device tier, m + 1 the host tier
+    (next: towards the least recently used end). Memory: replicas x (m + 2) x 16 bytes.
+    Outstanding requests per replica (for prefix-aware routing) count a request from its
+    arrival until arrival + `hold_s`, tracked in one min-heap of end times.
     """
     n = prompt_tokens.shape[0]
     m = 0
     for i in range(ids.shape[0]):
         m = max(m, ids[i] + 1)
-    head = m  # sentinel: nxt[head] is the most recent, prv[head] the least recent
-    nxt = np.full(m + 1, head, np.int64)
-    prv = np.full(m + 1, head, np.int64)
-    cached = np.zeros(m, np.bool_)
-    size = 0
-    out = np.zeros(n, np.int64)
+    dev = m
+    hst = m + 1
+    nxt = np.empty((num_replicas, m + 2), np.int64)
+    prv = np.empty((num_replicas, m + 2), np.int64)
+    for q in range(num_replicas):
+        nxt[q, dev] = dev
+        prv[q, dev] = dev
+        nxt[q, hst] = hst
+        prv[q, hst] = hst
+    where = np.zeros((num_replicas, m), np.int8)
+    dev_size = np.zeros(num_replicas, np.int64)
+    host_size = np.zeros(num_replicas, np.int64)
+    load = np.zeros(num_replicas, np.int64)
+    ends = np.empty(n + 1)
+    end_of = np.empty(n + 1, np.int64)
+    heap = 0
+    out_replica = np.zeros(n, np.int64)
+    out_cached = np.zeros(n, np.int64)
+    out_host = np.zeros(n, np.int64)
     for r in range(n):
         start = offsets[r]
         full = min(offsets[r + 1] - start, prompt_tokens[r] // block_tokens)
+        if policy == ROUND_ROBIN:
+            q = r % num_replicas
+        else:
+            while heap > 0 and ends[0] <= arrival_s[r]:
+                load[end_of[0]] -= 1
+                heap = _heap_pop(ends, end_of, heap)
+            least = load.min()
+            q = -1
+            best = -1
+            for c in range(num_replicas):
+                if load[c] > least + max_imbalance:
+                    continue  # the imbalance guard
+                k = 0
+                while k < full and where[c, ids[start + k]] != _ABSENT:
+                    k += 1
+                if k > best or (k == best and load[c] < load[q]):
+                    q = c
+                    best = k
+            load[q] += 1
+            heap = _heap_push(ends, end_of, heap, arrival_s[r] + hold_s[r], q)
+        out_replica[r] = q
         k = 0
-        while k < full and cached[ids[start + k]]:
+        while k < full and where[q, ids[start + k]] != _ABSENT:
             k += 1
         hit = min(k * block_tokens, prompt_tokens[r] - keep_last)
-        out[r] = (hit // kv_block_tokens) * kv_block_tokens
-        if capacity_blocks <= 0:
+        hit = (hit // kv_block_tokens) * kv_block_tokens
+        out_cached[r] = hit
+        for j in range(k):
+            if where[q, ids[start + j]] == _HOST:
+                out_host[r] += max(0, min(block_tokens, hit - j * block_tokens))
+        if device_blocks <= 0:
             continue
         for j in range(full - 1, -1, -1):
             b = ids[start + j]
-            if cached[b]:
-                # unlink
-                nxt[prv[b]] = nxt[b]
-                prv[nxt[b]] = prv[b]
+            if where[q, b] == _DEVICE:
+                _unlink(nxt, prv, q, b)
             else:
-                cached[b] = True
-                size += 1
-            # link at the most recent end
-            nxt[b] = nxt[head]
-            prv[b] = head
-            prv[nxt[head]] = b
-            nxt[head] = b
-            if size > capacity_blocks:
-                old = prv[head]
-                prv[head] = prv[old]
-                nxt[prv[old]] = head
-                cached[old] = False
-                size -= 1
-    return out
+                if where[q, b] == _HOST:
+                    _unlink(nxt, prv, q, b)  # loaded back: it leaves the host tier
+                    host_size[q] -= 1
+                where[q, b] = _DEVICE
+                dev_size[q] += 1
+            _link_front(nxt, prv, q, dev, b)
+            if dev_size[q] > device_blocks:
+                old = prv[q, dev]
+                _unlink(nxt, prv, q, old)
+                dev_size[q] -= 1
+                where[q, old] = _ABSENT
+                if host_blocks > 0:  # offloaded: it joins the host tier
+                    where[q, old] = _HOST
+                    host_size[q] += 1
+                    _link_front(nxt, prv, q, hst, old)
+                    if host_size[q] > host_blocks:
+                        gone = prv[q, hst]
+                        _unlink(nxt, prv, q, gone)
+                        host_size[q] -= 1
+                        where[q, gone] = _ABSENT
+    return out_replica, out_cached, out_host
+
+
+@dataclass(frozen=True, eq=False)
+class CacheHits:
+    """Per request: its replica, cached prompt tokens, and how many of them came from host."""
+
+    replica: IntArray
+    cached_tokens: IntArray
+    host_tokens: IntArray  # part of `cached_tokens` found in the host (offload) tier
+
+
+def cache_hits(
+    prefix: PrefixBlocks,
+    prompt_tokens: IntArray,
+    *,
+    capacity_tokens: int,
+    kv_block_tokens: int,
+    host_capacity_tokens: int = 0,
+    num_replicas: int = 1,
+    policy: int = ROUND_ROBIN,
+    arrival_s: npt.NDArray[np.float64] | None = None,
+    hold_s: npt.NDArray[np.float64] | None = None,
+    max_imbalance_requests: int = 0,
+) -> CacheHits:
+    """Prefix-cache hits of requests spread over `num_replicas` replicas (module docstring).
+
+    `capacity_tokens` / `host_capacity_tokens`: each replica's KV space on the GPUs and in
+    host memory; `policy` ROUND_ROBIN (request i to replica i mod n) or PREFIX_AWARE (needs
+    `arrival_s` and `hold_s`, see `advisor.engine.routing`).
+    """
+    n = prompt_tokens.shape[0]
+    if prefix.num_requests != n:
+        raise WorkloadError(
+            f"prefix: block hashes for {prefix.num_requests} requests, prompts for {n}"
+        )
+    if kv_block_tokens < 1:
+        raise WorkloadError(f"kv_block_tokens: must be >= 1, got {kv_block_tokens}")
+    if num_replicas < 1:
+        raise WorkloadError(f"num_replicas: must be >= 1, got {num_replicas}")
+    zeros = np.zeros(n)
+    replica, cached, host = _cache_pass(
+        prefix.dense_ids,
+        prefix.offsets,
+        np.asarray(prompt_tokens, dtype=np.int64),
+        prefix.block_tokens,
+        max(capacity_tokens, 0) // prefix.block_tokens,
+        max(host_capacity_tokens, 0) // prefix.block_tokens,
+        kv_block_tokens,
+        1,
+        num_replicas,
+        policy,
+        zeros if arrival_s is None else np.asarray(arrival_s, dtype=np.float64),
+        zeros if hold_s is None else np.asarray(hold_s, dtype=np.float64),
+        max_imbalance_requests,
+    )
+    return CacheHits(replica, cached, host)
 
 
 def prefix_cached_tokens(
@@ -105,23 +278,10 @@ def prefix_cached_tokens(
     `capacity_tokens`: the KV space of the replica; `kv_block_tokens`: vLLM's block size
     (`--block-size`), the granularity of a hit.
     """
-    if prefix.num_requests != prompt_tokens.shape[0]:
-        raise WorkloadError(
-            f"prefix: block hashes for {prefix.num_requests} requests, prompts for "
-            f"{prompt_tokens.shape[0]}"
-        )
-    if kv_block_tokens < 1:
-        raise WorkloadError(f"kv_block_tokens: must be >= 1, got {kv_block_tokens}")
-    out: IntArray = _lru_pass(
-        prefix.dense_ids,
-        prefix.offsets,
-        np.asarray(prompt_tokens, dtype=np.int64),
-        prefix.block_tokens,
-        max(capacity_tokens, 0) // prefix.block_tokens,
-        kv_block_tokens,
-        1,
+    hits = cache_hits(
+        prefix, prompt_tokens, capacity_tokens=capacity_tokens, kv_block_tokens=kv_block_tokens
     )
-    return out
+    return hits.cached_tokens
 
 
 def reused_prompt_share(prefix: PrefixBlocks, prompt_tokens: IntArray) -> float:
@@ -133,13 +293,20 @@ def reused_prompt_share(prefix: PrefixBlocks, prompt_tokens: IntArray) -> float:
     total = float(np.asarray(prompt_tokens).sum())
     if total <= 0:
         return 0.0
-    cached = _lru_pass(
+    n = prefix.num_requests
+    _replica, cached, _host = _cache_pass(
         prefix.dense_ids,
         prefix.offsets,
         np.asarray(prompt_tokens, dtype=np.int64),
         prefix.block_tokens,
         int(prefix.hashes.shape[0]) + 1,
+        0,
         1,
+        0,
+        1,
+        ROUND_ROBIN,
+        np.zeros(n),
+        np.zeros(n),
         0,
     )
     return float(cached.sum()) / total

@@ -15,6 +15,8 @@ Structure (JSON field names are the dataclass field names; see
   server), `slo`, `workload`, `autoscaling`, measured `spec_decode` counters, speculative
   candidates (draft / EAGLE checkpoints the user has), quality overrides per scheme, and
   `gpu_kinds` (`GpuKindChoice`: the GPU kinds the planner may pin it to or must exclude).
+  `routing` over the replicas ("round_robin" or "prefix_aware", see
+  `advisor.engine.routing`); `engine_args.kv_offload_gib` adds host memory for KV blocks.
 - `workload`: `WorkloadSpec` — `sample` (an engine `Workload`: arrival times and token
   lengths of a request sample, whose gaps carry the burstiness) and `load` (`LoadShape`:
   request rate per step, 1-minute steps, over days, for autoscaling and fleet sizing). Without
@@ -55,6 +57,7 @@ import numpy.typing as npt
 from advisor.engine.bounds import MIN_REPLICAS, PRICE_USD_PER_GPU_HOUR, SLO_BOUNDS
 from advisor.engine.catalog import KV_DTYPE_BYTES
 from advisor.engine.perf import CalibrationProfile
+from advisor.engine.routing import ROUTING_POLICIES, RoutingPolicy
 from advisor.engine.workload import Workload
 
 FloatArray = npt.NDArray[np.float64]
@@ -73,6 +76,7 @@ DEFAULT_SCALE_DOWN_STABILIZATION_S = 300.0  # Kubernetes HPA default
 DEFAULT_SCALE_UP_STABILIZATION_S = 0.0  # Kubernetes HPA default
 DEFAULT_SYNC_PERIOD_S = 15.0  # kube-controller-manager --horizontal-pod-autoscaler-sync-period
 DEFAULT_LOAD_BANDWIDTH_BYTES_PER_S = 2e9  # weights from local NVMe / a warm page cache
+MAX_KV_OFFLOAD_GIB = 16384.0  # host memory per replica for KV offload (16 TiB: a typo guard)
 DEFAULT_STARTUP_OVERHEAD_S = 60.0  # pod start, CUDA init, vLLM profiling and graph capture
 
 
@@ -221,6 +225,7 @@ class EngineArgs:
     block_size: int = 16
     speculative_config: SpeculativeSpec | None = None
     enable_prefix_caching: bool = True  # vLLM V1's default
+    kv_offload_gib: float = 0.0  # `--kv-offloading-size`: host memory for evicted KV blocks
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "max_model_len"):
@@ -237,6 +242,13 @@ class EngineArgs:
                 "enable_prefix_caching",
                 f"must be true or false, got {self.enable_prefix_caching!r}",
             )
+        offload = self.kv_offload_gib
+        if (
+            isinstance(offload, bool)
+            or not isinstance(offload, int | float)
+            or not 0.0 <= offload <= MAX_KV_OFFLOAD_GIB
+        ):
+            fail("kv_offload_gib", f"must be in [0, {MAX_KV_OFFLOAD_GIB}] GiB, got {offload!r}")
         util = self.gpu_memory_utilization
         if isinstance(util, bool) or not isinstance(util, int | float) or not 0.0 < util <= 1.0:
             fail("gpu_memory_utilization", f"must be in (0, 1], got {util!r}")
@@ -476,6 +488,7 @@ class DeploymentSpec:
     speculative_candidates: tuple[SpecCandidate, ...] = ()
     quality_overrides: Mapping[str, QualityOverride] = field(default_factory=dict)
     gpu_kinds: GpuKindChoice = field(default_factory=GpuKindChoice)
+    routing: RoutingPolicy = "round_robin"  # how requests spread over the replicas
 
     def __post_init__(self) -> None:
         for name in ("name", "model", "hardware", "weight_dtype"):
@@ -490,6 +503,8 @@ class DeploymentSpec:
         check_positive("static_timeout_s", self.static_timeout_s, strict=False)
         if not isinstance(self.gpu_kinds, GpuKindChoice):
             fail("gpu_kinds", "must be a GpuKindChoice")
+        if self.routing not in ROUTING_POLICIES:
+            fail("routing", f"must be one of {list(ROUTING_POLICIES)}, got {self.routing!r}")
         object.__setattr__(self, "quality_overrides", dict(self.quality_overrides))
 
     @property

@@ -320,6 +320,7 @@ def _engine_args(value: Any, path: str) -> EngineArgs:
         enable_prefix_caching=obj.get(
             "enable_prefix_caching", _bool, defaults.enable_prefix_caching
         ),
+        kv_offload_gib=obj.get("kv_offload_gib", _num, defaults.kv_offload_gib),
     )
 
 
@@ -446,6 +447,7 @@ def _deployment(value: Any, path: str) -> DeploymentSpec:
         speculative_candidates=candidates or (),
         quality_overrides=overrides,
         gpu_kinds=obj.get("gpu_kinds", _gpu_kinds, GpuKindChoice()),
+        routing=obj.get("routing", _str, "round_robin"),
     )
 
 

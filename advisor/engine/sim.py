@@ -19,8 +19,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from advisor.engine import _simcore
-from advisor.engine.catalog import HardwareSpec
+from advisor.engine.catalog import GIB, HardwareSpec
 from advisor.engine.perf import (
+    C_COMM_S_PER_TOKEN,
+    C_LIN_S_PER_TOKEN,
     CalibrationProfile,
     ConfigError,
     Deployment,
@@ -28,7 +30,7 @@ from advisor.engine.perf import (
     StepModel,
     memory_plan,
 )
-from advisor.engine.prefix_cache import IntArray, prefix_cached_tokens
+from advisor.engine.prefix_cache import CacheHits, IntArray, cache_hits
 from advisor.engine.results import SimResult
 from advisor.engine.workload import Workload
 
@@ -43,6 +45,10 @@ class SchedulerConfig:
     `enable_prefix_caching`: vLLM's automatic prefix caching (`--enable-prefix-caching`, on
     by default in V1); it skips prefill only for workloads that carry prompt block hashes
     (`Workload.prefix`), see `advisor.engine.prefix_cache`.
+    `kv_offload_bytes`: host memory for KV blocks evicted from the GPUs (vLLM's
+    `--kv-offloading-size`, summed over the tensor-parallel ranks; 0: no offload), a second
+    LRU tier of the prefix cache; a hit there costs its load over the host link
+    (`prefix_cached_tokens_on`).
     """
 
     max_num_seqs: int = 256
@@ -51,12 +57,16 @@ class SchedulerConfig:
     block_size_tokens: int = 16
     prefill_first: bool = False
     enable_prefix_caching: bool = True
+    kv_offload_bytes: int = 0
 
     def __post_init__(self) -> None:
         for name in ("max_num_seqs", "max_num_batched_tokens", "block_size_tokens"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name}: must be an integer >= 1, got {value!r}")
+        offload = self.kv_offload_bytes
+        if isinstance(offload, bool) or not isinstance(offload, int) or offload < 0:
+            raise ConfigError(f"kv_offload_bytes: must be an integer >= 0, got {offload!r}")
         if self.max_num_batched_tokens < self.max_num_seqs:
             raise ConfigError(
                 f"max_num_batched_tokens: {self.max_num_batched_tokens} is below max_num_seqs "
@@ -75,8 +85,13 @@ class SchedulerConfig:
             "enable_chunked_prefill": self.enable_chunked_prefill,
             "block_size": self.block_size_tokens,
             "enable_prefix_caching": self.enable_prefix_caching,
-        }
+        } | ({"kv_offloading_size": self.kv_offload_bytes / GIB} if self.kv_offload_bytes else {})
 
+
+# The host link a KV block offloaded to CPU memory comes back over, per GPU, one way: the
+# catalog has no PCIe figure, so this assumes PCIe Gen4 x16 at the ~25 GB/s it sustains in
+# practice (Gen5 x16 about doubles it). Each tensor-parallel GPU loads its own KV shard.
+HOST_LINK_BYTES_PER_S = 25e9
 
 # vLLM 0.8.0 (2025-03-18) made the V1 engine the default; earlier releases ran V0.
 V1_DEFAULT_VERSION = (0, 8)
@@ -192,21 +207,82 @@ class StaticBatchConfig:
             raise ConfigError(f"timeout_s: must be finite and >= 0, got {self.timeout_s}")
 
 
-def prefix_cached_tokens_on(replica: Replica, workload: Workload) -> IntArray:
-    """Prompt tokens each request finds in the replica's prefix cache.
+def host_load_tokens(
+    host_tokens: IntArray,
+    *,
+    kv_bytes_per_token_per_gpu: float,
+    prefill_s_per_token: float,
+    host_link_bytes_per_s: float = HOST_LINK_BYTES_PER_S,
+) -> IntArray:
+    """Prefill-equivalent tokens charged for loading `host_tokens` from the host tier.
 
-    Zeros when the replica runs without prefix caching or the workload has no block hashes.
-    The cache holds the replica's whole KV space (see `advisor.engine.prefix_cache`).
+    A host-tier hit is charged as if the prefill recomputed the number of tokens whose
+    compute takes as long as the load: ceil(tokens x KV bytes per token per GPU / host link /
+    `prefill_s_per_token`), at most the loaded tokens (vLLM would recompute rather than wait
+    longer). What this approximates: vLLM loads asynchronously while other requests keep
+    running, so the load delays this request's prefill but does not occupy the GPU; here it
+    costs GPU time and token budget in the steps of its prefill (busy time is over-counted
+    by the load time, the request's delay is about right), and loads of concurrent requests
+    do not queue on the link.
     """
+    tokens = np.asarray(host_tokens, dtype=np.int64)
+    load_s = tokens * kv_bytes_per_token_per_gpu / host_link_bytes_per_s
+    charged = np.ceil(load_s / prefill_s_per_token - 1e-9).astype(np.int64)
+    out: IntArray = np.minimum(np.maximum(charged, 0), tokens)
+    return out
+
+
+def host_capacity_tokens(replica: Replica) -> int:
+    """KV tokens the replica's host offload memory holds (0 without offload)."""
+    memory = replica.memory
+    per_token = memory.kv_bytes_per_token_per_gpu * replica.deployment.tensor_parallel
+    return int(replica.scheduler.kv_offload_bytes // per_token) if per_token > 0 else 0
+
+
+def prefill_s_per_token(replica: Replica) -> float:
+    """Marginal compute time of one more prefill token in a step (matmuls + TP communication)."""
+    coef = replica.step_model.coef
+    return float(coef[C_LIN_S_PER_TOKEN] + coef[C_COMM_S_PER_TOKEN])
+
+
+def prefix_hits_on(replica: Replica, workload: Workload) -> CacheHits:
+    """The replica's prefix-cache hits (GPU and host tiers) for the workload, in arrival order.
+
+    No hits when the replica runs without prefix caching or the workload has no block hashes.
+    The GPU tier holds the replica's whole KV space (see `advisor.engine.prefix_cache`).
+    """
+    n = workload.num_requests
     if not replica.scheduler.enable_prefix_caching or workload.prefix is None:
-        return np.zeros(workload.num_requests, np.int64)
+        zeros = np.zeros(n, np.int64)
+        return CacheHits(zeros, zeros, zeros)
     block = replica.scheduler.block_size_tokens
-    return prefix_cached_tokens(
+    return cache_hits(
         workload.prefix,
         workload.prompt_tokens,
         capacity_tokens=replica.total_kv_blocks * block,
         kv_block_tokens=block,
+        host_capacity_tokens=host_capacity_tokens(replica),
     )
+
+
+def prefix_cached_tokens_on(replica: Replica, workload: Workload) -> IntArray:
+    """Prompt tokens each request's prefill skips thanks to the replica's prefix cache.
+
+    The cached tokens (`prefix_hits_on`) less the prefill-equivalent tokens charged for the
+    part loaded from the host tier (`host_load_tokens`). Zeros without caching or hashes.
+    """
+    if not replica.scheduler.enable_prefix_caching or workload.prefix is None:
+        return np.zeros(workload.num_requests, np.int64)  # the hot path without hashes
+    hits = prefix_hits_on(replica, workload)
+    if not hits.host_tokens.any():
+        return hits.cached_tokens
+    charged = host_load_tokens(
+        hits.host_tokens,
+        kv_bytes_per_token_per_gpu=replica.memory.kv_bytes_per_token_per_gpu,
+        prefill_s_per_token=prefill_s_per_token(replica),
+    )
+    skipped: IntArray = hits.cached_tokens - charged
+    return skipped
 
 
 def simulate(replica: Replica, workload: Workload) -> SimResult:

@@ -87,6 +87,9 @@ def _engine_args(args: dict[str, Any]) -> EngineArgs:
     given = {name: args[name] for name in ENGINE_ARG_NAMES if args.get(name) is not None}
     if args.get("no_enable_prefix_caching") is True:  # vLLM's --no-enable-prefix-caching
         given["enable_prefix_caching"] = False
+    offload = args.get("kv_offloading_size")  # GiB; vLLM reports "None" when unset
+    if isinstance(offload, int | float) and not isinstance(offload, bool):
+        given["kv_offload_gib"] = float(offload)
     speculative = args.get("speculative_config")
     try:
         if isinstance(speculative, dict):

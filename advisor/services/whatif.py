@@ -2,9 +2,10 @@
 
 An assessment's `scenario` snapshot is the engine's whole input; a what-if changes only what
 a user may want to try (per deployment: GPU kind, GPUs per replica, replicas, SLOs, vLLM's
-prefix caching on or off, the GPU kinds the planner may move it to; a price per GPU kind;
-which strategies the planner may use, and whether it may move deployments to other GPU
-kinds at all) and runs the same engine call as the
+prefix caching on or off, the router ("round_robin" or "prefix_aware"), host memory for KV
+offload in GiB, the GPU kinds the planner may move it to; a price per GPU kind; which
+strategies the planner may use, and whether it may move deployments to other GPU kinds at
+all) and runs the same engine call as the
 assessment (`scenario_run`), so the answer differs from the stored plan only by the changes.
 
 `changes` is JSON-ready (stored as such by the caller):
@@ -12,7 +13,8 @@ assessment (`scenario_run`), so the answer differs from the stored plan only by 
     {"deployments": {"chat": {"hardware": "A100-80GB", "tensor_parallel": 2, "replicas": 3,
                               "slo": {"ttft_p95_s": 1.0, "tpot_p95_s": 0.05,
                                       "max_quality_loss_points": 0.5},
-                              "enable_prefix_caching": false,
+                              "enable_prefix_caching": false, "routing": "prefix_aware",
+                              "kv_offload_gib": 64,
                               "gpu_kinds": {"pin": ["L40S", "L4"], "exclude": []}}},
      "prices": {"H100-SXM": 3.5},
      "strategies": ["batching", "quantization"],
@@ -44,16 +46,34 @@ from typing import Any
 from advisor.engine.bounds import PRICE_USD_PER_GPU_HOUR, REPLICAS, SLO_BOUNDS, Bound
 from advisor.engine.catalog import DEFAULT_CATALOG, CatalogError
 from advisor.engine.context import PriceBook
-from advisor.engine.scenario import GpuKindChoice, PriceEntry, Scenario, ScenarioError, SloSpec
+from advisor.engine.routing import ROUTING_POLICIES
+from advisor.engine.scenario import (
+    MAX_KV_OFFLOAD_GIB,
+    GpuKindChoice,
+    PriceEntry,
+    Scenario,
+    ScenarioError,
+    SloSpec,
+)
 from advisor.engine.strategies.registry import names as strategy_names
 from advisor.held import held_entry, held_of, plan_hold
 from advisor.models import Assessment
 from advisor.services.assessment_engine import EngineOutcome, scenario_from_json, scenario_run
 
 DEPLOYMENT_KEYS = frozenset(
-    {"hardware", "tensor_parallel", "replicas", "slo", "enable_prefix_caching", "gpu_kinds"}
+    {
+        "hardware",
+        "tensor_parallel",
+        "replicas",
+        "slo",
+        "enable_prefix_caching",
+        "gpu_kinds",
+        "routing",
+        "kv_offload_gib",
+    }
 )
 GPU_KIND_KEYS = ("pin", "exclude")
+KV_OFFLOAD_GIB = Bound("kv_offload_gib", 0.0, MAX_KV_OFFLOAD_GIB, "GiB")
 SLO_KEYS = ("ttft_p95_s", "tpot_p95_s", "max_quality_loss_points")
 # A what-if keeps at least one replica (the bound's 0, scaled to zero, is for stored rows).
 MIN_REPLICAS = 1
@@ -237,6 +257,22 @@ def whatif_scenario(*, scenario: Scenario, changes: Any) -> WhatIf:
                 updated.gpu_kinds, raw["gpu_kinds"], f"{field}.gpu_kinds", said, name
             )
             updated = replace(updated, gpu_kinds=kinds)
+        if raw.get("routing") is not None:
+            routing = raw["routing"]
+            if routing not in ROUTING_POLICIES:
+                raise WhatIfInputError(
+                    f"{field}.routing", f"expected one of {list(ROUTING_POLICIES)}, got {routing!r}"
+                )
+            if routing != updated.routing:
+                said.append(f"{name}: routing {updated.routing} -> {routing}")
+                updated = replace(updated, routing=routing)
+        if raw.get("kv_offload_gib") is not None:
+            gib = _number(raw["kv_offload_gib"], f"{field}.kv_offload_gib", KV_OFFLOAD_GIB)
+            if gib != updated.engine_args.kv_offload_gib:
+                before_gib = updated.engine_args.kv_offload_gib
+                said.append(f"{name}: KV offload to host memory {before_gib:g} -> {gib:g} GiB")
+                args = replace(updated.engine_args, kv_offload_gib=gib)
+                updated = replace(updated, engine_args=args)
         deployments.append(updated)
     missing = sorted(set(edits) - set(by_name))
     if missing:

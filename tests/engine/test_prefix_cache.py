@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from advisor.engine.prefix_cache import (
+    cache_hits,
     prefix_blocks_from_rows,
     prefix_cached_tokens,
     prefix_reuse_assumption,
@@ -91,3 +92,57 @@ def test_it_builds_ragged_blocks_from_records_of_the_commonest_block_size() -> N
     assert (blocks.block_tokens, kept) == (512, 2)
     assert [blocks.row(i).tolist() for i in range(4)] == [[1, 2], [], [], [4, 5]]
     assert prefix_blocks_from_rows([None, None], [None, None]) == (None, 0)
+
+
+def tiered(
+    rows: list[list[int]], prompts: list[int], *, capacity_tokens: int, host_capacity_tokens: int
+) -> tuple[list[int], list[int]]:
+    hits = cache_hits(
+        PrefixBlocks.from_lists(4, rows),
+        np.array(prompts, dtype=np.int64),
+        capacity_tokens=capacity_tokens,
+        kv_block_tokens=1,
+        host_capacity_tokens=host_capacity_tokens,
+    )
+    return hits.cached_tokens.tolist(), hits.host_tokens.tolist()
+
+
+def test_it_finds_blocks_the_gpu_evicted_in_the_host_tier() -> None:
+    # GPU tier 2 blocks, host tier 2. 5 6 push 2 then 1 to the host (host: 1 2). The third
+    # request loads 1 2 back (8 of its 9 tokens, all from host), pushing 6 then 5 out (host:
+    # 5 6); the fourth loads 5 6 back, pushing 2 then 1 out (host: 1 2); the fifth finds 1
+    # in the host tier and misses 9: 4 tokens, from host.
+    rows = [[1, 2], [5, 6], [1, 2], [5, 6], [1, 9]]
+    assert tiered(rows, [9] * 5, capacity_tokens=8, host_capacity_tokens=8) == (
+        [0, 0, 8, 8, 4],
+        [0, 0, 8, 8, 4],
+    )
+    # without the host tier nothing survives (the LRU trace of the test above)
+    assert tiered(rows, [9] * 5, capacity_tokens=8, host_capacity_tokens=0) == (
+        [0, 0, 0, 0, 0],
+        [0, 0, 0, 0, 0],
+    )
+
+
+def test_it_counts_host_tokens_only_up_to_the_hit() -> None:
+    # an 8-token prompt recomputes its last token: 7 cached, all of them from the host tier
+    # (4 of block 1, 3 of block 2); the host tier holds 1 block: only 1 survives (2 dropped)
+    rows = [[1, 2], [5, 6], [1, 2]]
+    assert tiered(rows, [8, 8, 8], capacity_tokens=8, host_capacity_tokens=8) == (
+        [0, 0, 7],
+        [0, 0, 7],
+    )
+    assert tiered(rows, [8, 8, 8], capacity_tokens=8, host_capacity_tokens=4) == (
+        [0, 0, 4],
+        [0, 0, 4],
+    )
+
+
+def test_it_mixes_tiers_in_one_leading_run() -> None:
+    # GPU 3 blocks, host 1: the second request keeps 1 on the GPU and pushes 2 to the host
+    # (touching 6, 5: 5 6 1 on the GPU); the third finds 1 on the GPU and 2 in the host tier
+    rows = [[1, 2], [5, 6], [1, 2]]
+    assert tiered(rows, [9, 9, 9], capacity_tokens=12, host_capacity_tokens=4) == (
+        [0, 0, 8],
+        [0, 0, 4],
+    )

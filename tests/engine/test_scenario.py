@@ -200,6 +200,28 @@ def test_it_refuses_a_lever_switch_that_is_not_a_boolean() -> None:
     assert caught.value.field == "options.hardware_moves"
 
 
+def test_it_round_trips_prefix_aware_routing_and_kv_offload() -> None:
+    scenario = _scenario()
+    first = scenario.deployments[0]
+    changed = replace(
+        first,
+        routing="prefix_aware",
+        engine_args=replace(first.engine_args, kv_offload_gib=64.5),
+    )
+    both = replace(scenario, deployments=(changed, *scenario.deployments[1:]))
+    again = Scenario.from_json(both.to_json())
+    assert again == both
+    assert again.deployments[0].routing == "prefix_aware"
+    assert again.deployments[0].engine_args.kv_offload_gib == 64.5
+    assert again.deployments[1].routing == "round_robin"
+    assert again.deployments[1].engine_args.kv_offload_gib == 0.0
+    # older scenarios without the fields read as round robin without offload
+    data = json.loads(scenario.to_json())
+    del data["deployments"][0]["routing"]
+    del data["deployments"][0]["engine_args"]["kv_offload_gib"]
+    assert Scenario.from_dict(data) == scenario
+
+
 def test_it_names_the_request_whose_block_hashes_do_not_fit() -> None:
     data = json.loads(_with_prefix(_scenario()).to_json())
     sample = data["deployments"][0]["workload"]["sample"]
@@ -280,6 +302,14 @@ BAD_VALUES = [
         5000,
         "deployments[0].spec_decode.num_accepted_tokens",
         "exceeds",
+    ),
+    ("deployments.0.routing", "random", "deployments[0].routing", "got 'random'"),
+    ("deployments.0.routing", 3, "deployments[0].routing", "must be a string, got int"),
+    (
+        "deployments.0.engine_args.kv_offload_gib",
+        -1,
+        "deployments[0].engine_args.kv_offload_gib",
+        "must be in [0, 16384.0] GiB, got -1",
     ),
 ]
 

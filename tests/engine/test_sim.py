@@ -18,6 +18,11 @@ from advisor.engine.sim import (
     Replica,
     SchedulerConfig,
     StaticBatchConfig,
+    host_capacity_tokens,
+    host_load_tokens,
+    prefill_s_per_token,
+    prefix_cached_tokens_on,
+    prefix_hits_on,
     simulate,
     simulate_static,
     vllm_default_scheduler,
@@ -444,3 +449,51 @@ def test_it_turns_prefix_caching_off_in_v0_defaults() -> None:
     assert vllm_default_scheduler(H100).enable_prefix_caching
     assert not vllm_default_scheduler(H100, version=(0, 6)).enable_prefix_caching
     assert vllm_default_scheduler(H100).as_vllm_args()["enable_prefix_caching"] is True
+
+
+def test_it_charges_a_host_load_as_the_prefill_tokens_it_takes_as_long_as() -> None:
+    # Llama-3-8B bf16: 131072 KV bytes per token; 100 tokens over 25 GB/s take 524.288 us,
+    # 26.2 prefill tokens at 20 us each: 27 charged; 1000 tokens: 262.1 -> 263. A link so
+    # slow that recomputing is cheaper charges at most the loaded tokens.
+    tokens = np.array([0, 100, 1000], np.int64)
+    charged = host_load_tokens(
+        tokens, kv_bytes_per_token_per_gpu=131072.0, prefill_s_per_token=2e-5
+    )
+    assert charged.tolist() == [0, 27, 263]
+    slow = host_load_tokens(tokens, kv_bytes_per_token_per_gpu=131072.0, prefill_s_per_token=1e-7)
+    assert slow.tolist() == [0, 100, 1000]
+
+
+def test_host_offload_keeps_a_prefix_the_gpu_evicted() -> None:
+    # tiny-llama with 1 MiB of KV: 1024 tokens (64 16-token blocks) on the GPU, 1024 more in
+    # 1 MiB of host memory (1024 bytes per token). P (40 blocks) then Q (40 blocks) push P's
+    # last 16 blocks to the host; P again finds 24 blocks on the GPU and 16 in the host tier:
+    # 640 tokens cached, 256 of them loaded (256 x 1024 B / 25 GB/s = 10.49 us, 8.2 prefill
+    # tokens of 1.279 us: 9 charged). Without offload only the 24 GPU blocks hit.
+    rows = [list(range(40)), list(range(100, 140)), list(range(40))]
+    workload = Workload(
+        np.array([0.0, 1.0, 2.0]),
+        np.full(3, 641, np.int64),
+        np.full(3, 2, np.int64),
+        prefix=PrefixBlocks.from_lists(16, rows),
+    )
+    scheduler = SchedulerConfig(max_num_seqs=8, max_num_batched_tokens=2048)
+    plain = tiny_replica(1024**2, scheduler)
+    offload = tiny_replica(1024**2, replace(scheduler, kv_offload_bytes=1024**2))
+    assert host_capacity_tokens(offload) == 1024
+    assert prefill_s_per_token(offload) == pytest.approx(1.2787512e-6, rel=1e-6)
+    assert prefix_hits_on(offload, workload).host_tokens.tolist() == [0, 0, 256]
+    assert prefix_cached_tokens_on(offload, workload).tolist() == [0, 0, 631]
+    assert prefix_cached_tokens_on(plain, workload).tolist() == [0, 0, 384]
+    ttft_offload = simulate(offload, workload).ttft_s
+    ttft_plain = simulate(plain, workload).ttft_s
+    assert ttft_offload[2] < ttft_plain[2]
+    assert ttft_offload[:2].tolist() == ttft_plain[:2].tolist()
+
+
+def test_it_rejects_a_negative_offload_and_passes_it_to_vllm_in_gib() -> None:
+    with pytest.raises(ConfigError, match="kv_offload_bytes: must be an integer >= 0, got -1"):
+        SchedulerConfig(kv_offload_bytes=-1)
+    args = SchedulerConfig(kv_offload_bytes=8 * 1024**3).as_vllm_args()
+    assert args["kv_offloading_size"] == 8.0
+    assert "kv_offloading_size" not in SchedulerConfig().as_vllm_args()

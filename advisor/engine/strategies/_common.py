@@ -24,6 +24,7 @@ from advisor.engine.fleet import FleetRun, evaluate_fleet, fixed_fleet
 from advisor.engine.perf import weight_bytes
 from advisor.engine.prefix_cache import prefix_reuse_assumption
 from advisor.engine.redundancy import replica_floor
+from advisor.engine.routing import routing_assumptions
 from advisor.engine.scenario import DeploymentSpec, SloSpec, WorkloadSpec
 
 
@@ -352,6 +353,9 @@ def common_assumptions(ctx: AssessmentContext, item: Resolved) -> tuple[str, ...
         + (" [default]" if price.defaulted else ""),
     ]
     out.append(prefix_reuse_assumption(item.spec.workload.sample))
+    out += routing_assumptions(
+        item.spec.routing, kv_offload_gib=item.spec.engine_args.kv_offload_gib
+    )
     slo = item.spec.slo
     if slo.defaulted:
         out.append("SLO defaults used for: " + ", ".join(slo.defaulted))

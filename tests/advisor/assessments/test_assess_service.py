@@ -191,6 +191,14 @@ def test_it_reads_whether_the_deployment_caches_prefixes(
     assert engine_args_read(raw).enable_prefix_caching is enabled
 
 
+@pytest.mark.parametrize(
+    ("raw", "gib"),
+    [({}, 0.0), ({"kv-offloading-size": 32}, 32.0), ({"kv_offloading_size": "None"}, 0.0)],
+)
+def test_it_reads_the_host_memory_for_kv_offload(raw: dict[str, Any], gib: float) -> None:
+    assert engine_args_read(raw).kv_offload_gib == gib
+
+
 def test_it_passes_measured_speculative_acceptance_to_the_engine(
     lab: LabFleet, django_capture_on_commit_callbacks: Any
 ) -> None:

@@ -112,6 +112,25 @@ def test_it_pins_and_excludes_gpu_kinds_and_switches_the_lever(scenario: Scenari
     assert cleared.described == ("llama: GPU kinds pinned to none", "moves to other GPU kinds on")
 
 
+def test_it_compares_prefix_aware_routing_and_adds_kv_offload(scenario: Scenario) -> None:
+    changed = whatif_scenario(
+        scenario=scenario,
+        changes={"deployments": {"llama": {"routing": "prefix_aware", "kv_offload_gib": 64}}},
+    )
+    llama = changed.scenario.deployment("llama")
+    assert llama.routing == "prefix_aware"
+    assert llama.engine_args.kv_offload_gib == 64.0
+    assert changed.described == (
+        "llama: routing round_robin -> prefix_aware",
+        "llama: KV offload to host memory 0 -> 64 GiB",
+    )
+    same = whatif_scenario(
+        scenario=scenario,
+        changes={"deployments": {"llama": {"routing": "round_robin", "kv_offload_gib": 0}}},
+    )
+    assert same.described == ()
+
+
 def test_the_same_values_are_no_change(scenario: Scenario) -> None:
     same = whatif_scenario(
         scenario=scenario,
@@ -160,6 +179,10 @@ def test_the_same_values_are_no_change(scenario: Scenario) -> None:
         ({"deployments": {"llama": {"gpu_kinds": {"only": ["L4"]}}}},
          "deployments.llama.gpu_kinds.only", "unknown field"),
         ({"hardware_moves": "no"}, "hardware_moves", "expected true or false, got 'no'"),
+        ({"deployments": {"llama": {"routing": "random"}}},
+         "deployments.llama.routing", "got 'random'"),
+        ({"deployments": {"llama": {"kv_offload_gib": -1}}},
+         "deployments.llama.kv_offload_gib", "got -1"),
     ],
 )  # fmt: skip
 def test_bad_changes_name_the_field(
