@@ -33,6 +33,8 @@ the engine (e.g. by a load generator).
 
 from __future__ import annotations
 
+import gzip
+import json
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -504,6 +506,71 @@ def load_azure_trace(path: str | Path, *, name: str | None = None) -> Workload:
         columns["GeneratedTokens"][order],
         None,
         name or source.stem,
+    )
+
+
+MOONCAKE_BLOCK_TOKENS = 512  # Mooncake FAST'25 traces: hash_ids are over 512-token blocks
+
+
+def load_mooncake_trace(path: str | Path, *, name: str | None = None) -> Workload:
+    """Read a Mooncake trace (JSON lines, optionally gzipped) into a `Workload` with hashes.
+
+    Each line: `timestamp` (ms from the trace's start), `input_length`, `output_length` and
+    `hash_ids` (the prompt's 512-token block hashes; a trailing partial block has one too).
+    Arrival times are seconds after the first request, in the file's order (non-decreasing).
+    Raises `WorkloadError` naming the line and field of the first malformed value.
+    """
+    source = Path(path)
+    try:
+        raw = source.read_bytes()
+    except FileNotFoundError as exc:
+        raise WorkloadError(f"{source}: no such file") from exc
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise WorkloadError(f"{source}: not a readable gzip file: {exc}") from exc
+    arrival, prompt, output, rows = [], [], [], []
+    for number, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{source.name} line {number}"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise WorkloadError(f"{where}: not JSON: {exc.msg}") from exc
+        if not isinstance(record, dict):
+            raise WorkloadError(f"{where}: expected an object")
+        for key, least in (("timestamp", 0), ("input_length", 1), ("output_length", 1)):
+            value = record.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < least:
+                raise WorkloadError(
+                    f"{where}, {key}: expected an integer >= {least}, got {value!r}"
+                )
+        hashes = record.get("hash_ids", [])
+        if not isinstance(hashes, list) or not all(
+            isinstance(h, int) and not isinstance(h, bool) for h in hashes
+        ):
+            raise WorkloadError(f"{where}, hash_ids: expected a list of integers")
+        arrival.append(record["timestamp"] / 1000.0)
+        prompt.append(record["input_length"])
+        output.append(record["output_length"])
+        rows.append(hashes)
+    if not arrival:
+        raise WorkloadError(f"{source}: no requests")
+    seconds = np.asarray(arrival, dtype=np.float64)
+    back = np.flatnonzero(np.diff(seconds) < 0)
+    if back.size:
+        raise WorkloadError(
+            f"{source.name} line {int(back[0]) + 2}, timestamp: earlier than the line before"
+        )
+    return Workload(
+        seconds - seconds[0],
+        np.asarray(prompt, dtype=np.int64),
+        np.asarray(output, dtype=np.int64),
+        None,
+        name or source.name.split(".")[0],
+        prefix=PrefixBlocks.from_lists(MOONCAKE_BLOCK_TOKENS, rows),
     )
 
 

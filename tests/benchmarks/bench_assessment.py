@@ -6,8 +6,11 @@ Reproduce with `make bench` or `.venv/bin/python -m tests.benchmarks bench_asses
 deployments (Llama-3-8B, Qwen2.5-7B and Llama-3-70B on H100-SXM, L40S and A100-80GB; one
 static-batching server, two light models, a nightly batch job), each with 7 days of 1-minute
 load (10,080 steps, diurnal and weekly shapes) and a 100,000-request sample bootstrapped
-from the Azure 2023 conversation or code trace at its mean rate: a 1,000,000-request trace
-sample in all, every request of which is replayed once on today's configuration. All five
+from the Azure 2023 conversation or code trace at its mean rate, or for the RAG deployment from
+the Mooncake FAST'25 conversation trace, whose prompts carry 512-token block hashes (37% of
+prompt tokens reusable; the requests longer than Qwen2.5-7B's 32,768 tokens left out), so
+the prefix cache is simulated there: a 1,000,000-request trace sample in all, every request
+of which is replayed once on today's configuration. All five
 strategies run on every deployment, then the planner's search (with the price sheet offering
 the five GPU kinds of `KINDS`, at their catalog prices, so every deployment may also move to
 another kind), sharing, the 64-row combination table and the sensitivity analysis. Building
@@ -17,8 +20,8 @@ Target: <= 60 s on one core (the engine is single-threaded). Also printed: the p
 time of the same run (on a shared machine the wall time includes waiting for a core), each
 move to another GPU kind the plan makes, and, from the planner's search run again on its
 own, the load curves it simulates and the hardware moves its cost bound rules out unsimulated.
-The samples carry no prompt block hashes, so the timed run includes re-sizing each chosen
-configuration at 30% and 60% assumed prefix reuse (`DeploymentPlan.prefix_reuse`).
+The other nine samples carry no prompt block hashes, so the timed run includes re-sizing
+their chosen configurations at 30% and 60% assumed prefix reuse (`DeploymentPlan.prefix_reuse`).
 """
 
 from __future__ import annotations
@@ -42,7 +45,12 @@ from advisor.engine.scenario import (
     WorkloadSpec,
     diurnal_load,
 )
-from advisor.engine.workload import Workload, load_azure_trace, resample_workload
+from advisor.engine.workload import (
+    Workload,
+    load_azure_trace,
+    load_mooncake_trace,
+    resample_workload,
+)
 from tests.benchmarks import Figure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +58,7 @@ TRACES = ROOT / "probes" / "data" / "traces"
 SAMPLE_REQUESTS = 100_000
 DAYS = 7
 KINDS = ("H100-SXM", "H200-SXM", "A100-80GB", "L40S", "L4")  # what the price sheet offers
+MOONCAKE_MAX_TOKENS = 32_768  # Qwen2.5-7B's max_position_embeddings
 
 # name, model, hardware, TP, replicas, mean req/s, peak/trough, trace, SLO (TTFT, TPOT), extra
 FLEET: tuple[tuple[str, str, str, int, int, float, float, str, tuple[float, float], dict], ...] = (
@@ -58,7 +67,7 @@ FLEET: tuple[tuple[str, str, str, int, int, float, float, str, tuple[float, floa
     ("code-7b", "Qwen2.5-7B", "L40S", 1, 4, 1.2, 4.0, "code", (3.0, 0.08), {}),
     ("assistant-70b", "Llama-3-70B", "H100-SXM", 4, 2, 1.5, 3.0, "conv", (3.0, 0.1), {}),
     ("support-70b", "Llama-3-70B", "H100-SXM", 4, 1, 0.6, 2.0, "conv", (3.0, 0.1), {}),
-    ("rag-7b", "Qwen2.5-7B", "A100-80GB", 1, 3, 3.0, 3.0, "code", (3.0, 0.08), {}),
+    ("rag-7b", "Qwen2.5-7B", "A100-80GB", 1, 3, 0.6, 3.0, "mooncake", (5.0, 0.08), {}),
     ("summarizer-8b", "Llama-3-8B", "H100-SXM", 1, 1, 0.15, 1.0, "conv", (2.0, 0.1), {}),
     ("classifier-7b", "Qwen2.5-7B", "H100-SXM", 1, 1, 0.1, 1.0, "code", (2.0, 0.1), {}),
     ("nightly-8b", "Llama-3-8B", "L40S", 1, 2, 1.5, 1.0, "conv", (2.0, 0.1),
@@ -69,9 +78,19 @@ FLEET: tuple[tuple[str, str, str, int, int, float, float, str, tuple[float, floa
 
 
 def fleet(rng_seed: int = 0) -> Scenario:
+    mooncake = load_mooncake_trace(TRACES / "mooncake_conversation_trace.jsonl.gz")
     traces = {
         "conv": load_azure_trace(TRACES / "AzureLLMInferenceTrace_conv.csv"),
         "code": load_azure_trace(TRACES / "AzureLLMInferenceTrace_code.csv"),
+        # Qwen2.5-7B serves 32,768 tokens: the 846 longer requests of 12,031 are left out
+        "mooncake": mooncake.select(
+            mooncake.prompt_tokens + mooncake.output_tokens <= MOONCAKE_MAX_TOKENS
+        ),
+    }
+    names = {
+        "conv": "Azure 2023 conv trace",
+        "code": "Azure 2023 code trace",
+        "mooncake": "Mooncake FAST'25 conversation trace (prefix block hashes)",
     }
     deployments = []
     for index, row in enumerate(FLEET):
@@ -95,7 +114,7 @@ def fleet(rng_seed: int = 0) -> Scenario:
                 hardware=hardware,
                 tensor_parallel=tp,
                 replicas=replicas,
-                workload=WorkloadSpec(sample, load, f"Azure 2023 {trace} trace, bootstrapped"),
+                workload=WorkloadSpec(sample, load, f"{names[trace]}, bootstrapped"),
                 batching=extra.get("batching", "continuous"),
                 engine_args=EngineArgs(),
                 slo=SloSpec(slo[0], slo[1]),

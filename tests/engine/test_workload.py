@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from advisor.engine.workload import (
     closed_loop_workload,
     gamma_arrivals_s,
     load_azure_trace,
+    load_mooncake_trace,
     poisson_arrivals_s,
     resample_workload,
     synthetic_workload,
@@ -329,3 +331,60 @@ def test_it_rejects_ragged_offsets_that_do_not_match_the_hashes() -> None:
         PrefixBlocks(4, np.array([1, 2]), np.array([0, 1]))
     with pytest.raises(WorkloadError, match=r"prefix\.offsets: must start with 0"):
         PrefixBlocks(4, np.array([1, 2]), np.array([1, 2]))
+
+
+def test_it_reads_a_mooncake_trace_with_its_block_hashes(tmp_path: Path) -> None:
+    lines = [
+        '{"timestamp": 1000, "input_length": 1100, "output_length": 5, "hash_ids": [7, 8, 9]}',
+        "",
+        '{"timestamp": 2500, "input_length": 600, "output_length": 1, "hash_ids": [7, 20]}',
+    ]
+    plain = tmp_path / "trace.jsonl"
+    plain.write_text("\n".join(lines) + "\n")
+    packed = tmp_path / "trace.jsonl.gz"
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    for path in (plain, packed):
+        workload = load_mooncake_trace(path)
+        assert workload.name == "trace"
+        assert workload.arrival_s.tolist() == [0.0, 1.5]
+        assert workload.prompt_tokens.tolist() == [1100, 600]
+        assert workload.output_tokens.tolist() == [5, 1]
+        assert workload.prefix is not None
+        assert workload.prefix.block_tokens == 512
+        assert [workload.prefix.row(i).tolist() for i in range(2)] == [[7, 8, 9], [7, 20]]
+        # the second prompt's first 512-token block is the first prompt's: 512 of 1,700
+        assert reused_prompt_share(workload.prefix, workload.prompt_tokens) == 512 / 1700
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"timestamp": 0, "input_length": 0, "output_length": 1}',
+         "t.jsonl line 1, input_length: expected an integer >= 1, got 0"),
+        ('{"timestamp": 0, "input_length": 5, "output_length": 1, "hash_ids": ["a"]}',
+         "t.jsonl line 1, hash_ids: expected a list of integers"),
+        ("[1]", "t.jsonl line 1: expected an object"),
+        ('{"timestamp": 9, "input_length": 5, "output_length": 1}\n'
+         '{"timestamp": 3, "input_length": 5, "output_length": 1}',
+         "t.jsonl line 2, timestamp: earlier than the line before"),
+    ],
+)  # fmt: skip
+def test_it_names_the_line_and_field_of_a_bad_mooncake_row(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    path = tmp_path / "t.jsonl"
+    path.write_text(text + "\n")
+    with pytest.raises(WorkloadError) as caught:
+        load_mooncake_trace(path)
+    assert str(caught.value) == message
+
+
+def test_the_repository_mooncake_trace_is_the_release() -> None:
+    trace = load_mooncake_trace(
+        Path(__file__).resolve().parents[2]
+        / "probes/data/traces/mooncake_conversation_trace.jsonl.gz"
+    )
+    assert trace.num_requests == 12_031
+    assert int(trace.prompt_tokens.sum()) == 144_793_823
+    assert trace.prefix is not None
+    assert reused_prompt_share(trace.prefix, trace.prompt_tokens) == pytest.approx(0.3734, abs=1e-4)
