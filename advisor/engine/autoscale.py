@@ -212,14 +212,14 @@ ADAPTER_METRIC = {
 }
 
 
-def _yaml(value: object, indent: int = 0) -> str:
+def yaml_text(value: object, indent: int = 0) -> str:
     """A small YAML emitter for nested dicts, lists and scalars (no anchors, no flow style)."""
     pad = "  " * indent
     if isinstance(value, dict):
         lines = []
         for key, item in value.items():
             if isinstance(item, dict | list) and item:
-                lines.append(f"{pad}{key}:\n{_yaml(item, indent + 1)}")
+                lines.append(f"{pad}{key}:\n{yaml_text(item, indent + 1)}")
             else:
                 lines.append(f"{pad}{key}: {_scalar(item)}")
         return "\n".join(lines)
@@ -227,7 +227,7 @@ def _yaml(value: object, indent: int = 0) -> str:
         lines = []
         for item in value:
             if isinstance(item, dict) and item:
-                inner = _yaml(item, indent + 1).split("\n")
+                inner = yaml_text(item, indent + 1).split("\n")
                 first = inner[0].strip()
                 rest = "\n".join(inner[1:])
                 lines.append(f"{pad}- {first}" + (f"\n{rest}" if rest else ""))
@@ -293,7 +293,7 @@ def hpa_manifest(policy: HpaPolicy, *, deployment: str, namespace: str = "defaul
             },
         },
     }
-    return _yaml(doc) + "\n"
+    return yaml_text(doc) + "\n"
 
 
 def keda_manifest(
@@ -345,4 +345,4 @@ def keda_manifest(
             ],
         },
     }
-    return _yaml(doc) + "\n"
+    return yaml_text(doc) + "\n"

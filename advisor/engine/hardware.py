@@ -27,9 +27,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-import yaml
-
 from advisor.engine.advice import Projection
+from advisor.engine.autoscale import yaml_text
 from advisor.engine.capacity import ReplicaConfig
 from advisor.engine.catalog import CatalogError, HardwareSpec
 from advisor.engine.context import AssessmentContext, Resolved
@@ -252,7 +251,7 @@ def node_manifest(
         f"{config.tensor_parallel} GPU(s) = {replicas * config.tensor_parallel} "
         f"{config.hardware.name} GPU(s), nodes labelled {key}={value}\n"
     )
-    return header + yaml.safe_dump(doc, sort_keys=False)
+    return header + yaml_text(doc) + "\n"
 
 
 def nodes_note(config: ReplicaConfig, gpus_peak: int, today: HardwareSpec) -> str:
