@@ -187,12 +187,30 @@ def columns_to_rows(body_gz: bytes) -> bytes:
     return reencode(body_gz, rows=True)
 
 
+# What a server older than prompt block hashes refuses: request fields and an agent key.
+PREFIX_HASH_FIELDS = ("prefix_block_hashes", "prefix_block_tokens")
+PREFIX_HASH_AGENT_KEY = "dropped_prefix_hashes"
+
+
 def reencode(
-    body_gz: bytes, *, rows: bool = False, agent_extra: dict[str, Any] | None = None
+    body_gz: bytes,
+    *,
+    rows: bool = False,
+    agent_extra: dict[str, Any] | None = None,
+    strip_prefix_hashes: bool = False,
 ) -> bytes:
     """The same sealed batch, its rows as one object per row if `rows`, with `agent_extra`
-    added to its `agent` metadata (what the pusher learnt after the batch was sealed)."""
+    added to its `agent` metadata (what the pusher learnt after the batch was sealed), and
+    without prompt block hashes if `strip_prefix_hashes` (for a server that predates them)."""
     payload = json.loads(gzip.decompress(body_gz))
+    if strip_prefix_hashes:
+        requests = payload.get("requests")
+        for row in requests if isinstance(requests, list) else [requests]:
+            if isinstance(row, dict):
+                for name in PREFIX_HASH_FIELDS:
+                    row.pop(name, None)
+        if isinstance(payload.get("agent"), dict):
+            payload["agent"].pop(PREFIX_HASH_AGENT_KEY, None)
     if rows:
         for name in COLUMN_LISTS:
             columns = payload.get(name)

@@ -37,6 +37,21 @@ def test_it_reads_a_full_config_file(tmp_path: Path) -> None:
     assert (config.proxy.listen_host, config.proxy.listen_port) == ("0.0.0.0", 8002)
 
 
+PROXY = {"listen": "127.0.0.1:8002", "upstream": "http://127.0.0.1:8000"}
+
+
+def test_prefix_hashes_are_on_by_default_at_the_engines_block_size() -> None:
+    default = config_from_mapping({"proxy": PROXY}).proxy
+    assert default is not None
+    assert (default.prefix_hashes, default.block_tokens) == (True, None)
+    assert (default.max_prompt_bytes, default.hash_queue) == (512 * 1024, 64)
+    tuned = config_from_mapping({"proxy": {**PROXY, "prefix_hashes": False, "block_tokens": 128,
+                                           "max_prompt_bytes": 4096, "hash_queue": 8}})  # fmt: skip
+    assert tuned.proxy is not None
+    assert (tuned.proxy.prefix_hashes, tuned.proxy.block_tokens) == (False, 128)
+    assert (tuned.proxy.max_prompt_bytes, tuned.proxy.hash_queue) == (4096, 8)
+
+
 @pytest.mark.parametrize(
     ("data", "key"),
     [
@@ -50,6 +65,11 @@ def test_it_reads_a_full_config_file(tmp_path: Path) -> None:
         ({"vllm": [{"url": "http://x", "port": 1}]}, "vllm[0].port:"),
         ({"proxy": {"listen": "8002", "upstream": "http://x"}}, "proxy.listen:"),
         ({"colour": "blue"}, "colour:"),
+        ({"proxy": {**PROXY, "prefix_hashes": "yes"}}, "proxy.prefix_hashes:"),
+        ({"proxy": {**PROXY, "block_tokens": 0}}, "proxy.block_tokens:"),
+        ({"proxy": {**PROXY, "max_prompt_bytes": 1.5}}, "proxy.max_prompt_bytes:"),
+        ({"proxy": {**PROXY, "hash_queue": True}}, "proxy.hash_queue:"),
+        ({"proxy": {**PROXY, "hash_size": 4}}, "proxy.hash_size:"),
     ],
 )
 def test_it_names_the_bad_key(data: dict[str, object], key: str) -> None:
