@@ -108,3 +108,27 @@ def test_it_says_when_the_config_file_is_not_yaml(tmp_path: Path) -> None:
     path.write_text("server: [unclosed\n")
     with pytest.raises(ConfigError, match=r"--config: .* is not valid YAML"):
         load_config(path)
+
+
+def test_hashing_flags_keep_the_files_other_proxy_settings(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "proxy: {listen: '0.0.0.0:8002', upstream: 'http://127.0.0.1:8000', hash_queue: 8}\n"
+    )
+    flags = ["--config", str(path), "--no-prefix-hashes", "--prefix-block-tokens", "128"]
+    proxy = config_from_args(build_parser().parse_args(flags)).proxy
+    assert proxy is not None
+    assert (proxy.listen_host, proxy.listen_port, proxy.upstream) == (
+        "0.0.0.0", 8002, "http://127.0.0.1:8000",
+    )  # fmt: skip
+    assert (proxy.prefix_hashes, proxy.block_tokens, proxy.hash_queue) == (False, 128, 8)
+    moved_flags = ["--config", str(path), "--proxy-listen", "127.0.0.1:9000",
+                   "--proxy-upstream", "http://vllm:8000"]  # fmt: skip
+    moved = config_from_args(build_parser().parse_args(moved_flags)).proxy
+    assert moved is not None
+    assert (moved.listen_port, moved.prefix_hashes, moved.hash_queue) == (9000, True, 8)
+    bad_flags = ["--config", str(path), "--prefix-block-tokens", "0"]
+    with pytest.raises(ConfigError, match=r"^proxy\.block_tokens: must be an integer 1-"):
+        config_from_args(build_parser().parse_args(bad_flags))
+    with pytest.raises(ConfigError, match="there is no proxy"):
+        config_from_args(build_parser().parse_args(["--no-prefix-hashes"]))
