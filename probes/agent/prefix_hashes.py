@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 DEFAULT_BLOCK_TOKENS = 16
 ROOT_PARENT = 0
 MAX_TOKEN_ID = 2**32 - 1
+# The server's limit per request (`probes.ingest.schema.MAX_PREFIX_BLOCKS`): a longer chain
+# would have the whole batch refused.
+MAX_HASHES_PER_REQUEST = 65_536
 # How long a failed look-up of the engine's block size is trusted before asking again.
 BLOCK_SIZE_RETRY_S = 300.0
 # Request keys /tokenize takes besides the prompt (vLLM's TokenizeCompletionRequest and
@@ -99,7 +102,7 @@ class HashStats:
 
     hashed: int = 0
     dropped: int = 0  # the queue was full: recorded without hashes
-    too_large: int = 0  # the prompt was over max_prompt_bytes
+    too_large: int = 0  # the request was over max_prompt_bytes, or its chain too long
     failed: int = 0  # /tokenize failed or disagreed with vLLM's prompt token count
     unsupported: int = 0  # e.g. a batch of several prompts in one completions request
 
@@ -139,14 +142,14 @@ class PrefixHasher:
 
     def prompt_of(self, request: Mapping[str, Any], path: str, body_bytes: int) -> Prompt | None:
         """What to tokenize for this request (None: it will not be hashed, counted)."""
+        if body_bytes > self.max_prompt_bytes:
+            return self._skipped("too_large")
         salt = request.get("cache_salt")
         root = salt_root(salt if isinstance(salt, str) else None)
         if path.endswith("/chat/completions"):
             messages = request.get("messages")
             if not isinstance(messages, list) or not messages:
                 return self._skipped("unsupported")
-            if body_bytes > self.max_prompt_bytes:
-                return self._skipped("too_large")
             body = {"messages": messages, **_picked(request, _CHAT_KEYS)}
             return Prompt(tokenize_body=body, token_ids=None, root=root)
         prompt = request.get("prompt")
@@ -158,8 +161,6 @@ class PrefixHasher:
             return Prompt(tokenize_body=None, token_ids=tuple(prompt), root=root)
         if not isinstance(prompt, str) or not prompt:
             return self._skipped("unsupported")
-        if body_bytes > self.max_prompt_bytes:
-            return self._skipped("too_large")
         body = {"prompt": prompt, **_picked(request, _COMPLETION_KEYS)}
         return Prompt(tokenize_body=body, token_ids=None, root=root)
 
@@ -208,7 +209,9 @@ class PrefixHasher:
     def hashed(self, row: Row, prompt: Prompt, client: httpx.Client) -> Row:
         """`row` with `prefix_block_hashes` and `prefix_block_tokens`, or as it was."""
         try:
-            token_ids = prompt.token_ids or self._tokenize(client, row["served_name"], prompt)
+            token_ids: Sequence[int] | None = prompt.token_ids
+            if token_ids is None:
+                token_ids = self._tokenize(client, row["served_name"], prompt)
             block_tokens = self._block_tokens(client)
         except (httpx.HTTPError, ValueError) as exc:
             self._count("failed")
@@ -217,6 +220,9 @@ class PrefixHasher:
         if len(token_ids) != row.get("prompt_tokens"):
             # Not the prompt vLLM saw (another chat template, a truncated prompt).
             self._count("failed")
+            return row
+        if len(token_ids) // block_tokens > MAX_HASHES_PER_REQUEST:
+            self._count("too_large")
             return row
         self._count("hashed")
         hashes = block_hashes(token_ids, block_tokens, prompt.root)

@@ -12,6 +12,7 @@ import pytest
 
 from probes.agent.prefix_hashes import (
     DEFAULT_BLOCK_TOKENS,
+    MAX_HASHES_PER_REQUEST,
     PrefixHasher,
     Prompt,
     block_hashes,
@@ -91,7 +92,8 @@ def test_it_tokenizes_what_the_engine_would_and_keeps_only_ids_given_as_the_prom
     assert hasher.prompt_of({"prompt": [5, -1]}, "/v1/completions", 50) is None
     assert hasher.prompt_of(completion, "/v1/completions", 101) is None
     assert hasher.prompt_of(chat, "/v1/chat/completions", 101) is None
-    assert (hasher.stats.unsupported, hasher.stats.too_large) == (2, 2)
+    assert hasher.prompt_of(ids, "/v1/completions", 101) is None
+    assert (hasher.stats.unsupported, hasher.stats.too_large) == (2, 3)
 
 
 @pytest.fixture
@@ -149,6 +151,18 @@ def test_a_token_count_other_than_vllms_or_a_failed_tokenize_leaves_the_row_as_i
         unknown_model = {"served_name": "other", "prompt_tokens": 11}
         assert hasher.hashed(unknown_model, Prompt({"prompt": "x"}, None), client) == unknown_model
     assert (hasher.stats.failed, hasher.stats.hashed) == (2, 0)
+
+
+def test_a_chain_longer_than_the_server_takes_is_not_sent() -> None:
+    hasher = _hasher("http://127.0.0.1:1", [], block_tokens=1)
+    row = {"served_name": MODEL, "prompt_tokens": MAX_HASHES_PER_REQUEST + 1}
+    tokens = (0,) * MAX_HASHES_PER_REQUEST
+    with httpx.Client() as client:
+        assert hasher.hashed(row, Prompt(None, (*tokens, 0)), client) == row
+        row["prompt_tokens"] = MAX_HASHES_PER_REQUEST
+        at_limit = hasher.hashed(row, Prompt(None, tokens), client)
+    assert len(at_limit["prefix_block_hashes"]) == MAX_HASHES_PER_REQUEST
+    assert (hasher.stats.too_large, hasher.stats.hashed) == (1, 1)
 
 
 def test_a_full_queue_records_at_once_without_hashes_and_counts_it() -> None:
