@@ -21,7 +21,7 @@ class NodeAdmin(admin.ModelAdmin):
     readonly_fields = [
         "last_seen", "agent_version", "host_info", "agent_dropped_records",
         "agent_dropped_batches", "agent_dead_letter_batches", "agent_dead_letter_last_error",
-        "observed_config",
+        "agent_dropped_prefix_hashes", "observed_config",
     ]  # fmt: skip
     actions = ["issue_agent_token"]
 

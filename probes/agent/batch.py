@@ -29,6 +29,9 @@ from probes.agent.samplers import Observations, Row
 # 8 MiB body limit (an engine sample with histograms is ~5 KB, a request record ~150 B).
 MAX_RECORDS_PER_BATCH = 20_000
 MAX_ENGINE_SAMPLES_PER_BATCH = 500
+# Prompt block hashes take ~21 bytes each as JSON (an 8k-token prompt in 16-token blocks:
+# 512 of them, ~11 KB): a batch is sealed early at this many, ~4 MB.
+MAX_PREFIX_HASHES_PER_BATCH = 200_000
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class BatchBuilder:
         self._gpu_samples: list[Row] = []
         self._engine_samples: list[Row] = []
         self._requests: list[Row] = []
+        self._prefix_hashes = 0  # in the open batch's request rows
 
     def add(self, observations: Observations) -> None:
         with self._lock:
@@ -77,6 +81,7 @@ class BatchBuilder:
         with self._lock:
             self._write_journal("r", row)
             self._requests.append(row)
+            self._prefix_hashes += len(row.get("prefix_block_hashes") or ())
 
     def _write_journal(self, kind: str, data: object) -> None:
         if self._journal is None:
@@ -111,6 +116,7 @@ class BatchBuilder:
             return (
                 rows >= MAX_RECORDS_PER_BATCH
                 or len(self._engine_samples) >= MAX_ENGINE_SAMPLES_PER_BATCH
+                or self._prefix_hashes >= MAX_PREFIX_HASHES_PER_BATCH
             )
 
     def seal(self, agent: dict[str, Any], batch_id: str | None = None) -> SealedBatch:
@@ -122,6 +128,7 @@ class BatchBuilder:
             gpu_samples, self._gpu_samples = self._gpu_samples, []
             engine_samples, self._engine_samples = self._engine_samples, []
             requests, self._requests = self._requests, []
+            self._prefix_hashes = 0
             gpus = list(self._gpus.values())
             deployments = list(self._deployments.values())
             # Sent once (in this batch); later batches carry the deployment without it.
@@ -187,12 +194,30 @@ def columns_to_rows(body_gz: bytes) -> bytes:
     return reencode(body_gz, rows=True)
 
 
+# What a server older than prompt block hashes refuses: request fields and an agent key.
+PREFIX_HASH_FIELDS = ("prefix_block_hashes", "prefix_block_tokens")
+PREFIX_HASH_AGENT_KEY = "dropped_prefix_hashes"
+
+
 def reencode(
-    body_gz: bytes, *, rows: bool = False, agent_extra: dict[str, Any] | None = None
+    body_gz: bytes,
+    *,
+    rows: bool = False,
+    agent_extra: dict[str, Any] | None = None,
+    strip_prefix_hashes: bool = False,
 ) -> bytes:
     """The same sealed batch, its rows as one object per row if `rows`, with `agent_extra`
-    added to its `agent` metadata (what the pusher learnt after the batch was sealed)."""
+    added to its `agent` metadata (what the pusher learnt after the batch was sealed), and
+    without prompt block hashes if `strip_prefix_hashes` (for a server that predates them)."""
     payload = json.loads(gzip.decompress(body_gz))
+    if strip_prefix_hashes:
+        requests = payload.get("requests")
+        for row in requests if isinstance(requests, list) else [requests]:
+            if isinstance(row, dict):
+                for name in PREFIX_HASH_FIELDS:
+                    row.pop(name, None)
+        if isinstance(payload.get("agent"), dict):
+            payload["agent"].pop(PREFIX_HASH_AGENT_KEY, None)
     if rows:
         for name in COLUMN_LISTS:
             columns = payload.get(name)

@@ -23,7 +23,14 @@ from types import FrameType
 import httpx
 
 from probes.agent import VERSION
-from probes.agent.config import AgentConfig, ConfigError, load_config, parse_proxy, vllm_target
+from probes.agent.config import (
+    PROXY_HASH_KEYS,
+    AgentConfig,
+    ConfigError,
+    load_config,
+    parse_proxy,
+    vllm_target,
+)
 from probes.agent.controller_config import (
     ControllerSettings,
     build_task,
@@ -61,6 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--proxy-upstream", metavar="URL", help="vLLM URL behind the proxy (default: --vllm)"
     )
+    parser.add_argument(
+        "--no-prefix-hashes", action="store_true",
+        help="the proxy records no prompt block hashes (no /tokenize calls)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--prefix-block-tokens", type=int, metavar="N",
+        help="tokens per hashed prompt block (default: the engine's KV block size, else 16)",
+    )  # fmt: skip
     parser.add_argument("--spool-dir", type=Path)
     parser.add_argument("--spool-max-bytes", type=int)
     parser.add_argument("--sample-interval", type=float, dest="sample_interval_s")
@@ -97,12 +112,28 @@ def config_from_args(args: argparse.Namespace) -> AgentConfig:
         overrides["nvml"] = False
     if args.vllm:
         overrides["vllm"] = tuple(vllm_target(url) for url in args.vllm)
+    proxy = config.proxy
+    # The YAML's hashing settings hold unless a flag says otherwise.
+    hashing = {} if proxy is None else {key: getattr(proxy, key) for key in PROXY_HASH_KEYS}
+    if args.no_prefix_hashes:
+        hashing["prefix_hashes"] = False
+    if args.prefix_block_tokens is not None:
+        hashing["block_tokens"] = args.prefix_block_tokens
     if args.proxy_listen or args.proxy_upstream:
         upstream = args.proxy_upstream or (args.vllm[0] if args.vllm else None)
         if not (args.proxy_listen and upstream):
             raise ConfigError("--proxy-listen needs --proxy-upstream (or a --vllm URL)")
-        overrides["proxy"] = parse_proxy(args.proxy_listen, upstream)
+        overrides["proxy"] = parse_proxy(args.proxy_listen, upstream, **_set(hashing))
+    elif proxy is not None:
+        listen = f"{proxy.listen_host}:{proxy.listen_port}"
+        overrides["proxy"] = parse_proxy(listen, proxy.upstream, **_set(hashing))
+    elif args.no_prefix_hashes or args.prefix_block_tokens is not None:
+        raise ConfigError("--no-prefix-hashes / --prefix-block-tokens: there is no proxy")
     return config.with_overrides(**overrides)
+
+
+def _set(values: Mapping[str, object]) -> dict[str, object]:
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def build_samplers(

@@ -19,6 +19,10 @@ Example (`agent.yaml`)::
     proxy:                          # optional recording reverse proxy in front of vLLM
       listen: 0.0.0.0:8002
       upstream: http://127.0.0.1:8000
+      prefix_hashes: true           # prompt block hashes (never text) for prefix-cache what-ifs
+      block_tokens: 16              # default: the engine's KV block size (its /metrics), else 16
+      max_prompt_bytes: 524288      # larger request bodies are recorded without hashes
+      hash_queue: 64                # requests waiting for /tokenize; beyond, no hashes (counted)
 """
 
 from __future__ import annotations
@@ -44,11 +48,23 @@ class VllmTarget:
     gpu_uuids: tuple[str, ...] = ()
 
 
+# A request is at most 64 MiB (the proxy's limit); a prompt block at most a model's context.
+MAX_PROMPT_BYTES = 64 * 1024 * 1024
+MAX_BLOCK_TOKENS = 1 << 20
+MAX_HASH_QUEUE = 100_000
+
+
 @dataclass(frozen=True)
 class ProxyConfig:
     listen_host: str
     listen_port: int
     upstream: str
+    # On by default: without hashes a deployment's prefix reuse is unknown to the advisor,
+    # and the cost is one /tokenize call per request, made after the response was relayed.
+    prefix_hashes: bool = True
+    block_tokens: int | None = None  # None: the engine's block size, else 16
+    max_prompt_bytes: int = 512 * 1024
+    hash_queue: int = 64
 
 
 @dataclass(frozen=True)
@@ -124,19 +140,38 @@ def config_from_mapping(data: Mapping[str, Any]) -> AgentConfig:
         proxy = data["proxy"]
         if not isinstance(proxy, dict):
             raise ConfigError("proxy: must be a mapping with listen and upstream")
+        unknown = sorted(set(proxy) - {"listen", "upstream", *PROXY_HASH_KEYS})
+        if unknown:
+            raise ConfigError(f"proxy.{unknown[0]}: unknown key")
         values["proxy"] = parse_proxy(
             _string("proxy.listen", proxy.get("listen")),
             _string("proxy.upstream", proxy.get("upstream")),
+            **{key: proxy[key] for key in PROXY_HASH_KEYS if proxy.get(key) is not None},
         )
     return _validated(AgentConfig(**values))
 
 
-def parse_proxy(listen: str, upstream: str) -> ProxyConfig:
+PROXY_HASH_KEYS = ("prefix_hashes", "block_tokens", "max_prompt_bytes", "hash_queue")
+
+
+def parse_proxy(listen: str, upstream: str, **hashing: Any) -> ProxyConfig:
+    """`hashing`: the optional PROXY_HASH_KEYS, as read from YAML (validated here)."""
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"proxy.listen: expected HOST:PORT, got {listen!r}")
     _url("proxy.upstream", upstream)
-    return ProxyConfig(listen_host=host or "127.0.0.1", listen_port=int(port), upstream=upstream)
+    if "prefix_hashes" in hashing and not isinstance(hashing["prefix_hashes"], bool):
+        raise ConfigError("proxy.prefix_hashes: must be true or false")
+    limits = {"block_tokens": MAX_BLOCK_TOKENS, "max_prompt_bytes": MAX_PROMPT_BYTES,
+              "hash_queue": MAX_HASH_QUEUE}  # fmt: skip
+    for key, most in limits.items():
+        if key in hashing:
+            value = hashing[key]
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= most:
+                raise ConfigError(f"proxy.{key}: must be an integer 1-{most}, got {value!r}")
+    return ProxyConfig(
+        listen_host=host or "127.0.0.1", listen_port=int(port), upstream=upstream, **hashing
+    )
 
 
 def vllm_target(url: str) -> VllmTarget:

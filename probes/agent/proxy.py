@@ -8,6 +8,10 @@ status (ok / error / aborted by the client) and the model.
 Token counts come from vLLM's `usage`. A streaming request that did not ask for usage gets
 `stream_options.include_usage` added on the way up, and the usage-only frame it causes is
 removed on the way down, so the client sees what it would have seen without the proxy.
+With a `PrefixHasher` the row also gets the prompt's block hashes (never its text): the
+hasher's worker thread tokenizes the prompt after the response was relayed and records the
+row then (`probes.agent.prefix_hashes`).
+
 Other paths (/metrics, /health, /v1/models, ...) pass through unrecorded, and so do requests
 the upstream answers 404 (a model it does not serve is no deployment's workload).
 
@@ -26,6 +30,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from probes.agent.prefix_hashes import PrefixHasher, Prompt
 
 log = logging.getLogger(__name__)
 RECORDED_PATHS = frozenset({"/v1/completions", "/v1/chat/completions"})
@@ -79,6 +85,7 @@ class _Exchange:
     usage: dict[str, Any] | None = None
     kept: bytearray = field(default_factory=bytearray)
     sse_buffer: bytes = b""
+    prompt: Prompt | None = None  # what the hasher tokenizes (None: no hashes)
 
 
 class RecordingProxy:
@@ -89,6 +96,7 @@ class RecordingProxy:
         *,
         listen_host: str = "127.0.0.1",
         listen_port: int = 0,
+        hasher: PrefixHasher | None = None,
     ) -> None:
         parts = urlsplit(upstream)
         if parts.scheme != "http" or not parts.hostname:
@@ -96,6 +104,7 @@ class RecordingProxy:
         self.upstream_host = parts.hostname
         self.upstream_port = parts.port or 80
         self.record = record
+        self.hasher = hasher
         self.listen_host = listen_host
         self.listen_port = listen_port
         self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
@@ -196,7 +205,10 @@ class RecordingProxy:
         exchange: _Exchange | None = None
         if method == "POST" and path in RECORDED_PATHS:
             exchange = _Exchange(arrival_s=arrival_s, started=started)
-            body = _prepare_body(body, exchange)
+            size = len(body)
+            body, parsed = _prepare_body(body, exchange)
+            if self.hasher is not None and parsed is not None:
+                exchange.prompt = self.hasher.prompt_of(parsed, path, size)
         request = _request_bytes(method, target, head, body, self.upstream_host)
         try:
             up_reader, up_writer, up_head = await self._send(request)
@@ -411,6 +423,11 @@ class RecordingProxy:
         if exchange.streaming and exchange.first_token_at is not None:
             row["ttft_s"] = exchange.first_token_at - exchange.started
         self.recorded += 1
+        hashable = row["status"] != "error" and row["prompt_tokens"] > 0
+        if self.hasher is not None and exchange.prompt is not None and hashable:
+            # Hashed on the hasher's thread, which then records the row.
+            self.hasher.submit(row, exchange.prompt)
+            return
         try:
             self.record(row)
         except Exception:  # a recording failure must never break serving
@@ -471,26 +488,27 @@ def _has_text(choices: Any) -> bool:
     return False
 
 
-def _prepare_body(body: bytes, exchange: _Exchange) -> bytes:
-    """Read model and stream flag; ask for usage on streams (see the module docstring)."""
+def _prepare_body(body: bytes, exchange: _Exchange) -> tuple[bytes, dict[str, Any] | None]:
+    """Read model and stream flag; ask for usage on streams (see the module docstring).
+    Returns the body to send and the request as parsed (None: not a JSON object)."""
     try:
         request = json.loads(body)
     except ValueError:
-        return body  # vLLM will answer 400; recorded as an error
+        return body, None  # vLLM will answer 400; recorded as an error
     if not isinstance(request, dict):
-        return body
+        return body, None
     model = request.get("model")
     exchange.model = model if isinstance(model, str) and model else None
     exchange.streaming = request.get("stream") is True
     if not exchange.streaming:
-        return body
+        return body, request
     options = request.get("stream_options")
     if isinstance(options, dict) and options.get("include_usage") is True:
-        return body
+        return body, request
     exchange.strip_usage = True
     request["stream_options"] = {**(options if isinstance(options, dict) else {}),
                                  "include_usage": True}  # fmt: skip
-    return json.dumps(request, separators=(",", ":")).encode()
+    return json.dumps(request, separators=(",", ":")).encode(), request
 
 
 def _count(usage: dict[str, Any] | None, key: str) -> int | None:

@@ -18,13 +18,15 @@ A server older than the column layout answers a columnar batch 400 "`gpu_samples
 a list": the batch is sent again as rows at once, and so is every later one (until the
 agent restarts), so an agent upgraded before its server loses nothing. Likewise a server
 older than the dead-letter report answers "`agent.dead_letter_batches`: unknown field": the
-batch goes again without those keys, and so does every later one.
+batch goes again without those keys, and so does every later one; the same for a server
+older than prompt block hashes (`requests.prefix_block_hashes`: unknown field).
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -33,7 +35,13 @@ from pathlib import Path
 
 import httpx
 
-from probes.agent.batch import COLUMN_LISTS, reencode, split_sealed
+from probes.agent.batch import (
+    COLUMN_LISTS,
+    PREFIX_HASH_AGENT_KEY,
+    PREFIX_HASH_FIELDS,
+    reencode,
+    split_sealed,
+)
 from probes.agent.spool import Spool, SpoolEntry
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,10 @@ MAX_ERROR_CHARS = 500
 # 409: the batch id was stored with other rows; the server will never take this batch.
 PERMANENT = frozenset({400, 409, 413, 422})
 DEAD_LETTER_KEYS = ("dead_letter_batches", "dead_letter_last_error")
+# `requests.prefix_block_hashes` (columns) or `requests[3].prefix_block_hashes` (rows).
+_PREFIX_HASH_FIELD = re.compile(
+    rf"^requests(\[\d+\])?\.({'|'.join(PREFIX_HASH_FIELDS)})$|^agent\.{PREFIX_HASH_AGENT_KEY}$"
+)
 
 
 class TokenError(RuntimeError):
@@ -106,6 +118,8 @@ class Pusher:
         self.rows_only = False
         # Set once the server has refused the dead-letter keys in `agent` (it predates them).
         self.no_dead_letter_keys = False
+        # Set once the server has refused prompt block hashes (it predates them).
+        self.no_prefix_hashes = False
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name="gca-pusher", daemon=True)
@@ -150,7 +164,7 @@ class Pusher:
             return True  # removed meanwhile (the spool dropped it to stay under its cap)
         try:
             response = self._post(body, token)
-            # At most twice: each fallback is taken once, for good.
+            # At most thrice: each fallback is taken once, for good.
             while response.status_code == 400 and self._predates_layout(response):
                 response = self._post(body, token)
         except httpx.HTTPError as exc:
@@ -210,18 +224,22 @@ class Pusher:
             log.warning("the server predates the column layout; sending rows from now on")
             self.rows_only = True
             return True
-        unknown = {f"agent.{key}" for key in DEAD_LETTER_KEYS}
-        if (
-            not self.no_dead_letter_keys
-            and errors
-            and all(
-                e.get("field") in unknown and e.get("message") == "unknown field" for e in errors
-            )
-        ):
+        dead_letter = {f"agent.{key}" for key in DEAD_LETTER_KEYS}
+        if not errors or any(e.get("message") != "unknown field" for e in errors):
+            return False
+        fields = [str(e.get("field")) for e in errors]
+        newer_dead_letter = [f for f in fields if f in dead_letter]
+        newer_hashes = [f for f in fields if _PREFIX_HASH_FIELD.match(f)]
+        if len(newer_dead_letter) + len(newer_hashes) < len(fields):
+            return False
+        changed = False
+        if newer_dead_letter and not self.no_dead_letter_keys:
             log.warning("the server predates the dead-letter report; no longer sending it")
-            self.no_dead_letter_keys = True
-            return True
-        return False
+            self.no_dead_letter_keys = changed = True
+        if newer_hashes and not self.no_prefix_hashes:
+            log.warning("the server predates prompt block hashes; no longer sending them")
+            self.no_prefix_hashes = changed = True
+        return changed
 
     def _agent_extra(self) -> dict[str, object]:
         """What the spooled batch's `agent` metadata lacks: the dead letters so far."""
@@ -234,9 +252,14 @@ class Pusher:
 
     def _post(self, body: bytes, token: str) -> httpx.Response:
         agent_extra = self._agent_extra()
-        if self.rows_only or agent_extra:
+        if self.rows_only or agent_extra or self.no_prefix_hashes:
             try:
-                body = reencode(body, rows=self.rows_only, agent_extra=agent_extra)
+                body = reencode(
+                    body,
+                    rows=self.rows_only,
+                    agent_extra=agent_extra,
+                    strip_prefix_hashes=self.no_prefix_hashes,
+                )
             except (OSError, EOFError, ValueError) as exc:  # unreadable: let the server say
                 log.error("cannot re-encode a spooled batch: %s", exc)
         return self._client.post(

@@ -24,6 +24,7 @@ from typing import Any
 from probes.agent.batch import BatchBuilder
 from probes.agent.config import AgentConfig
 from probes.agent.journal import Journal
+from probes.agent.prefix_hashes import PrefixHasher
 from probes.agent.proxy import RecordingProxy
 from probes.agent.pusher import Pusher
 from probes.agent.samplers import Observations, Sampler
@@ -72,6 +73,7 @@ class Agent:
         self.builder = BatchBuilder(journal)
         self.stats = AgentStats()
         self.proxy: RecordingProxy | None = None
+        self.hasher: PrefixHasher | None = None
         self._stop = threading.Event()
         self.tasks = [
             PeriodicTask("sample", config.sample_interval_s, self.sample_round),
@@ -86,11 +88,22 @@ class Agent:
     def start_proxy(self) -> int:
         proxy_config = self.config.proxy
         assert proxy_config is not None
+        if proxy_config.prefix_hashes:
+            self.hasher = PrefixHasher(
+                proxy_config.upstream,
+                self.record_request,
+                block_tokens=proxy_config.block_tokens,
+                queue_size=proxy_config.hash_queue,
+                max_prompt_bytes=proxy_config.max_prompt_bytes,
+                timeout_s=self.config.http_timeout_s,
+            )
+            self.hasher.start()
         self.proxy = RecordingProxy(
             proxy_config.upstream,
             self.record_request,
             listen_host=proxy_config.listen_host,
             listen_port=proxy_config.listen_port,
+            hasher=self.hasher,
         )
         port = self.proxy.start()
         log.info("recording proxy on %s:%d -> %s", proxy_config.listen_host, port,
@@ -156,10 +169,13 @@ class Agent:
             self.journal.discard(batch_id)
 
     def _agent_metadata(self) -> dict[str, Any]:
-        return {
+        metadata: dict[str, Any] = {
             "dropped_records": self.spool.dropped_records,
             "dropped_batches": self.spool.dropped_batches,
         }
+        if self.hasher is not None:
+            metadata["dropped_prefix_hashes"] = self.hasher.stats.dropped
+        return metadata
 
     # -- loop ------------------------------------------------------------------------------
 
@@ -192,6 +208,8 @@ class Agent:
     def shutdown(self) -> None:
         if self.proxy is not None:
             self.proxy.stop()
+        if self.hasher is not None:
+            self.hasher.stop()  # records the rows still waiting for their hashes
         self._run_task(PeriodicTask("seal", 0.0, self.seal))
         if self.journal is not None:
             self.journal.close()
@@ -213,6 +231,7 @@ class Agent:
             "agent": asdict(self.stats),
             "push": asdict(self.pusher.stats) if self.pusher else None,
             "proxy_recorded": self.proxy.recorded if self.proxy else 0,
+            "prefix_hashes": asdict(self.hasher.stats) if self.hasher else None,
             "spool": {
                 "pending_batches": pending_batches,
                 "pending_bytes": pending_bytes,

@@ -40,6 +40,12 @@ def _doc_field(spec: Field) -> serializers.Field:
             max_length=4096,
             **common,
         )
+    if spec.kind == "int64s":
+        return serializers.ListField(
+            child=serializers.IntegerField(min_value=-(2**63), max_value=2**63 - 1),
+            max_length=spec.max_length,
+            **common,
+        )
     if spec.kind == "histograms":
         return serializers.DictField(child=HistogramDoc(), **common)
     if spec.kind == "object":

@@ -53,6 +53,12 @@ MAX_HF_CONFIG_VALUES = 32_768
 NUL = "\x00"
 NUL_MESSAGE = "must not contain NUL (\\u0000) characters"
 BATCH_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+# A request's prompt block hashes: signed 64-bit, at most this many per request (a 1M-token
+# prompt in 16-token blocks), and at most prompt_tokens // block tokens + 1 (a trace may
+# hash a partial last block, as Mooncake's do).
+MIN_INT64, MAX_INT64 = -(2**63), 2**63 - 1
+MAX_PREFIX_BLOCKS = 65_536
+MAX_PREFIX_BLOCK_TOKENS = 1 << 20
 
 
 class PayloadError(ValueError):
@@ -72,7 +78,7 @@ class Field:
     """One field of a row: JSON kind, whether required, bounds, and its documentation."""
 
     name: str
-    kind: str  # "number", "integer", "ts", "string", "histograms", "strings", "object"
+    kind: str  # "number", "integer", "ts", "string", "histograms", "strings", "object", "int64s"
     required: bool = False
     minimum: float | None = None
     maximum: float | None = None
@@ -147,7 +153,17 @@ REQUEST_FIELDS: tuple[Field, ...] = (
     _n("ttft_s"),
     _n("e2e_s"),
     Field("status", "string", choices=("ok", "error", "aborted"), default="ok"),
-)
+    Field(
+        "prefix_block_hashes", "int64s", max_length=MAX_PREFIX_BLOCKS,
+        help="The prompt's chained block hashes (signed 64-bit; block j hashes the prompt up "
+        "to the end of block j), never its text; at most prompt_tokens // "
+        "prefix_block_tokens + 1 of them",
+    ),
+    Field(
+        "prefix_block_tokens", "integer", minimum=1, maximum=MAX_PREFIX_BLOCK_TOKENS,
+        help="Tokens per hashed block; required with prefix_block_hashes",
+    ),
+)  # fmt: skip
 AGENT_FIELDS: tuple[Field, ...] = (
     Field("version", "string", max_length=32),
     Field("dropped_records", "integer", minimum=0, help="Cumulative, spool cap reached"),
@@ -157,6 +173,10 @@ AGENT_FIELDS: tuple[Field, ...] = (
         help="Cumulative: batches the server refused for good, moved to the dead-letter file",
     ),
     Field("dead_letter_last_error", "string", max_length=500, help="The last refusal's reason"),
+    Field(
+        "dropped_prefix_hashes", "integer", minimum=0,
+        help="Cumulative: requests recorded without prompt block hashes (hash queue full)",
+    ),
 )  # fmt: skip
 # Top-level lists: name -> (row fields, most rows accepted per batch).
 ROW_LISTS: Mapping[str, tuple[tuple[Field, ...], int]] = {
@@ -269,8 +289,12 @@ def parse_batch(data: object, *, now_s: float | None = None) -> Batch:
             if name in COLUMN_LISTS and isinstance(raw, dict):
                 columns = _columns(raw, name, fields, limit, max_ts, errors)
                 lists[name] = columns if name == "gpu_samples" else columns.rows()
+                if name == "requests" and not errors:
+                    _check_prefix_blocks(lists[name], lambda i, f: f"requests.{f}[{i}]", errors)
                 continue
             rows = _rows(data, name, fields, limit, max_ts, errors)
+            if name == "requests" and not errors:
+                _check_prefix_blocks(rows, lambda i, f: f"requests[{i}].{f}", errors)
             if name == "gpu_samples":
                 lists[name] = _transpose(rows, fields, name)
             else:
@@ -284,6 +308,32 @@ def parse_batch(data: object, *, now_s: float | None = None) -> Batch:
     return Batch(
         batch_id=str(batch_id), agent=agent, host=host, rows_digest=rows_digest(data), **lists
     )
+
+
+_PROMPT = next(i for i, f in enumerate(REQUEST_FIELDS) if f.name == "prompt_tokens")
+_HASHES = next(i for i, f in enumerate(REQUEST_FIELDS) if f.name == "prefix_block_hashes")
+_BLOCK = next(i for i, f in enumerate(REQUEST_FIELDS) if f.name == "prefix_block_tokens")
+
+
+def _check_prefix_blocks(
+    rows: Sequence[tuple[Any, ...]], path: Callable[[int, str], str], errors: list[tuple[str, str]]
+) -> None:
+    """Across fields of a request row: hashes and block size come together, and a prompt of
+    n tokens has at most n // block + 1 blocks."""
+    for i, row in enumerate(rows):
+        hashes, block = row[_HASHES], row[_BLOCK]
+        if hashes is None and block is None:
+            continue
+        if block is None:
+            _add(errors, path(i, "prefix_block_tokens"), "required with prefix_block_hashes")
+        elif hashes is None:
+            _add(errors, path(i, "prefix_block_hashes"), "required with prefix_block_tokens")
+        elif len(hashes) > row[_PROMPT] // block + 1:
+            _add(
+                errors, path(i, "prefix_block_hashes"),
+                f"at most prompt_tokens // prefix_block_tokens + 1 = "
+                f"{row[_PROMPT] // block + 1} hashes, got {len(hashes)}",
+            )  # fmt: skip
 
 
 def _json_problem(
@@ -634,6 +684,19 @@ def _check_complex(kind: str, value: Any, spec: Field) -> tuple[Any] | str:
             return (value,)
         inner, message = problem
         return f"{inner}\0{message}"
+    if kind == "int64s":
+        if type(value) is not list or len(value) > spec.max_length:
+            return f"must be a list of at most {spec.max_length} integers"
+        # C-level passes first; the loop only to name the bad item.
+        if value and not (
+            set(map(type, value)) <= _INT_TYPES
+            and min(value) >= MIN_INT64
+            and max(value) <= MAX_INT64
+        ):
+            for j, item in enumerate(value):
+                if type(item) is not int or not MIN_INT64 <= item <= MAX_INT64:
+                    return f"item {j} must be an integer from -2**63 to 2**63-1, got {item!r}"
+        return (value,)
     if kind == "strings":
         if not isinstance(value, list) or len(value) > 4096:
             return "must be a list of at most 4096 strings"

@@ -55,6 +55,9 @@ class Node(models.Model):
     # Batches the server refused for good (400), which the agent moved to its dead-letter file.
     agent_dead_letter_batches = models.BigIntegerField(default=0)
     agent_dead_letter_last_error = models.CharField(max_length=500, blank=True)
+    # Requests the recording proxy recorded without prompt block hashes because its hash
+    # queue was full (cumulative): prefix reuse is then measured on fewer requests.
+    agent_dropped_prefix_hashes = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -43,7 +43,7 @@ GPU_SAMPLE_COLUMNS = ("gpu_id", *(f.name for f in GPU_SAMPLE_FIELDS[1:]))
 ENGINE_SAMPLE_COLUMNS = ("deployment_id", "node_id", *(f.name for f in ENGINE_SAMPLE_FIELDS[1:]))
 REQUEST_COLUMNS = (
     "deployment_id", "arrival_ts", "prompt_tokens", "output_tokens", "ttft_s", "e2e_s",
-    "status", "source",
+    "status", "prefix_block_hashes", "prefix_block_tokens", "source",
 )  # fmt: skip
 _GPU = {f.name: i for i, f in enumerate(GPU_FIELDS)}
 # How stale Node.last_seen may get before a batch refreshes it (agents push every 10 s).
@@ -142,8 +142,9 @@ def _batch_store(*, node: Node, batch: Batch, now: datetime, skip_conflicts: boo
             ts_columns=ts_cols, json_columns=frozenset({"histograms"}),
         )  # fmt: skip
         request_inserted = bulk_insert_ignoring_conflicts(
-            RequestRecord, REQUEST_COLUMNS, request_rows, ts_columns=ts_cols
-        )
+            RequestRecord, REQUEST_COLUMNS, request_rows,
+            ts_columns=ts_cols, json_columns=frozenset({"prefix_block_hashes"}),
+        )  # fmt: skip
         inserted = (gpu_inserted, engine_inserted, request_inserted)
         duplicates = sum(expected) - sum(inserted)
         if duplicates:
@@ -486,6 +487,7 @@ def _node_seen(*, node: Node, batch: Batch, now: datetime) -> None:
         "agent_dropped_batches": agent.get("dropped_batches"),
         "agent_dead_letter_batches": agent.get("dead_letter_batches"),
         "agent_dead_letter_last_error": agent.get("dead_letter_last_error"),
+        "agent_dropped_prefix_hashes": agent.get("dropped_prefix_hashes"),
     }
     for name, value in reported.items():
         if value is not None and getattr(node, name) != value:

@@ -146,6 +146,11 @@ def test_nothing_is_lost_or_duplicated_when_the_server_goes_down(
     streamed = requests.filter(ttft_s__isnull=False)
     assert streamed.count() == sum(1 for s in load.sent if s["stream"])
     assert all(0 < (r.ttft_s or 0) <= (r.e2e_s or 0) for r in streamed)
+    # Each with its prompt's block hashes (on by default) in the engine's 128-token blocks.
+    assert stats["prefix_hashes"]["hashed"] == len(load.sent)
+    hashed = [(r.prefix_block_tokens, len(r.prefix_block_hashes or ()), r.prompt_tokens // 128)
+              for r in requests]  # fmt: skip
+    assert all(block == 128 and count == full for block, count, full in hashed)
     # The agent's scrapes saw vLLM count the same requests.
     totals = [
         t

@@ -46,7 +46,11 @@ def _rows() -> dict[str, list[dict[str, Any]]]:
             engine_sample(NOW, histograms=HISTOGRAMS),
             engine_sample(NOW + 1, kv_cache_usage=None),
         ],
-        "requests": [request(NOW), request(NOW + 0.5, status="error", ttft_s=None)],
+        "requests": [
+            request(NOW),
+            request(NOW + 0.5, status="error", ttft_s=None),
+            request(NOW + 1, prefix_block_hashes=[-(2**63), 3, 2**63 - 1], prefix_block_tokens=16),
+        ],
     }
 
 
@@ -73,7 +77,7 @@ def test_it_stores_columns_exactly_as_the_same_rows(client: Client) -> None:
     assert columns["gpu_samples"]["power_w"][1] is None
     response = post(client, token, batch("cols", **inventory, **columns))
     assert response.status_code == 201, response.content
-    assert response.json()["stored"] == {"gpu_samples": 4, "engine_samples": 2, "requests": 2}
+    assert response.json()["stored"] == {"gpu_samples": 4, "engine_samples": 2, "requests": 3}
     as_columns = _stored()
     for model in (GpuSample, EngineSample, RequestRecord, IngestBatch):
         model.objects.all().delete()

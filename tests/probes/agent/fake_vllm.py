@@ -21,6 +21,22 @@ MODEL = "tiny"
 TOKENS = 8
 FRAME_GAP_S = 0.005
 FIRST_TOKEN_S = 0.03
+# A short prompt's token count (BOS tokens pad it to this): what the first tests assert.
+SHORT_PROMPT_TOKENS = 11
+BOS = 1
+
+
+def prompt_tokens(body: dict[str, Any]) -> list[int]:
+    """The stand-in's tokenizer: token ids given as the prompt, else one token per UTF-8 byte
+    of the prompt (chat: `role:content\n` per message), after BOS tokens that make a short
+    prompt SHORT_PROMPT_TOKENS long."""
+    prompt = body.get("prompt")
+    if isinstance(prompt, list):
+        return list(prompt)
+    if "messages" in body:
+        prompt = "".join(f"{m['role']}:{m['content']}\n" for m in body["messages"])
+    data = str(prompt).encode()
+    return [BOS] * max(0, SHORT_PROMPT_TOKENS - len(data)) + list(data)
 
 
 def frames(body: dict[str, Any]) -> list[dict[str, Any] | None]:
@@ -36,13 +52,21 @@ def frames(body: dict[str, Any]) -> list[dict[str, Any] | None]:
         out.append({"id": "x", "model": MODEL, "choices": [choice]})
     options = body.get("stream_options") or {}
     if options.get("include_usage"):
-        usage = {"prompt_tokens": 11, "completion_tokens": len(out), "total_tokens": 11 + len(out)}
+        n = len(prompt_tokens(body))
+        usage = {"prompt_tokens": n, "completion_tokens": len(out), "total_tokens": n + len(out)}
         out.append({"id": "x", "model": MODEL, "choices": [], "usage": usage})
     return [*out, None]
 
 
 @contextmanager
-def fake_vllm(received: list[dict[str, Any]] | None = None, port: int = 0) -> Iterator[str]:
+def fake_vllm(
+    received: list[dict[str, Any]] | None = None,
+    port: int = 0,
+    tokenized: list[dict[str, Any]] | None = None,
+    metrics: str = "vllm:num_requests_running 0\n",
+) -> Iterator[str]:
+    """`received`: the completion bodies it was sent; `tokenized`: the /tokenize bodies."""
+
     def completions(request: BaseHTTPRequestHandler) -> None:
         length = int(request.headers.get("Content-Length", "0"))
         body = json.loads(request.rfile.read(length))
@@ -53,8 +77,8 @@ def fake_vllm(received: list[dict[str, Any]] | None = None, port: int = 0) -> It
         if body.get("max_tokens") == 0:
             return text('{"error": "max_tokens must be at least 1"}', status=400)(request)
         if not body.get("stream"):
-            n = body.get("max_tokens", TOKENS)
-            usage = {"prompt_tokens": 11, "completion_tokens": n, "total_tokens": 11 + n}
+            n, p = body.get("max_tokens", TOKENS), len(prompt_tokens(body))
+            usage = {"prompt_tokens": p, "completion_tokens": n, "total_tokens": p + n}
             choices = [{"index": 0, "text": "t" * n}]
             answer = {"id": "x", "model": MODEL, "choices": choices, "usage": usage}
             time.sleep(FIRST_TOKEN_S)
@@ -82,11 +106,22 @@ def fake_vllm(received: list[dict[str, Any]] | None = None, port: int = 0) -> It
         except (BrokenPipeError, ConnectionResetError):
             request.close_connection = True
 
+    def tokenize(request: BaseHTTPRequestHandler) -> None:
+        body = json.loads(request.rfile.read(int(request.headers.get("Content-Length", "0"))))
+        if tokenized is not None:
+            tokenized.append(body)
+        if body.get("model") != MODEL:
+            return text('{"error": "model not found"}', status=404)(request)
+        tokens = prompt_tokens(body)
+        answer = {"tokens": tokens, "count": len(tokens), "max_model_len": 2048}
+        return text(json.dumps(answer), content_type="application/json")(request)
+
     with serving(
         {
+            ("POST", "/tokenize"): tokenize,
             ("POST", "/v1/completions"): completions,
             ("POST", "/v1/chat/completions"): completions,
-            ("GET", "/metrics"): text("vllm:num_requests_running 0\n"),
+            ("GET", "/metrics"): text(metrics),
         },
         port,
     ) as url:

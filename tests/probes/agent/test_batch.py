@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 
-from probes.agent.batch import BatchBuilder, split_sealed
+from probes.agent.batch import MAX_PREFIX_HASHES_PER_BATCH, BatchBuilder, split_sealed
 from probes.agent.samplers import Observations
 from probes.ingest.schema import parse_batch
 
@@ -48,3 +48,24 @@ def test_it_does_not_split_a_single_row() -> None:
     sealed = builder.seal({})
     assert split_sealed(sealed.batch_id, sealed.body_gz) == []
     assert split_sealed("x" * 63, sealed.body_gz) == []  # `<id>.1` would pass 64 characters
+
+
+def test_a_batch_is_sealed_early_when_its_requests_hold_many_prefix_hashes() -> None:
+    builder = BatchBuilder()
+    per_row = MAX_PREFIX_HASHES_PER_BATCH // 4
+    row = {
+        "served_name": "m",
+        "arrival_ts": T,
+        "prompt_tokens": per_row * 16,
+        "output_tokens": 1,
+        "prefix_block_hashes": [7] * per_row,
+        "prefix_block_tokens": 16,
+    }
+    for _ in range(3):
+        builder.add_request(row)
+    assert not builder.full()
+    builder.add_request(row)
+    assert builder.full()
+    sealed = builder.seal({})
+    assert sealed.counts["requests"] == 4
+    assert not builder.full()  # the count starts again with the next batch

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import re
 import socket
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx
 import pytest
 
+from probes.agent.prefix_hashes import PrefixHasher, block_hashes
 from probes.agent.proxy import RecordingProxy
-from tests.probes.agent.fake_vllm import FIRST_TOKEN_S, MODEL, fake_vllm
+from tests.probes.agent.fake_vllm import FIRST_TOKEN_S, MODEL, fake_vllm, prompt_tokens
+from tests.probes.agent.stub_http import serving, text
 from tests.support.components import free_port
 
 
@@ -159,3 +163,78 @@ def test_it_serves_many_requests_over_kept_alive_connections(
     _wait_for(records, 20)
     assert len(records) == 20
     assert all(r["status"] == "ok" and r["output_tokens"] == 2 for r in records)
+
+
+SYSTEM = "You are a careful assistant. " * 4  # 116 bytes: shared by both requests
+
+
+def _chat(user: str) -> dict[str, Any]:
+    return {"model": MODEL, "max_tokens": 2, "messages": [
+        {"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]}  # fmt: skip
+
+
+def test_it_records_the_prompts_block_hashes_and_never_its_text() -> None:
+    tokenized: list[dict[str, Any]] = []
+    records: list[dict[str, Any]] = []
+    with fake_vllm(tokenized=tokenized) as upstream:
+        hasher = PrefixHasher(upstream, records.append, block_tokens=16)
+        hasher.start()
+        proxy = RecordingProxy(upstream, records.append, hasher=hasher)
+        base = f"http://127.0.0.1:{proxy.start()}"
+        try:
+            first, second = _chat("What is a KV cache?"), _chat("And what is a block?")
+            assert httpx.post(base + "/v1/chat/completions", json=first).status_code == 200
+            _stream(base, {**second, "stream": True}, "/v1/chat/completions")
+            _wait_for(records, 2)
+        finally:
+            proxy.stop()
+            hasher.stop()
+    a, b = records
+    expected = [block_hashes(prompt_tokens(body), 16) for body in (first, second)]
+    assert [a["prefix_block_hashes"], b["prefix_block_hashes"]] == expected
+    assert a["prefix_block_tokens"] == b["prefix_block_tokens"] == 16
+    # "system:" + SYSTEM + "\nuser:" is 129 bytes: 8 full blocks the same in both chains.
+    assert a["prefix_block_hashes"][:8] == b["prefix_block_hashes"][:8]
+    assert a["prefix_block_hashes"][8] != b["prefix_block_hashes"][8]
+    assert (a["prompt_tokens"], len(a["prefix_block_hashes"])) == (149, 9)
+    assert (b["prompt_tokens"], len(b["prefix_block_hashes"])) == (150, 9)
+    assert [t["messages"] for t in tokenized] == [first["messages"], second["messages"]]
+    assert all(t["model"] == MODEL for t in tokenized)
+    # Nothing of the prompt is in the rows: only numbers, the model name and the status.
+    strings = {v for row in records for v in row.values() if isinstance(v, str)}
+    assert strings == {MODEL, "ok"}
+    assert hasher.stats.hashed == 2
+
+
+def test_a_slow_tokenize_delays_neither_the_response_nor_other_recording() -> None:
+    release = threading.Event()
+    asked = threading.Event()
+
+    def stuck_tokenize(request: BaseHTTPRequestHandler) -> None:
+        request.rfile.read(int(request.headers.get("Content-Length", "0")))
+        asked.set()
+        release.wait(timeout=10)
+        text(json.dumps({"tokens": [1] * 11}), content_type="application/json")(request)
+
+    records: list[dict[str, Any]] = []
+    with fake_vllm() as upstream, serving({("POST", "/tokenize"): stuck_tokenize}) as tokenizer:
+        hasher = PrefixHasher(tokenizer, records.append, block_tokens=4)
+        hasher.start()
+        proxy = RecordingProxy(upstream, records.append, hasher=hasher)
+        base = f"http://127.0.0.1:{proxy.start()}"
+        try:
+            started = time.perf_counter()
+            response = httpx.post(base + "/v1/completions", json={"model": MODEL, "prompt": "x",
+                                                                   "max_tokens": 2})  # fmt: skip
+            elapsed_s = time.perf_counter() - started
+            assert response.status_code == 200
+            assert asked.wait(timeout=5)
+            assert records == []  # its row waits for the hashes, the client did not
+            assert elapsed_s < 1.0
+            release.set()
+            _wait_for(records, 1)
+        finally:
+            release.set()
+            proxy.stop()
+            hasher.stop()
+    assert records[0]["prefix_block_hashes"] == block_hashes([1] * 11, 4)

@@ -180,6 +180,54 @@ def test_it_stops_reporting_dead_letters_to_a_server_that_predates_them(
     assert sent == [with_keys, with_keys[2:], with_keys[2:]]
 
 
+def test_it_stops_sending_prefix_hashes_to_a_server_that_predates_them(
+    tmp_path: Path,
+) -> None:
+    """An older server refuses the hash columns and the agent's count of rows without
+    hashes as unknown fields: the batch goes again without them, and so do later ones,
+    in rows as in columns."""
+    newer = {"prefix_block_hashes", "prefix_block_tokens"}
+
+    def old_server(request: httpx.Request) -> httpx.Response:
+        payload = json.loads(gzip.decompress(request.content))
+        fields = set(payload["requests"]) & newer
+        errors = [{"field": f"requests.{name}", "message": "unknown field"} for name in fields]
+        if "dropped_prefix_hashes" in payload["agent"]:
+            errors.append({"field": "agent.dropped_prefix_hashes", "message": "unknown field"})
+        return httpx.Response(400, json={"errors": errors}) if errors else httpx.Response(201)
+
+    pusher, spool, seen = _pusher(tmp_path, old_server)
+    for batch_id in ("a", "b"):
+        payload = {
+            "batch_id": batch_id,
+            "agent": {"version": "1", "dropped_prefix_hashes": 3},
+            "requests": {"served_name": ["m"], "arrival_ts": [10.0], "prompt_tokens": [40],
+                         "output_tokens": [1], "prefix_block_hashes": [[5, -6]],
+                         "prefix_block_tokens": [16]},
+        }  # fmt: skip
+        spool.put(batch_id, 1, gzip.compress(json.dumps(payload).encode()))
+    while (entry := spool.oldest()) is not None:
+        assert pusher.push_one(entry) is True
+    assert (pusher.stats.stored, pusher.stats.rejected) == (2, 0)
+    assert pusher.no_prefix_hashes
+    sent = [json.loads(gzip.decompress(r.content)) for r in seen]
+    assert [sorted(p["requests"]) for p in sent] == [
+        ["arrival_ts", "output_tokens", "prefix_block_hashes", "prefix_block_tokens",
+         "prompt_tokens", "served_name"],
+        ["arrival_ts", "output_tokens", "prompt_tokens", "served_name"],
+        ["arrival_ts", "output_tokens", "prompt_tokens", "served_name"],
+    ]  # fmt: skip
+    assert [p["agent"] for p in sent[1:]] == [{"version": "1"}] * 2
+
+
+def test_an_unknown_field_that_is_not_a_newer_key_is_refused_for_good(tmp_path: Path) -> None:
+    errors = [{"field": "requests.prefix_block_hashes", "message": "unknown field"},
+              {"field": "requests.surprise", "message": "unknown field"}]  # fmt: skip
+    pusher, spool, seen = _pusher(tmp_path, lambda r: httpx.Response(400, json={"errors": errors}))
+    assert pusher.push_one(spool.put("a", 1, _sealed("a", 1.0))) is True
+    assert (len(seen), pusher.stats.rejected, pusher.no_prefix_hashes) == (1, 1, False)
+
+
 def test_it_splits_a_batch_the_server_finds_too_large_until_each_part_goes(
     tmp_path: Path,
 ) -> None:
