@@ -60,6 +60,9 @@ STATIC_REQUESTS = 300
 STATIC_RATE_FRACTIONS = (0.005, 0.1, 0.4, 0.7, 0.93)
 
 
+TENSOR_PARALLEL_SIZES = (1, 2, 4, 8)  # the tensor-parallel sizes the planner tries
+
+
 @dataclass(frozen=True)
 class ReplicaConfig:
     """One replica's configuration (everything that changes its step times or memory)."""
@@ -97,6 +100,20 @@ class ReplicaConfig:
             gpu_memory_utilization=self.gpu_memory_utilization,
             max_model_len=self.max_model_len,
         )
+
+    def fitting_tensor_parallel(self, max_tp: int) -> list[int]:
+        """The TP sizes (of `TENSOR_PARALLEL_SIZES`, up to `max_tp`, dividing the attention
+        heads) at which this replica can be served, smallest first."""
+        fitting = []
+        for tp in TENSOR_PARALLEL_SIZES:
+            if tp > max_tp or self.model.num_heads % tp:
+                continue
+            try:
+                replace(self, tensor_parallel=tp).deployment()
+            except ConfigError:
+                continue
+            fitting.append(tp)
+        return fitting
 
     def scheduler(self) -> SchedulerConfig:
         return SchedulerConfig(

@@ -32,13 +32,11 @@ from advisor.engine.autoscale import yaml_text
 from advisor.engine.capacity import ReplicaConfig
 from advisor.engine.catalog import CatalogError, HardwareSpec
 from advisor.engine.context import AssessmentContext, Resolved
-from advisor.engine.perf import ConfigError
 from advisor.engine.prefix_cache import reused_prompt_share
 from advisor.engine.redundancy import replica_floor
 from advisor.engine.strategies._common import ms, usd
 
 HARDWARE = "hardware"  # the lever's name among the planner's strategies
-TP_SIZES = (1, 2, 4, 8)
 WIDER = 2  # besides the smallest TP that fits, this many times it (when it divides the heads)
 
 # The `nvidia.com/gpu.product` label NVIDIA's GPU feature discovery puts on a node (the
@@ -170,18 +168,12 @@ def lower_bound_usd_per_month(
 
 
 def _fitting_tp(config: ReplicaConfig, max_tp: int) -> list[int]:
-    """The smallest TP at which `config` fits, and `WIDER` times it (when it divides the heads)."""
-    for tp in TP_SIZES:
-        if tp > max_tp or config.model.num_heads % tp:
-            continue
-        try:
-            replace(config, tensor_parallel=tp).deployment()
-        except ConfigError:
-            continue
-        wide = tp * WIDER
-        fits = wide <= max_tp and wide in TP_SIZES and config.model.num_heads % wide == 0
-        return [tp, wide] if fits else [tp]
-    return []
+    """The smallest TP at which `config` fits, and `WIDER` times it (when that fits too)."""
+    fitting = config.fitting_tensor_parallel(max_tp)
+    if not fitting:
+        return []
+    wide = fitting[0] * WIDER
+    return [fitting[0], wide] if wide in fitting else [fitting[0]]
 
 
 def moves(ctx: AssessmentContext, item: Resolved, precisions: list[ReplicaConfig]) -> list[Move]:

@@ -41,7 +41,6 @@ ORDER = 2
 
 SCHEMES = ("bf16", "fp8", "int8", "gptq-int8", "awq-int4", "gptq-int4")
 NOT_MODELLED = ("gguf-q8_0", "gguf-q4_k_m")  # vLLM's GGUF path: experimental kernels
-TP_SIZES = (1, 2, 4, 8)
 
 # Published checkpoints (Hugging Face ids) for catalog models; a fine-tuned model needs its own.
 CHECKPOINTS: dict[tuple[str, str], str] = {
@@ -71,15 +70,7 @@ def schemes_for(item: Resolved) -> tuple[str, ...]:
 
 def tp_sizes(config: ReplicaConfig, max_tp: int) -> tuple[int, ...]:
     """The smallest TP at which this precision fits, and today's TP if it differs."""
-    fitting = []
-    for tp in TP_SIZES:
-        if tp > max_tp or config.model.num_heads % tp:
-            continue
-        try:
-            replace(config, tensor_parallel=tp).deployment()
-        except ConfigError:
-            continue
-        fitting.append(tp)
+    fitting = config.fitting_tensor_parallel(max_tp)
     if not fitting:
         return ()
     chosen = {fitting[0]}
