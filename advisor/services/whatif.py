@@ -412,7 +412,8 @@ def whatif_held(
 
 
 def whatif_choices(*, assessment: Assessment) -> dict[str, Any]:
-    """What a what-if form offers: each deployment's current values, prices, strategies."""
+    """What a what-if form offers: each deployment's current values (routing and KV offload
+    included), prices, the routing policies, strategies."""
     scenario = scenario_from_json(assessment.scenario)
     return {
         "deployments": [
@@ -427,6 +428,8 @@ def whatif_choices(*, assessment: Assessment) -> dict[str, Any]:
                 "slo": {key: getattr(d.slo, key) for key in SLO_KEYS},
                 "slo_defaulted": list(d.slo.defaulted),
                 "enable_prefix_caching": d.engine_args.enable_prefix_caching,
+                "routing": d.routing,
+                "kv_offload_gib": d.engine_args.kv_offload_gib,
                 "gpu_kinds": {key: list(getattr(d.gpu_kinds, key)) for key in GPU_KIND_KEYS},
             }
             for d in scenario.deployments
@@ -444,6 +447,7 @@ def whatif_choices(*, assessment: Assessment) -> dict[str, Any]:
             for gpu in DEFAULT_CATALOG.gpus
             if gpu.kind == "gpu"
         ],
+        "routing_policies": list(ROUTING_POLICIES),
         "strategies": list(strategy_names()),
         "enabled": list(scenario.options.strategy_names),
         "hardware_moves": scenario.options.hardware_moves,

@@ -1,13 +1,13 @@
 """The what-if playground: change an assessment's inputs and simulate again (operator+).
 
 The form lists every assessed deployment (GPU kind, GPUs per replica, replicas, SLOs, prefix
-caching on or off, the GPU kinds the planner may move it to: pinned or excluded), a price per
-GPU kind, the strategies and whether the planner may move deployments to other kinds at all;
-the view turns the posted fields into the `changes`
-object of `advisor.services.whatif` and calls one service. Bad input is answered all at once
-(`whatif_problems`), each problem by its input's label ("llama: TTFT p95 (s): ...") and that
-input marked; nothing is stored. The run is simulated on the `sim` queue; its page polls
-`progress.json` and shows the answer beside the assessment's.
+caching on or off, routing, host memory for KV offload in GiB, the GPU kinds the planner
+may move it to: pinned or excluded), a price per GPU kind, the strategies and whether the
+planner may move deployments to other kinds at all; the view turns the posted fields into the
+`changes` object of `advisor.services.whatif` and calls one service. Bad input is answered
+all at once (`whatif_problems`), each problem by its input's label ("llama: TTFT p95 (s):
+...") and that input marked; nothing is stored. The run is simulated on the `sim` queue; its
+page polls `progress.json` and shows the answer beside the assessment's.
 """
 
 from __future__ import annotations
@@ -67,6 +67,11 @@ def form_fields(choices: dict[str, Any]) -> list[FormField]:
             FormField(
                 f"d{index}-enable_prefix_caching", f"{name}: prefix caching",
                 (*at, "enable_prefix_caching"), "switch",
+            ),
+            FormField(f"d{index}-routing", f"{name}: routing", (*at, "routing"), "text"),
+            FormField(
+                f"d{index}-kv_offload_gib", f"{name}: KV offload to host memory (GiB)",
+                (*at, "kv_offload_gib"), "number",
             ),
             FormField(
                 f"d{index}-pin", f"{name}: move only to", (*at, "gpu_kinds", "pin"), "kinds"
@@ -191,6 +196,8 @@ def _form_rows(
             "tensor_parallel": item["tensor_parallel"],
             "replicas": item["replicas"],
             **item["slo"],
+            "routing": item["routing"],
+            "kv_offload_gib": item["kv_offload_gib"],
         }
         values["enable_prefix_caching"] = "on" if item["enable_prefix_caching"] else "off"
         kinds = {key: list(item["gpu_kinds"][key]) for key in ("pin", "exclude")}

@@ -90,6 +90,22 @@ def test_the_node_page_flags_records_the_agent_dropped(client: Client, carol, sm
     assert kpi.format(" bad", 1234) in page
 
 
+def test_the_node_page_shows_requests_recorded_without_prefix_hashes(
+    client: Client, carol, small_fleet
+) -> None:
+    # Prefix reuse is measured on fewer requests when the proxy's hash queue overflowed.
+    client.force_login(carol)
+    kpi = (
+        '<div class="kpi{}" data-testid="kpi-dropped-prefix-hashes">'
+        '<span class="label">Requests without prefix hashes</span><span class="value">{}</span>'
+    )
+    page = client.get(f"/nodes/{small_fleet.node.pk}/").content.decode()
+    assert kpi.format("", 0) in page
+    Node.objects.filter(pk=small_fleet.node.pk).update(agent_dropped_prefix_hashes=417)
+    page = client.get(f"/nodes/{small_fleet.node.pk}/").content.decode()
+    assert kpi.format(" bad", 417) in page
+
+
 def test_the_deployment_page_shows_vllm_load_and_window_latency(
     client: Client, carol, small_fleet: SmallFleet
 ) -> None:

@@ -28,8 +28,10 @@ def _form(assessment: Assessment, **changes: str) -> dict[str, str]:
     data = {
         "d0-hardware": "H100-SXM", "d0-tensor_parallel": "1", "d0-replicas": "3",
         "d0-ttft_p95_s": "2.0", "d0-tpot_p95_s": "0.1", "d0-max_quality_loss_points": "1.0",
+        "d0-routing": "round_robin", "d0-kv_offload_gib": "0.0",
         "d1-hardware": "H100-SXM", "d1-tensor_parallel": "1", "d1-replicas": "2",
         "d1-ttft_p95_s": "2.0", "d1-tpot_p95_s": "0.1", "d1-max_quality_loss_points": "1.0",
+        "d1-routing": "round_robin", "d1-kv_offload_gib": "0.0",
         "price-H100-SXM": "4.0", "price-A100-80GB": "2.74",
         **{f"s-{name}": "on" for name in ("batching", "quantization", "autoscaling",
                                           "speculative", "sharing")},
@@ -310,4 +312,72 @@ def test_a_kind_both_pinned_and_excluded_is_named_and_marked(
     assert 'aria-invalid="true"' in exclude
     assert _selected(exclude) == ["L4"]  # what was posted, to fix
     assert _selected(_select(html, "d0-pin")) == ["L4"]
+    assert not WhatIf.objects.exists()
+
+
+def test_the_form_offers_routing_and_kv_offload_with_the_stored_values(
+    client: Client, bob, assessment: Assessment
+) -> None:
+    client.force_login(bob)
+    html = client.get(f"/assessments/{assessment.pk}/whatif/").content.decode()
+    routing = _select(html, "d0-routing")
+    assert re.findall(r'<option value="([^"]+)"', routing) == ["round_robin", "prefix_aware"]
+    assert _selected(routing) == ["round_robin"]
+    assert ">prefix aware</option>" in routing
+    assert 'name="d1-kv_offload_gib" value="0.0"' in _tag(html, "d1-kv_offload_gib")
+
+
+def test_an_operator_changes_routing_and_kv_offload(
+    client: Client, bob, assessment: Assessment, django_capture_on_commit_callbacks: Any
+) -> None:
+    client.force_login(bob)
+    # qwen's routing and offload are posted as stored: no change for it.
+    form = _form(assessment, **{"d0-routing": "prefix_aware", "d0-kv_offload_gib": "64"})
+    with django_capture_on_commit_callbacks(execute=False):
+        response = client.post(f"/assessments/{assessment.pk}/whatif/", form)
+    assert response.status_code == 302
+    whatif = WhatIf.objects.get()
+    assert whatif.described == [
+        "llama: routing round_robin -> prefix_aware",
+        "llama: KV offload to host memory 0 -> 64 GiB",
+    ]
+    llama = whatif.changes["deployments"]["llama"]
+    assert (llama["routing"], llama["kv_offload_gib"]) == ("prefix_aware", 64.0)
+    assert whatif.changes["deployments"]["qwen"]["routing"] == "round_robin"
+
+
+def test_the_stored_routing_and_offload_are_no_change(
+    client: Client, bob, assessment: Assessment
+) -> None:
+    client.force_login(bob)
+    form = _form(assessment, **{"d1-routing": "round_robin", "d1-kv_offload_gib": "0"})
+    response = client.post(f"/assessments/{assessment.pk}/whatif/", form)
+    assert response.status_code == 400
+    assert _errors(response.content.decode()) == [
+        "Change: nothing changed: every value is the assessment&#x27;s own"
+    ]
+    assert not WhatIf.objects.exists()
+
+
+def test_a_bad_routing_and_kv_offload_are_named_and_marked(
+    client: Client, bob, assessment: Assessment
+) -> None:
+    client.force_login(bob)
+    form = _form(assessment, **{"d0-routing": "random", "d1-kv_offload_gib": "-8"})
+    response = client.post(f"/assessments/{assessment.pk}/whatif/", form)
+    html = response.content.decode()
+    assert response.status_code == 400
+    assert _errors(html) == [
+        "llama: routing: expected one of [&#x27;round_robin&#x27;, &#x27;prefix_aware&#x27;], "
+        "got &#x27;random&#x27;",
+        "qwen: KV offload to host memory (GiB): expected a number &gt;= 0 and &lt;= 16384 GiB, "
+        "got -8.0",
+    ]
+    routing = _select(html, "d0-routing")
+    assert 'aria-invalid="true"' in routing
+    assert _selected(routing) == []  # the select keeps no "random"
+    offload = _tag(html, "d1-kv_offload_gib")
+    assert 'value="-8"' in offload
+    assert 'aria-invalid="true"' in offload
+    assert html.count('class="field-error"') == 2
     assert not WhatIf.objects.exists()
