@@ -143,9 +143,9 @@ class PrefixBlocks:
         conversation) keep theirs. The first draw of a row keeps all of its hashes.
         """
         indices = np.asarray(indices, dtype=np.int64)
-        out = self.take(indices)
-        if out.hashes.shape[0] == 0:
-            return out
+        positions, offsets = self._gather(indices)
+        if positions.shape[0] == 0:
+            return PrefixBlocks(self.block_tokens, self.hashes[positions], offsets)
         holders = np.bincount(self.dense_ids, minlength=int(self.dense_ids.max()) + 1)
         order = np.argsort(indices, kind="stable")
         sorted_picks = indices[order]
@@ -155,33 +155,31 @@ class PrefixBlocks:
         )
         repeat = np.empty(indices.shape[0], dtype=np.int64)
         repeat[order] = rank_sorted
-        row_of = np.repeat(np.arange(indices.shape[0]), out.blocks_per_request)
-        dense = self.dense_ids[self.take_positions(indices)]  # the same gather as `take`
-        private = (holders[dense] == 1) & (repeat[row_of] > 0)
+        row_of = np.repeat(np.arange(indices.shape[0]), np.diff(offsets))
+        private = (holders[self.dense_ids[positions]] == 1) & (repeat[row_of] > 0)
+        hashes = np.array(self.hashes[positions])
         count = int(private.sum())
-        if count == 0:
-            return out
-        hashes = np.array(out.hashes)
         top, bottom = int(self.hashes.max()), int(self.hashes.min())
         if top < np.iinfo(np.int64).max - count:
             hashes[private] = top + 1 + np.arange(count, dtype=np.int64)
         else:
             hashes[private] = bottom - 1 - np.arange(count, dtype=np.int64)
-        return PrefixBlocks(self.block_tokens, hashes, out.offsets)
+        return PrefixBlocks(self.block_tokens, hashes, offsets)
 
-    def take_positions(self, indices: IntArray) -> IntArray:
-        """Flat positions in `hashes` of the rows at `indices`, row after row."""
+    def _gather(self, indices: IntArray) -> tuple[IntArray, IntArray]:
+        """Flat positions in `hashes` of the rows at `indices`, row after row, and the
+        offsets of those rows in the gathered array."""
         lengths = self.blocks_per_request[indices]
         offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-        return np.repeat(self.offsets[:-1][indices] - offsets[:-1], lengths) + np.arange(
+        positions = np.repeat(self.offsets[:-1][indices] - offsets[:-1], lengths) + np.arange(
             int(offsets[-1]), dtype=np.int64
         )
+        return positions, offsets
 
     def take(self, indices: IntArray) -> PrefixBlocks:
         """The rows at `indices` (a ragged gather; indices may repeat)."""
-        lengths = self.blocks_per_request[indices]
-        offsets = np.concatenate(([0], np.cumsum(lengths))).astype(np.int64)
-        return PrefixBlocks(self.block_tokens, self.hashes[self.take_positions(indices)], offsets)
+        positions, offsets = self._gather(indices)
+        return PrefixBlocks(self.block_tokens, self.hashes[positions], offsets)
 
 
 @dataclass(frozen=True, eq=False)
