@@ -171,9 +171,12 @@ def _cache_pass(  # type: ignore[no-untyped-def]
             load[q] += 1
             heap = _heap_push(ends, end_of, heap, arrival_s[r] + hold_s[r], q)
         out_replica[r] = q
-        k = 0
-        while k < full and where[q, ids[start + k]] != _ABSENT:
-            k += 1
+        if policy == ROUND_ROBIN:
+            k = 0
+            while k < full and where[q, ids[start + k]] != _ABSENT:
+                k += 1
+        else:
+            k = best  # the chosen replica's cached run, walked above
         hit = min(k * block_tokens, prompt_tokens[r] - keep_last)
         hit = (hit // kv_block_tokens) * kv_block_tokens
         out_cached[r] = hit
