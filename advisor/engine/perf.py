@@ -269,7 +269,7 @@ class AttentionCosts:
 
 
 def attention_costs(
-    model: ModelSpec, tensor_parallel: int, kv_bytes: float, reference: int, kv_dtype: str = "auto"
+    model: ModelSpec, tensor_parallel: int, kv_bytes: float, reference: int, kv_dtype: str
 ) -> AttentionCosts:
     """Fold each layer's KV and attention FLOPs into per-token / per-pair figures at `reference`.
 
